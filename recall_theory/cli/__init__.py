@@ -1,0 +1,1 @@
+"""The ``recall-theory`` command line: one module per subcommand, registered in main."""
