@@ -1,0 +1,1 @@
+"""Transformer track (filled in below as modules land)."""
