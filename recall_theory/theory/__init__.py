@@ -1,0 +1,78 @@
+"""Closed-form analyses of the KL-regularized optimum and of how recall bounds it.
+
+Every function is pure, jittable and vmappable, works in log space, and follows its
+inputs' dtype: enable float64 (``jax.config.update("jax_enable_x64", True)`` or the
+``with recall_theory.theory.float64():`` context) for recalls below ~1e-38.
+
+Identities (theory.md items), each checked numerically by ``recall-theory verify``:
+
+1. :func:`gibbs` -- the optimum ``pi* = pi_ref exp(r/beta)/Z`` and ``log Z``.
+2. :func:`set_mass`, :func:`aligned_mass` -- the set-mass law ``logit pi*(A) = logit p + gap/beta``.
+3. :func:`kl_cost`, :func:`aligned_kl` -- the KL the optimum pays.
+4. :func:`kl_ceiling`, :func:`kl_ceiling_loose` -- the most any policy within a KL budget reaches.
+5. :func:`dpo_loss_exact`, :func:`pair_coverage` -- DPO's population optimum and sampling trap.
+8. :func:`forward_kl_optimum`, :func:`chi2_kl_optimum`, :func:`ipo_optimum` (+ two-level masses).
+9. :func:`best_of_n`, :func:`best_of_n_aligned_mass`, :func:`best_of_n_kl_bound`.
+10. :func:`prd_curve`, :func:`loglik_precision`, :func:`loglik_recall`, :func:`support_precision_recall`.
+11. :func:`k1`, :func:`k2`, :func:`k3` -- KL estimators and the gradients they follow.
+"""
+
+import contextlib
+
+import jax
+
+from recall_theory.theory.ceiling import kl_ceiling, kl_ceiling_loose
+from recall_theory.theory.dpo import dpo_loss_exact, dpo_loss_minimum, ipo_loss_exact
+from recall_theory.theory.estimators import KL_ESTIMATORS, expected_estimator_gradient, k1, k2, k3
+from recall_theory.theory.gibbs import (
+    expected_reward,
+    gibbs,
+    kl_cost,
+    log_partition,
+    objective,
+    set_mass,
+    soft_max_reward,
+)
+from recall_theory.theory.prd import (
+    loglik_precision,
+    loglik_recall,
+    max_precision,
+    max_recall,
+    prd_curve,
+    prd_precision,
+    prd_recall,
+    support_precision_recall,
+)
+from recall_theory.theory.regularizers import (
+    best_of_n,
+    best_of_n_aligned_mass,
+    best_of_n_kl_bound,
+    chi2_kl_aligned_mass,
+    chi2_kl_optimum,
+    forward_kl_aligned_mass,
+    forward_kl_optimum,
+    ipo_aligned_mass,
+    ipo_optimum,
+    log_lambert_w_exp,
+    preference_vs_reference,
+)
+from recall_theory.theory.two_level import (
+    aligned_kl,
+    aligned_log_mass,
+    aligned_logit,
+    aligned_mass,
+    bernoulli_kl,
+    log_odds,
+    pair_coverage,
+    required_gap,
+)
+
+
+@contextlib.contextmanager
+def float64():
+  """Context in which new jax arrays default to float64 (for recalls down to 1e-300)."""
+  with jax.enable_x64(True):
+    yield
+
+
+__all__ = [name for name in dir() if not name.startswith("_") and name not in ("contextlib", "jax")]
