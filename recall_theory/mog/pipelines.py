@@ -1,0 +1,170 @@
+"""The two pipelines, the control and the recall-recovery variant, for one (seed, beta, student).
+
+* **K-A** (KD then Align): distill the teacher into the student, align the student with
+  pi_ref = student.
+* **A-K** (Align then KD): align the teacher with pi_ref = teacher, distill the aligned
+  teacher into the student's family with the same KD recipe.
+* **K-A(teacher-ref)**, the control reviewers asked for: the student policy, aligned with
+  pi_ref = teacher.
+* **A-K(tau)**: A-K with a softer KD temperature (``kd_recovery_temperature``): recall
+  recovered by distillation temperature.
+
+Each is run with three alignment algorithms: ``exact`` (the Gibbs tilt by quadrature; for
+the control, the exact optimum *within the student family*, reverse-KL projection of the
+tilted teacher from the student, theory item 1), ``pg`` (:mod:`recall_theory.mog.pg`) and
+``dpo`` (:mod:`recall_theory.mog.dpo`).
+
+Why K-A can show *higher overall recall* at large beta (the reviewers' puzzle): overall recall
+E_{p*}[log q] rewards covering all eight modes of p*. At large beta every aligned model stays
+near its reference. K-A's result is then the student itself (four or three broad modes), while
+A-K's distillation of an aligned teacher concentrates the student on the target once the
+alignment gain beats the KD margin (sharpening amplifies the now-probable target), so it spends
+its few components on the target and its neighbours and drops other modes. K-A's higher recall
+is therefore the recall of a model that did *not* move toward the desirable behaviour: at equal
+beta K-A never buys target mass, so it keeps its spread. Compared at equal target mass (or
+equal reward), A-K has the higher recall; and A-K(tau) recovers recall at a small cost in
+target mass. The figure ``mog_tradeoff`` plots recall against target mass to show this.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from recall_theory.mog import distill as kd
+from recall_theory.mog.dpo import DPOConfig, make_preference_pairs, train_dpo
+from recall_theory.mog.em import fit_em
+from recall_theory.mog.metrics import METRICS, Landscape, metrics_on_grid
+from recall_theory.mog.mixture import Mixture, log_prob, normalize_log_weights, sample
+from recall_theory.mog.params import from_mixture, to_mixture
+from recall_theory.mog.pg import PGConfig, train_pg
+from recall_theory.mog.quadrature import Grid, log_density_on_grid, tilt_on_grid, tilted_components
+from recall_theory.mog.setup import ALGORITHMS, PIPELINES, MogConfig, StudentTable
+
+TRAINERS = ("pg K-A", "pg A-K", "pg K-A(teacher-ref)", "dpo K-A", "dpo A-K", "dpo K-A(teacher-ref)")
+
+
+class Problem(NamedTuple):
+  """Arrays shared by every run of a grid (replicated across devices)."""
+  truth: Mixture
+  grid: Grid
+  land: Landscape
+  reward: object
+  table: StudentTable
+
+
+class RunOutput(NamedTuple):
+  """One run: metrics (P, A, M); reference recalls of the target; trainer watches (T,) x2; densities."""
+  metrics_PxAxM: jax.Array
+  student_target_mass: jax.Array
+  teacher_target_mass: jax.Array
+  watch_step_T: jax.Array
+  watch_quantity_T: jax.Array
+  log_density_plot: jax.Array  # (2 + P*A, n_plot, n_plot) or (0,) when not kept
+
+
+def fit_teacher(key: jax.Array, truth: Mixture, config: MogConfig) -> Mixture:
+  """High-recall teacher: EM on samples of p*, started near every mode (covers all of them)."""
+  k_data, k_init = jax.random.split(key)
+  x_NxD = sample(k_data, truth, config.n_teacher_samples)
+  k, d = truth.means_KxD.shape
+  init = Mixture(jnp.full((k,), -jnp.log(k), truth.means_KxD.dtype),
+                 truth.means_KxD + 0.05 * jax.random.normal(k_init, truth.means_KxD.shape, truth.means_KxD.dtype),
+                 jnp.broadcast_to(0.04 * jnp.eye(d, dtype=truth.means_KxD.dtype), (k, d, d)))
+  return fit_em(x_NxD, init, config.em_iters).mixture
+
+
+def profile_for(mixture: Mixture, truth: Mixture, log_profile_modes_K: jax.Array) -> jax.Array:
+  """The KD profile carried to each component via its nearest mode of p*."""
+  sq = jnp.sum((mixture.means_KxD[:, None] - truth.means_KxD[None]) ** 2, axis=-1)
+  return log_profile_modes_K[jnp.argmin(sq, axis=-1)]
+
+
+def selective(mixture: Mixture, log_profile_K: jax.Array, temperature) -> Mixture:
+  return mixture._replace(log_weights_K=kd.selective_log_weights(mixture.log_weights_K, log_profile_K,
+                                                                 temperature))
+
+
+def run_single(seed, beta, variant, problem: Problem, config: MogConfig,
+               keep_densities: bool = False) -> RunOutput:
+  """Every pipeline x algorithm for one seed, beta and student variant (pure; vmap over all three)."""
+  truth, grid, land, reward = problem.truth, problem.grid, problem.land, problem.reward
+  key = jax.random.PRNGKey(seed)
+  k_teacher, k_student, k_train = jax.random.split(key, 3)
+  k_student = jax.random.fold_in(k_student, variant)
+  k_train = jax.random.fold_in(k_train, variant)
+  log_profile_modes = problem.table.log_profile_SxK[variant]
+  active = problem.table.active_SxC[variant]
+
+  teacher = fit_teacher(k_teacher, truth, config)
+  prof_teacher = profile_for(teacher, truth, log_profile_modes)
+  student = kd.distill_forward_samples(k_student, selective(teacher, prof_teacher, config.kd_temperature),
+                                       active, n_samples=config.n_student_samples, n_iter=config.em_iters)
+  log_teacher_G = log_density_on_grid(teacher, grid)
+  log_student_G = log_density_on_grid(student, grid)
+
+  def measure(log_q_G, log_ref_G):
+    return metrics_on_grid(log_q_G, log_ref_G, land, grid, config.support_threshold)
+
+  def distill_mixture(key_kd, aligned_teacher: Mixture, temperature):
+    src = selective(aligned_teacher, profile_for(aligned_teacher, truth, log_profile_modes), temperature)
+    return kd.distill_forward_samples(key_kd, src, active, n_samples=config.n_student_samples,
+                                      n_iter=config.em_iters)
+
+  # --- exact -------------------------------------------------------------------------------
+  reward_G = land.reward_G
+  log_ka_G, _ = tilt_on_grid(log_student_G, reward_G, beta, grid)
+  lw_t, log_comp_GxK, mu_t, cov_t = tilted_components(teacher, reward_G, beta, grid)
+  exact_ak = []
+  for temperature in (config.kd_temperature, config.kd_recovery_temperature):
+    sel_lw = kd.selective_log_weights(lw_t, prof_teacher, temperature)
+    q = kd.distill_forward_grid(sel_lw, log_comp_GxK, mu_t, cov_t, grid, active, n_iter=config.em_iters)
+    exact_ak.append(log_density_on_grid(q, grid))
+  log_aligned_teacher_G, _ = tilt_on_grid(log_teacher_G, reward_G, beta, grid)
+  control, _ = kd.distill_reverse_kl_grid(student, log_aligned_teacher_G, grid, n_steps=config.control_steps)
+  exact = [log_ka_G, exact_ak[0], log_density_on_grid(control, grid), exact_ak[1]]
+
+  # --- policy gradient -----------------------------------------------------------------------
+  pg_cfg = PGConfig(n_steps=config.pg_steps, batch_size=config.pg_batch, learning_rate=config.pg_lr)
+  kp = jax.random.split(jax.random.fold_in(k_train, 1), 5)
+  p_ka, _, w_pg_ka = train_pg(kp[0], from_mixture(student), student, reward, beta, pg_cfg)
+  p_t, _, w_pg_ak = train_pg(kp[1], from_mixture(teacher), teacher, reward, beta, pg_cfg)
+  p_ctl, _, w_pg_ctl = train_pg(kp[2], from_mixture(student), teacher, reward, beta, pg_cfg)
+  pg_teacher = to_mixture(p_t)
+  pg = [log_density_on_grid(to_mixture(p_ka), grid),
+        log_density_on_grid(distill_mixture(kp[3], pg_teacher, config.kd_temperature), grid),
+        log_density_on_grid(to_mixture(p_ctl), grid),
+        log_density_on_grid(distill_mixture(kp[4], pg_teacher, config.kd_recovery_temperature), grid)]
+
+  # --- DPO ---------------------------------------------------------------------------------
+  dpo_cfg = DPOConfig(n_steps=config.dpo_steps, learning_rate=config.dpo_lr, n_pairs=config.dpo_pairs,
+                      label_noise=config.label_noise)
+  kdp = jax.random.split(jax.random.fold_in(k_train, 2), 5)
+  pairs_student = make_preference_pairs(kdp[0], student, reward, config.dpo_pairs, config.label_noise)
+  pairs_teacher = make_preference_pairs(kdp[1], teacher, reward, config.dpo_pairs, config.label_noise)
+  d_ka, _, w_dpo_ka = train_dpo(from_mixture(student), pairs_student, beta, dpo_cfg)
+  d_t, _, w_dpo_ak = train_dpo(from_mixture(teacher), pairs_teacher, beta, dpo_cfg)
+  d_ctl, _, w_dpo_ctl = train_dpo(from_mixture(student), pairs_teacher, beta, dpo_cfg)
+  dpo_teacher = to_mixture(d_t)
+  dpo = [log_density_on_grid(to_mixture(d_ka), grid),
+         log_density_on_grid(distill_mixture(kdp[3], dpo_teacher, config.kd_temperature), grid),
+         log_density_on_grid(to_mixture(d_ctl), grid),
+         log_density_on_grid(distill_mixture(kdp[4], dpo_teacher, config.kd_recovery_temperature), grid)]
+
+  refs = [log_student_G, log_teacher_G, log_teacher_G, log_teacher_G]
+  by_algo = {"exact": exact, "pg": pg, "dpo": dpo}
+  metrics = jnp.stack([jnp.stack([measure(by_algo[a][p], refs[p]) for a in ALGORITHMS])
+                       for p in range(len(PIPELINES))])
+  watches = [w_pg_ka, w_pg_ak, w_pg_ctl, w_dpo_ka, w_dpo_ak, w_dpo_ctl]
+  student_mass = jnp.sum(jnp.exp(log_student_G + grid.log_cell_area) * land.target_G)
+  teacher_mass = jnp.sum(jnp.exp(log_teacher_G + grid.log_cell_area) * land.target_G)
+  if keep_densities:
+    n = int(round(grid.points_GxD.shape[0] ** 0.5))
+    stack = [log_teacher_G, log_student_G] + [by_algo[a][p] for p in range(len(PIPELINES)) for a in ALGORITHMS]
+    dens = jnp.stack([s.reshape(n, n)[::2, ::2] for s in stack])
+  else:
+    dens = jnp.zeros((0,), log_teacher_G.dtype)
+  return RunOutput(metrics, student_mass, teacher_mass,
+                   jnp.stack([w.step for w in watches]), jnp.stack([w.quantity for w in watches]), dens)
