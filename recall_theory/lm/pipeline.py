@@ -1,0 +1,371 @@
+"""Teacher, distilled student, and the alignment pipelines K-A, A-K and the control.
+
+Stages (each a checkpointed training run, see :class:`Runner`):
+
+1. ``teacher``: the large model fitted by maximum likelihood to fresh p* samples
+   (high recall).
+2. ``student``: the small model distilled from the teacher at temperature ``tau``
+   (sequence-level KD on teacher samples at tau, or token-level KD on the teacher's
+   tempered logits): high precision, low recall.
+3. per seed and alignment algorithm (``dpo``, ``ipo``, ``simpo`` on preference pairs
+   sampled from the reference and labelled by Bradley-Terry on the oracle reward with
+   reference log-probs precomputed; ``rloo`` online with the KL in the reward):
+
+   * ``K-A``: align the student with pi_ref = student;
+   * ``A-K``: align the teacher with pi_ref = teacher (row ``A``), then distill it into
+     a freshly initialised student at the same tau;
+   * ``K-A(teacher-ref)``: the control: align the student with pi_ref = teacher
+     (preference pairs sampled from the teacher; online KL against the teacher).
+
+The teacher and the KD student are trained once (seed of the config); the seeds vary
+everything after them (preference data, online samples, the A-K student's
+initialisation and data, evaluation samples), which is the variance the paper
+reports. Every final model is scored by :func:`recall_theory.lm.metrics.evaluate`.
+
+Only the :class:`~recall_theory.lm.groundtruth.GroundTruth` protocol of p* is used, so
+``run_comparison(config, groundtruth=my_pretrained_pstar)`` runs the same pipelines
+against a pretrained stand-in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import zlib
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from recall_theory.errors import InputError, check_positive
+from recall_theory.lm import checkpoint as ckpt_lib
+from recall_theory.lm import losses, metrics, sharding
+from recall_theory.lm.groundtruth import GroundTruth, MarkovMixture, MarkovMixtureConfig
+from recall_theory.lm.model import ModelConfig, Transformer
+from recall_theory.lm.progress import ProgressBar
+from recall_theory.lm.train import (check_finite_metrics, init_train_state, make_optimizer,
+                                    make_train_step, place_state)
+
+ALGORITHMS = ("dpo", "ipo", "simpo", "rloo")
+PREFERENCE_ALGORITHMS = ("dpo", "ipo", "simpo")
+KD_KINDS = ("sequence",) + losses.KD_DIVERGENCES
+PIPELINES = ("K-A", "A-K", "K-A(teacher-ref)")
+_DATA_STREAM = 0x7FFFFFFF  # fold_in index of a stage's fixed data set (steps use 0, 1, ...)
+
+
+@dataclasses.dataclass(frozen=True)
+class StageConfig:
+  """Optimisation of one stage: steps, batch size (sequences), peak learning rate."""
+  steps: int
+  batch_size: int
+  learning_rate: float
+  warmup_steps: int = 0
+
+  def validate(self, name: str) -> "StageConfig":
+    for field in ("steps", "batch_size"):
+      v = getattr(self, field)
+      if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise InputError(f"{name}.{field} must be a positive integer, got {v!r}")
+    check_positive(f"{name}.learning_rate", self.learning_rate)
+    return self
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+  """Everything a comparison run needs (presets in :mod:`recall_theory.lm.presets`)."""
+  groundtruth: MarkovMixtureConfig
+  teacher: ModelConfig
+  student: ModelConfig
+  teacher_train: StageConfig
+  student_train: StageConfig
+  tau: float = 0.7
+  kd: str = "sequence"
+  distill_samples: int = 8192
+  algorithms: tuple[str, ...] = ("dpo", "rloo")
+  preference_train: StageConfig = StageConfig(60, 64, 5e-4)
+  n_pairs: int = 2048
+  beta: float = 0.1
+  bt_scale: float = 10.0
+  simpo_gamma: float = 0.5
+  rloo_train: StageConfig = StageConfig(60, 64, 5e-4)
+  rloo_beta: float = 0.05
+  rloo_group: int = 4
+  eval_samples: int = 2048
+  checkpoint_every: int = 50
+  fsdp: int = 1
+  seed: int = 0
+
+  def validate(self, groundtruth: GroundTruth | None = None) -> "ExperimentConfig":
+    self.groundtruth.validate()
+    self.teacher.validate()
+    self.student.validate()
+    for name in ("teacher_train", "student_train", "preference_train", "rloo_train"):
+      getattr(self, name).validate(name)
+    check_positive("tau", self.tau)
+    if self.kd not in KD_KINDS:
+      raise InputError(f"kd must be one of {KD_KINDS}, got {self.kd!r}")
+    bad = [a for a in self.algorithms if a not in ALGORITHMS]
+    if bad or not self.algorithms:
+      raise InputError(f"algorithms must be a non-empty subset of {ALGORITHMS}, got {bad or '()'}")
+    check_positive("beta", self.beta)
+    check_positive("rloo_beta", self.rloo_beta)
+    check_positive("bt_scale", self.bt_scale)
+    if self.rloo_group < 2 or self.rloo_train.batch_size % self.rloo_group:
+      raise InputError(f"rloo_group={self.rloo_group} must be >= 2 and divide "
+                       f"rloo_train.batch_size={self.rloo_train.batch_size}")
+    gt_vocab = self.groundtruth.vocab_size if groundtruth is None else groundtruth.vocab_size
+    length = (1 + self.groundtruth.seq_len if groundtruth is None
+              else int(np.shape(groundtruth.prompt)[0]) + groundtruth.seq_len)
+    for name in ("teacher", "student"):
+      mc = getattr(self, name)
+      if mc.vocab_size < gt_vocab:
+        raise InputError(f"{name}.vocab_size={mc.vocab_size} is smaller than the ground truth's "
+                         f"vocabulary ({gt_vocab})")
+      if length > mc.max_seq_len:
+        raise InputError(f"sequence length {length} (prompt + seq_len) exceeds {name}.max_seq_len"
+                         f"={mc.max_seq_len}")
+    return self
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+class RunInterrupted(RuntimeError):
+  """Raised by ``interrupt_after`` (tests of resume): simulates a killed run."""
+
+
+def _stage_key(seed: int, stage: str) -> jax.Array:
+  return jax.random.fold_in(jax.random.key(seed), zlib.crc32(stage.encode()) & 0x7FFFFFFF)
+
+
+class Runner:
+  """Runs checkpointed training stages on one mesh, with a progress bar per stage."""
+
+  def __init__(self, *, mesh=None, checkpointer: ckpt_lib.Checkpointer | None = None,
+               checkpoint_every: int = 50, progress: bool = True,
+               interrupt_after: int | None = None):
+    self.mesh = sharding.make_mesh(1) if mesh is None else mesh
+    self.ckpt = checkpointer or ckpt_lib.Checkpointer(None)
+    self.checkpoint_every = checkpoint_every
+    self.progress = progress
+    self.interrupt_after = interrupt_after
+    self.steps_run = 0
+    self._steps = {}
+
+  def _step_fn(self, key, graphdef, tx, loss_fn):
+    if key not in self._steps:
+      self._steps[key] = make_train_step(graphdef, tx, loss_fn, self.mesh)
+    return self._steps[key]
+
+  def train(self, stage: str, model: Transformer, loss_key: tuple, loss_fn, cfg: StageConfig,
+            make_batch: Callable) -> Transformer:
+    """Train ``model`` for ``cfg.steps``; resume from / save to checkpoints of ``stage``.
+
+    ``make_batch(step, current_model) -> dict`` must be a deterministic function of the
+    step (and the current parameters), so a resumed stage replays exactly.
+    """
+    tx = make_optimizer(cfg.learning_rate, cfg.steps, warmup_steps=cfg.warmup_steps)
+    graphdef, state = init_train_state(model, tx)
+    state = place_state(state, self.mesh)
+    start = 0
+    meta = self.ckpt.latest(stage)
+    if meta is not None:
+      state = self.ckpt.restore(meta, state)
+      start = int(meta["step"])
+    step_fn = self._step_fn((loss_key, dataclasses.astuple(cfg), graphdef), graphdef, tx, loss_fn)
+    with ProgressBar(stage, cfg.steps, enabled=self.progress) as bar:
+      bar.set(start, resumed=start) if start else None
+      for step in range(start, cfg.steps):
+        batch = make_batch(step, lambda: nnx.merge(graphdef, state.params))
+        state, out = step_fn(state, sharding.shard_batch(batch, self.mesh))
+        host = check_finite_metrics(out, step + 1, stage)
+        done = step + 1
+        if done == cfg.steps or done % self.checkpoint_every == 0:
+          self.ckpt.save(stage, done, state, final=done == cfg.steps)
+        bar.set(done, loss=host["loss"])
+        self.steps_run += 1
+        if self.interrupt_after is not None and self.steps_run >= self.interrupt_after:
+          raise RunInterrupted(f"interrupted after {self.steps_run} steps (stage {stage!r})")
+    return nnx.merge(graphdef, state.params)
+
+
+# -- data builders ---------------------------------------------------------------------
+def _minibatch(key, arrays: dict, batch_size: int) -> dict:
+  n = next(iter(arrays.values())).shape[0]
+  idx = jax.random.randint(key, (batch_size,), 0, n)
+  return {k: v[idx] for k, v in arrays.items()}
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "prompt_len"))
+def _continuation_log_probs(graphdef, state, tokens, prompt_len):
+  return losses.continuation_log_probs(nnx.merge(graphdef, state), tokens, prompt_len)[1]
+
+
+def _copy(model: Transformer) -> Transformer:
+  """An independent copy (training donates its buffers; the original must survive)."""
+  graphdef, state = nnx.split(model)
+  return nnx.merge(graphdef, jax.tree.map(lambda x: jnp.array(x, copy=True), state))
+
+
+def init_model(config: ModelConfig, seed: int) -> Transformer:
+  return Transformer(config, rngs=nnx.Rngs(seed))
+
+
+def preference_pairs(reference: Transformer, groundtruth: GroundTruth, key, n_pairs: int,
+                     bt_scale: float) -> dict:
+  """Pairs sampled from ``reference``, labelled by Bradley-Terry on the oracle reward.
+
+  P(y1 preferred to y2) = sigmoid(bt_scale (R(y1) - R(y2))); reference sequence
+  log-probs are computed here once (no live reference model during training).
+  """
+  p = int(np.shape(groundtruth.prompt)[0])
+  k_sample, k_label = jax.random.split(key)
+  both = metrics.sample_model(reference, groundtruth, k_sample, 2 * n_pairs)
+  y1, y2 = both[:n_pairs], both[n_pairs:]
+  r1, r2 = groundtruth.reward(y1), groundtruth.reward(y2)
+  first_wins = jax.random.bernoulli(k_label, jax.nn.sigmoid(bt_scale * (r1 - r2)))
+  chosen = jnp.where(first_wins[:, None], y1, y2)
+  rejected = jnp.where(first_wins[:, None], y2, y1)
+  return {"chosen": chosen, "rejected": rejected,
+          "ref_chosen": jnp.asarray(metrics.model_log_prob(reference, chosen, p)),
+          "ref_rejected": jnp.asarray(metrics.model_log_prob(reference, rejected, p))}
+
+
+# -- stages ----------------------------------------------------------------------------
+def train_teacher(runner: Runner, config: ExperimentConfig, groundtruth: GroundTruth,
+                  stage: str = "teacher") -> Transformer:
+  """Maximum likelihood on fresh p* samples (a new batch every step)."""
+  p = int(np.shape(groundtruth.prompt)[0])
+  key = _stage_key(config.seed, stage)
+  cfg = config.teacher_train
+
+  def make_batch(step, _):
+    return {"tokens": groundtruth.sample(jax.random.fold_in(key, step), cfg.batch_size)}
+
+  return runner.train(stage, init_model(config.teacher, config.seed), ("mle", p),
+                      losses.make_mle_loss(p), cfg, make_batch)
+
+
+def distill(runner: Runner, config: ExperimentConfig, groundtruth: GroundTruth,
+            teacher: Transformer, stage: str, init_seed: int, data_seed: int) -> Transformer:
+  """Distill ``teacher`` into a fresh student at temperature tau (sequence or token KD)."""
+  p = int(np.shape(groundtruth.prompt)[0])
+  key = _stage_key(data_seed, stage)
+  cfg = config.student_train
+  data = {"tokens": metrics.sample_model(teacher, groundtruth, jax.random.fold_in(key, _DATA_STREAM),
+                                         config.distill_samples, temperature=config.tau)}
+  if config.kd == "sequence":
+    loss_key, loss_fn = ("mle", p), losses.make_mle_loss(p)
+
+    def make_batch(step, _):
+      return _minibatch(jax.random.fold_in(key, step), data, cfg.batch_size)
+  else:
+    loss_key = ("token_kd", p, config.kd, config.tau)
+    loss_fn = losses.make_token_kd_loss(p, config.kd, temperature=config.tau)
+    t_graphdef, t_state = nnx.split(teacher)
+
+    def make_batch(step, _):
+      batch = _minibatch(jax.random.fold_in(key, step), data, cfg.batch_size)
+      batch["teacher_logits"] = _continuation_log_probs(t_graphdef, t_state, batch["tokens"], p)
+      return batch
+
+  return runner.train(stage, init_model(config.student, init_seed), loss_key, loss_fn, cfg,
+                      make_batch)
+
+
+def align(runner: Runner, config: ExperimentConfig, groundtruth: GroundTruth,
+          policy: Transformer, reference: Transformer, algorithm: str, stage: str,
+          seed: int) -> Transformer:
+  """Align a copy of ``policy`` against the frozen ``reference`` with ``algorithm``."""
+  p = int(np.shape(groundtruth.prompt)[0])
+  key = _stage_key(seed, stage)
+  if algorithm in PREFERENCE_ALGORITHMS:
+    cfg = config.preference_train
+    data = preference_pairs(reference, groundtruth, jax.random.fold_in(key, _DATA_STREAM), config.n_pairs,
+                            config.bt_scale)
+    if algorithm == "simpo":
+      data = {k: data[k] for k in ("chosen", "rejected")}
+      loss_key = ("simpo", p, config.beta, config.simpo_gamma)
+      loss_fn = losses.make_simpo_loss(p, config.beta, config.simpo_gamma)
+    else:
+      loss_key = (algorithm, p, config.beta)
+      loss_fn = losses.make_dpo_loss(p, config.beta, variant=algorithm)
+
+    def make_batch(step, _):
+      return _minibatch(jax.random.fold_in(key, step), data, cfg.batch_size)
+  elif algorithm == "rloo":
+    cfg = config.rloo_train
+    loss_key = ("rloo", p, config.rloo_beta, config.rloo_group)
+    loss_fn = losses.make_rloo_loss(p, config.rloo_beta, config.rloo_group)
+
+    def make_batch(step, current_model):
+      tokens = metrics.sample_model(current_model(), groundtruth, jax.random.fold_in(key, step),
+                                    cfg.batch_size)
+      return {"tokens": tokens, "reward": groundtruth.reward(tokens),
+              "ref_logp": jnp.asarray(metrics.model_log_prob(reference, tokens, p))}
+  else:
+    raise InputError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+  return runner.train(stage, _copy(policy), loss_key, loss_fn, cfg, make_batch)
+
+
+# -- the whole comparison ----------------------------------------------------------------
+def run_comparison(config: ExperimentConfig, seeds: Sequence[int], *,
+                   groundtruth: GroundTruth | None = None, checkpoint_dir=None,
+                   resume: bool = False, progress: bool = True, n_devices: int | None = None,
+                   interrupt_after: int | None = None) -> list[dict]:
+  """Teacher, student, then K-A, A-K and the control per seed and algorithm.
+
+  Returns one row per (pipeline, algorithm, seed) with the metrics of
+  :mod:`recall_theory.lm.metrics`; ``teacher``, ``student`` and ``A`` (the aligned
+  teacher before distillation) are included as reference rows.
+  """
+  groundtruth = MarkovMixture(config.groundtruth) if groundtruth is None else groundtruth
+  config.validate(groundtruth)
+  seeds = [int(s) for s in seeds]
+  if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+    raise InputError(f"seeds must be distinct non-negative integers, got {seeds}")
+  mesh = sharding.make_mesh(n_devices, config.fsdp)
+  for name, cfg in (("teacher_train", config.teacher_train),
+                    ("student_train", config.student_train),
+                    ("preference_train", config.preference_train),
+                    ("rloo_train", config.rloo_train)):
+    if cfg.batch_size % mesh.devices.size:
+      raise InputError(f"{name}.batch_size={cfg.batch_size} must be divisible by the number of "
+                       f"devices ({mesh.devices.size})")
+  checkpointer = ckpt_lib.Checkpointer(checkpoint_dir)
+  checkpointer.check_or_write_fingerprint(
+      {"config": config.to_dict(), "seeds": seeds, "groundtruth": type(groundtruth).__name__,
+       "n_devices": int(mesh.devices.size)}, resume)
+  runner = Runner(mesh=mesh, checkpointer=checkpointer, checkpoint_every=config.checkpoint_every,
+                  progress=progress, interrupt_after=interrupt_after)
+
+  teacher = train_teacher(runner, config, groundtruth)
+  student = distill(runner, config, groundtruth, teacher, "student", config.seed + 1, config.seed)
+  rows = []
+
+  def record(pipeline, algorithm, seed, model, ref):
+    key = jax.random.fold_in(jax.random.key(1_000_003), seed)
+    row = {"pipeline": pipeline, "algorithm": algorithm, "seed": seed}
+    row.update(metrics.evaluate(model, groundtruth, key, n=config.eval_samples, ref_model=ref,
+                                groundtruth_samples=gt_samples[seed]))
+    rows.append(row)
+
+  gt_samples = {s: groundtruth.sample(jax.random.fold_in(jax.random.key(2_000_003), s),
+                                      config.eval_samples) for s in seeds}
+  for seed in seeds:
+    record("teacher", "none", seed, teacher, None)
+    record("student", "none", seed, student, teacher)
+    for alg in config.algorithms:
+      ka = align(runner, config, groundtruth, student, student, alg, f"K-A/{alg}/seed{seed}", seed)
+      record("K-A", alg, seed, ka, student)
+      a = align(runner, config, groundtruth, teacher, teacher, alg, f"A/{alg}/seed{seed}", seed)
+      record("A", alg, seed, a, teacher)
+      ak = distill(runner, config, groundtruth, a, f"A-K/{alg}/seed{seed}",
+                   init_seed=config.seed + 1 + 7919 * (seed + 1), data_seed=seed)
+      record("A-K", alg, seed, ak, teacher)
+      ctrl = align(runner, config, groundtruth, student, teacher, alg,
+                   f"K-A(teacher-ref)/{alg}/seed{seed}", seed)
+      record("K-A(teacher-ref)", alg, seed, ctrl, teacher)
+  return rows

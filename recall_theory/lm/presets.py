@@ -1,0 +1,93 @@
+"""Named experiment sizes for ``recall-theory lm --preset NAME``.
+
+* ``cpu-tiny``: the whole comparison (teacher, student, K-A, A-K, control; DPO and
+  RLOO; 3 seeds) in a few minutes on 2 CPU cores.
+* ``gpu``: a larger language (more tokens, longer sequences, rarer target) and ~20x
+  larger models, sized for about 10 minutes on one modern GPU.
+* ``test``: a seconds-long run for the test suite (too small to show the effect).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from recall_theory.errors import InputError
+from recall_theory.lm.groundtruth import MarkovMixtureConfig
+from recall_theory.lm.model import ModelConfig
+from recall_theory.lm.pipeline import ExperimentConfig, StageConfig
+
+_CPU_GT = MarkovMixtureConfig(vocab_size=24, seq_len=12, n_styles=4, target_weight=0.05,
+                              common_concentration=0.08, target_concentration=1.0, leak=0.01)
+
+CPU_TINY = ExperimentConfig(
+    groundtruth=_CPU_GT,
+    teacher=ModelConfig(vocab_size=24, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128,
+                        max_seq_len=16),
+    student=ModelConfig(vocab_size=24, d_model=32, n_layers=1, n_heads=2, n_kv_heads=1, d_ff=64,
+                        max_seq_len=16),
+    teacher_train=StageConfig(steps=400, batch_size=64, learning_rate=3e-3, warmup_steps=20),
+    student_train=StageConfig(steps=300, batch_size=64, learning_rate=3e-3, warmup_steps=20),
+    tau=0.7,
+    distill_samples=4096,
+    algorithms=("dpo", "rloo"),
+    preference_train=StageConfig(steps=48, batch_size=64, learning_rate=1e-3),
+    n_pairs=1024,
+    beta=0.1,
+    bt_scale=10.0,
+    rloo_train=StageConfig(steps=48, batch_size=64, learning_rate=1e-3),
+    rloo_beta=0.05,
+    rloo_group=4,
+    eval_samples=2048,
+    checkpoint_every=50,
+)
+
+_GPU_GT = MarkovMixtureConfig(vocab_size=64, seq_len=32, n_styles=6, target_weight=0.04,
+                              common_concentration=0.05, target_concentration=1.0, leak=0.005)
+
+GPU = ExperimentConfig(
+    groundtruth=_GPU_GT,
+    teacher=ModelConfig(vocab_size=64, d_model=384, n_layers=6, n_heads=6, n_kv_heads=2,
+                        d_ff=1024, max_seq_len=64, dtype="bfloat16"),
+    student=ModelConfig(vocab_size=64, d_model=128, n_layers=2, n_heads=4, n_kv_heads=2,
+                        d_ff=384, max_seq_len=64, dtype="bfloat16"),
+    teacher_train=StageConfig(steps=2000, batch_size=256, learning_rate=1e-3, warmup_steps=100),
+    student_train=StageConfig(steps=1200, batch_size=256, learning_rate=2e-3, warmup_steps=50),
+    tau=0.7,
+    distill_samples=65536,
+    algorithms=("dpo", "rloo"),
+    preference_train=StageConfig(steps=120, batch_size=128, learning_rate=3e-4),
+    n_pairs=8192,
+    beta=0.1,
+    bt_scale=10.0,
+    rloo_train=StageConfig(steps=120, batch_size=256, learning_rate=3e-4),
+    rloo_beta=0.05,
+    rloo_group=8,
+    eval_samples=8192,
+    checkpoint_every=200,
+)
+
+TEST = dataclasses.replace(
+    CPU_TINY,
+    groundtruth=dataclasses.replace(_CPU_GT, seq_len=6, vocab_size=12),
+    teacher=dataclasses.replace(CPU_TINY.teacher, vocab_size=12, d_model=32, n_layers=1,
+                                d_ff=64, max_seq_len=8),
+    student=dataclasses.replace(CPU_TINY.student, vocab_size=12, d_model=16, d_ff=32,
+                                max_seq_len=8),
+    teacher_train=StageConfig(steps=12, batch_size=16, learning_rate=3e-3),
+    student_train=StageConfig(steps=8, batch_size=16, learning_rate=3e-3),
+    distill_samples=64,
+    preference_train=StageConfig(steps=4, batch_size=16, learning_rate=1e-3),
+    n_pairs=32,
+    rloo_train=StageConfig(steps=4, batch_size=16, learning_rate=1e-3),
+    eval_samples=64,
+    checkpoint_every=5,
+)
+
+PRESETS = {"cpu-tiny": CPU_TINY, "gpu": GPU, "test": TEST}
+
+
+def get_preset(name: str) -> ExperimentConfig:
+  """The named preset; InputError listing the known names otherwise."""
+  if name not in PRESETS:
+    raise InputError(f"--preset must be one of {sorted(PRESETS)}, got {name!r}")
+  return PRESETS[name]
