@@ -83,6 +83,9 @@ class MarkovMixtureConfig:
     common_concentration: Dirichlet concentration of common-style rows (peaked if small).
     target_concentration: Dirichlet concentration of target-style rows (spread if large).
     leak: share of each row mixed with the uniform distribution, in (0, 1).
+    noise_weight: weight of an extra uniform "noise" style, in (0, 1 - target_weight).
+    shared_start: every style uses the same first-token distribution, so the first
+      token carries no style information and the style is decided by later steps.
     seed: seed of the transition matrices (p* itself is fixed by the config).
   """
   vocab_size: int = 24
@@ -90,8 +93,10 @@ class MarkovMixtureConfig:
   n_styles: int = 4
   target_weight: float = 0.05
   common_concentration: float = 0.08
-  target_concentration: float = 1.0
+  target_concentration: float = 0.08
   leak: float = 0.01
+  noise_weight: float = 0.02
+  shared_start: bool = True
   seed: int = 0
 
   def validate(self) -> "MarkovMixtureConfig":
@@ -104,6 +109,8 @@ class MarkovMixtureConfig:
     check_positive("target_concentration", self.target_concentration)
     if not 0.0 < self.leak < 1.0:
       raise InputError(f"leak must lie in (0, 1), got {self.leak}")
+    if not 0.0 < self.noise_weight < 1.0 - self.target_weight:
+      raise InputError(f"noise_weight must lie in (0, 1 - target_weight), got {self.noise_weight}")
     return self
 
 
@@ -117,11 +124,17 @@ class MarkovMixture:
     alphas = np.full(k, config.common_concentration)
     alphas[-1] = config.target_concentration
     init = np.stack([rng.dirichlet(np.full(v, a)) for a in alphas])
+    if config.shared_start:
+      init = np.broadcast_to(init[0], init.shape)
     trans = np.stack([rng.dirichlet(np.full(v, a), size=v) for a in alphas])
     init = (1 - config.leak) * init + config.leak / v
     trans = (1 - config.leak) * trans + config.leak / v
-    weights = np.full(k, (1 - config.target_weight) / (k - 1))
-    weights[-1] = config.target_weight
+    # The uniform "noise" style (last) explains unstructured sequences, so they get a
+    # target posterior near 0 instead of 1/K.
+    init = np.concatenate([init, np.full((1, v), 1 / v)])
+    trans = np.concatenate([trans, np.full((1, v, v), 1 / v)])
+    common = 1 - config.target_weight - config.noise_weight
+    weights = np.array([common / (k - 1)] * (k - 1) + [config.target_weight, config.noise_weight])
     self.log_weights_K = jnp.asarray(np.log(weights), jnp.float32)
     self.log_init_KxV = jnp.asarray(np.log(init), jnp.float32)  # over content ids 1..V-1
     self.log_trans_KxVxV = jnp.asarray(np.log(trans), jnp.float32)

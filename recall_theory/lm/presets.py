@@ -17,7 +17,8 @@ from recall_theory.lm.model import ModelConfig
 from recall_theory.lm.pipeline import ExperimentConfig, StageConfig
 
 _CPU_GT = MarkovMixtureConfig(vocab_size=24, seq_len=12, n_styles=4, target_weight=0.05,
-                              common_concentration=0.08, target_concentration=1.0, leak=0.01)
+                              common_concentration=0.08, target_concentration=0.08, leak=0.01,
+                              noise_weight=0.02)
 
 CPU_TINY = ExperimentConfig(
     groundtruth=_CPU_GT,
@@ -25,9 +26,9 @@ CPU_TINY = ExperimentConfig(
                         max_seq_len=16),
     student=ModelConfig(vocab_size=24, d_model=32, n_layers=1, n_heads=2, n_kv_heads=1, d_ff=64,
                         max_seq_len=16),
-    teacher_train=StageConfig(steps=400, batch_size=64, learning_rate=3e-3, warmup_steps=20),
+    teacher_train=StageConfig(steps=600, batch_size=64, learning_rate=3e-3, warmup_steps=20),
     student_train=StageConfig(steps=300, batch_size=64, learning_rate=3e-3, warmup_steps=20),
-    tau=0.7,
+    tau=0.6,
     distill_samples=4096,
     algorithms=("dpo", "rloo"),
     preference_train=StageConfig(steps=48, batch_size=64, learning_rate=1e-3),
@@ -42,7 +43,8 @@ CPU_TINY = ExperimentConfig(
 )
 
 _GPU_GT = MarkovMixtureConfig(vocab_size=64, seq_len=32, n_styles=6, target_weight=0.04,
-                              common_concentration=0.05, target_concentration=1.0, leak=0.005)
+                              common_concentration=0.05, target_concentration=0.05, leak=0.005,
+                              noise_weight=0.02)
 
 GPU = ExperimentConfig(
     groundtruth=_GPU_GT,
@@ -52,7 +54,7 @@ GPU = ExperimentConfig(
                         d_ff=384, max_seq_len=64, dtype="bfloat16"),
     teacher_train=StageConfig(steps=2000, batch_size=256, learning_rate=1e-3, warmup_steps=100),
     student_train=StageConfig(steps=1200, batch_size=256, learning_rate=2e-3, warmup_steps=50),
-    tau=0.7,
+    tau=0.6,
     distill_samples=65536,
     algorithms=("dpo", "rloo"),
     preference_train=StageConfig(steps=120, batch_size=128, learning_rate=3e-4),

@@ -1,0 +1,116 @@
+"""``recall-theory lm``: the transformer comparison K-A vs A-K vs the control.
+
+Trains the teacher on p* samples, distils the student at temperature tau, then for each
+seed and alignment algorithm runs K-A, A-K and K-A with the teacher as reference, and
+writes into ``--out``:
+
+* ``lm_results.csv``: one row per (pipeline, algorithm, seed) with the metrics;
+* ``lm_summary.md``: means ± standard deviations over seeds;
+* ``lm_comparison.{pdf,png}`` and ``lm_comparison_data.npz``: the figure and its data;
+* ``lm_config.json``: the configuration that produced them.
+
+Heavy imports (jax, flax) happen inside :func:`run`, so ``recall-theory --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from recall_theory.errors import InputError
+
+PRESET_NAMES = ("cpu-tiny", "gpu", "test")
+ALGORITHM_NAMES = ("dpo", "ipo", "simpo", "rloo")
+
+
+def parse_seeds(text: str) -> list[int]:
+  """"3" -> [0, 1, 2]; "0,4,7" -> [0, 4, 7] (distinct non-negative integers)."""
+  try:
+    if "," in text:
+      seeds = [int(s) for s in text.split(",") if s.strip()]
+    else:
+      seeds = list(range(int(text)))
+  except ValueError as err:
+    raise InputError(f"--seeds must be a count (e.g. 3) or a comma list (e.g. 0,1,2), got "
+                     f"{text!r}") from err
+  if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+    raise InputError(f"--seeds must give at least one distinct non-negative seed, got {text!r}")
+  return seeds
+
+
+def parse_algorithms(text: str | None) -> tuple[str, ...] | None:
+  if text is None:
+    return None
+  algs = tuple(a.strip().lower() for a in text.split(",") if a.strip())
+  bad = [a for a in algs if a not in ALGORITHM_NAMES]
+  if bad or not algs:
+    raise InputError(f"--algorithms must be a comma list from {ALGORITHM_NAMES}, got {text!r}")
+  return algs
+
+
+def register(subparsers) -> None:
+  p = subparsers.add_parser("lm", help="transformer track: K-A vs A-K with Flax models",
+                            description=__doc__.split("\n\n")[0])
+  p.add_argument("--preset", default="cpu-tiny",
+                 help=f"experiment size, one of {', '.join(PRESET_NAMES)} (default cpu-tiny)")
+  p.add_argument("--seeds", default="3",
+                 help="number of seeds (e.g. 3 -> 0,1,2) or a comma list (default 3)")
+  p.add_argument("--algorithms", default=None,
+                 help=f"comma list from {','.join(ALGORITHM_NAMES)} (default: the preset's)")
+  p.add_argument("--out", default="results/lm", help="output folder (default results/lm)")
+  p.add_argument("--checkpoint-dir", default=None,
+                 help="folder for Orbax stage checkpoints (default: none)")
+  p.add_argument("--resume", action="store_true",
+                 help="continue the run whose checkpoints are in --checkpoint-dir")
+  p.add_argument("--n-devices", type=int, default=None,
+                 help="devices in the data-parallel mesh (default: all)")
+  p.add_argument("--fsdp", type=int, default=None,
+                 help="shard parameters over this many devices (default: the preset's, 1)")
+  p.add_argument("--quiet", action="store_true", help="no progress bars")
+  p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+  import dataclasses
+  import sys
+  import time
+  from pathlib import Path
+
+  seeds = parse_seeds(args.seeds)
+  algorithms = parse_algorithms(args.algorithms)
+  if args.resume and args.checkpoint_dir is None:
+    raise InputError("--resume needs --checkpoint-dir")
+  if args.preset not in PRESET_NAMES:
+    raise InputError(f"--preset must be one of {list(PRESET_NAMES)}, got {args.preset!r}")
+  if args.checkpoint_dir is not None and Path(args.checkpoint_dir).exists() \
+      and not Path(args.checkpoint_dir).is_dir():
+    raise InputError(f"--checkpoint-dir {args.checkpoint_dir!r} is not a folder")
+
+  from recall_theory import io
+  from recall_theory.lm import pipeline, presets, report
+
+  config = presets.get_preset(args.preset)
+  if algorithms is not None:
+    config = dataclasses.replace(config, algorithms=algorithms)
+  if args.fsdp is not None:
+    config = dataclasses.replace(config, fsdp=args.fsdp)
+  config.validate()
+  out = io.prepare_output_dir(args.out)
+
+  start = time.perf_counter()
+  rows = pipeline.run_comparison(config, seeds, checkpoint_dir=args.checkpoint_dir,
+                                 resume=args.resume, progress=not args.quiet,
+                                 n_devices=args.n_devices)
+  elapsed = time.perf_counter() - start
+  summary = report.summarize(rows)
+  table = report.markdown_table(summary)
+  io.write_csv(out / "lm_results.csv", rows)
+  io.write_text(out / "lm_summary.md",
+                f"# Transformer track, preset `{args.preset}`, seeds {seeds}\n\n"
+                f"Means ± standard deviations over seeds ({elapsed:.0f} s wall clock).\n\n" + table)
+  io.write_json(out / "lm_config.json", {"preset": args.preset, "seeds": seeds,
+                                         "wall_seconds": elapsed, "config": config.to_dict()})
+  report.plot_comparison(rows, out)
+  print(table, end="")
+  print(f"wrote {out / 'lm_results.csv'}, lm_summary.md, lm_comparison.pdf/png "
+        f"({elapsed:.0f} s)", file=sys.stderr)
+  return 0
