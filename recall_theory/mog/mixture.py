@@ -114,19 +114,39 @@ def normalize_log_weights(log_weights_K: jax.Array) -> jax.Array:
   return log_weights_K - jax.nn.logsumexp(log_weights_K, axis=-1, keepdims=True)
 
 
+def cholesky_factors(covs_KxDxD: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """(L, L^{-1}, log|S|) for each covariance S = L L^T.
+
+  In 2-D (the track's case) the factors are written out (L11 = sqrt(a), L21 = b / L11,
+  L22 = sqrt(c - L21^2)), which avoids batched LAPACK calls: much faster to compile and
+  run under vmap on CPU. Other dimensions use ``jnp.linalg.cholesky``.
+  """
+  d = covs_KxDxD.shape[-1]
+  if d == 2:
+    a, b, c = covs_KxDxD[..., 0, 0], covs_KxDxD[..., 1, 0], covs_KxDxD[..., 1, 1]
+    l11 = jnp.sqrt(a)
+    l21 = b / l11
+    l22 = jnp.sqrt(c - l21 ** 2)
+    zero = jnp.zeros_like(a)
+    chol = jnp.stack([jnp.stack([l11, zero], -1), jnp.stack([l21, l22], -1)], -2)
+    inv = jnp.stack([jnp.stack([1.0 / l11, zero], -1), jnp.stack([-l21 / (l11 * l22), 1.0 / l22], -1)], -2)
+    return chol, inv, 2.0 * (jnp.log(l11) + jnp.log(l22))
+  chol = jnp.linalg.cholesky(covs_KxDxD)
+  eye = jnp.broadcast_to(jnp.eye(d, dtype=chol.dtype), chol.shape)
+  inv = jax.scipy.linalg.solve_triangular(chol, eye, lower=True)
+  return chol, inv, 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
+
+
 def component_log_prob(mixture: Mixture, x_NxD: jax.Array) -> jax.Array:
   """log N(x_n; mu_k, S_k) for every point and component, shape (N, K).
 
-  Only the K covariances are factorised (Cholesky); the N x K Mahalanobis terms are an
-  einsum against the inverse factors, so batches of points stay cheap under vmap.
+  Only the K covariances are factorised; the N x K Mahalanobis terms are an einsum
+  against the inverse Cholesky factors, so batches of points stay cheap under vmap.
   """
-  chol_KxDxD = jnp.linalg.cholesky(mixture.covs_KxDxD)
+  _, inv_chol_KxDxD, log_det_K = cholesky_factors(mixture.covs_KxDxD)
   d = mixture.means_KxD.shape[-1]
-  eye = jnp.broadcast_to(jnp.eye(d, dtype=chol_KxDxD.dtype), chol_KxDxD.shape)
-  inv_chol_KxDxD = jax.scipy.linalg.solve_triangular(chol_KxDxD, eye, lower=True)
   diff_NxKxD = x_NxD[:, None, :] - mixture.means_KxD[None]
   white_NxKxD = jnp.einsum("kij,nkj->nki", inv_chol_KxDxD, diff_NxKxD)
-  log_det_K = 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol_KxDxD, axis1=-2, axis2=-1)), axis=-1)
   return -0.5 * (d * math.log(2 * math.pi) + log_det_K[None] + jnp.sum(white_NxKxD ** 2, -1))
 
 
@@ -149,7 +169,7 @@ def sample(key: jax.Array, mixture: Mixture, n: int) -> jax.Array:
   """``n`` independent draws, shape (n, D): component by its weight, then Gaussian."""
   key_k, key_z = jax.random.split(key)
   comp_N = jax.random.categorical(key_k, mixture.log_weights_K, shape=(n,))
-  chol_KxDxD = jnp.linalg.cholesky(mixture.covs_KxDxD)
+  chol_KxDxD = cholesky_factors(mixture.covs_KxDxD)[0]
   z_NxD = jax.random.normal(key_z, (n, mixture.dim), dtype=mixture.means_KxD.dtype)
   return mixture.means_KxD[comp_N] + jnp.einsum("nij,nj->ni", chol_KxDxD[comp_N], z_NxD)
 

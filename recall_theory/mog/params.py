@@ -13,7 +13,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from recall_theory.mog.mixture import Mixture, normalize_log_weights
+from recall_theory.mog.mixture import Mixture, cholesky_factors, normalize_log_weights
 
 
 class MixtureParams(NamedTuple):
@@ -34,7 +34,7 @@ def to_mixture(params: MixtureParams) -> Mixture:
 
 def from_mixture(mixture: Mixture) -> MixtureParams:
   """Parameters whose :func:`to_mixture` is ``mixture`` (up to rounding)."""
-  chol = jnp.linalg.cholesky(mixture.covs_KxDxD)
+  chol = cholesky_factors(mixture.covs_KxDxD)[0]
   d = mixture.means_KxD.shape[-1]
   log_diag = jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1))
   raw = jnp.tril(chol, k=-1) + log_diag[..., None] * jnp.eye(d, dtype=chol.dtype)

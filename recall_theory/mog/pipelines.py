@@ -115,49 +115,56 @@ def run_single(seed, beta, variant, problem: Problem, config: MogConfig,
 
   # --- exact -------------------------------------------------------------------------------
   reward_G = land.reward_G
+  temps = jnp.asarray([config.kd_temperature, config.kd_recovery_temperature], reward_G.dtype)
   log_ka_G, _ = tilt_on_grid(log_student_G, reward_G, beta, grid)
   lw_t, log_comp_GxK, mu_t, cov_t = tilted_components(teacher, reward_G, beta, grid)
-  exact_ak = []
-  for temperature in (config.kd_temperature, config.kd_recovery_temperature):
+
+  def exact_kd(temperature):
     sel_lw = kd.selective_log_weights(lw_t, prof_teacher, temperature)
     q = kd.distill_forward_grid(sel_lw, log_comp_GxK, mu_t, cov_t, grid, active, n_iter=config.em_iters)
-    exact_ak.append(log_density_on_grid(q, grid))
+    return log_density_on_grid(q, grid)
+
+  exact_ak_2xG = jax.vmap(exact_kd)(temps)
   log_aligned_teacher_G, _ = tilt_on_grid(log_teacher_G, reward_G, beta, grid)
-  control, _ = kd.distill_reverse_kl_grid(student, log_aligned_teacher_G, grid, n_steps=config.control_steps)
-  exact = [log_ka_G, exact_ak[0], log_density_on_grid(control, grid), exact_ak[1]]
+  control, _ = kd.distill_reverse_kl_grid(student, log_aligned_teacher_G, grid, n_steps=config.control_steps,
+                                         learning_rate=config.control_lr)
+  exact = [log_ka_G, exact_ak_2xG[0], log_density_on_grid(control, grid), exact_ak_2xG[1]]
 
-  # --- policy gradient -----------------------------------------------------------------------
+  # --- trained: three policy-gradient and three DPO runs, vmapped ----------------------------
+  # Runs: K-A (student, ref student), A-K (teacher, ref teacher), control (student, ref teacher).
+  stack = lambda *trees: jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
+  inits = stack(from_mixture(student), from_mixture(teacher), from_mixture(student))
+  refs3 = stack(student, teacher, teacher)
   pg_cfg = PGConfig(n_steps=config.pg_steps, batch_size=config.pg_batch, learning_rate=config.pg_lr)
-  kp = jax.random.split(jax.random.fold_in(k_train, 1), 5)
-  p_ka, _, w_pg_ka = train_pg(kp[0], from_mixture(student), student, reward, beta, pg_cfg)
-  p_t, _, w_pg_ak = train_pg(kp[1], from_mixture(teacher), teacher, reward, beta, pg_cfg)
-  p_ctl, _, w_pg_ctl = train_pg(kp[2], from_mixture(student), teacher, reward, beta, pg_cfg)
-  pg_teacher = to_mixture(p_t)
-  pg = [log_density_on_grid(to_mixture(p_ka), grid),
-        log_density_on_grid(distill_mixture(kp[3], pg_teacher, config.kd_temperature), grid),
-        log_density_on_grid(to_mixture(p_ctl), grid),
-        log_density_on_grid(distill_mixture(kp[4], pg_teacher, config.kd_recovery_temperature), grid)]
-
-  # --- DPO ---------------------------------------------------------------------------------
+  k_pg, k_dpo, k_kd = jax.random.split(k_train, 3)
+  pg_params, _, pg_watch = jax.vmap(train_pg, in_axes=(0, 0, 0, None, None, None))(
+      jax.random.split(k_pg, 3), inits, refs3, reward, beta, pg_cfg)
   dpo_cfg = DPOConfig(n_steps=config.dpo_steps, learning_rate=config.dpo_lr, n_pairs=config.dpo_pairs,
                       label_noise=config.label_noise)
-  kdp = jax.random.split(jax.random.fold_in(k_train, 2), 5)
-  pairs_student = make_preference_pairs(kdp[0], student, reward, config.dpo_pairs, config.label_noise)
-  pairs_teacher = make_preference_pairs(kdp[1], teacher, reward, config.dpo_pairs, config.label_noise)
-  d_ka, _, w_dpo_ka = train_dpo(from_mixture(student), pairs_student, beta, dpo_cfg)
-  d_t, _, w_dpo_ak = train_dpo(from_mixture(teacher), pairs_teacher, beta, dpo_cfg)
-  d_ctl, _, w_dpo_ctl = train_dpo(from_mixture(student), pairs_teacher, beta, dpo_cfg)
-  dpo_teacher = to_mixture(d_t)
-  dpo = [log_density_on_grid(to_mixture(d_ka), grid),
-         log_density_on_grid(distill_mixture(kdp[3], dpo_teacher, config.kd_temperature), grid),
-         log_density_on_grid(to_mixture(d_ctl), grid),
-         log_density_on_grid(distill_mixture(kdp[4], dpo_teacher, config.kd_recovery_temperature), grid)]
+  pair_refs = stack(student, teacher)
+  pairs2 = jax.vmap(make_preference_pairs, in_axes=(0, 0, None, None, None))(
+      jax.random.split(k_dpo, 2), pair_refs, reward, config.dpo_pairs, config.label_noise)
+  pairs3 = jax.tree_util.tree_map(lambda a: a[jnp.asarray([0, 1, 1])], pairs2)
+  dpo_params, _, dpo_watch = jax.vmap(train_dpo, in_axes=(0, 0, None, None))(inits, pairs3, beta, dpo_cfg)
+  policies = jax.vmap(to_mixture)(jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]),
+                                                         pg_params, dpo_params))  # pg x3, dpo x3
+  log_policies_6xG = jax.vmap(lambda m: log_density_on_grid(m, grid))(policies)
+  # A-K: distill the aligned teachers (pg, dpo) at both KD temperatures, vmapped.
+  aligned_teachers = jax.tree_util.tree_map(lambda a: a[jnp.asarray([1, 1, 4, 4])], policies)
+  temps4 = jnp.tile(temps, 2)
+
+  def sampled_kd(key_kd, aligned, temperature):
+    q = distill_mixture(key_kd, aligned, temperature)
+    return log_density_on_grid(q, grid)
+
+  log_ak_4xG = jax.vmap(sampled_kd)(jax.random.split(k_kd, 4), aligned_teachers, temps4)
+  pg = [log_policies_6xG[0], log_ak_4xG[0], log_policies_6xG[2], log_ak_4xG[1]]
+  dpo = [log_policies_6xG[3], log_ak_4xG[2], log_policies_6xG[5], log_ak_4xG[3]]
 
   refs = [log_student_G, log_teacher_G, log_teacher_G, log_teacher_G]
   by_algo = {"exact": exact, "pg": pg, "dpo": dpo}
   metrics = jnp.stack([jnp.stack([measure(by_algo[a][p], refs[p]) for a in ALGORITHMS])
                        for p in range(len(PIPELINES))])
-  watches = [w_pg_ka, w_pg_ak, w_pg_ctl, w_dpo_ka, w_dpo_ak, w_dpo_ctl]
   student_mass = jnp.sum(jnp.exp(log_student_G + grid.log_cell_area) * land.target_G)
   teacher_mass = jnp.sum(jnp.exp(log_teacher_G + grid.log_cell_area) * land.target_G)
   if keep_densities:
@@ -167,4 +174,5 @@ def run_single(seed, beta, variant, problem: Problem, config: MogConfig,
   else:
     dens = jnp.zeros((0,), log_teacher_G.dtype)
   return RunOutput(metrics, student_mass, teacher_mass,
-                   jnp.stack([w.step for w in watches]), jnp.stack([w.quantity for w in watches]), dens)
+                   jnp.concatenate([pg_watch.step, dpo_watch.step]),
+                   jnp.concatenate([pg_watch.quantity, dpo_watch.quantity]), dens)

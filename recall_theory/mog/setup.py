@@ -50,21 +50,22 @@ class MogConfig:
   target: str = "one"
   students: tuple = ("4-mode", "3-mode")
   reward_width: float = 0.3
-  n_teacher_samples: int = 4000
-  n_student_samples: int = 4000
-  em_iters: int = 60
+  n_teacher_samples: int = 2000
+  n_student_samples: int = 2000
+  em_iters: int = 40
   kd_temperature: float = 0.05  # tau of the KD recipe (gamma = 1/tau = 20)
   kd_recovery_temperature: float = 0.5  # tau of A-K(tau), the recall-recovery variant
   selection_margin: float = 0.5  # log-weight margin of the KD profile against dropped modes
-  pg_steps: int = 300
+  pg_steps: int = 200
   pg_batch: int = 256
   pg_lr: float = 0.02
-  dpo_steps: int = 300
+  dpo_steps: int = 200
   dpo_lr: float = 0.02
-  dpo_pairs: int = 2048
+  dpo_pairs: int = 1024
   label_noise: float = 0.0
-  control_steps: int = 300  # exact K-A(teacher-ref): reverse-KL steps in the student family
-  grid_n: int = 121
+  control_steps: int = 80  # exact K-A(teacher-ref): reverse-KL steps in the student family
+  control_lr: float = 0.05
+  grid_n: int = 101
   grid_lo: float = -2.5
   grid_hi: float = 2.5
   support_threshold: float = 1e-3
@@ -90,7 +91,7 @@ class MogConfig:
       if name not in STUDENT_KEEPS:
         raise InputError(f"students: unknown variant {name!r}; choose from {sorted(STUDENT_KEEPS)}")
       check_int_range(f"number of modes of student {name!r}", len(STUDENT_KEEPS[name]), 1, n_modes - 1)
-    for name in ("reward_width", "kd_temperature", "kd_recovery_temperature", "pg_lr", "dpo_lr",
+    for name in ("reward_width", "kd_temperature", "kd_recovery_temperature", "pg_lr", "dpo_lr", "control_lr",
                  "support_threshold"):
       check_positive(name, getattr(self, name))
     if self.selection_margin < 0:
@@ -137,7 +138,11 @@ def target_mask(config: MogConfig) -> np.ndarray:
 
 
 class StudentTable(NamedTuple):
-  """Per student variant: log selection profile over p*'s modes (S, K) and active components (S, Kmax)."""
+  """Per student variant: log selection profile over p*'s modes (S, K) and active components (S, K).
+
+  Students are padded to the teacher's K components (the extra ones masked, weight exactly 0)
+  so that teacher and student runs share one array shape and can be vmapped together.
+  """
   log_profile_SxK: jax.Array
   active_SxC: jax.Array
 
@@ -146,7 +151,7 @@ def student_table(config: MogConfig, dtype=None) -> StudentTable:
   """The KD recipe's selection profile and the component mask of each student variant."""
   means = np.asarray(config.mode_means)
   tmask = target_mask(config)
-  kmax = config.max_student_components
+  kmax = len(means)  # students share the teacher's array shape; extra components are masked
   profiles, actives = [], []
   for name in config.students:
     keep = np.zeros(len(means), bool)

@@ -1,0 +1,167 @@
+"""The Mixture-of-Gaussians figure set (every figure saved with the arrays that drew it).
+
+* ``mog_densities``: contours of p*, the teacher, both students and the exact aligned model of
+  each pipeline at one beta (4-mode student); the target mode is starred.
+* ``mog_metrics_<student>``: each metric against beta, mean over seeds with a +-1 sd band,
+  one column per algorithm (exact, pg, dpo), one colour per pipeline.
+* ``mog_phase``: the exact A-K - K-A gap in target mass over beta and the K-A reference's
+  recall of the target; the zero contour is the phase boundary.
+* ``mog_tradeoff``: overall recall against target mass along the beta path (exact): why K-A
+  can show higher recall at large beta (it never moved toward the target).
+* ``mog_recall_sweep``: target mass after each pipeline against the teacher's weight on the target.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from recall_theory.mog.metrics import METRICS
+from recall_theory.mog.setup import ALGORITHMS, PIPELINES
+from recall_theory.plotting import PIPELINE_COLORS, TEXT_WIDTH, COLUMN_WIDTH, figure_size, paper_style, save_figure
+
+METRIC_LABELS = {
+    "reward": r"reward $E_q[R]$",
+    "target_mass": r"target mass $q(A)$",
+    "target_precision": r"target precision $E_q[\log p^*_A]$",
+    "precision": r"precision $E_q[\log p^*]$",
+    "recall": r"recall $E_{p^*}[\log q]$",
+    "support_precision": r"support precision",
+    "support_recall": r"support recall",
+    "kl_to_reference": r"KL$(q\,\|\,\pi_{ref})$",
+}
+LINESTYLES = {"K-A": "-", "A-K": "-", "K-A(teacher-ref)": "--", "A-K(tau)": ":"}
+
+
+def plot_densities(out_dir, axis, log_dens, log_truth, target_means, beta, student_names) -> list[Path]:
+  """Contours; ``log_dens`` (2 + P*A + ..., n, n) for student 0 and (n, n) student densities per variant."""
+  import matplotlib.pyplot as plt
+  with paper_style():
+    fig, axes = plt.subplots(2, 4, figsize=(TEXT_WIDTH, TEXT_WIDTH * 0.52), sharex=True, sharey=True)
+    panels = [("p*", log_truth), ("teacher", log_dens["teacher"])]
+    panels += [(f"student ({s})", log_dens[f"student:{s}"]) for s in student_names[:2]]
+    panels += [(f"{p}, exact", log_dens[f"aligned:{p}"]) for p in PIPELINES]
+    levels = np.linspace(-8, 0, 9)
+    for ax, (title, ld) in zip(axes.ravel(), panels):
+      rel = ld - ld.max()
+      ax.contourf(axis, axis, np.maximum(rel, -8.5), levels=levels, cmap="Greys")
+      ax.contour(axis, axis, rel, levels=[-4, -1], colors="k", linewidths=0.4)
+      for m in target_means:
+        ax.plot(m[0], m[1], marker="*", color="#D55E00", ms=7, mec="white", mew=0.4)
+      key = title.split(",")[0].split(" (")[0]
+      ax.set_title(title, color=PIPELINE_COLORS.get(key, "black"))
+      ax.set_aspect("equal")
+      ax.set_xlim(axis[0], axis[-1])
+      ax.set_ylim(axis[0], axis[-1])
+    fig.suptitle(rf"log-density relative to its maximum (shaded: 0 to $-8$); aligned at $\beta$={beta:g} "
+                 f"with the {student_names[0]} student; star = target", fontsize=7)
+    data = {"axis": axis, "log_truth": log_truth, "beta": np.asarray(beta), "target_means": target_means,
+            **{k.replace(":", "_").replace("(", "_").replace(")", "").replace("-", "_"): v
+               for k, v in log_dens.items()}}
+    return save_figure(fig, out_dir, "mog_densities", data=data)
+
+
+def plot_metrics(out_dir, betas, metrics_SxBxPxAxM, student: str) -> list[Path]:
+  """Metric-vs-beta panels with seed bands for one student variant."""
+  import matplotlib.pyplot as plt
+  mean = metrics_SxBxPxAxM.mean(axis=0)
+  sd = metrics_SxBxPxAxM.std(axis=0)
+  n_seeds = metrics_SxBxPxAxM.shape[0]
+  with paper_style():
+    fig, axes = plt.subplots(len(METRICS), len(ALGORITHMS), figsize=(TEXT_WIDTH, 1.15 * len(METRICS)),
+                             sharex=True, sharey="row")
+    for a, algo in enumerate(ALGORITHMS):
+      for m, metric in enumerate(METRICS):
+        ax = axes[m, a]
+        for p, pipe in enumerate(PIPELINES):
+          y, s = mean[:, p, a, m], sd[:, p, a, m]
+          c = PIPELINE_COLORS[pipe]
+          ax.plot(betas, y, LINESTYLES[pipe], color=c, label=pipe, lw=1.1)
+          ax.fill_between(betas, y - s, y + s, color=c, alpha=0.18, lw=0)
+        ax.set_xscale("log")
+        if metric in ("target_precision", "precision", "recall"):
+          ax.set_yscale("symlog", linthresh=10)
+        if m == 0:
+          ax.set_title(algo)
+        if a == 0:
+          ax.set_ylabel(METRIC_LABELS[metric], fontsize=6.5)
+        if m == len(METRICS) - 1:
+          ax.set_xlabel(r"$\beta$")
+    axes[0, 0].legend(loc="best", fontsize=6, handlelength=2.2)
+    fig.suptitle(f"{student} student: mean over {n_seeds} seeds, band = $\\pm$1 sd", fontsize=8)
+    return save_figure(fig, out_dir, f"mog_metrics_{student}", data={
+        "betas": betas, "metrics": metrics_SxBxPxAxM, "pipelines": np.asarray(PIPELINES),
+        "algorithms": np.asarray(ALGORITHMS), "metric_names": np.asarray(METRICS)})
+
+
+def plot_phase(out_dir, betas, recalls, phase: dict) -> list[Path]:
+  """pcolormesh of the A-K - K-A target-mass gap on log axes, zero contour = phase boundary."""
+  import matplotlib.pyplot as plt
+  gap = phase["gap"]
+  ref = phase["reference_recall"]
+  with paper_style():
+    fig, ax = plt.subplots(figsize=figure_size(COLUMN_WIDTH, 0.8))
+    bx = _edges(betas)
+    by = _edges(ref)
+    mesh = ax.pcolormesh(bx, by, gap.T, cmap="RdBu_r", vmin=-1, vmax=1, shading="flat")
+    ax.contour(betas, ref, gap.T, levels=[0.0], colors="k", linewidths=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(r"$\beta$")
+    ax.set_ylabel(r"K-A reference's recall $\pi_{ref}(A)$")
+    fig.colorbar(mesh, ax=ax, label="A-K $-$ K-A target mass")
+    ax.set_title("exact; black: gap = 0", fontsize=7)
+    return save_figure(fig, out_dir, "mog_phase", data={"betas": betas, "recalls": recalls,
+                                                          "reference_recall": ref, **phase})
+
+
+def plot_tradeoff(out_dir, betas, metrics_SxBxPxAxM, student: str) -> list[Path]:
+  """Overall recall against target mass along beta (exact alignment, mean over seeds)."""
+  import matplotlib.pyplot as plt
+  a = ALGORITHMS.index("exact")
+  mean = metrics_SxBxPxAxM.mean(axis=0)
+  tm = mean[:, :, a, METRICS.index("target_mass")]
+  rc = mean[:, :, a, METRICS.index("recall")]
+  with paper_style():
+    fig, ax = plt.subplots(figsize=figure_size(COLUMN_WIDTH, 0.75))
+    for p, pipe in enumerate(PIPELINES):
+      ax.plot(tm[:, p], rc[:, p], LINESTYLES[pipe], marker="o", ms=2.5, color=PIPELINE_COLORS[pipe], label=pipe)
+      ax.annotate(rf"$\beta$={betas[-1]:g}", (tm[-1, p], rc[-1, p]), fontsize=5.5,
+                  color=PIPELINE_COLORS[pipe], xytext=(3, 2), textcoords="offset points")
+    ax.set_yscale("symlog", linthresh=10)
+    ax.set_xlabel(r"target mass $q(A)$")
+    ax.set_ylabel(r"recall $E_{p^*}[\log q]$")
+    ax.set_title(f"exact alignment, {student} student; points: $\\beta$ grid", fontsize=7)
+    ax.legend(fontsize=6)
+    return save_figure(fig, out_dir, "mog_tradeoff", data={"betas": betas, "target_mass": tm, "recall": rc,
+                                                             "pipelines": np.asarray(PIPELINES)})
+
+
+def plot_recall_sweep(out_dir, weights, betas, res: dict) -> list[Path]:
+  """Target mass after A-K (solid) and K-A (dashed) against the teacher's target weight, one shade per beta."""
+  import matplotlib.pyplot as plt
+  with paper_style():
+    fig, ax = plt.subplots(figsize=figure_size(COLUMN_WIDTH, 0.8))
+    shades = np.linspace(0.35, 1.0, len(betas))
+    for j, beta in enumerate(betas):
+      ax.plot(weights, res["ak_target_mass"][:, j], "-", color=PIPELINE_COLORS["A-K"], alpha=shades[j],
+              label=rf"A-K $\beta$={beta:g}")
+      ax.plot(weights, res["ka_target_mass"][:, j], "--", color=PIPELINE_COLORS["K-A"], alpha=shades[j],
+              label=rf"K-A $\beta$={beta:g}")
+    ax.plot(weights, res["student_target_mass"][:, 0], ":", color=PIPELINE_COLORS["student"],
+            label="K-A reference (student) recall")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_ylim(1e-12, 2)
+    ax.set_xlabel("teacher's weight on the target mode")
+    ax.set_ylabel("aligned target-mode mass")
+    ax.legend(fontsize=5, ncol=2, loc="lower right")
+    return save_figure(fig, out_dir, "mog_recall_sweep", data={"weights": weights, "betas": betas, **res})
+
+
+def _edges(centres: np.ndarray) -> np.ndarray:
+  """Cell edges for centres on a log axis (geometric midpoints)."""
+  c = np.asarray(centres, dtype=np.float64)
+  mid = np.sqrt(c[1:] * c[:-1])
+  return np.concatenate([[c[0] ** 2 / mid[0]], mid, [c[-1] ** 2 / mid[-1]]])

@@ -1,0 +1,136 @@
+"""The ``recall-theory mog`` experiment: grid run, tidy CSVs, the figure set, a printed summary.
+
+:func:`run_mog` writes into ``out_dir``:
+
+* ``mog_results.csv``: one row per (pipeline, algorithm, student, beta, seed) with every metric
+  of :data:`recall_theory.mog.metrics.METRICS` and the recall of the target of the alignment
+  step's reference (``reference_target_mass``);
+* ``mog_summary.csv``: mean and sd over seeds of every metric, per pipeline, algorithm, student, beta;
+* ``mog_gap.csv``: A-K minus K-A in reward and target mass, mean and sd over seeds, per
+  algorithm, student and beta (the headline);
+* figures ``mog_densities``, ``mog_metrics_<student>``, ``mog_tradeoff``, ``mog_phase``
+  (each .pdf, .png and _data.npz).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from recall_theory import io
+from recall_theory.mog.metrics import METRICS
+from recall_theory.mog.setup import ALGORITHMS, PIPELINES, TARGETS, MogConfig
+
+
+def results_columns(res) -> dict[str, np.ndarray]:
+  """Flatten a GridResult into tidy columns (pipeline, algorithm, student, beta, seed, metrics...)."""
+  s, b, v, p, a = np.meshgrid(np.arange(len(res.seeds)), np.arange(len(res.betas)), np.arange(len(res.students)),
+                              np.arange(len(PIPELINES)), np.arange(len(ALGORITHMS)), indexing="ij")
+  cols = {
+      "pipeline": np.asarray(PIPELINES)[p.ravel()],
+      "algorithm": np.asarray(ALGORITHMS)[a.ravel()],
+      "student": np.asarray(res.students)[v.ravel()],
+      "beta": res.betas[b.ravel()],
+      "seed": res.seeds[s.ravel()],
+  }
+  for m, name in enumerate(METRICS):
+    cols[name] = res.metrics[..., m].ravel()
+  ref = np.where(p == 0, res.student_target_mass[..., None, None], res.teacher_target_mass[..., None, None])
+  cols["reference_target_mass"] = ref.ravel()
+  return cols
+
+
+def summary_columns(res) -> dict[str, np.ndarray]:
+  """Mean and sd over seeds per (pipeline, algorithm, student, beta)."""
+  b, v, p, a = np.meshgrid(np.arange(len(res.betas)), np.arange(len(res.students)), np.arange(len(PIPELINES)),
+                           np.arange(len(ALGORITHMS)), indexing="ij")
+  cols = {"pipeline": np.asarray(PIPELINES)[p.ravel()], "algorithm": np.asarray(ALGORITHMS)[a.ravel()],
+          "student": np.asarray(res.students)[v.ravel()], "beta": res.betas[b.ravel()],
+          "n_seeds": np.full(b.size, len(res.seeds))}
+  for m, name in enumerate(METRICS):
+    cols[f"{name}_mean"] = res.metrics[..., m].mean(0).ravel()
+    cols[f"{name}_sd"] = res.metrics[..., m].std(0, ddof=1 if len(res.seeds) > 1 else 0).ravel()
+  return cols
+
+
+def gap_columns(res) -> dict[str, np.ndarray]:
+  """A-K minus K-A (paired by seed) in reward and target mass: mean, sd, and #seeds with A-K ahead."""
+  ka, ak = PIPELINES.index("K-A"), PIPELINES.index("A-K")
+  b, v, a = np.meshgrid(np.arange(len(res.betas)), np.arange(len(res.students)), np.arange(len(ALGORITHMS)),
+                        indexing="ij")
+  cols = {"algorithm": np.asarray(ALGORITHMS)[a.ravel()], "student": np.asarray(res.students)[v.ravel()],
+          "beta": res.betas[b.ravel()]}
+  ddof = 1 if len(res.seeds) > 1 else 0
+  for name in ("reward", "target_mass"):
+    m = METRICS.index(name)
+    d = res.metrics[:, :, :, ak, :, m] - res.metrics[:, :, :, ka, :, m]  # (S, B, V, A)
+    cols[f"{name}_gap_mean"] = d.mean(0).ravel()
+    cols[f"{name}_gap_sd"] = d.std(0, ddof=ddof).ravel()
+    cols[f"{name}_ak_ahead_seeds"] = (d > 0).sum(0).ravel()
+  return cols
+
+
+def summary_text(res) -> str:
+  """A few lines: per algorithm and student, the beta-averaged A-K - K-A gaps with their seed spread."""
+  ka, ak = PIPELINES.index("K-A"), PIPELINES.index("A-K")
+  lines = [f"{len(res.seeds)} seeds x {len(res.betas)} betas ({res.betas.min():g}..{res.betas.max():g}) "
+           f"x students {', '.join(res.students)}",
+           "A-K minus K-A, averaged over beta (mean +- sd over seeds; beta points where A-K is ahead on average):"]
+  for v, student in enumerate(res.students):
+    for a, algo in enumerate(ALGORITHMS):
+      parts = []
+      for name in ("reward", "target_mass"):
+        m = METRICS.index(name)
+        d = res.metrics[:, :, v, ak, a, m] - res.metrics[:, :, v, ka, a, m]  # (S, B)
+        per_seed = d.mean(1)
+        ahead = int((d.mean(0) > 0).sum())
+        parts.append(f"{name} {per_seed.mean():+.3f} +- {per_seed.std():.3f} ({ahead}/{len(res.betas)})")
+      lines.append(f"  {student:7s} {algo:5s}: " + "; ".join(parts))
+  return "\n".join(lines)
+
+
+def run_mog(out_dir, config: MogConfig, seeds: Sequence[int], betas: Sequence[float], *, dtype=None,
+            phase_points: int = 17, log=print) -> list[Path]:
+  """Run the grid, write CSVs and figures into ``out_dir``; returns the written paths."""
+  import jax.numpy as jnp
+
+  from recall_theory.mog import figures
+  from recall_theory.mog.grid_run import build_problem, run_grid
+  from recall_theory.mog.sweep import phase_map
+
+  import time
+  out = Path(out_dir)
+  t0 = time.perf_counter()
+  res = run_grid(config, seeds, betas, dtype=dtype, keep_densities=True)
+  log(f"grid run (compile + run): {time.perf_counter() - t0:.1f} s")
+  paths = [io.write_columns_csv(out / "mog_results.csv", results_columns(res)),
+           io.write_columns_csv(out / "mog_summary.csv", summary_columns(res)),
+           io.write_columns_csv(out / "mog_gap.csv", gap_columns(res))]
+  text = summary_text(res)
+  log(text)
+  paths.append(io.write_text(out / "mog_summary.txt", text + "\n"))
+
+  problem = build_problem(config, dtype)
+  n = config.grid_n
+  log_truth = np.asarray(problem.land.log_truth_G).reshape(n, n)[::2, ::2]
+  b_mid = int(np.argmin(np.abs(np.log(res.betas) - np.log(0.3))))
+  dens = res.log_densities[0, b_mid]  # (V, 2 + P*A, n', n')
+  named = {"teacher": dens[0, 0]}
+  for v, s in enumerate(res.students):
+    named[f"student:{s}"] = dens[v, 1]
+  for p, pipe in enumerate(PIPELINES):
+    named[f"aligned:{pipe}"] = dens[0, 2 + p * len(ALGORITHMS) + ALGORITHMS.index("exact")]
+  paths += figures.plot_densities(out, res.plot_axis, named, log_truth, np.asarray(TARGETS[config.target]),
+                                  float(res.betas[b_mid]), res.students)
+  for v, s in enumerate(res.students):
+    paths += figures.plot_metrics(out, res.betas, res.metrics[:, :, v], s)
+  paths += figures.plot_tradeoff(out, res.betas, res.metrics[:, :, 0], res.students[0])
+  phase_betas = np.geomspace(res.betas.min(), res.betas.max(), phase_points)
+  recalls = np.geomspace(1e-12, 0.5, phase_points)
+  t0 = time.perf_counter()
+  phase = phase_map(config, phase_betas, recalls, student=res.students[0], dtype=dtype or jnp.float64)
+  log(f"phase map: {time.perf_counter() - t0:.1f} s")
+  paths += figures.plot_phase(out, phase_betas, recalls, phase)
+  return paths
