@@ -84,8 +84,7 @@ def aligned_mass_by_regularizer(name: str, recall, gap, beta):
   if name == "reverse_kl":
     return jax.nn.sigmoid(th.aligned_logit(recall, gap, beta))
   if name == "forward_kl":
-    return th.regularizers.forward_kl_aligned_mass.__wrapped__(recall, gap, beta) if hasattr(
-        th.regularizers.forward_kl_aligned_mass, "__wrapped__") else th.forward_kl_aligned_mass(recall, gap, beta)
+    return th.forward_kl_aligned_mass(recall, gap, beta)
   if name == "chi2_kl":
     return jnp.exp(th.regularizers._chi2_two_level_log_mass(recall, gap, beta))
   if name == "ipo":
