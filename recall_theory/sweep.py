@@ -39,12 +39,12 @@ class SweepConfig:
   """Grid of the recall sweep (validated by :meth:`validate`)."""
   recall_min: float = 1e-12
   recall_max: float = 0.5
-  n_recall: int = 200
+  n_recall: int = 120
   ratio_min: float = 1e-2   # gap / beta, map "gap_over_beta"
   ratio_max: float = 1e2
   beta_min: float = 1e-3    # map "beta"
   beta_max: float = 1e3
-  n_y: int = 200
+  n_y: int = 120
   fixed_beta: float = 1.0   # beta of the gap_over_beta map
   fixed_gap: float = 1.0    # gap of the beta map
   budgets: tuple[float, ...] = (0.1, 1.0, 10.0)

@@ -27,6 +27,10 @@ from recall_theory.errors import TrainingDivergedError
 from recall_theory.lm import sharding
 
 
+_tree_norm = optax.tree.norm if hasattr(optax, "tree") and hasattr(optax.tree, "norm") \
+    else optax.global_norm
+
+
 class TrainState(NamedTuple):
   """step: int32 scalar; params: nnx.State of the model's Params; opt_state: optax state."""
   step: jax.Array
@@ -63,7 +67,7 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, loss_fn, mesh=No
     (loss, aux), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), **aux}
+    metrics = {"loss": loss, "grad_norm": _tree_norm(grads), **aux}
     new_state = TrainState(state.step + 1, params, opt_state)
     new_state = jax.lax.with_sharding_constraint(new_state,
                                                  sharding.tree_shardings(new_state, mesh))
@@ -80,7 +84,7 @@ def place_state(state: TrainState, mesh) -> TrainState:
 def check_finite_metrics(metrics: dict, step: int, stage: str) -> dict:
   """Host values of ``metrics``; TrainingDivergedError naming step and quantity if any is not finite."""
   host = {k: float(v) for k, v in metrics.items()}
-  for name, value in host.items():
+  for name, value in sorted(host.items(), key=lambda kv: kv[0] != "loss"):  # loss first
     if not math.isfinite(value):
       raise TrainingDivergedError(
           f"stage {stage!r}: {name} became {value} at step {step}; training stopped")
