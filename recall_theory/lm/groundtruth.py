@@ -14,17 +14,24 @@ synthetic language below:
 * optional ``target_log_prob(tokens_NxL) -> [N]``: log p*(x | target behaviour), for the
   log-likelihood version of target precision (NaN in the metrics when absent).
 
-:class:`MarkovMixture` is a mixture of first-order Markov "styles":
+:class:`MarkovMixture` is a mixture of first-order Markov "styles" plus a uniform
+"noise" style:
 
   p*(x) = sum_k w_k pi_k(x_1) prod_{t>1} A_k(x_{t-1}, x_t),
 
-computed exactly with ``logsumexp`` over styles. Common styles have peaked transitions
-(Dirichlet concentration ``common_concentration``, small), the rare target style
-(weight ``target_weight``) has spread-out, high-entropy transitions
-(``target_concentration``): it is the "diverse" behaviour that low-temperature
-distillation drops first, because tempering ``p^(1/tau)`` at every step where the
-style is still ambiguous favours the peaked styles' tokens. Every row is mixed with
-``leak`` of the uniform distribution, so p* has full support and recall is finite.
+computed exactly with ``logsumexp`` over styles. Every style has peaked transition rows
+(Dirichlet concentration ~0.08 over the V-1 content tokens, so each token has 2-3
+likely successors); the target is one of them with a small weight ``target_weight``
+(5% by default), the others share ``1 - target_weight - noise_weight``. With
+``shared_start`` all styles draw the first token from one distribution, so the style
+is decided at the second token, where the next-token distribution is the prior-weighted
+mixture of the styles' rows: sampling at temperature tau < 1 (``p^(1/tau)``)
+suppresses the rare style's tokens there, so a teacher sampled at tau loses the target
+(for the default p* itself: 5.0% of samples at tau = 1, 2.0% at 0.7, 1.2% at 0.6).
+Every row is mixed with ``leak`` of the uniform distribution, and the noise style
+(weight ``noise_weight``) is uniform: p* has full support (recall is finite) and an
+unstructured sequence, such as an under-trained model emits, is explained by the noise
+style rather than credited to the target.
 
 Oracle reward: the exact posterior of the target style,
 
@@ -81,7 +88,7 @@ class MarkovMixtureConfig:
     n_styles: K >= 2; the last style is the target.
     target_weight: mixture weight w_t of the target style, in (0, 1).
     common_concentration: Dirichlet concentration of common-style rows (peaked if small).
-    target_concentration: Dirichlet concentration of target-style rows (spread if large).
+    target_concentration: Dirichlet concentration of target-style rows.
     leak: share of each row mixed with the uniform distribution, in (0, 1).
     noise_weight: weight of an extra uniform "noise" style, in (0, 1 - target_weight).
     shared_start: every style uses the same first-token distribution, so the first

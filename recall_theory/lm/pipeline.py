@@ -132,6 +132,9 @@ class ExperimentConfig:
     return dataclasses.asdict(self)
 
 
+_STEP_CACHE: dict = {}
+
+
 class RunInterrupted(RuntimeError):
   """Raised by ``interrupt_after`` (tests of resume): simulates a killed run."""
 
@@ -152,12 +155,13 @@ class Runner:
     self.progress = progress
     self.interrupt_after = interrupt_after
     self.steps_run = 0
-    self._steps = {}
 
   def _step_fn(self, key, graphdef, tx, loss_fn):
-    if key not in self._steps:
-      self._steps[key] = make_train_step(graphdef, tx, loss_fn, self.mesh)
-    return self._steps[key]
+    # Shared across runners: a resumed or repeated run reuses the compiled steps.
+    key = key + (self.mesh,)
+    if key not in _STEP_CACHE:
+      _STEP_CACHE[key] = make_train_step(graphdef, tx, loss_fn, self.mesh)
+    return _STEP_CACHE[key]
 
   def train(self, stage: str, model: Transformer, loss_key: tuple, loss_fn, cfg: StageConfig,
             make_batch: Callable) -> Transformer:
