@@ -21,6 +21,7 @@ SUBCOMMANDS = (
     "recall_theory.cli.mog_cmd",
     "recall_theory.cli.lm_cmd",
     "recall_theory.cli.generate_cmd",
+    "recall_theory.cli.smollm2_cmd",
 )
 
 PROG = "recall-theory"
