@@ -1,0 +1,77 @@
+"""The mog command's argument checks, the recall sweep, and (slow) the quick end-to-end run."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from recall_theory.cli.main import main
+from recall_theory.errors import InputError
+from recall_theory.mog.setup import MogConfig
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--seeds", "0"], "--seeds"),
+    (["--betas", "0.1,-1"], "--betas"),
+    (["--betas", "a,b"], "--betas"),
+    (["--beta-min", "1", "--beta-max", "0.1"], "--beta-max"),
+    (["--label-noise", "0.6"], "--label-noise"),
+    (["--dpo-pairs", "3"], "dpo_pairs"),
+])
+def test_bad_arguments_exit_2_and_write_nothing(tmp_path, capsys, argv, needle):
+  out = tmp_path / "never"
+  assert main(["mog", "--out", str(out), *argv]) == 2
+  err = capsys.readouterr().err
+  assert needle in err and len(err.strip().splitlines()) == 1
+  assert not out.exists()
+
+
+def test_config_rejects_students_that_cannot_fit():
+  with pytest.raises(InputError, match="number of modes of student '4-mode'"):
+    MogConfig(mode_means=((-1., -1.), (0., -1.), (1., 1.))).validate()
+  with pytest.raises(InputError, match="mode_weights"):
+    MogConfig(mode_weights=(0.5,) * 8).validate()
+  with pytest.raises(InputError, match="target"):
+    MogConfig(target="three").validate()
+
+
+def test_sweep_argument_errors(tmp_path):
+  from recall_theory.mog.sweep import run_recall_sweep
+  with pytest.raises(InputError, match="weight_min < weight_max"):
+    run_recall_sweep(tmp_path, weight_min=0.5, weight_max=0.1)
+  with pytest.raises(InputError, match="beta must be > 0"):
+    run_recall_sweep(tmp_path, betas=(0.1, 0.0))
+  with pytest.raises(InputError, match="dtype"):
+    run_recall_sweep(tmp_path, dtype="float16")
+  assert not list(tmp_path.iterdir())
+
+
+def test_recall_sweep_writes_exact_monotone_curves(tmp_path):
+  from recall_theory.mog.sweep import run_recall_sweep
+  paths = run_recall_sweep(tmp_path, n_weights=4, betas=(0.1, 1.0))
+  names = sorted(p.name for p in paths)
+  assert names == ["mog_recall_sweep.csv", "mog_recall_sweep.pdf", "mog_recall_sweep.png",
+                   "mog_recall_sweep_data.npz"]
+  rows = list(csv.DictReader(open(tmp_path / "mog_recall_sweep.csv")))
+  assert len(rows) == 8
+  get = lambda key, beta: np.array([float(r[key]) for r in rows if float(r["beta"]) == beta])
+  for beta in (0.1, 1.0):
+    ak, ka = get("ak_target_mass", beta), get("ka_target_mass", beta)
+    assert np.all(np.diff(ak) >= -1e-9)  # more teacher recall never hurts A-K
+    # Where the student's recall is below the teacher's, aligning the student (K-A) reaches less
+    # target mass than aligning the teacher (set-mass law, theory item 2).
+    lower = get("student_target_mass", beta) < get("teacher_target_weight", beta)
+    assert lower[:2].all()
+    assert np.all(ka[lower] <= get("aligned_teacher_target_mass", beta)[lower] + 1e-9)
+  # At weight 1e-8 the student has dropped the target; at beta = 0.1 alignment cannot bring it back.
+  assert get("student_target_mass", 0.1)[0] < 1e-3
+  assert get("ka_target_mass", 0.1)[0] < 0.05
+
+
+@pytest.mark.slow
+def test_quick_run_end_to_end(tmp_path):
+  assert main(["mog", "--quick", "--out", str(tmp_path)]) == 0
+  rows = list(csv.DictReader(open(tmp_path / "mog_results.csv")))
+  assert len(rows) == 4 * 3 * 2 * 3 * 2  # pipelines x algorithms x students x betas x seeds
+  for name in ("mog_densities", "mog_metrics_4-mode", "mog_phase", "mog_tradeoff"):
+    assert (tmp_path / f"{name}.png").exists() and (tmp_path / f"{name}_data.npz").exists()
