@@ -1,1 +1,46 @@
-"""Transformer track (filled in below as modules land)."""
+"""Transformer track: K-A (distil then align) vs A-K (align then distil) with Flax NNX.
+
+Modules (one idea each):
+
+* :mod:`~recall_theory.lm.model`: Llama-style decoder (RMSNorm, rotary, GQA, SwiGLU, tied
+  head) with a key-value cache; loads Llama-family checkpoints unchanged.
+* :mod:`~recall_theory.lm.sampling`: greedy / temperature / top-p generation, cached or
+  full-prefix recompute.
+* :mod:`~recall_theory.lm.groundtruth`: p* with exact log-likelihoods and oracle reward,
+  behind the :class:`GroundTruth` protocol (a pretrained model can stand in):
+
+    prompt: int32 [P]; seq_len: T; vocab_size: V
+    sample(key, n) -> tokens int32 [n, P + T]   (prompt included)
+    log_prob(tokens) -> [n]  log p*(continuation | prompt)
+    reward(tokens) -> [n] in [0, 1]
+    shows_target(tokens) -> [n] bool
+    target_log_prob(tokens) -> [n]   (optional)
+
+* :mod:`~recall_theory.lm.losses`: loss factories (MLE / sequence KD, token KD with
+  forward KL / reverse KL / JSD, DPO, IPO, SimPO, RLOO).
+* :mod:`~recall_theory.lm.train`: the one jitted train step; :mod:`~.sharding`: the
+  (data, fsdp) mesh; :mod:`~.checkpoint`: Orbax stage checkpoints with resume.
+* :mod:`~recall_theory.lm.pipeline`: teacher, student, K-A, A-K, control;
+  :mod:`~.metrics`: exact-likelihood metrics; :mod:`~.report`: table and figure;
+  :mod:`~.presets`: ``cpu-tiny``, ``gpu``, ``test``.
+"""
+
+from recall_theory.lm.groundtruth import GroundTruth, MarkovMixture, MarkovMixtureConfig
+from recall_theory.lm.model import KVCache, ModelConfig, Transformer, init_cache
+from recall_theory.lm.pipeline import ExperimentConfig, Runner, StageConfig, run_comparison
+from recall_theory.lm.sampling import generate
+
+__all__ = [
+    "ExperimentConfig",
+    "GroundTruth",
+    "KVCache",
+    "MarkovMixture",
+    "MarkovMixtureConfig",
+    "ModelConfig",
+    "Runner",
+    "StageConfig",
+    "Transformer",
+    "generate",
+    "init_cache",
+    "run_comparison",
+]

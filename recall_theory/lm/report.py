@@ -21,11 +21,13 @@ PLOT_PIPELINES = ("K-A", "K-A(teacher-ref)", "A-K")
 LABELS = {
     "reward": "reward $E_q[R]$",
     "target_share": "target share",
-    "target_precision": "target precision (nats/token)",
-    "precision": "precision $E_q[\\log p^*]$/T",
-    "recall": "recall $E_{p^*}[\\log q]$/T",
+    "target_precision": "target precision",
+    "precision": "precision",
+    "recall": "recall",
     "kl_ref": "KL(q || ref) (nats)",
 }
+YLABELS = {"target_precision": "$E_q[\\log p^*(x|t)]/T$", "precision": "$E_q[\\log p^*]/T$",
+           "recall": "$E_{p^*}[\\log q]/T$", "target_share": "share of samples"}
 
 
 def summarize(rows: list[dict]) -> list[dict]:
@@ -65,7 +67,8 @@ def markdown_table(summary: list[dict], metrics=METRIC_NAMES) -> str:
 
 
 def plot_comparison(rows: list[dict], out_dir: str | Path, name: str = "lm_comparison",
-                    metrics=("reward", "target_share", "precision", "recall")) -> list[Path]:
+                    metrics=("reward", "target_share", "target_precision", "precision",
+                             "recall")) -> list[Path]:
   """Per-seed dots and mean ± sd for each pipeline, one panel per metric."""
   from recall_theory.plotting import (PIPELINE_COLORS, TEXT_WIDTH, figure_size, paper_style,
                                       save_figure)
@@ -75,7 +78,7 @@ def plot_comparison(rows: list[dict], out_dir: str | Path, name: str = "lm_compa
   data: dict[str, np.ndarray] = {"algorithms": np.array(algorithms),
                                  "pipelines": np.array(PLOT_PIPELINES)}
   with paper_style():
-    fig, axes = plt.subplots(1, len(metrics), figsize=figure_size(TEXT_WIDTH, 0.3))
+    fig, axes = plt.subplots(1, len(metrics), figsize=figure_size(TEXT_WIDTH, 0.27))
     width = 0.22
     for ax, m in zip(axes, metrics):
       for j, pipe in enumerate(PLOT_PIPELINES):
@@ -103,5 +106,20 @@ def plot_comparison(rows: list[dict], out_dir: str | Path, name: str = "lm_compa
       ax.set_xticks(range(len(algorithms)), [a.upper() for a in algorithms])
       ax.set_xlim(-0.5, len(algorithms) - 0.5)
       ax.set_title(LABELS.get(m, m))
+      if m in YLABELS:
+        ax.set_ylabel(YLABELS[m], labelpad=1)
     fig.legend(loc="outside lower center", ncol=5)
     return save_figure(fig, out_dir, name, data=data)
+
+
+def load_rows(csv_path: str | Path) -> list[dict]:
+  """Rows of an ``lm_results.csv`` with numbers parsed (to redraw without rerunning)."""
+  import csv
+  rows = []
+  with open(csv_path, newline="") as fh:
+    for r in csv.DictReader(fh):
+      row = {"pipeline": r.pop("pipeline"), "algorithm": r.pop("algorithm"),
+             "seed": int(r.pop("seed"))}
+      row.update({k: float(v) for k, v in r.items()})
+      rows.append(row)
+  return rows
