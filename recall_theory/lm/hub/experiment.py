@@ -73,13 +73,13 @@ def _presets() -> dict[str, SmolLM2Experiment]:
           groundtruth=MarkovMixtureConfig(seq_len=smoke_t),
           teacher=llama(64, 2, 4, 2, 128, 16),
           student=llama(32, 1, 2, 1, 64, 16),
-          teacher_train=StageConfig(steps=6, batch_size=16, learning_rate=3e-3),
-          student_train=StageConfig(steps=6, batch_size=16, learning_rate=3e-3),
+          teacher_train=StageConfig(steps=4, batch_size=16, learning_rate=3e-3),
+          student_train=StageConfig(steps=4, batch_size=16, learning_rate=3e-3),
           tau=0.7, distill_samples=32, algorithms=("dpo", "rloo"),
-          preference_train=StageConfig(steps=3, batch_size=16, learning_rate=1e-3),
-          n_pairs=32, beta=0.1, bt_scale=10.0,
+          preference_train=StageConfig(steps=2, batch_size=16, learning_rate=1e-3),
+          n_pairs=16, beta=0.1, bt_scale=10.0,
           rloo_train=StageConfig(steps=2, batch_size=16, learning_rate=1e-3),
-          rloo_beta=0.05, rloo_group=4, eval_samples=32, checkpoint_every=1000),
+          rloo_beta=0.05, rloo_group=4, eval_samples=16, checkpoint_every=1000),
       seeds=2)
   gpu_t = 32
   gpu = SmolLM2Experiment(
