@@ -117,3 +117,17 @@ def test_generate_command_and_a_prompt_longer_than_the_context(lm, monkeypatch, 
   from recall_theory.lm.sampling import generate
   with pytest.raises(InputError, match="exceeds max_seq_len=256"):
     generate(lm.model, np.zeros((1, 250), np.int32), jax.random.key(0), max_new_tokens=10)
+
+
+def test_question_oracle_on_the_real_vocabulary_equals_the_decoded_text(lm):
+  from recall_theory.lm.hub.oracle import question_oracle
+  oracle = question_oracle(lm.tokenizer)
+  mask = np.asarray(oracle.mask_V)
+  assert 10 < mask.sum() < 200  # '?', '?"', ')?', ... a small set of the 49152 tokens
+  rng = np.random.default_rng(0)
+  q_ids = np.flatnonzero(mask)
+  x = rng.integers(0, 49152, size=(300, 12))
+  x[::5, 3] = rng.choice(q_ids, size=len(x[::5]))
+  shows = np.asarray(oracle.shows_target(x))
+  text_has = np.array(["?" in lm.tokenizer.decode(r, skip_special=False) for r in x.tolist()])
+  np.testing.assert_array_equal(shows, text_has)
