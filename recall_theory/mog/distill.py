@@ -55,8 +55,12 @@ def distill_forward_grid(source_log_weights_K: jax.Array, source_log_comp_GxK: j
 
   The source is sum_k w_k T_k(x) with component log-densities ``source_log_comp_GxK`` on the
   grid (for a tilted teacher, T_k are the tilted components); the student is initialised on
-  the heaviest components' moments (``source_means_KxD``, ``source_covs_KxDxD``).
+  the heaviest components' moments (``source_means_KxD``, ``source_covs_KxDxD``). Every
+  covariance gets the within-cell variance h^2/12 of the grid's piecewise-constant density
+  (Sheppard's correction; 0.8% of the mode variance at the default h): without it a component
+  narrower than a cell (very small beta) would collapse onto one grid point.
   """
+  reg = reg + jnp.exp(grid.log_cell_area) / 12.0
   log_src_G = jax.nn.logsumexp(source_log_weights_K[None] + source_log_comp_GxK, axis=-1)
   weights_G = jnp.exp(log_src_G + grid.log_cell_area)
   proxy = Mixture(source_log_weights_K, source_means_KxD, source_covs_KxDxD)

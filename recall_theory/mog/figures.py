@@ -46,7 +46,7 @@ def plot_densities(out_dir, axis, log_dens, log_truth, target_means, beta, stude
     for ax, (title, ld) in zip(axes.ravel(), panels):
       rel = ld - ld.max()
       ax.contourf(axis, axis, np.maximum(rel, -8.5), levels=levels, cmap="Greys")
-      ax.contour(axis, axis, rel, levels=[-4, -1], colors="k", linewidths=0.4)
+      ax.contour(axis, axis, rel, levels=[-4, -1], colors="k", linewidths=0.4, linestyles="solid")
       for m in target_means:
         ax.plot(m[0], m[1], marker="*", color="#D55E00", ms=7, mec="white", mew=0.4)
       key = title.split(",")[0].split(" (")[0]
@@ -54,7 +54,7 @@ def plot_densities(out_dir, axis, log_dens, log_truth, target_means, beta, stude
       ax.set_aspect("equal")
       ax.set_xlim(axis[0], axis[-1])
       ax.set_ylim(axis[0], axis[-1])
-    fig.suptitle(rf"log-density relative to its maximum (shaded: 0 to $-8$); aligned at $\beta$={beta:g} "
+    fig.suptitle(rf"log-density relative to its maximum (shaded: 0 to $-8$); aligned at $\beta$={beta:.2g} "
                  f"with the {student_names[0]} student; star = target", fontsize=7)
     data = {"axis": axis, "log_truth": log_truth, "beta": np.asarray(beta), "target_means": target_means,
             **{k.replace(":", "_").replace("(", "_").replace(")", "").replace("-", "_"): v
@@ -95,7 +95,7 @@ def plot_metrics(out_dir, betas, metrics_SxBxPxAxM, student: str) -> list[Path]:
         "algorithms": np.asarray(ALGORITHMS), "metric_names": np.asarray(METRICS)})
 
 
-def plot_phase(out_dir, betas, recalls, phase: dict) -> list[Path]:
+def plot_phase(out_dir, betas, recalls, phase: dict, student: str = "3-mode") -> list[Path]:
   """pcolormesh of the A-K - K-A target-mass gap on log axes, zero contour = phase boundary."""
   import matplotlib.pyplot as plt
   gap = phase["gap"]
@@ -111,7 +111,8 @@ def plot_phase(out_dir, betas, recalls, phase: dict) -> list[Path]:
     ax.set_xlabel(r"$\beta$")
     ax.set_ylabel(r"K-A reference's recall $\pi_{ref}(A)$")
     fig.colorbar(mesh, ax=ax, label="A-K $-$ K-A target mass")
-    ax.set_title("exact; black: gap = 0", fontsize=7)
+    ax.set_title(f"exact; K-A reference = {student} student + target mode of weight p;\n"
+                 "black line: gap = 0", fontsize=6.5)
     return save_figure(fig, out_dir, "mog_phase", data={"betas": betas, "recalls": recalls,
                                                           "reference_recall": ref, **phase})
 

@@ -130,7 +130,9 @@ def run_mog(out_dir, config: MogConfig, seeds: Sequence[int], betas: Sequence[fl
   phase_betas = np.geomspace(res.betas.min(), res.betas.max(), phase_points)
   recalls = np.geomspace(1e-12, 0.5, phase_points)
   t0 = time.perf_counter()
-  phase = phase_map(config, phase_betas, recalls, student=res.students[0], dtype=dtype or jnp.float64)
+  # The student with no mode near the target: its own tail recall (< 1e-12) does not mask p.
+  phase_student = "3-mode" if "3-mode" in res.students else res.students[0]
+  phase = phase_map(config, phase_betas, recalls, student=phase_student, dtype=dtype or jnp.float64)
   log(f"phase map: {time.perf_counter() - t0:.1f} s")
-  paths += figures.plot_phase(out, phase_betas, recalls, phase)
+  paths += figures.plot_phase(out, phase_betas, recalls, phase, phase_student)
   return paths

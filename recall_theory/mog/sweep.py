@@ -28,7 +28,7 @@ from recall_theory.errors import InputError, check_int_range, check_positive
 from recall_theory.mog import distill as kd
 from recall_theory.mog.em import DEAD_LOG_WEIGHT
 from recall_theory.mog.mixture import Mixture, normalize_log_weights
-from recall_theory.mog.quadrature import log_density_on_grid, tilt_on_grid, tilted_components
+from recall_theory.mog.quadrature import log_density_on_grid, log_normalize, tilt_on_grid, tilted_components
 from recall_theory.mog.setup import STUDENT_KEEPS, MogConfig, target_mask
 
 DTYPES = {"float32": jnp.float32, "float64": jnp.float64}
@@ -55,8 +55,8 @@ def _exact_kd(teacher_lw, log_comp_GxK, means, covs, profile, temperature, grid,
 def _pipeline_masses(teacher: Mixture, beta, problem, profile, active, config: MogConfig):
   """(student recall, K-A target mass, A-K target mass, aligned-teacher mass, K-A reward, A-K reward)."""
   grid, land = problem.grid, problem.land
-  mass = lambda log_q: jnp.sum(jnp.exp(log_q + grid.log_cell_area) * land.target_G)
-  reward = lambda log_q: jnp.sum(jnp.exp(log_q + grid.log_cell_area) * land.reward_G)
+  mass = lambda log_q: jnp.sum(jnp.exp(log_normalize(log_q, grid)[0] + grid.log_cell_area) * land.target_G)
+  reward = lambda log_q: jnp.sum(jnp.exp(log_normalize(log_q, grid)[0] + grid.log_cell_area) * land.reward_G)
   zero = jnp.zeros(problem.grid.points_GxD.shape[:1], teacher.means_KxD.dtype)
   _, log_comp, mu, cov = tilted_components(teacher, zero, 1.0, grid)
   student = _exact_kd(teacher.log_weights_K, log_comp, mu, cov, profile, config.kd_temperature, grid,
@@ -114,7 +114,7 @@ def phase_map(config: MogConfig, betas: Sequence[float], recalls: Sequence[float
   target_only = teacher._replace(log_weights_K=normalize_log_weights(
       jnp.where(tmask, teacher.log_weights_K, DEAD_LOG_WEIGHT)))
   log_target = log_density_on_grid(target_only, grid)
-  mass = lambda log_q: jnp.sum(jnp.exp(log_q + grid.log_cell_area) * land.target_G)
+  mass = lambda log_q: jnp.sum(jnp.exp(log_normalize(log_q, grid)[0] + grid.log_cell_area) * land.target_G)
 
   def ak_mass(beta):
     lw_t, log_comp_t, mu_t, cov_t = tilted_components(teacher, land.reward_G, beta, grid)
