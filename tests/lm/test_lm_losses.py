@@ -24,6 +24,19 @@ def _uniform_model():
   return nnx.merge(graphdef, jax.tree.map(jnp.zeros_like, state))
 
 
+def _jit_loss(loss_fn):
+  """loss_fn(model, batch) compiled once, the model's state a jit argument."""
+  @jax.jit
+  def f(state, batch):
+    return loss_fn(nnx.merge(graphdef, state), batch)
+
+  def call(model, batch):
+    return f(nnx.state(model), batch)
+
+  graphdef = nnx.graphdef(_uniform_model())
+  return call
+
+
 def _sig(x):
   return 1 / (1 + math.exp(-x))
 
@@ -86,38 +99,38 @@ def test_model_losses_on_uniform_model():
   model = _uniform_model()
   tokens = jnp.array([[0, 1, 2, 3], [0, 4, 4, 1]])  # prompt_len 1, T = 3
   log_v = math.log(V)
-  loss, aux = losses.make_mle_loss(1)(model, {"tokens": tokens})
+  loss, aux = _jit_loss(losses.make_mle_loss(1))(model, {"tokens": tokens})
   assert float(loss) == pytest.approx(log_v, rel=1e-6)
   # DPO: policy log-probs are -3 log V for both; refs chosen -2, rejected -4 -> h = -2
   batch = {"chosen": tokens, "rejected": tokens[::-1], "ref_chosen": jnp.array([-2.0, -2.0]),
            "ref_rejected": jnp.array([-4.0, -4.0])}
-  loss, aux = losses.make_dpo_loss(1, beta=0.5)(model, batch)
+  loss, aux = _jit_loss(losses.make_dpo_loss(1, beta=0.5))(model, batch)
   assert float(loss) == pytest.approx(-math.log(_sig(-1.0)), rel=1e-5)
   assert float(aux["margin"]) == pytest.approx(-1.0, rel=1e-5)
-  loss, _ = losses.make_dpo_loss(1, beta=0.5, variant="ipo")(model, batch)
+  loss, _ = _jit_loss(losses.make_dpo_loss(1, beta=0.5, variant="ipo"))(model, batch)
   assert float(loss) == pytest.approx((-2.0 - 1.0) ** 2, rel=1e-5)
-  loss, _ = losses.make_simpo_loss(1, beta=2.0, gamma=0.5)(model, batch)
+  loss, _ = _jit_loss(losses.make_simpo_loss(1, beta=2.0, gamma=0.5))(model, batch)
   assert float(loss) == pytest.approx(-math.log(_sig(-0.5)), rel=1e-5)
   # token KD against a teacher whose tempered distribution is known
   t_logits = jnp.log(jnp.array([0.4, 0.3, 0.1, 0.1, 0.1]))
   batch = {"tokens": tokens, "teacher_logits": jnp.broadcast_to(t_logits, (2, 3, V))}
   p = np.array([0.4, 0.3, 0.1, 0.1, 0.1])
-  loss, _ = losses.make_token_kd_loss(1, "forward_kl")(model, batch)
+  loss, _ = _jit_loss(losses.make_token_kd_loss(1, "forward_kl"))(model, batch)
   assert float(loss) == pytest.approx(float(np.sum(p * np.log(p * V))), rel=1e-5)
-  loss, _ = losses.make_token_kd_loss(1, "reverse_kl")(model, batch)
+  loss, _ = _jit_loss(losses.make_token_kd_loss(1, "reverse_kl"))(model, batch)
   assert float(loss) == pytest.approx(float(np.sum(np.log(1 / (V * p)) / V)), rel=1e-5)
   p_half = p ** 2 / np.sum(p ** 2)  # temperature 1/2 sharpens the teacher
-  loss, _ = losses.make_token_kd_loss(1, "forward_kl", temperature=0.5)(model, batch)
+  loss, _ = _jit_loss(losses.make_token_kd_loss(1, "forward_kl", temperature=0.5))(model, batch)
   assert float(loss) == pytest.approx(float(np.sum(p_half * np.log(p_half * V))), rel=1e-5)
   # RLOO: rewards [1, 0] in one group, ref = policy -> advantages [1, -1], loss = -mean(A logp) = 0
   batch = {"tokens": tokens, "reward": jnp.array([1.0, 0.0]),
            "ref_logp": jnp.full((2,), -3 * log_v)}
-  loss, aux = losses.make_rloo_loss(1, beta=0.1, group_size=2)(model, batch)
+  loss, aux = _jit_loss(losses.make_rloo_loss(1, beta=0.1, group_size=2))(model, batch)
   assert float(loss) == pytest.approx(0.0, abs=1e-5)
   assert float(aux["kl"]) == pytest.approx(0.0, abs=1e-5)
   # ref log-prob lower by 1 on row 0: s = [1 - 0.1, 0] -> A = [0.9, -0.9]
   batch["ref_logp"] = jnp.array([-3 * log_v - 1.0, -3 * log_v])
-  loss, aux = losses.make_rloo_loss(1, beta=0.1, group_size=2)(model, batch)
+  loss, aux = _jit_loss(losses.make_rloo_loss(1, beta=0.1, group_size=2))(model, batch)
   assert float(loss) == pytest.approx(-0.5 * (0.9 - 0.9) * 3 * -log_v, abs=1e-5)
   assert float(aux["kl"]) == pytest.approx(0.5, rel=1e-5)
 
@@ -134,7 +147,7 @@ def test_rloo_gradient_direction():
   def f(s):
     return loss_fn(nnx.merge(graphdef, s), batch)[0]
 
-  grads = jax.grad(f)(state)
+  grads = jax.jit(jax.grad(f))(state)
   new = jax.tree.map(lambda a, g: a - 0.05 * g, state, grads)
   after = losses.sequence_log_prob(nnx.merge(graphdef, new), tokens, 1)
   assert float(after[0]) > float(before[0])

@@ -116,24 +116,24 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 def test_mismatched_and_corrupt_checkpoints(tmp_path):
   gt = MarkovMixture(CONFIG.groundtruth)
   runner = _tiny_runner(tmp_path)
-  cfg = pipeline.StageConfig(steps=5, batch_size=16, learning_rate=1e-3)
+  cfg = CONFIG.teacher_train  # the pipeline's teacher stage: its compiled step is reused
 
   def make_batch(step, _):
     return {"tokens": gt.sample(jax.random.key(step), 16)}
 
-  runner.train("stage", pipeline.init_model(CONFIG.teacher, 0), ("mle",),
+  runner.train("stage", pipeline.init_model(CONFIG.teacher, 0), ("mle", 1),
                losses.make_mle_loss(1), cfg, make_batch)
   bigger = dataclasses.replace(CONFIG.teacher, d_model=48)
   with pytest.raises(InputError, match="does not match the model"):
-    runner.train("stage", pipeline.init_model(bigger, 0), ("mle",), losses.make_mle_loss(1), cfg,
+    runner.train("stage", pipeline.init_model(bigger, 0), ("mle", 1), losses.make_mle_loss(1), cfg,
                  make_batch)
   # damage the array files but keep the metadata: a clear error, nothing rewritten
   meta = runner.ckpt.latest("stage")
-  for f in (tmp_path / "stage" / "step_00000005").rglob("*"):
+  for f in (tmp_path / "stage" / f"step_{cfg.steps:08d}").rglob("*"):
     if f.is_file() and f.suffix != ".json":
       f.write_bytes(b"garbage")
   with pytest.raises(InputError, match="corrupt or unreadable"):
-    runner.train("stage", pipeline.init_model(CONFIG.teacher, 0), ("mle",),
+    runner.train("stage", pipeline.init_model(CONFIG.teacher, 0), ("mle", 1),
                  losses.make_mle_loss(1), cfg, make_batch)
   assert runner.ckpt.latest("stage")["step"] == meta["step"]
 
@@ -170,3 +170,24 @@ def test_bad_sizes_name_the_problem():
   with pytest.raises(InputError, match="n_kv_heads"):
     dataclasses.replace(CONFIG, student=dataclasses.replace(CONFIG.student, n_kv_heads=3)
                         ).validate()
+
+
+@pytest.mark.parametrize("name", ["cpu-tiny", "gpu", "test"])
+def test_presets_are_consistent(name):
+  presets.get_preset(name).validate()
+
+
+def test_unknown_preset():
+  with pytest.raises(InputError, match="--preset must be one of"):
+    presets.get_preset("huge")
+
+
+@pytest.mark.slow
+def test_cpu_tiny_shows_align_before_distill():
+  """The claim on the cpu-tiny preset (about 2.5 minutes on 2 cores)."""
+  rows = pipeline.run_comparison(presets.CPU_TINY, [0, 1, 2], progress=False)
+  for alg in presets.CPU_TINY.algorithms:
+    def mean(pipe, metric):
+      return np.mean([r[metric] for r in rows if r["pipeline"] == pipe and r["algorithm"] == alg])
+    for metric in ("reward", "target_share", "target_precision"):
+      assert mean("A-K", metric) > mean("K-A", metric), (alg, metric)
