@@ -56,6 +56,11 @@ def register(subparsers) -> None:
                  help="number of seeds (e.g. 3 -> 0,1,2) or a comma list (default 3)")
   p.add_argument("--algorithms", default=None,
                  help=f"comma list from {','.join(ALGORITHM_NAMES)} (default: the preset's)")
+  p.add_argument("--tau", type=float, default=None,
+                 help="distillation temperature (default: the preset's, 0.6)")
+  p.add_argument("--kd", default=None, choices=("sequence", "forward_kl", "reverse_kl", "jsd"),
+                 help="distillation loss: sequence-level KD on teacher samples at tau, or "
+                      "token-level KD on the teacher's tempered logits (default sequence)")
   p.add_argument("--out", default="results/lm", help="output folder (default results/lm)")
   p.add_argument("--checkpoint-dir", default=None,
                  help="folder for Orbax stage checkpoints (default: none)")
@@ -93,6 +98,10 @@ def run(args: argparse.Namespace) -> int:
     config = dataclasses.replace(config, algorithms=algorithms)
   if args.fsdp is not None:
     config = dataclasses.replace(config, fsdp=args.fsdp)
+  if args.tau is not None:
+    config = dataclasses.replace(config, tau=args.tau)
+  if args.kd is not None:
+    config = dataclasses.replace(config, kd=args.kd)
   config.validate()
   out = io.prepare_output_dir(args.out)
 

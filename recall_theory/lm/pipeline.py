@@ -323,7 +323,9 @@ def run_comparison(config: ExperimentConfig, seeds: Sequence[int], *,
 
   Returns one row per (pipeline, algorithm, seed) with the metrics of
   :mod:`recall_theory.lm.metrics`; ``teacher``, ``student`` and ``A`` (the aligned
-  teacher before distillation) are included as reference rows.
+  teacher before distillation) are included as reference rows. ``kl_ref`` is taken
+  against the pipeline's alignment reference (K-A: the student; A, A-K and the
+  control: the teacher; the student row: the teacher it was distilled from).
   """
   groundtruth = MarkovMixture(config.groundtruth) if groundtruth is None else groundtruth
   config.validate(groundtruth)
