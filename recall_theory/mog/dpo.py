@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from recall_theory.errors import check_positive
 from recall_theory.mog.divergence_guard import Watch, new_watch, update_watch
 from recall_theory.mog.mixture import Mixture, log_prob, sample
 from recall_theory.mog.params import MixtureParams, all_finite, to_mixture
@@ -73,6 +74,7 @@ def make_dpo_loss(beta):
 def train_dpo(init: MixtureParams, pairs: PreferencePairs, beta,
               config: DPOConfig = DPOConfig()) -> tuple[MixtureParams, jax.Array, Watch]:
   """Full-batch Adam on the DPO loss; returns (params, loss per step (n_steps,), watch)."""
+  check_positive("beta", beta)
   opt = optax.adam(config.learning_rate)
   grad_fn = jax.value_and_grad(make_dpo_loss(beta), has_aux=True)
 

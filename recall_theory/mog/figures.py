@@ -105,14 +105,17 @@ def plot_phase(out_dir, betas, recalls, phase: dict, student: str = "3-mode") ->
     bx = _edges(betas)
     by = _edges(ref)
     mesh = ax.pcolormesh(bx, by, gap.T, cmap="RdBu_r", vmin=-1, vmax=1, shading="flat")
-    ax.contour(betas, ref, gap.T, levels=[0.0], colors="k", linewidths=0.8)
+    # +-0.5 rather than 0: the gap is flat at ~0 where both pipelines succeed or both fail.
+    cs = ax.contour(betas, ref, gap.T, levels=[-0.5, 0.5], colors="k", linewidths=0.8,
+                    linestyles=["dashed", "solid"])
+    ax.clabel(cs, fmt={-0.5: "$-$0.5", 0.5: "+0.5"}, fontsize=6)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(r"$\beta$")
     ax.set_ylabel(r"K-A reference's recall $\pi_{ref}(A)$")
     fig.colorbar(mesh, ax=ax, label="A-K $-$ K-A target mass")
     ax.set_title(f"exact; K-A reference = {student} student + target mode of weight p;\n"
-                 "black line: gap = 0", fontsize=6.5)
+                 "black lines: gap = +0.5 (solid), $-$0.5 (dashed)", fontsize=6.5)
     return save_figure(fig, out_dir, "mog_phase", data={"betas": betas, "recalls": recalls,
                                                           "reference_recall": ref, **phase})
 

@@ -46,13 +46,18 @@ class GridResult(NamedTuple):
   plot_axis: np.ndarray
 
 
-def build_problem(config: MogConfig, dtype=None) -> Problem:
-  """Ground truth, quadrature grid, oracle reward and landscape arrays for ``config``."""
+def build_problem(config: MogConfig, dtype=None, reward=None) -> Problem:
+  """Ground truth, quadrature grid, oracle reward and landscape arrays for ``config``.
+
+  ``reward`` swaps the oracle: any pytree with ``__call__(x_NxD) -> r_N`` (default: the bump
+  reward of :mod:`recall_theory.mog.reward` around the configured target).
+  """
   config.validate()
   dtype = dtype or jnp.result_type(float)
   truth = ground_truth(config, dtype)
   grid = make_grid(config.grid_lo, config.grid_hi, config.grid_n, dtype)
-  reward = make_bump_reward(TARGETS[config.target], config.reward_width, dtype)
+  if reward is None:
+    reward = make_bump_reward(TARGETS[config.target], config.reward_width, dtype)
   tmask = jnp.asarray(target_mask(config))
   target_G = voronoi_target_indicator(grid.points_GxD, truth.means_KxD, tmask)
   log_truth_G = log_prob(truth, grid.points_GxD)
@@ -74,7 +79,7 @@ def grid_mesh(devices: Sequence | None = None) -> Mesh:
 
 
 def run_grid(config: MogConfig, seeds: Sequence[int], betas: Sequence[float], *, dtype=None,
-             keep_densities: bool = False, devices: Sequence | None = None) -> GridResult:
+             keep_densities: bool = False, devices: Sequence | None = None, reward=None) -> GridResult:
   """Run every (seed, beta, student) in one jitted, vmapped, device-sharded call.
 
   Raises TrainingDivergedError (naming trainer, step, quantity and run) if any PG or DPO
@@ -87,7 +92,7 @@ def run_grid(config: MogConfig, seeds: Sequence[int], betas: Sequence[float], *,
   for s in seeds_np:
     check_int_range("seed", s, 0, 2 ** 31 - 1)
   betas_np = parse_betas(betas)
-  problem = build_problem(config, dtype)
+  problem = build_problem(config, dtype, reward)
   n_s, n_b, n_v = len(seeds_np), len(betas_np), len(config.students)
   s_idx, b_idx, v_idx = (a.ravel() for a in np.meshgrid(np.arange(n_s), np.arange(n_b), np.arange(n_v),
                                                        indexing="ij"))

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from recall_theory.errors import check_positive
 from recall_theory.mog.divergence_guard import Watch, new_watch, update_watch
 from recall_theory.mog.mixture import Mixture, log_prob, sample
 from recall_theory.mog.params import MixtureParams, all_finite, to_mixture
@@ -71,6 +72,7 @@ def train_pg(key: jax.Array, init: MixtureParams, reference: Mixture, reward: An
   Check ``watch`` on the host with
   ``divergence_guard.raise_if_diverged(watch, "policy gradient", PG_QUANTITIES)``.
   """
+  check_positive("beta", beta)
   opt = optax.adam(config.learning_rate)
   loss_fn = make_pg_loss(config.clip_eps)
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)

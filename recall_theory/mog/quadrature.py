@@ -23,7 +23,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from recall_theory.errors import InputError, check_int_range
+from recall_theory.errors import InputError, check_int_range, check_positive
 from recall_theory.mog.mixture import Mixture, log_prob, component_log_prob
 
 
@@ -82,6 +82,7 @@ def kl_on_grid(log_q_G: jax.Array, log_p_G: jax.Array, grid: Grid) -> jax.Array:
 def tilt_on_grid(log_ref_G: jax.Array, reward_G: jax.Array, beta,
                  grid: Grid) -> tuple[jax.Array, jax.Array]:
   """Gibbs optimum log pi*(x) = log pi_ref(x) + r(x)/beta - log Z on the grid; returns (log pi*, log Z)."""
+  check_positive("beta", beta)
   return log_normalize(log_ref_G + reward_G / beta, grid)
 
 

@@ -24,6 +24,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from recall_theory.errors import check_positive
 from recall_theory.mog.mixture import Mixture, normalize_log_weights
 
 
@@ -41,6 +42,7 @@ def tilt_quadratic(reference: Mixture, center_D: jax.Array, precision_DxD: jax.A
 
   Returns the tilted :class:`Mixture` and log Z = log E_ref[exp(r/beta)].
   """
+  check_positive("beta", beta)
   q_over_beta = precision_DxD / beta
   prec_KxDxD = jnp.linalg.inv(reference.covs_KxDxD)
   new_cov = jnp.linalg.inv(prec_KxDxD + q_over_beta)
@@ -57,6 +59,7 @@ def tilt_quadratic(reference: Mixture, center_D: jax.Array, precision_DxD: jax.A
 
 def tilt_linear(reference: Mixture, direction_D: jax.Array, beta) -> tuple[Mixture, jax.Array]:
   """Tilt ``reference`` by r(x) = a^T x; returns the tilted mixture and log Z."""
+  check_positive("beta", beta)
   s_a_KxD = jnp.einsum("kij,j->ki", reference.covs_KxDxD, direction_D)
   log_mgf_K = reference.means_KxD @ direction_D / beta + (s_a_KxD @ direction_D) / (2 * beta ** 2)
   log_joint_K = reference.log_weights_K + log_mgf_K

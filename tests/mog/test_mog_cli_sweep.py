@@ -75,3 +75,28 @@ def test_quick_run_end_to_end(tmp_path):
   assert len(rows) == 4 * 3 * 2 * 3 * 2  # pipelines x algorithms x students x betas x seeds
   for name in ("mog_densities", "mog_metrics_4-mode", "mog_phase", "mog_tradeoff"):
     assert (tmp_path / f"{name}.png").exists() and (tmp_path / f"{name}_data.npz").exists()
+
+
+def test_beta_must_be_positive_everywhere():
+  import jax.numpy as jnp
+  from recall_theory.mog import mixture as mx
+  from recall_theory.mog import quadrature as qd
+  from recall_theory.mog.tilt import tilt_linear
+  q = mx.make_mixture([1.0], [[0.0, 0.0]], 0.1)
+  with pytest.raises(InputError, match="beta must be > 0"):
+    tilt_linear(q, jnp.ones(2), 0.0)
+  grid = qd.make_grid(-1, 1, 16)
+  with pytest.raises(InputError, match="beta must be > 0"):
+    qd.tilt_on_grid(jnp.zeros(256), jnp.zeros(256), -1.0, grid)
+
+
+def test_two_mode_target_landscape():
+  import jax.numpy as jnp
+  from recall_theory.mog.grid_run import build_problem
+  pb = build_problem(MogConfig(target="two", grid_n=40), jnp.float32)
+  cell = float(jnp.exp(pb.grid.log_cell_area))
+  # Two corner Voronoi cells, each [0.5, 2.5] x [0.5, 2.5] inside the [-2.5, 2.5]^2 box: area 2 x 4.
+  area = float(pb.land.target_G.sum()) * cell
+  assert abs(area - 8.0) < 1e-9
+  r = pb.reward(jnp.array([[1.0, 1.0], [-1.0, 1.0], [0.0, -1.0]]))
+  assert np.allclose(np.asarray(r[:2]), 1.0) and float(r[2]) < 1e-4
