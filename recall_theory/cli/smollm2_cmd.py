@@ -76,8 +76,9 @@ def run(args: argparse.Namespace) -> int:
   table = report.markdown_table(report.summarize(rows))
   head = (f"# SmolLM2 as p*, preset `{args.preset}`, seeds {seeds}\n\n"
           f"p* = {pstar.model}, prompt {pstar.prompt_text!r}, T = {pstar.seq_len}; target: "
-          f"{info['target']}; base rate under p* {info['base_rate']:.4f} ± "
-          f"{info['base_rate_se']:.4f} ({info['base_rate_samples']} samples).\n"
+          f"{info['target']}; base rate under p* {info['base_rate_hits']} of "
+          f"{info['base_rate_samples']} samples = {info['base_rate']:.4f} (95% Wilson interval "
+          f"{info['base_rate_interval95'][0]:.4f} to {info['base_rate_interval95'][1]:.4f}).\n"
           f"Means ± standard deviations over seeds ({info['wall_seconds']:.0f} s wall clock, "
           f"p* loaded in {info['pstar_load_seconds']:.1f} s).\n\n")
   io.write_csv(out / "smollm2_results.csv", rows)

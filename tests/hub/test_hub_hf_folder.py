@@ -105,3 +105,21 @@ def test_tokenizer_json_of_wrong_size_is_refused(tiny_gguf, tmp_path):
   with pytest.raises(InputError, match="tokenizer has 263 tokens but the model's vocabulary "
                                        "size is 264"):
     tokenizer_from_checkpoint(big._replace(tokenizer=read_hf_folder(folder).tokenizer))
+
+
+def test_load_pretrained_from_a_folder_generates_like_the_gguf(tiny_gguf, tmp_path):
+  import jax
+  import jax.numpy as jnp
+  from recall_theory.lm.hub.models import load_pretrained
+  from recall_theory.lm.sampling import generate
+  path, _ = tiny_gguf
+  ckpt = read_gguf(path)
+  folder = write_hf_folder(ckpt, tmp_path / "hf", tokenizer=tokenizer_from_checkpoint(ckpt))
+  from_gguf = load_pretrained(str(path), max_seq_len=32)
+  from_folder = load_pretrained(str(folder), max_seq_len=32)
+  assert from_folder.config == from_gguf.config and from_folder.load_seconds > 0
+  prompt = jnp.asarray([from_gguf.tokenizer.encode(from_gguf.chat("the"))[-8:]])
+  outs = [generate(lm.model, prompt, jax.random.key(0), max_new_tokens=6, temperature=0.0)
+          for lm in (from_gguf, from_folder)]
+  np.testing.assert_array_equal(outs[0], outs[1])
+  assert from_folder.chat("hi").endswith("<|im_start|>assistant\n")

@@ -175,12 +175,14 @@ def run_experiment(experiment: SmolLM2Experiment, seeds: Sequence[int], *,
   rows = pipeline.run_comparison(experiment.comparison, seeds, groundtruth=gt,
                                  checkpoint_dir=checkpoint_dir, resume=resume,
                                  progress=progress, n_devices=n_devices)
-  shares = np.array([r["target_share"] for r in ref_rows])
-  n_total = len(seeds) * experiment.comparison.eval_samples
-  rate = float(shares.mean())
+  from recall_theory.lm.hub.oracle import wilson_interval
+  n_each = experiment.comparison.eval_samples
+  hits = int(round(sum(r["target_share"] * n_each for r in ref_rows)))
+  n_total = len(seeds) * n_each
   info = {"pstar_load_seconds": float(getattr(gt.lm, "load_seconds", loaded - start)),
-          "base_rate": rate,
-          "base_rate_se": float(np.sqrt(max(rate * (1 - rate), 1e-12) / n_total)),
+          "base_rate": hits / n_total,
+          "base_rate_hits": hits,
+          "base_rate_interval95": wilson_interval(hits, n_total),
           "base_rate_samples": n_total,
           "target": gt.oracle.description,
           "wall_seconds": time.perf_counter() - start}

@@ -83,8 +83,63 @@ def make_oracle(name: str, tokenizer) -> TokenSetOracle:
   return ORACLES[name](tokenizer)
 
 
-def estimate_base_rate(groundtruth, key: jax.Array, n: int) -> tuple[float, float]:
-  """(share of p* samples showing the target, its binomial standard error)."""
-  x = groundtruth.sample(key, n)
-  share = float(jnp.mean(groundtruth.shows_target(x)))
-  return share, float(np.sqrt(max(share * (1 - share), 1e-12) / n))
+def wilson_interval(hits: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+  """95% Wilson score interval of a binomial rate (sensible at 0 hits, unlike +-se).
+
+  >>> [round(v, 4) for v in wilson_interval(0, 32)]
+  [0.0, 0.1072]
+  """
+  if n < 1:
+    raise InputError(f"n must be >= 1, got {n}")
+  p = hits / n
+  centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+  half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+  return max(0.0, float(centre - half)), min(1.0, float(centre + half))
+
+
+def prefix_base_rates(groundtruth, key: jax.Array, n: int,
+                      lengths: tuple[int, ...]) -> dict[int, tuple[int, int]]:
+  """{T': (hits, n)} of the target among the first T' tokens of n p* samples.
+
+  The first T' tokens of an autoregressive sample of length T are an exact sample of
+  length T', so one run of length T gives the base rate at every T' <= T.
+  """
+  x = np.asarray(groundtruth.sample(key, n))
+  p = int(np.shape(groundtruth.prompt)[0])
+  out = {}
+  for t in lengths:
+    if not 1 <= t <= groundtruth.seq_len:
+      raise InputError(f"prefix length {t} must lie in [1, {groundtruth.seq_len}]")
+    hits = np.asarray(groundtruth.oracle.shows_target(x[:, p:p + t]))
+    out[int(t)] = (int(hits.sum()), int(n))
+  return out
+
+
+def main(argv=None) -> int:
+  """``python -m recall_theory.lm.hub.oracle``: measure the target's base rate under p*."""
+  import argparse
+
+  from recall_theory.lm.hub.ground_truth import PStarConfig, PretrainedGroundTruth
+
+  parser = argparse.ArgumentParser(description="Base rate of the target behaviour under p* "
+                                               "at every prefix length listed.")
+  parser.add_argument("--model", default="smollm2-135m-instruct")
+  parser.add_argument("--prompt", default="The")
+  parser.add_argument("--samples", type=int, default=512)
+  parser.add_argument("--lengths", default="8,16,32")
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--chunk", type=int, default=64)
+  args = parser.parse_args(argv)
+  lengths = tuple(int(t) for t in args.lengths.split(","))
+  gt = PretrainedGroundTruth.load(PStarConfig(model=args.model, prompt_text=args.prompt,
+                                              seq_len=max(lengths), chunk=args.chunk))
+  rates = prefix_base_rates(gt, jax.random.key(args.seed), args.samples, lengths)
+  for t, (hits, n) in rates.items():
+    lo, hi = wilson_interval(hits, n)
+    print(f"T={t:3d}: {hits} of {n} p* samples show '{gt.oracle.name}' = {hits / n:.4f} "
+          f"(95% Wilson interval {lo:.4f} to {hi:.4f})")
+  return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+  raise SystemExit(main())
