@@ -78,7 +78,14 @@ def plot_comparison(rows: list[dict], out_dir: str | Path, name: str = "lm_compa
   data: dict[str, np.ndarray] = {"algorithms": np.array(algorithms),
                                  "pipelines": np.array(PLOT_PIPELINES)}
   with paper_style():
-    fig, axes = plt.subplots(1, len(metrics), figsize=figure_size(TEXT_WIDTH, 0.27))
+    # One row of panels for up to two algorithms; a 3-column grid beyond, so labels fit.
+    ncols = len(metrics) if len(algorithms) <= 2 else 3
+    nrows = -(-len(metrics) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False,
+                             figsize=figure_size(TEXT_WIDTH, 0.27 if nrows == 1 else 0.3 * nrows))
+    for ax in axes.ravel()[len(metrics):]:
+      ax.set_axis_off()
+    axes = axes.ravel()[:len(metrics)]
     width = 0.22
     for ax, m in zip(axes, metrics):
       for j, pipe in enumerate(PLOT_PIPELINES):
