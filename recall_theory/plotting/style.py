@@ -86,7 +86,8 @@ def save_figure(fig: "matplotlib.figure.Figure", out_dir: str | os.PathLike, nam
   written = [io.save_npz(out / f"{name}_data.npz", **data)]
   for fmt in formats:
     target = out / f"{name}.{fmt}"
-    with io.atomic_path(target) as tmp:
+    # Fonts must embed as TrueType (editable) even when the caller saves outside paper_style().
+    with io.atomic_path(target) as tmp, matplotlib.rc_context({"pdf.fonttype": 42, "ps.fonttype": 42}):
       fig.savefig(tmp, format=fmt, metadata={"Creator": "recall-theory"} if fmt == "pdf" else None)
     written.append(target)
   plt.close(fig)

@@ -84,5 +84,6 @@ def kl_ceiling_loose(recall, budget) -> jax.Array:
   _validate.recall(recall)
   _validate.budget(budget)
   p, k = _float(recall), _float(budget)
-  bound = (k + jnp.log(2.0)) / -jnp.log(p)
-  return jnp.where(p <= 0, 0.0, jnp.minimum(1.0, bound))
+  surprise = -jnp.log(p)
+  bound = (k + jnp.log(2.0)) / jnp.where(surprise > 0, surprise, 1.0)
+  return jnp.where(p <= 0, 0.0, jnp.where(surprise > 0, jnp.minimum(1.0, bound), 1.0))

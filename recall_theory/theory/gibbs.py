@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
+from recall_theory import errors
 from recall_theory.theory import _validate
 
 
@@ -52,6 +53,7 @@ def gibbs(log_ref: jax.Array, reward: jax.Array, beta, axis: int = -1) -> tuple[
   _validate.log_probs(log_ref, "log_ref")
   _validate.reward(reward)
   _validate.beta(beta)
+  errors.check_broadcastable(log_ref=log_ref, reward=reward)
   logits = log_ref + reward / _along_support(beta, axis)
   log_z = logsumexp(logits, axis=axis, keepdims=True)
   return logits - log_z, jnp.squeeze(log_z, axis=axis)
