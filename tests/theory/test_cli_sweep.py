@@ -96,9 +96,6 @@ def test_sweep_ceiling_csv_and_npz(sweep_run):
     assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: sweep figures embed Type 3 fonts, not TrueType: cli/sweep_cmd.py "
-                   "calls save_figure outside paper_style(), and plotting/style.py save_figure does not force "
-                   "pdf.fonttype=42 itself, so savefig uses matplotlib's default (Type 3)")
 def test_sweep_pdfs_embed_truetype_fonts(sweep_run):
   _, out, _ = sweep_run
   for name in ("recall_phase.pdf", "recall_ceiling.pdf"):

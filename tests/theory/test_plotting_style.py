@@ -47,10 +47,8 @@ def test_save_figure_writes_pdf_png_data_with_truetype_fonts(tmp_path):
   assert not plt.fignum_exists(fig.number)  # closed after saving
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: save_figure (plotting/style.py) relies on the caller's rcParams for "
-                   "pdf.fonttype: a figure drawn in paper_style() but saved after the block (as cli/sweep_cmd.py "
-                   "does) gets Type 3 fonts; save_figure should wrap savefig in rc_context({'pdf.fonttype': 42})")
 def test_save_figure_outside_style_block_still_truetype(tmp_path):
+  # the sweep CLI draws inside paper_style() and saves after the block
   with plotting.paper_style():
     fig, ax = plt.subplots(figsize=plotting.figure_size())
     ax.plot([0, 1], [0, 1])

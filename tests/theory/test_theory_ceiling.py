@@ -77,9 +77,8 @@ def test_kl_ceiling_loose_hand_values():
   assert float(th.kl_ceiling_loose(0.4, 10.0)) == 1.0  # capped
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: kl_ceiling_loose(1.0, K) returns -inf: "
-                   "(K + log 2) / -log(1) divides by -0.0; should be 1 (it must bound the exact ceiling, 1)")
 def test_kl_ceiling_loose_at_recall_one():
+  # log(1/p) = 0 at p = 1: the bound must be 1 (it bounds the exact ceiling, which is 1), not -inf
   assert float(th.kl_ceiling_loose(1.0, 1.0)) == 1.0
 
 

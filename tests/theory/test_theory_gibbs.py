@@ -159,8 +159,6 @@ def test_bad_input_names_argument(kwargs, name):
       fn(args["log_ref"], args["reward"], args["beta"])
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: gibbs does not check that log_ref and reward broadcast: "
-                   "gibbs(log_ref[3], reward[4], 1.0) raises jax TypeError, not InputError")
 def test_gibbs_mismatched_shapes_raise_input_error():
   with pytest.raises(errors.InputError, match="reward"):
     th.gibbs(np.log(np.ones(3) / 3), np.zeros(4), 1.0)
