@@ -69,13 +69,19 @@ def bench_grid(args) -> None:
 
   t_loop = _time(run_loop, args.repeats)
   t_vmap = _time(run_batched, args.repeats)
-  same = np.allclose(np.stack([np.asarray(o) for o in run_loop()]), np.asarray(run_batched()), rtol=1e-6,
-                     atol=1e-9)
+  from recall_theory.mog.setup import ALGORITHMS
+  loop_m = np.stack([np.asarray(o) for o in run_loop()])
+  rel = np.abs(loop_m - np.asarray(run_batched())) / (np.abs(loop_m) + 1e-9)
+  ex = ALGORITHMS.index("exact")
+  diff_exact = rel[:, :, ex].max()
+  diff_trained = np.delete(rel, ex, axis=2).max()
   print(f"grid of {n} runs ({args.seeds} seeds x {args.betas} betas x {len(cfg.students)} students), "
         f"{args.dtype}, {jax.device_count()} {jax.devices()[0].platform} device(s)")
   print(f"  python loop over jitted single run : {t_loop:8.3f} s  (compile {compile_single:.1f} s)")
   print(f"  one jitted vmapped call            : {t_vmap:8.3f} s  (compile {compile_batched:.1f} s)")
-  print(f"  speed-up vmap / loop               : {t_loop / t_vmap:8.2f}x   results equal: {same}")
+  print(f"  speed-up vmap / loop               : {t_loop / t_vmap:8.2f}x")
+  print(f"  max relative difference loop vs vmap: exact {diff_exact:.1e}; trained {diff_trained:.1e} "
+        "(rounding-order differences amplified by PG/DPO training)")
 
 
 def bench_tilt(args) -> None:

@@ -171,7 +171,9 @@ def sample(key: jax.Array, mixture: Mixture, n: int) -> jax.Array:
   comp_N = jax.random.categorical(key_k, mixture.log_weights_K, shape=(n,))
   chol_KxDxD = cholesky_factors(mixture.covs_KxDxD)[0]
   z_NxD = jax.random.normal(key_z, (n, mixture.dim), dtype=mixture.means_KxD.dtype)
-  return mixture.means_KxD[comp_N] + jnp.einsum("nij,nj->ni", chol_KxDxD[comp_N], z_NxD)
+  # One-hot contraction instead of indexing: a gather under vmap is slow on CPU; K is small.
+  onehot_NxK = jax.nn.one_hot(comp_N, mixture.n_components, dtype=z_NxD.dtype)
+  return onehot_NxK @ mixture.means_KxD + jnp.einsum("nk,kij,nj->ni", onehot_NxK, chol_KxDxD, z_NxD)
 
 
 def entropy_mc(key: jax.Array, mixture: Mixture, n: int = 4096) -> tuple[jax.Array, jax.Array]:

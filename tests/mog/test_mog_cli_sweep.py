@@ -58,11 +58,11 @@ def test_recall_sweep_writes_exact_monotone_curves(tmp_path):
   for beta in (0.1, 1.0):
     ak, ka = get("ak_target_mass", beta), get("ka_target_mass", beta)
     assert np.all(np.diff(ak) >= -1e-9)  # more teacher recall never hurts A-K
-    # Where the student's recall is below the teacher's, aligning the student (K-A) reaches less
-    # target mass than aligning the teacher (set-mass law, theory item 2).
-    lower = get("student_target_mass", beta) < get("teacher_target_weight", beta)
-    assert lower[:2].all()
-    assert np.all(ka[lower] <= get("aligned_teacher_target_mass", beta)[lower] + 1e-9)
+    # Where the student has dropped the target (its recall is only a neighbour's tail), aligning
+    # it (K-A) reaches no more target mass than aligning the full teacher (set-mass law, item 2).
+    dropped = get("student_target_mass", beta) < 1e-3
+    assert dropped[:2].all()
+    assert np.all(ka[dropped] <= get("aligned_teacher_target_mass", beta)[dropped] + 1e-9)
   # At weight 1e-8 the student has dropped the target; at beta = 0.1 alignment cannot bring it back.
   assert get("student_target_mass", 0.1)[0] < 1e-3
   assert get("ka_target_mass", 0.1)[0] < 0.05
