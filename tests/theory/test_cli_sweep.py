@@ -146,3 +146,27 @@ def test_argparse_errors_one_line_exit_2(tmp_path, capsys, args):
   lines = capsys.readouterr().err.strip().splitlines()
   assert len(lines) == 1 and "error" in lines[0], lines
   assert not (tmp_path / "out").exists()
+
+
+def test_sweep_no_figures_float32_subset(tmp_path, capsys):
+  out = tmp_path / "data_only"
+  rc = main(["sweep", "--resolution", "4", "--no-figures", "--dtype", "float32", "--regularizers", "reverse_kl,ipo",
+             "--budgets", "0.5", "--out", str(out)])
+  assert rc == 0
+  assert {p.name for p in out.iterdir()} == {"recall_sweep.csv", "recall_sweep.npz", "recall_ceiling.csv"}
+  rows = _rows(out / "recall_sweep.csv")
+  assert len(rows) == 2 * 2 * 4 * 4
+  assert {r["regularizer"] for r in rows} == {"reverse_kl", "ipo"}
+  assert all(np.isfinite(float(r["aligned_mass"])) and np.isfinite(float(r["kl"])) for r in rows)
+  with np.load(out / "recall_sweep.npz") as data:
+    assert data["mass_beta"].dtype == np.float32
+  assert len(_rows(out / "recall_ceiling.csv")) == 4
+  assert "computed 2 regularizers x 2 maps x 4 x 4 cells" in capsys.readouterr().out
+
+
+def test_sweep_empty_budgets_is_bad_input(tmp_path, capsys):
+  out = tmp_path / "out"
+  assert main(["sweep", "--budgets", "", "--out", str(out)]) == 2
+  lines = capsys.readouterr().err.strip().splitlines()
+  assert len(lines) == 1 and "--budgets" in lines[0]
+  assert not out.exists()

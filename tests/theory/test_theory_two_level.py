@@ -143,6 +143,24 @@ def test_float64_tiny_recall_is_exact():
     np.testing.assert_allclose(float(th.aligned_mass(1e-300, 690.0, 1.0)), x / (1 + x), rtol=1e-10)
 
 
+def test_float64_context_manager():
+  assert jnp.zeros(1).dtype == jnp.float32
+  with th.float64():
+    assert jnp.zeros(1).dtype == jnp.float64
+    assert th.aligned_mass(1e-300, 1.0, 1.0).dtype == jnp.float64
+    np.testing.assert_allclose(float(th.aligned_mass(1e-300, 0.0, 1.0)), 1e-300, rtol=1e-12)
+  assert jnp.zeros(1).dtype == jnp.float32
+
+
+def test_every_public_theory_function_is_tested():
+  import pathlib
+  text = "".join(p.read_text() for p in pathlib.Path(__file__).parent.glob("test_*.py"))
+  import types
+  public = [n for n in th.__all__ if not isinstance(getattr(th, n), types.ModuleType)]  # __all__ also lists submodules
+  missing = [name for name in public if f"th.{name}" not in text]
+  assert not missing, missing
+
+
 def test_float32_default_dtype_and_tiny_recall():
   m = th.aligned_mass(1e-30, 10.0, 1.0)
   assert m.dtype == jnp.float32
