@@ -85,7 +85,9 @@ def run(args: argparse.Namespace) -> int:
   io.write_text(out / "smollm2_summary.md", head + table)
   io.write_json(out / "smollm2_config.json", {"preset": args.preset, "seeds": seeds, **info,
                                               "experiment": preset.to_dict()})
-  report.plot_comparison(rows, out, name="smollm2_comparison")
+  # p* has no closed-form target conditional: no target-precision panel
+  report.plot_comparison(rows, out, name="smollm2_comparison",
+                         metrics=("reward", "target_share", "precision", "recall"))
   print(head + table, end="")
   print(f"wrote {out / 'smollm2_results.csv'}, smollm2_summary.md, smollm2_comparison.pdf/png",
         file=sys.stderr)

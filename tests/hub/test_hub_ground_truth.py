@@ -93,3 +93,21 @@ def test_question_oracle_equals_the_decoded_text(tiny_lm):
   np.testing.assert_array_equal(np.asarray(gt.reward(x)), shows.astype(np.float32))
   with pytest.raises(InputError, match="printable ASCII"):
     character_mask(tok, "é")
+
+
+def test_prefix_base_rates_and_the_wilson_interval(tiny_lm):
+  from recall_theory.lm.hub.oracle import prefix_base_rates, wilson_interval
+  gt = _gt(tiny_lm, 4)
+  rates = prefix_base_rates(gt, jax.random.key(3), 64, (1, 4))
+  x = np.asarray(gt.sample(jax.random.key(3), 64))
+  text = [gt.lm.tokenizer.decode(r[gt.prompt_len:], skip_special=False) for r in x]
+  assert rates[4] == (sum("?" in t for t in text), 64)
+  assert rates[1][0] <= rates[4][0]  # a prefix cannot show it more often
+  # Wilson 95% interval by hand: 0 of 32 -> [0, z^2/(n+z^2)]
+  z2 = 1.959964 ** 2
+  lo, hi = wilson_interval(0, 32)
+  assert lo == 0.0 and abs(hi - z2 / (32 + z2)) < 1e-12
+  lo, hi = wilson_interval(8, 512)
+  assert lo < 8 / 512 < hi and abs((lo + hi) / 2 - (8 / 512 + z2 / 1024) / (1 + z2 / 512)) < 1e-12
+  with pytest.raises(InputError, match="prefix length 5"):
+    prefix_base_rates(gt, jax.random.key(0), 4, (5,))

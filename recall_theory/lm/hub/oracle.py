@@ -14,9 +14,10 @@ so the decoded text of a sequence contains ``?`` exactly when one of its tokens 
 The check runs on device (a gather and an ``any``), no decoding.
 
 Base rate under p* = SmolLM2-135M-Instruct with the one-word prompt "The" at
-temperature 1 (measured, see :data:`BASE_RATES`): about 1.7% of 16-token continuations
-(the behaviour is rare, as the paper's target must be). :func:`estimate_base_rate`
-re-measures it for any p*.
+temperature 1 (measured, :data:`BASE_RATES`; 512 samples, 95% Wilson intervals):
+0.78% [0.30, 1.99] of 8-token, 1.56% [0.79, 3.05] of 16-token and 3.1% [1.9, 5.0] of
+32-token continuations: rare, as the paper's target must be. Re-measure with
+``python -m recall_theory.lm.hub.oracle --samples 512 --lengths 8,16,32``.
 
 Swappable: :class:`TokenSetOracle` takes any character set (``"!"``, ``"0123456789"``)
 or an explicit token mask.
@@ -32,9 +33,10 @@ import numpy as np
 
 from recall_theory.errors import InputError
 
-# Measured with the same code path as :func:`estimate_base_rate` (2-core CPU, seeds in the
-# note): {seq_len: (rate, n_samples)} for prompt "The" and the "?" oracle.
-BASE_RATES: dict[int, tuple[float, int]] = {}
+# Measured by ``python -m recall_theory.lm.hub.oracle --samples 512 --lengths 8,16,32
+# --seed 0`` (prompt "The", the "?" oracle, SmolLM2-135M-Instruct GGUF, CPU float32):
+# {T: (hits, samples)}.
+BASE_RATES: dict[int, tuple[int, int]] = {8: (4, 512), 16: (8, 512), 32: (16, 512)}
 
 
 class TokenSetOracle(NamedTuple):
