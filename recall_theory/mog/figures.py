@@ -157,10 +157,12 @@ def plot_recall_sweep(out_dir, weights, betas, res: dict) -> list[Path]:
             label="K-A reference (student) recall")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_ylim(1e-12, 2)
+    floor = min(np.min(res["ka_target_mass"]), np.min(res["ak_target_mass"]), np.min(res["student_target_mass"]))
+    ax.set_ylim(max(floor / 5, 1e-30), 2)
     ax.set_xlabel("teacher's weight on the target mode")
     ax.set_ylabel("aligned target-mode mass")
-    ax.legend(fontsize=5, ncol=2, loc="lower right")
+    ax.legend(fontsize=5, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.22))
+    ax.set_title("exact; solid A-K, dashed K-A", fontsize=7)
     return save_figure(fig, out_dir, "mog_recall_sweep", data={"weights": weights, "betas": betas, **res})
 
 

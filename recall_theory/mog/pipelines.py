@@ -14,16 +14,17 @@ the control, the exact optimum *within the student family*, reverse-KL projectio
 tilted teacher from the student, theory item 1), ``pg`` (:mod:`recall_theory.mog.pg`) and
 ``dpo`` (:mod:`recall_theory.mog.dpo`).
 
-Why K-A can show *higher overall recall* at large beta (the reviewers' puzzle): overall recall
-E_{p*}[log q] rewards covering all eight modes of p*. At large beta every aligned model stays
-near its reference. K-A's result is then the student itself (four or three broad modes), while
-A-K's distillation of an aligned teacher concentrates the student on the target once the
-alignment gain beats the KD margin (sharpening amplifies the now-probable target), so it spends
-its few components on the target and its neighbours and drops other modes. K-A's higher recall
-is therefore the recall of a model that did *not* move toward the desirable behaviour: at equal
-beta K-A never buys target mass, so it keeps its spread. Compared at equal target mass (or
-equal reward), A-K has the higher recall; and A-K(tau) recovers recall at a small cost in
-target mass. The figure ``mog_tradeoff`` plots recall against target mass to show this.
+Why K-A can show *higher overall recall* (the reviewers' puzzle): E_{p*}[log q] is the
+log-density a model keeps on every mode of p*, so it is dominated by the modes it does not cover.
+(1) At mid-to-large beta K-A did not move: its reference gives the target almost no mass and the
+KL penalty forbids creating it, so it keeps the student's spread, while A-K's distillation of an
+aligned teacher spends the student's few components on the target. (2) At small beta both reach
+the target, but the tilt only reweights the student (its other modes stay at density e^{-D/beta}
+relative to the target), while A-K's student is refitted to an all-target teacher whose target
+mode the tilt has narrowed, so its Gaussian tails at the other modes are very thin. Neither is
+recall of the desirable behaviour. At equal target mass A-K has the higher recall: it reaches the
+target at a much larger beta, i.e. closer to its high-recall reference; A-K(tau) recovers more
+(``mog_notes.md`` of a run lists the numbers; ``mog_tradeoff`` plots recall against target mass).
 """
 
 from __future__ import annotations

@@ -176,8 +176,13 @@ def voronoi_target_indicator(points_GxD: jax.Array, mode_means_KxD: jax.Array,
 
 
 def parse_betas(values: Sequence[float]) -> np.ndarray:
-  """Validated, sorted array of beta values (each > 0)."""
-  arr = np.asarray(values, dtype=np.float64).ravel()
+  """Validated, sorted array of beta values (each > 0); also accepts a comma-separated string."""
+  if isinstance(values, str):
+    values = [v for v in values.split(",") if v.strip()]
+  try:
+    arr = np.asarray(values, dtype=np.float64).ravel()
+  except (TypeError, ValueError) as err:
+    raise InputError(f"betas must be numbers, got {values!r}") from err
   if arr.size == 0:
     raise InputError("betas must contain at least one value")
   check_positive("beta", arr)

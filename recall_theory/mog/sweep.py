@@ -137,7 +137,7 @@ def phase_map(config: MogConfig, betas: Sequence[float], recalls: Sequence[float
 
 
 def run_recall_sweep(out_dir, *, weight_min: float = 1e-8, weight_max: float = 0.5, n_weights: int = 29,
-                     betas: Sequence[float] = (0.03, 0.1, 0.3, 1.0, 3.0), dtype: str = "float64",
+                     betas: Sequence[float] = (0.1, 0.3, 1.0, 3.0), dtype: str = "float64",
                      student: str = "4-mode", target: str = "one") -> list[Path]:
   """Sweep the reference's (teacher's) weight on the target mode against aligned-mode mass.
 
