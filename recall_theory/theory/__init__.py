@@ -75,4 +75,7 @@ def float64():
     yield
 
 
-__all__ = [name for name in dir() if not name.startswith("_") and name not in ("contextlib", "jax")]
+import types as _types
+
+__all__ = [name for name, value in globals().items()
+           if not name.startswith("_") and not isinstance(value, _types.ModuleType)]

@@ -71,7 +71,7 @@ def kl_ceiling(recall, budget) -> jax.Array:
     ``t*(p, K)`` with the broadcast shape.
 
   Example:
-    >>> kl_ceiling(1e-6, 1.0)   # kl(t || 1e-6) = 1  ->  t ~ 0.0906
+    >>> kl_ceiling(1e-6, 1.0)   # kl(t || 1e-6) = 1  ->  t = 0.0951281
   """
   _validate.recall(recall)
   _validate.budget(budget)

@@ -98,6 +98,7 @@ def forward_kl_aligned_mass(recall, gap, beta) -> jax.Array:
   _validate.recall(recall)
   _validate.beta(beta)
   errors.check_nonnegative("gap", gap)
+  errors.check_broadcastable(recall=recall, gap=gap, beta=beta)
   p, s = _float(recall), _float(gap) / _float(beta)
   a = 1.0 - s
   root = jnp.sqrt(a * a + 4.0 * p * s)
@@ -276,11 +277,16 @@ def best_of_n_aligned_mass(recall, n) -> jax.Array:
   """Top-set mass after best-of-N: ``1 - (1 - p)^N`` (exact 0 at p = 0, 1 at p = 1)."""
   _validate.recall(recall)
   errors.check_positive("n", n)
+  if errors._is_concrete(n) and (jnp.asarray(n) < 1).any():
+    raise errors.InputError("n must be >= 1")
   return -jnp.expm1(_float(n) * jnp.log1p(-_float(recall)))
 
 
 def best_of_n_kl_bound(n) -> jax.Array:
   """``log N - (N - 1)/N``: the bound on KL(pi_BoN || pi_ref) (tight without ties as the
   support becomes continuous; Beirami et al. 2024)."""
+  errors.check_positive("n", n)
+  if errors._is_concrete(n) and (jnp.asarray(n) < 1).any():
+    raise errors.InputError("n must be >= 1")
   n = _float(n)
   return jnp.log(n) - (n - 1.0) / n

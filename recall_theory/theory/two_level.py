@@ -38,6 +38,10 @@ def log_odds(p: jax.Array) -> jax.Array:
 
 def aligned_logit(recall, gap, beta) -> jax.Array:
   """``logit pi*(A) = logit p + gap / beta`` (reverse-KL optimum, two-level reward)."""
+  _validate.recall(recall)
+  _validate.gap(gap)
+  _validate.beta(beta)
+  errors.check_broadcastable(recall=recall, gap=gap, beta=beta)
   return log_odds(recall) + _float(gap) / _float(beta)
 
 
@@ -88,6 +92,9 @@ def bernoulli_kl(a, b) -> jax.Array:
 
   +inf when b in {0, 1} and a differs from b.
   """
+  _validate.recall(a, "a")
+  _validate.recall(b, "b")
+  errors.check_broadcastable(a=a, b=b)
   a, b = _float(a), _float(b)
   return _bernoulli_kl_logs(jnp.log(a), jnp.log1p(-a), jnp.log(b), jnp.log1p(-b))
 
@@ -97,7 +104,8 @@ def _bernoulli_kl_logs(log_a, log1m_a, log_b, log1m_b) -> jax.Array:
   a, one_minus_a = jnp.exp(log_a), jnp.exp(log1m_a)
   first = jnp.where(a > 0, a * (log_a - jnp.where(a > 0, log_b, 0.0)), 0.0)
   second = jnp.where(one_minus_a > 0, one_minus_a * (log1m_a - jnp.where(one_minus_a > 0, log1m_b, 0.0)), 0.0)
-  return first + second
+  # Each term can round below zero when a ~ b; the divergence itself never is.
+  return jnp.maximum(first + second, 0.0)
 
 
 def aligned_kl(recall, gap, beta) -> jax.Array:

@@ -8,18 +8,9 @@ from recall_theory import verify
 from recall_theory.cli.main import main
 
 
-_FRAGILE = {
-    "gibbs_vs_optimisation": "BUG: `recall-theory verify --check gibbs_vs_optimisation` (seed 0) FAILS with "
-                             "max error 6.3e-3 > 1e-6 although the full `verify` passes: run_checks keys each "
-                             "check by its position in the selection (PRNGKey(1000*seed + i)), and on the "
-                             "PRNGKey(0) instances optax L-BFGS from theta = 0 (300 steps) does not converge",
-}
-
-
 def _params():
   for name in verify.CHECKS:
-    marks = [pytest.mark.xfail(strict=True, reason=_FRAGILE[name])] if name in _FRAGILE else []
-    yield pytest.param(name, marks=marks, id=name)
+    yield pytest.param(name, id=name)
 
 
 @pytest.mark.parametrize("name", list(_params()))

@@ -100,8 +100,6 @@ def test_forward_kl_aligned_mass_bad_input():
     th.forward_kl_aligned_mass(1.5, 1.0, 1.0)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: forward_kl_aligned_mass does not check broadcasting: "
-                   "recall[3], gap[4] raises jax TypeError instead of InputError (aligned_mass does check)")
 def test_forward_kl_aligned_mass_mismatched_shapes():
   with pytest.raises(errors.InputError, match="gap"):
     th.forward_kl_aligned_mass(np.full(3, 0.1), np.ones(4), 1.0)
@@ -293,8 +291,6 @@ def test_best_of_n_kl_bound_hand_and_brute_force():
   assert brute <= float(th.best_of_n_kl_bound(n)) and float(th.best_of_n_kl_bound(n)) - brute < 5e-3
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: best_of_n_kl_bound has no validation: n=0 returns NaN and "
-                   "n=0.5 a negative 'bound' instead of InputError (best_of_n requires n >= 1)")
 def test_best_of_n_kl_bound_bad_n():
   with pytest.raises(errors.InputError, match="n"):
     th.best_of_n_kl_bound(0.0)

@@ -173,12 +173,9 @@ def test_no_nan_on_extreme_grid():
   m = np.asarray(th.aligned_mass(pp, gg, bb))
   k = np.asarray(th.aligned_kl(pp, gg, bb))
   assert np.all(np.isfinite(m)) and np.all((m >= 0) & (m <= 1))
-  assert np.all(np.isfinite(k)) and np.all(k >= -1e-7)  # rounding only; see the strict xfail below
+  assert np.all(np.isfinite(k)) and np.all(k >= -1e-7)  # rounding only
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: aligned_kl returns small negative KL from rounding "
-                   "(aligned_kl(0.9977, 0.0, 1.0) style cells: down to -1.2e-8 in float32, -1e-17 in "
-                   "float64; kl(p||p) at gap 0 gives -2e-35 instead of 0); KL should be clamped at 0")
 def test_aligned_kl_never_negative():
   p = np.concatenate([[0.0], np.logspace(-30, -1e-3, 40), [1.0]])
   pp, gg, bb = np.meshgrid(p, GAPS, BETAS, indexing="ij")
@@ -235,15 +232,11 @@ def test_required_gap_and_pair_coverage_bad_input():
     th.pair_coverage(1.01)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: aligned_log_mass/aligned_logit do not validate recall "
-                   "(recall=2 silently returns NaN instead of InputError)")
 def test_aligned_log_mass_validates_recall():
   with pytest.raises(errors.InputError, match="recall"):
     th.aligned_log_mass(2.0, 1.0, 1.0)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: bernoulli_kl does not validate its probabilities "
-                   "(bernoulli_kl(1.5, 0.1) silently returns 4.06)")
 def test_bernoulli_kl_validates_probabilities():
   with pytest.raises(errors.InputError):
     th.bernoulli_kl(1.5, 0.1)
