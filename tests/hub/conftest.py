@@ -9,8 +9,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-gguf = pytest.importorskip("gguf", reason="the smollm2 extra (gguf) is not installed")
-
 SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 TINY_MERGES = ("Ġ t", "h e", "Ġt he", "i s")
 CHATML = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
@@ -90,6 +88,7 @@ def write_tiny_gguf(path, tensors, *, arch="llama", qtype=None, tokens=None, typ
 
   qtype: a GGMLQuantizationType for the 2-D weights (None = F32); norms stay F32.
   """
+  gguf = pytest.importorskip("gguf", reason="the smollm2 extra (gguf) is not installed")
   from recall_theory.lm.hub.gguf_file import permute_rotary_rows
 
   if tokens is None:

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 pytest.importorskip("safetensors", reason="the smollm2 extra (safetensors) is not installed")
+pytest.importorskip("gguf", reason="the smollm2 extra (gguf) is not installed")
+pytest.importorskip("tokenizers", reason="the smollm2 extra (tokenizers) is not installed")
 
 from conftest import tiny_tensors  # noqa: E402
 from recall_theory.errors import InputError  # noqa: E402
