@@ -85,14 +85,14 @@ def run(args: argparse.Namespace) -> int:
     import os
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
   import jax
-  if args.dtype == "float64":
-    jax.config.update("jax_enable_x64", True)
   import jax.numpy as jnp
   from recall_theory.mog.report import run_mog
 
   start = time.perf_counter()
   print(f"mog: {n_seeds} seeds x {len(betas)} betas x {len(config.students)} students on "
         f"{jax.device_count()} {jax.devices()[0].platform} device(s), {args.dtype}")
-  paths = run_mog(out, config, range(n_seeds), betas, dtype=getattr(jnp, args.dtype))
+  # scoped, so an in-process caller (a notebook, the tests) keeps its own precision setting
+  with jax.enable_x64(args.dtype == "float64"):
+    paths = run_mog(out, config, range(n_seeds), betas, dtype=getattr(jnp, args.dtype))
   print(f"mog: wrote {len(paths)} files to {out} in {time.perf_counter() - start:.1f} s")
   return 0

@@ -233,8 +233,11 @@ class Attention(nnx.Module):
     v = self.v_proj(x_BxLxD).reshape(b, l, kv, dh)
     query_slot_L = jnp.arange(l)
     if cache is not None:
-      k_all = jax.lax.dynamic_update_slice(cache.k, k.astype(cache.k.dtype), (0, index, 0, 0))
-      v_all = jax.lax.dynamic_update_slice(cache.v, v.astype(cache.v.dtype), (0, index, 0, 0))
+      # int32 throughout, so the slice indices agree whether or not float64/int64 is enabled
+      index = jnp.asarray(index, jnp.int32)
+      zero = jnp.zeros((), jnp.int32)
+      k_all = jax.lax.dynamic_update_slice(cache.k, k.astype(cache.k.dtype), (zero, index, zero, zero))
+      v_all = jax.lax.dynamic_update_slice(cache.v, v.astype(cache.v.dtype), (zero, index, zero, zero))
       cache = LayerCache(k_all, v_all)
       query_slot_L = query_slot_L + index
       k, v = k_all.astype(q.dtype), v_all.astype(q.dtype)

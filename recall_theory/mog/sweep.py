@@ -16,6 +16,7 @@ the Gibbs tilt on the grid.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from pathlib import Path
 from typing import Sequence
@@ -180,9 +181,8 @@ class _x64:
     self.want = dtype == jnp.float64
 
   def __enter__(self):
-    self.old = jax.config.jax_enable_x64
-    if self.want:
-      jax.config.update("jax_enable_x64", True)
+    self.context = jax.enable_x64(True) if self.want else contextlib.nullcontext()
+    self.context.__enter__()
 
   def __exit__(self, *exc):
-    jax.config.update("jax_enable_x64", self.old)
+    return self.context.__exit__(*exc)

@@ -12,7 +12,6 @@ from recall_theory.mog import quadrature as qd
 from recall_theory.mog.em import fit_em, top_components_init, validate_em_inputs
 from recall_theory.mog.moments import moment_match
 
-jax.config.update("jax_enable_x64", True)
 
 
 def _target():

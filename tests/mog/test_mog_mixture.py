@@ -12,7 +12,6 @@ from recall_theory.mog import quadrature as qd
 from recall_theory.mog.moments import mixture_moments, moment_match
 from recall_theory.mog.tilt import tilt_linear, tilt_quadratic
 
-jax.config.update("jax_enable_x64", True)
 
 
 def _two_modes():

@@ -15,7 +15,6 @@ from recall_theory.mog.pg import PG_QUANTITIES, PGConfig, train_pg
 from recall_theory.mog.reward import make_quadratic_reward
 from recall_theory.mog.tilt import tilt_quadratic
 
-jax.config.update("jax_enable_x64", True)
 
 BETA = 1.0
 
