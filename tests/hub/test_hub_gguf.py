@@ -7,7 +7,7 @@ import pytest
 
 gguf = pytest.importorskip("gguf", reason="the smollm2 extra (gguf) is not installed")
 
-from conftest import TINY, tiny_tensors, write_tiny_gguf  # noqa: E402
+from hub_fixtures import TINY, tiny_tensors, write_tiny_gguf  # noqa: E402
 from recall_theory.errors import InputError  # noqa: E402
 from recall_theory.lm.hub.gguf_file import (permute_rotary_rows, read_gguf,  # noqa: E402
                                             unpermute_rotary_rows)
@@ -141,7 +141,7 @@ def test_missing_tensor_is_named(tmp_path):
 
 
 def test_tokenizer_of_wrong_size_is_refused(tmp_path):
-  from conftest import tiny_vocab
+  from hub_fixtures import tiny_vocab
   tokens, types = tiny_vocab()
   path = write_tiny_gguf(tmp_path / "v.gguf", tiny_tensors(), tokens=tokens[:-1],
                          types=types[:-1])

@@ -26,7 +26,7 @@ from recall_theory.lm.hub.oracle import character_mask, question_oracle  # noqa:
 
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory):
-  from conftest import tiny_tensors, write_tiny_gguf
+  from hub_fixtures import tiny_tensors, write_tiny_gguf
   tensors = tiny_tensors(seed=7)
   tensors["model.embed_tokens.weight"] *= 4  # a peaked, far-from-uniform p*
   path = write_tiny_gguf(tmp_path_factory.mktemp("gt") / "tiny.gguf", tensors)

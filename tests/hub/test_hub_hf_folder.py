@@ -11,7 +11,7 @@ pytest.importorskip("safetensors", reason="the smollm2 extra (safetensors) is no
 pytest.importorskip("gguf", reason="the smollm2 extra (gguf) is not installed")
 pytest.importorskip("tokenizers", reason="the smollm2 extra (tokenizers) is not installed")
 
-from conftest import tiny_tensors  # noqa: E402
+from hub_fixtures import tiny_tensors  # noqa: E402
 from recall_theory.errors import InputError  # noqa: E402
 from recall_theory.lm.hub.checkpoint import to_transformer  # noqa: E402
 from recall_theory.lm.hub.gguf_file import read_gguf  # noqa: E402
@@ -40,7 +40,7 @@ def test_gguf_to_hf_folder_round_trip_keeps_tensors_tokenizer_and_logits(tiny_gg
 def _folder(tmp_path, tensors, cfg_extra=None, dtype="float32"):
   import jax.numpy as jnp
   from safetensors.flax import save_file
-  from conftest import TINY
+  from hub_fixtures import TINY
   v = tensors["model.embed_tokens.weight"].shape[0]
   cfg = {"model_type": "llama", "vocab_size": v, "hidden_size": TINY["d_model"],
          "num_hidden_layers": TINY["n_layers"], "num_attention_heads": TINY["n_heads"],

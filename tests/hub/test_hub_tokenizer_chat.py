@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("tokenizers", reason="the smollm2 extra (tokenizers) is not installed")
 
-from conftest import CHATML, TINY_MERGES, tiny_vocab  # noqa: E402
+from hub_fixtures import CHATML, TINY_MERGES, tiny_vocab  # noqa: E402
 from recall_theory.errors import InputError  # noqa: E402
 from recall_theory.lm.hub.chat import (apply_chat_template, chat_prompt,  # noqa: E402
                                        default_system_prompt)
