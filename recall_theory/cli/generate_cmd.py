@@ -52,8 +52,8 @@ def validate(args: argparse.Namespace) -> None:
   check_int_range("--max-new-tokens", args.max_new_tokens, 1, 100_000)
   check_int_range("--num-samples", args.num_samples, 1, 4096)
   check_int_range("--seed", args.seed, 0, 2**31 - 1)
-  if not args.temperature >= 0 or args.temperature != args.temperature:
-    raise InputError(f"--temperature must be >= 0, got {args.temperature}")
+  if not 0 <= args.temperature < float("inf"):
+    raise InputError(f"--temperature must be finite and >= 0, got {args.temperature}")
   if not 0.0 < args.top_p <= 1.0:
     raise InputError(f"--top-p must lie in (0, 1], got {args.top_p}")
   if args.max_seq_len is not None:

@@ -28,10 +28,14 @@ def parse_seeds(text: str) -> list[int]:
     if "," in text:
       seeds = [int(s) for s in text.split(",") if s.strip()]
     else:
-      seeds = list(range(int(text)))
+      count = int(text)
   except ValueError as err:
     raise InputError(f"--seeds must be a count (e.g. 3) or a comma list (e.g. 0,1,2), got "
                      f"{text!r}") from err
+  if "," not in text:
+    if not 1 <= count <= 10_000:
+      raise InputError(f"--seeds must be a count in [1, 10000] or a comma list, got {text!r}")
+    seeds = list(range(count))
   if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
     raise InputError(f"--seeds must give at least one distinct non-negative seed, got {text!r}")
   return seeds

@@ -12,7 +12,7 @@ import importlib
 import sys
 from typing import Sequence
 
-from recall_theory.errors import InputError
+from recall_theory.errors import InputError, TrainingDivergedError
 
 # Subcommand modules, imported lazily so `recall-theory verify` never pays for flax.
 SUBCOMMANDS = (
@@ -58,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   except InputError as err:
     print(f"{PROG} {args.command}: error: {err}", file=sys.stderr)
     return 2
+  except TrainingDivergedError as err:  # the run stopped itself; its last good checkpoint is kept
+    print(f"{PROG} {args.command}: training diverged: {err}", file=sys.stderr)
+    return 3
 
 
 if __name__ == "__main__":  # pragma: no cover

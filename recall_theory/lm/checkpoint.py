@@ -17,6 +17,8 @@ unreadable checkpoint raises InputError naming its path.
 from __future__ import annotations
 
 import json
+import os
+import sys
 import re
 import shutil
 from pathlib import Path
@@ -67,7 +69,12 @@ class Checkpointer:
     """Start a fresh folder, or (resume) check the folder belongs to this configuration."""
     if not self.enabled:
       return
+    if self.root.exists() and not self.root.is_dir():
+      raise InputError(f"--checkpoint-dir {str(self.root)!r} is not a folder")
     path = self.root / "run.json"
+    if resume and not self.has_checkpoints():
+      print(f"--resume: no checkpoints in {str(self.root)!r}; starting a fresh run there",
+            file=sys.stderr)
     if self.has_checkpoints():
       if not resume:
         raise InputError(f"--checkpoint-dir {str(self.root)!r} already holds a run; pass --resume "
@@ -82,7 +89,12 @@ class Checkpointer:
           raise InputError(f"--checkpoint-dir {str(self.root)!r} was written by a different "
                            f"configuration: {key} = {saved.get(key)!r} there, {want.get(key)!r} now")
       return
-    self.root.mkdir(parents=True, exist_ok=True)
+    try:
+      self.root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+      raise InputError(f"--checkpoint-dir: cannot create {str(self.root)!r}: {err.strerror}") from err
+    if not os.access(self.root, os.W_OK | os.X_OK):
+      raise InputError(f"--checkpoint-dir {str(self.root)!r} is not writable")
     io.write_json(path, json.loads(json.dumps(fingerprint, default=str)))
 
   # -- stage checkpoints ---------------------------------------------------------------

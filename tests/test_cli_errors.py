@@ -1,0 +1,63 @@
+"""Cross-track command-line failures: one stderr line, a distinct exit code, nothing written."""
+
+import pytest
+
+from recall_theory.cli import main as cli_main
+from recall_theory.errors import TrainingDivergedError
+
+
+def _one_line(capsys):
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1, err
+  return err[0]
+
+
+@pytest.mark.parametrize("seeds", ["99999999999999999999", "0", "10001", "-2", "a"])
+def test_lm_seed_counts_are_bounded(seeds, capsys, tmp_path):
+  assert cli_main.main(["lm", "--seeds", seeds, "--out", str(tmp_path / "out")]) == 2
+  assert "--seeds" in _one_line(capsys)
+  assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("command", ["lm", "smollm2"])
+def test_checkpoint_dir_that_is_a_file(command, capsys, tmp_path):
+  a_file = tmp_path / "file"
+  a_file.write_text("x")
+  rc = cli_main.main([command, "--checkpoint-dir", str(a_file), "--out", str(tmp_path / "out")])
+  assert rc == 2
+  assert "--checkpoint-dir" in _one_line(capsys)
+  assert a_file.read_text() == "x"
+
+
+def test_checkpoint_dir_that_cannot_be_created(capsys, tmp_path):
+  a_file = tmp_path / "file"
+  a_file.write_text("x")
+  rc = cli_main.main(["lm", "--preset", "cpu-tiny", "--checkpoint-dir", str(a_file / "sub"),
+                      "--out", str(tmp_path / "out")])
+  assert rc == 2
+  assert "--checkpoint-dir" in _one_line(capsys)
+
+
+def test_generate_rejects_infinite_temperature(capsys):
+  assert cli_main.main(["generate", "--prompt", "hi", "--temperature", "inf"]) == 2
+  assert "--temperature" in _one_line(capsys)
+
+
+def test_diverged_training_is_one_line_with_exit_code_3(monkeypatch, capsys):
+  def diverge(args):
+    raise TrainingDivergedError("stage teacher, step 7: loss is nan")
+
+  parser = cli_main.build_parser()
+  args = parser.parse_args(["verify"])
+  monkeypatch.setattr(cli_main, "build_parser", lambda: _Fixed(args, diverge))
+  assert cli_main.main(["verify"]) == 3
+  assert "step 7" in _one_line(capsys)
+
+
+class _Fixed:
+  def __init__(self, args, func):
+    self.args, self.func = args, func
+
+  def parse_args(self, argv):
+    self.args.func = self.func
+    return self.args
