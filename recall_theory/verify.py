@@ -85,6 +85,18 @@ def _two_level_instance(recall, gap, atoms_in=3, atoms_out=4, key=None):
   return log_ref, reward, in_set
 
 
+def _two_level_batch(recalls, gaps):
+  """``_two_level_instance`` for each (recall, gap), instance i drawn with PRNGKey(i), stacked:
+  ``log_ref [n, 7]``, ``reward [n, 7]``, ``in_set [n, 7]``."""
+  keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(jnp.size(recalls)))
+  return jax.vmap(lambda p, g, k: _two_level_instance(p, g, key=k))(recalls, gaps, keys)
+
+
+def _log_mass_on(in_set, log_pi):
+  """``log pi(A)`` for a boolean mask of A over the last axis."""
+  return logsumexp(jnp.where(in_set, log_pi, -jnp.inf), axis=-1)
+
+
 def _extreme_recalls(key, n):
   """Log-uniform recalls on [1e-300, 0.5] plus the exact edges and near-one values."""
   body = _log_uniform(key, (n,), 1e-300, 0.5)
@@ -167,9 +179,9 @@ def _set_mass_general(key):
   in_set = jax.random.bernoulli(keys[3], 0.3, (n, k)).at[:, 0].set(True).at[:, 1].set(False)
   law = th.set_mass(log_ref, reward, beta, in_set)
   log_pi = th.gibbs(log_ref, reward, beta)[0]
-  brute = jnp.exp(logsumexp(jnp.where(in_set, log_pi, -jnp.inf), axis=-1))
+  brute = jnp.exp(_log_mass_on(in_set, log_pi))
   err = jnp.where(brute > 0, jnp.abs(law - brute) / jnp.maximum(brute, 1e-300), jnp.abs(law))
-  return n, float(jnp.max(jnp.minimum(err, jnp.abs(law - brute) / 1e-300)))
+  return n, float(jnp.max(err))
 
 
 @_check("set_mass_law_two_level", "2", 1e-10,
@@ -180,17 +192,13 @@ def _set_mass_two_level(key):
   betas = _log_uniform(keys[1], recalls.shape, 1e-3, 1e3)
   ratios = jax.random.uniform(keys[2], recalls.shape, minval=-5.0, maxval=5.0)
   gaps = betas * ratios * jnp.maximum(1.0, -jnp.log(recalls)) / 5.0  # reach past the trap
-  errs = []
-  for i, (p, g, b) in enumerate(zip(recalls, gaps, betas)):
-    log_ref, reward, in_set = _two_level_instance(p, g, key=jax.random.PRNGKey(i))
-    log_pi = th.gibbs(log_ref, reward, b)[0]
-    brute = logsumexp(jnp.where(in_set, log_pi, -jnp.inf))
-    closed = th.aligned_log_mass(p, g, b)
-    errs.append(jnp.abs(closed - brute))  # relative error of the mass, in log space
+  log_ref, reward, in_set = _two_level_batch(recalls, gaps)
+  brute = _log_mass_on(in_set, th.gibbs(log_ref, reward, betas)[0])
+  errs = jnp.abs(th.aligned_log_mass(recalls, gaps, betas) - brute)  # relative error, in log space
   # the trap edge: recall exactly 0 gives mass exactly 0, recall 1 gives exactly 1
   edge = jnp.abs(th.aligned_mass(jnp.zeros(5), jnp.array([-100., -1., 0., 1., 700.]), 1e-3))
   edge1 = jnp.abs(1.0 - th.aligned_mass(jnp.ones(5), jnp.array([-700., -1., 0., 1., 100.]), 1e-3))
-  return len(errs) + 10, float(max(jnp.max(jnp.array(errs)), jnp.max(edge), jnp.max(edge1)))
+  return int(errs.size) + 10, float(max(jnp.max(errs), jnp.max(edge), jnp.max(edge1)))
 
 
 @_check("required_gap", "2", 1e-10,
@@ -200,13 +208,9 @@ def _required_gap(key):
   recalls = _extreme_recalls(keys[0], 40)[:-1]
   targets = jax.random.uniform(keys[1], recalls.shape, minval=1e-6, maxval=1 - 1e-6)
   betas = _log_uniform(keys[2], recalls.shape, 1e-3, 1e3)
-  errs = []
-  for i, (p, t, b) in enumerate(zip(recalls, targets, betas)):
-    g = th.required_gap(p, t, b)
-    log_ref, reward, in_set = _two_level_instance(p, g, key=jax.random.PRNGKey(i))
-    mass = jnp.exp(logsumexp(jnp.where(in_set, th.gibbs(log_ref, reward, b)[0], -jnp.inf)))
-    errs.append(jnp.abs(mass - t) / t)
-  return len(errs), float(jnp.max(jnp.array(errs)))
+  log_ref, reward, in_set = _two_level_batch(recalls, th.required_gap(recalls, targets, betas))
+  mass = jnp.exp(_log_mass_on(in_set, th.gibbs(log_ref, reward, betas)[0]))
+  return int(recalls.size), float(jnp.max(jnp.abs(mass - targets) / targets))
 
 
 # ---------------------------------------------------------------------- item 3
@@ -224,12 +228,10 @@ def _kl_cost(key):
   recalls = _extreme_recalls(keys[3], 40)
   betas = _log_uniform(keys[4], recalls.shape, 1e-3, 1e3)
   gaps = betas * jax.random.uniform(keys[5], recalls.shape, minval=-3.0, maxval=30.0)
-  errs = []
-  for i, (p, g, b) in enumerate(zip(recalls, gaps, betas)):
-    log_ref2, reward2, _ = _two_level_instance(p, g, key=jax.random.PRNGKey(i))
-    brute = divergences.reverse_kl(log_ref2, th.gibbs(log_ref2, reward2, b)[0])
-    errs.append(_rel(th.aligned_kl(p, g, b), brute))
-  return n + len(errs), float(max(err_general, jnp.max(jnp.array(errs))))
+  log_ref2, reward2, _ = _two_level_batch(recalls, gaps)
+  brute = divergences.reverse_kl(log_ref2, th.gibbs(log_ref2, reward2, betas)[0])
+  errs = _rel(th.aligned_kl(recalls, gaps, betas), brute)
+  return n + int(errs.size), float(max(err_general, jnp.max(errs)))
 
 
 @_check("kl_exchange_rate", "3", 1e-8,
@@ -283,7 +285,10 @@ def _kl_ceiling_bounds(key):
   attained = _rel(th.kl_ceiling(p, th.aligned_kl(p, gap, beta)), th.aligned_mass(p, gap, beta))
   attained = jnp.where(th.aligned_mass(p, gap, beta) < 1 - 1e-9, attained, 0.0)
   loose_gap = jnp.maximum(0.0, th.kl_ceiling(p, gap) - th.kl_ceiling_loose(p, gap))
-  return n + 2 * int(p.size), float(max(jnp.max(excess), jnp.max(attained) * 1e-3, jnp.max(loose_gap)))
+  # Random policies and the loose bound are exact comparisons (tolerance 1e-12); attaining the
+  # curve passes through kl(.||p) round-off, so it is held to 1e-9 relative: report its excess.
+  attained_excess = jnp.maximum(0.0, jnp.max(attained) - 1e-9)
+  return n + 2 * int(p.size), float(max(jnp.max(excess), attained_excess, jnp.max(loose_gap)))
 
 
 # ---------------------------------------------------------------------- item 5
@@ -358,13 +363,10 @@ def _two_level_vs_general(general_fn, two_level_fn, key, gap_scale=10.0):
   recalls = _extreme_recalls(keys[0], 30)[:-1]
   betas = _log_uniform(keys[1], recalls.shape, 1e-2, 1e2)
   gaps = betas * jax.random.uniform(keys[2], recalls.shape, minval=0.0, maxval=gap_scale)
-  errs = []
-  for i, (p, g, b) in enumerate(zip(recalls, gaps, betas)):
-    log_ref, reward, in_set = _two_level_instance(p, g, key=jax.random.PRNGKey(i))
-    general = jnp.exp(logsumexp(jnp.where(in_set, general_fn(log_ref, reward, b), -jnp.inf)))
-    closed = two_level_fn(p, g, b)
-    errs.append(jnp.abs(general - closed) / jnp.maximum(closed, 1e-300))
-  return len(errs), float(jnp.max(jnp.array(errs)))
+  log_ref, reward, in_set = _two_level_batch(recalls, gaps)
+  general = jnp.exp(_log_mass_on(in_set, general_fn(log_ref, reward, betas)))
+  closed = two_level_fn(recalls, gaps, betas)
+  return int(recalls.size), float(jnp.max(jnp.abs(general - closed) / jnp.maximum(closed, 1e-300)))
 
 
 @_check("forward_kl_optimum", "8", 1e-6,

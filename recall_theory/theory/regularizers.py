@@ -32,7 +32,7 @@ from jax.scipy.special import logsumexp
 
 from recall_theory import errors
 from recall_theory.theory import _validate
-from recall_theory.theory.gibbs import gibbs
+from recall_theory.theory.gibbs import _along_support, gibbs
 from recall_theory.theory.two_level import _float, aligned_logit, log_odds
 
 _BISECTION_STEPS = 100
@@ -68,7 +68,7 @@ def forward_kl_optimum(log_ref: jax.Array, reward: jax.Array, beta) -> jax.Array
 @jax.jit
 def _forward_kl_optimum(log_ref, reward, beta):
   log_ref, reward = jnp.broadcast_arrays(log_ref, reward)
-  beta = jnp.expand_dims(beta, -1) if beta.ndim else beta
+  beta = _along_support(beta, -1)
   in_support = jnp.isfinite(log_ref)
   r_max = jnp.max(jnp.where(in_support, reward, -jnp.inf), axis=-1, keepdims=True)
   log_top = logsumexp(jnp.where(in_support & (reward >= r_max), log_ref, -jnp.inf), axis=-1,
@@ -145,7 +145,7 @@ def chi2_kl_optimum(log_ref: jax.Array, reward: jax.Array, beta) -> jax.Array:
 @jax.jit
 def _chi2_kl_optimum(log_ref, reward, beta):
   log_ref, reward = jnp.broadcast_arrays(log_ref, reward)
-  beta = jnp.expand_dims(beta, -1) if beta.ndim else beta
+  beta = _along_support(beta, -1)
   in_support = jnp.isfinite(log_ref)
   scaled = reward / beta
   lo = jnp.min(jnp.where(in_support, scaled, jnp.inf), axis=-1, keepdims=True) - 1.0
@@ -258,7 +258,7 @@ def best_of_n(log_ref: jax.Array, reward: jax.Array, n) -> jax.Array:
 @jax.jit
 def _best_of_n(log_ref, reward, n):
   log_ref, reward = jnp.broadcast_arrays(log_ref, reward)
-  n = jnp.expand_dims(n, -1) if n.ndim else n
+  n = _along_support(n, -1)
   other = log_ref[..., None, :]
   below_or_tied = reward[..., None, :] <= reward[..., :, None]
   strictly_below = reward[..., None, :] < reward[..., :, None]
