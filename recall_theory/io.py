@@ -1,16 +1,31 @@
-"""Atomic result writing: every file appears whole or not at all.
+"""Result writing: every file appears whole or not at all, every output folder as a unit.
 
-Each writer renders to a temporary file in the destination folder and renames it into
-place (``os.replace`` is atomic on POSIX), so an interrupted run never leaves a
-half-written CSV, array file or figure.
+* Each writer renders to a temporary file (``.NAME.partial-*``) in the destination folder
+  and renames it into place (``os.replace`` is atomic on POSIX), so an interrupted run
+  never leaves a half-written CSV, array file or figure under a final name.
+* Inside a command-line run (:class:`RunUnit`, entered by ``recall_theory.cli.main``),
+  :func:`prepare_output_dir` locks the target folder (a second concurrent writer fails at
+  once), removes what earlier killed runs left behind, probes that the folder can be
+  written, and hands the command a private staging folder beside the target. When the
+  command succeeds, the finished files are moved in and ``run.json`` records which run
+  made which file (command, arguments, versions, device, times, sha256 of every file).
+  A failed or interrupted run leaves the target as it was.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import datetime as _dt
+import errno
+import fcntl
+import hashlib
 import json
 import os
+import platform
+import shlex
+import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -19,26 +34,260 @@ import numpy as np
 
 from recall_theory.errors import InputError
 
+PARTIAL_TAG = ".partial-"
+STAGING_TAG = ".staging-"
+MANIFEST = "run.json"
 
-def prepare_output_dir(path: str | os.PathLike) -> Path:
-  """Create ``path`` if needed and check it is writable; raise InputError naming it."""
+
+def _check_target(path: str | os.PathLike) -> Path:
+  if str(path).strip() == "":
+    raise InputError("--out: the output folder must not be empty (give a folder name)")
   out = Path(path)
+  if out.exists() and not out.is_dir():
+    raise InputError(f"--out: {str(out)!r} is not a folder")
+  return out
+
+
+def _probe_writable(folder: Path) -> None:
+  """Create and remove a file: ``os.access`` says yes to root even where writes fail."""
+  try:
+    fd, probe = tempfile.mkstemp(prefix=f".probe{PARTIAL_TAG}", dir=folder)
+    os.close(fd)
+    os.unlink(probe)
+  except OSError as err:
+    raise InputError(f"--out: output folder {str(folder)!r} is not writable: "
+                     f"{err.strerror or err}") from err
+
+
+def _mkdir(out: Path) -> None:
   try:
     out.mkdir(parents=True, exist_ok=True)
   except OSError as err:
     raise InputError(f"--out: cannot create output folder {str(out)!r}: {err.strerror}") from err
   if not out.is_dir():
     raise InputError(f"--out: {str(out)!r} is not a folder")
-  if not os.access(out, os.W_OK | os.X_OK):
-    raise InputError(f"--out: output folder {str(out)!r} is not writable")
+
+
+def prepare_output_dir(path: str | os.PathLike) -> Path:
+  """The folder a command writes its results into; call it after validating arguments.
+
+  Outside a command-line run: create ``path`` if needed, check it can be written, and
+  return it. Inside one (see :class:`RunUnit`): lock ``path``, clean up after killed
+  runs, and return a private staging folder whose files move into ``path`` on success.
+  Raises :class:`InputError` naming ``--out`` when the folder cannot be used.
+  """
+  out = _check_target(path)
+  if _ACTIVE_RUN is not None:
+    return _ACTIVE_RUN.stage(out)
+  _mkdir(out)
+  _probe_writable(out)
   return out
+
+
+_ACTIVE_RUN: "RunUnit | None" = None
+
+
+def _utc_now() -> str:
+  return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _sha256(path: Path) -> str:
+  digest = hashlib.sha256()
+  with open(path, "rb") as fh:
+    for block in iter(lambda: fh.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def _versions() -> dict:
+  from importlib import metadata
+  out = {"python": platform.python_version()}
+  for dist in ("recall-theory", "jax", "jaxlib", "flax", "optax", "numpy"):
+    try:
+      out[dist] = metadata.version(dist)
+    except metadata.PackageNotFoundError:
+      out[dist] = None
+  return out
+
+
+def _device() -> str:
+  machine = f"{platform.system()} {platform.machine()}, {os.cpu_count()} cpus"
+  if "jax" not in sys.modules:
+    return machine
+  try:
+    import jax
+    devices = jax.devices()
+    return f"{machine}; jax {jax.default_backend()}: {len(devices)} x {devices[0].device_kind}"
+  except Exception:  # pragma: no cover - a broken backend must not lose the results
+    return machine
+
+
+def _is_writer_process() -> bool:
+  """Only process 0 of a multi-process jax run writes results."""
+  if "jax" not in sys.modules:
+    return True
+  try:
+    import jax
+    return jax.process_index() == 0
+  except Exception:  # pragma: no cover
+    return True
+
+
+class RunUnit:
+  """One command-line run's outputs, staged privately and moved in on success.
+
+  ``recall_theory.cli.main`` opens one per command (:func:`active_run`); the command's
+  :func:`prepare_output_dir` calls go through :meth:`stage`. :meth:`commit` moves the
+  staged files into their targets and writes the manifest; :meth:`abort` drops them.
+  Locks are ``fcntl`` locks: the kernel releases them when a process dies, so a killed
+  run never blocks the next one.
+  """
+
+  def __init__(self, command: str, argv: Sequence[str], arguments: Mapping[str, Any] | None = None,
+               non_default_options: Mapping[str, Any] | None = None):
+    self.command = command
+    self.argv = list(argv)
+    self.arguments = dict(arguments or {})
+    self.non_default_options = dict(non_default_options or {})
+    self.started = _utc_now()
+    self._staged: dict[Path, tuple[Path, Any, Path]] = {}  # target -> (staging, lock fh, lock path)
+
+  def stage(self, target: Path) -> Path:
+    target = Path(os.path.abspath(target))
+    if target in self._staged:
+      return self._staged[target][0]
+    parent = target.parent
+    _mkdir(parent)
+    lock_path = parent / f".{target.name}.lock"
+    try:
+      lock_fh = open(lock_path, "a+")
+    except OSError as err:
+      raise InputError(f"--out: output folder {str(target)!r} is not writable: "
+                       f"{err.strerror or err}") from err
+    try:
+      fcntl.flock(lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+      lock_fh.seek(0)
+      holder = lock_fh.read().strip() or "another process"
+      lock_fh.close()
+      if err.errno in (errno.EAGAIN, errno.EACCES):
+        raise InputError(f"--out: {str(target)!r} is being written by another run ({holder}); "
+                         f"wait for it to finish or choose another --out") from err
+      raise
+    lock_fh.seek(0)
+    lock_fh.truncate()
+    lock_fh.write(f"pid {os.getpid()}: recall-theory {self.command}")
+    lock_fh.flush()
+    try:
+      self._remove_leftovers(target)
+      if target.exists():
+        _probe_writable(target)
+      staging = Path(tempfile.mkdtemp(prefix=f".{target.name}{STAGING_TAG}", dir=parent))
+    except BaseException:
+      self._unlock(lock_fh, lock_path)
+      raise
+    self._staged[target] = (staging, lock_fh, lock_path)
+    return staging
+
+  @staticmethod
+  def _remove_leftovers(target: Path) -> None:
+    """Staging folders and partial files of earlier, killed runs (we hold the lock)."""
+    for leftover in target.parent.glob(f".{target.name}{STAGING_TAG}*"):
+      shutil.rmtree(leftover, ignore_errors=True)
+    if target.is_dir():
+      for leftover in target.rglob(f".*{PARTIAL_TAG}*"):
+        with contextlib.suppress(OSError):
+          leftover.unlink()
+
+  @staticmethod
+  def _unlock(lock_fh, lock_path: Path) -> None:
+    with contextlib.suppress(OSError):
+      lock_path.unlink()
+    with contextlib.suppress(OSError):
+      fcntl.flock(lock_fh, fcntl.LOCK_UN)
+    lock_fh.close()
+
+  def commit(self) -> list[Path]:
+    """Move every staged file into its target, write the manifests; return the paths."""
+    written: list[Path] = []
+    writer = _is_writer_process()
+    try:
+      for target, (staging, _, _) in self._staged.items():
+        if not writer:
+          continue
+        files = sorted(p for p in staging.rglob("*") if p.is_file())
+        moved = []
+        for src in files:
+          rel = src.relative_to(staging)
+          dest = target / rel
+          _mkdir(dest.parent)
+          os.replace(src, dest)
+          moved.append(rel)
+        if moved:
+          write_json(target / MANIFEST, self._manifest(target, moved))
+          written += [target / rel for rel in moved] + [target / MANIFEST]
+    finally:
+      self.abort()
+    return written
+
+  def _manifest(self, target: Path, moved: list[Path]) -> dict:
+    """run.json: one entry per command that wrote into the folder (newest run of each)."""
+    path = target / MANIFEST
+    runs: dict = {}
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+      runs = dict(json.loads(path.read_text()).get("runs", {}))
+    mine = {str(rel) for rel in moved}
+    for other in runs.values():  # files this run rewrote no longer belong to an older run
+      other["files"] = {k: v for k, v in other.get("files", {}).items() if k not in mine}
+    runs = {k: v for k, v in runs.items() if v.get("files")}
+    runs[self.command] = {
+        "command": "recall-theory " + " ".join(shlex.quote(a) for a in self.argv),
+        "arguments": {k: _plain(v) for k, v in self.arguments.items()},
+        "non_default_options": {k: _plain(v) for k, v in self.non_default_options.items()},
+        "versions": _versions(), "device": _device(),
+        "started": self.started, "finished": _utc_now(),
+        "files": {str(rel): {"sha256": _sha256(target / rel), "bytes": (target / rel).stat().st_size}
+                  for rel in moved},
+    }
+    return {"runs": runs}
+
+  def abort(self) -> None:
+    """Drop every staged file and release the locks (the targets stay as they were)."""
+    for staging, lock_fh, lock_path in self._staged.values():
+      shutil.rmtree(staging, ignore_errors=True)
+      self._unlock(lock_fh, lock_path)
+    self._staged.clear()
+
+
+def _plain(value: Any) -> Any:
+  if isinstance(value, (str, int, float, bool)) or value is None:
+    return value
+  if isinstance(value, (list, tuple)):
+    return [_plain(v) for v in value]
+  if isinstance(value, os.PathLike):
+    return os.fspath(value)
+  return repr(value)
+
+
+@contextlib.contextmanager
+def active_run(unit: RunUnit) -> Iterator[RunUnit]:
+  """Route :func:`prepare_output_dir` through ``unit`` for the duration (aborts on error)."""
+  global _ACTIVE_RUN
+  previous, _ACTIVE_RUN = _ACTIVE_RUN, unit
+  try:
+    yield unit
+  except BaseException:
+    unit.abort()
+    raise
+  finally:
+    _ACTIVE_RUN = previous
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
   """Yield a temporary path beside ``path``; rename it onto ``path`` on success."""
   final = Path(path)
-  fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=final.suffix, dir=final.parent)
+  fd, tmp = tempfile.mkstemp(prefix=f".{final.name}{PARTIAL_TAG}", suffix=final.suffix, dir=final.parent)
   os.close(fd)
   tmp_path = Path(tmp)
   umask = os.umask(0)

@@ -2,15 +2,25 @@
 
 Each subcommand lives in its own module exposing ``register(subparsers)`` (which adds
 its parser and sets ``func``). Bad input anywhere becomes one line on stderr and exit
-code 2; nothing is written before arguments are validated.
+code 2; nothing is written before arguments are validated. Every run's outputs form one
+unit (:class:`recall_theory.io.RunUnit`): staged privately, locked against concurrent
+writers, moved in only on success, and described by ``run.json``.
+
+JAX's persistent compilation cache is on by default, so a second run skips compilation:
+``--compile-cache DIR`` or ``RECALL_THEORY_COMPILE_CACHE=DIR`` moves it, ``off`` disables
+it; the default folder is ``$XDG_CACHE_HOME/recall-theory/jax-compile-cache`` (else
+``~/.cache/...``). A folder that cannot be written gives a one-line warning and the
+run goes on without the cache.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
 from recall_theory.errors import InputError, TrainingDivergedError
 
@@ -22,7 +32,10 @@ SUBCOMMANDS = (
     "recall_theory.cli.lm_cmd",
     "recall_theory.cli.generate_cmd",
     "recall_theory.cli.smollm2_cmd",
+    "recall_theory.cli.collapse_cmd",
+    "recall_theory.cli.reproduce_cmd",
 )
+COMPILE_CACHE_ENV = "RECALL_THEORY_COMPILE_CACHE"
 
 PROG = "recall-theory"
 
@@ -38,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
   parser = OneLineArgumentParser(
       prog=PROG,
       description="Exact theory and simulations: the reference model's recall bounds alignment.")
+  parser.add_argument("--compile-cache", default=None, metavar="DIR|off",
+                      help=f"folder of JAX's persistent compilation cache, or 'off' (default: "
+                           f"${COMPILE_CACHE_ENV}, else {default_compile_cache_dir()})")
   sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineArgumentParser)
   for mod_name in SUBCOMMANDS:
     try:
@@ -50,17 +66,101 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
+def default_compile_cache_dir() -> Path:
+  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  return Path(base) / "recall-theory" / "jax-compile-cache"
+
+
+def enable_compile_cache(setting: str | None) -> Path | None:
+  """Turn on JAX's persistent compilation cache (returns its folder, None when off).
+
+  ``setting``: a folder, ``"off"``, or None for ``$RECALL_THEORY_COMPILE_CACHE`` and then
+  the default folder. Every compiled program is cached (no minimum compile time), so
+  short CLI runs gain as much as long ones.
+  """
+  if setting is None:
+    setting = os.environ.get(COMPILE_CACHE_ENV) or str(default_compile_cache_dir())
+  if setting.strip().lower() in ("off", "0", "none", "false", ""):
+    return None
+  folder = Path(setting).expanduser()
+  try:
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / f".probe-{os.getpid()}"
+    probe.write_bytes(b"")
+    probe.unlink()
+  except OSError as err:
+    print(f"{PROG}: warning: compilation cache {str(folder)!r} cannot be written "
+          f"({err.strerror or err}); running without it", file=sys.stderr)
+    return None
+  import jax
+  jax.config.update("jax_compilation_cache_dir", str(folder))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  return folder
+
+
+def non_default_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
+  """``{flag as typed in --help: value}`` for every subcommand option the user changed."""
+  subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+  sub = subparsers.choices[args.command]
+  changed = {}
+  for action in sub._actions:
+    if not action.option_strings or action.dest in ("help",):
+      continue
+    value = getattr(args, action.dest, action.default)
+    if value != action.default:
+      flag = max(action.option_strings, key=len)
+      changed[flag] = list(value) if isinstance(value, tuple) else value
+  return changed
+
+
+def describe_options(options: dict[str, Any]) -> str:
+  """``--target two --betas 0.03,0.3`` (or ``defaults``), for summaries and notes."""
+  if not options:
+    return "defaults"
+  parts = []
+  for flag, value in options.items():
+    if value is True:
+      parts.append(flag)
+    elif isinstance(value, list):
+      parts.append(f"{flag} {','.join(f'{v:g}' if isinstance(v, float) else str(v) for v in value)}")
+    else:
+      parts.append(f"{flag} {value}")
+  return " ".join(parts)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+  from recall_theory import io
+
+  argv = list(sys.argv[1:] if argv is None else argv)
   parser = build_parser()
   args = parser.parse_args(argv)
+  args.non_default_options = non_default_options(parser, args)
+  enable_compile_cache(args.compile_cache)
+  arguments = {k: v for k, v in vars(args).items() if k not in ("func", "non_default_options")}
+  unit = io.RunUnit(args.command, argv, arguments, args.non_default_options)
   try:
-    return int(args.func(args) or 0)
+    with io.active_run(unit):
+      code = int(args.func(args) or 0)
+      written = unit.commit() if code == 0 else []
+      if code != 0:
+        unit.abort()
   except InputError as err:
     print(f"{PROG} {args.command}: error: {err}", file=sys.stderr)
     return 2
   except TrainingDivergedError as err:  # the run stopped itself; its last good checkpoint is kept
     print(f"{PROG} {args.command}: training diverged: {err}", file=sys.stderr)
     return 3
+  for path in written:
+    print(f"wrote {_display(path)}")
+  return code
+
+
+def _display(path: Path) -> str:
+  try:
+    return os.path.relpath(path)
+  except ValueError:  # pragma: no cover - another drive
+    return str(path)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,178 @@
+"""The results schema every track shares, and the law's columns beside every measurement.
+
+Each results CSV (``mog_results.csv``, ``lm_results.csv``, ``smollm2_results.csv``, the
+tau sweeps) holds one row per trained or exact model with :data:`ID_COLUMNS`, the
+track's own metrics and :data:`LAW_COLUMNS`, so any tool reads any track's output
+(``recall-theory collapse`` reads them all).
+
+Law columns (theory.md item 12; ``_low``/``_high`` are the interval of the value before
+them, equal to it when the value is exact):
+
+* ``reference_recall`` -- ``p_ref = pi_ref(A)`` of the reference the alignment is anchored to;
+* ``delta_over_beta`` -- ``(L_A - L_{A^c}) / beta`` of the reward the objective tilts by;
+* ``predicted_mass`` -- ``sigmoid(logit p_ref + delta_over_beta)``: the optimum (learning trap);
+* ``aligned_mass`` -- the measured ``pi(A)`` of the aligned model;
+* ``n_samples``, ``sampler_recall``, ``expected_target_samples = n q``,
+  ``p_no_target_sample = (1 - q)^n`` -- the draws the algorithm trained on (sampling trap);
+* ``kl`` -- ``KL(pi || pi_ref)`` actually paid; ``kl_ceiling = t*(p_ref, kl)``, the most
+  target mass any policy within that KL has (theory item 4);
+* ``above_ceiling`` -- the measured mass's lower end above the ceiling: impossible, a bug;
+* ``estimator`` -- how the numbers were obtained (``exact ...``, ``monte-carlo n=..., wilson 95%``).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from recall_theory.errors import InputError
+
+ID_COLUMNS = ("track", "pipeline", "algorithm", "seed", "setting")
+LAW_COLUMNS = ("reference_recall", "reference_recall_low", "reference_recall_high",
+               "delta_over_beta", "delta_over_beta_low", "delta_over_beta_high",
+               "predicted_mass", "predicted_mass_low", "predicted_mass_high",
+               "aligned_mass", "aligned_mass_low", "aligned_mass_high",
+               "n_samples", "sampler_recall", "expected_target_samples", "p_no_target_sample",
+               "kl", "kl_ceiling", "above_ceiling", "estimator")
+TRACKS = ("theory", "mog", "lm", "smollm2")
+# A measured mass counts as above its ceiling only beyond this absolute slack (rounding
+# of exact quadrature and of float32 model evaluations).
+CEILING_TOLERANCE = 1e-6
+
+
+def _interval(value: np.ndarray, interval, name: str) -> tuple[np.ndarray, np.ndarray]:
+  if interval is None:
+    return value, value
+  low, high = (np.broadcast_to(np.asarray(v, dtype=float), value.shape) for v in interval)
+  if np.any(low > value + 1e-12 * np.abs(value)) or np.any(high < value - 1e-12 * np.abs(value)):
+    raise ValueError(f"{name}_interval must contain {name}")
+  return low, high
+
+
+def law_columns(*, reference_recall, delta_over_beta, aligned_mass, kl, n_samples,
+                sampler_recall=None, reference_recall_interval=None,
+                delta_over_beta_interval=None, aligned_mass_interval=None,
+                estimator: str = "exact") -> dict[str, np.ndarray]:
+  """The law's columns for a batch of aligned models (numpy in, 1-D numpy out).
+
+  Args:
+    reference_recall: ``p_ref`` per model, in [0, 1].
+    delta_over_beta: ``(L_A - L_{A^c})/beta`` per model (may be +-inf).
+    aligned_mass: measured ``pi(A)`` per model.
+    kl: ``KL(pi || pi_ref)`` paid per model, >= 0 (nan when unknown: ceiling nan).
+    n_samples: sampler draws the algorithm trained on (0 for an exact tilt).
+    sampler_recall: target mass of the sampler of those draws (default: ``p_ref``).
+    *_interval: ``(low, high)`` of the estimate, or None when exact.
+    estimator: names how the numbers were obtained.
+
+  Returns:
+    ``{name: array}`` for every name in :data:`LAW_COLUMNS`, broadcast to one length.
+  """
+  from recall_theory import theory as th
+  from recall_theory.theory import law
+
+  arrays = np.broadcast_arrays(*(np.atleast_1d(np.asarray(v, dtype=float)) for v in (
+      reference_recall, delta_over_beta, aligned_mass, kl, n_samples,
+      reference_recall if sampler_recall is None else sampler_recall)))
+  p, d, m, kl_paid, n, q = (a.ravel().copy() for a in arrays)
+  p_low, p_high = (a.ravel() for a in _interval(arrays[0], reference_recall_interval, "reference_recall"))
+  d_low, d_high = (a.ravel() for a in _interval(arrays[1], delta_over_beta_interval, "delta_over_beta"))
+  m_low, m_high = (a.ravel() for a in _interval(arrays[2], aligned_mass_interval, "aligned_mass"))
+  with th.float64():
+    predicted = np.asarray(law.predicted_mass(p, d))
+    # The prediction is increasing in both p_ref and Delta/beta: its interval is the corners'.
+    predicted_low = np.asarray(law.predicted_mass(p_low, d_low))
+    predicted_high = np.asarray(law.predicted_mass(p_high, d_high))
+    known = np.isfinite(kl_paid)
+    ceiling = np.full(p.shape, np.nan)
+    if known.any():
+      ceiling[known] = np.asarray(th.kl_ceiling(p_high[known], np.maximum(kl_paid[known], 0.0)))
+    expected = np.asarray(law.expected_target_samples(q, n))
+    p_none = np.asarray(law.prob_no_target_sample(q, n))
+  above = known & (m_low > ceiling + CEILING_TOLERANCE)
+  return {
+      "reference_recall": p, "reference_recall_low": p_low, "reference_recall_high": p_high,
+      "delta_over_beta": d, "delta_over_beta_low": d_low, "delta_over_beta_high": d_high,
+      "predicted_mass": predicted, "predicted_mass_low": predicted_low,
+      "predicted_mass_high": predicted_high,
+      "aligned_mass": m, "aligned_mass_low": m_low, "aligned_mass_high": m_high,
+      "n_samples": n, "sampler_recall": q, "expected_target_samples": expected,
+      "p_no_target_sample": p_none, "kl": kl_paid, "kl_ceiling": ceiling,
+      "above_ceiling": above, "estimator": np.full(p.shape, estimator, dtype=object),
+  }
+
+
+def law_rows(cols: dict[str, np.ndarray]) -> list[dict]:
+  """Split :func:`law_columns` output into one dict per model (plain Python values)."""
+  n = len(cols["reference_recall"])
+  return [{k: (v[i].item() if hasattr(v[i], "item") else v[i]) for k, v in cols.items()}
+          for i in range(n)]
+
+
+def report_ceiling_violations(cols, where: str, stream=None) -> int:
+  """Print one loud line per model whose measured mass lies above its KL ceiling.
+
+  ``cols`` is :func:`law_columns` output or a list of row dicts. Returns the count, so a
+  caller (and the tests on the presets) can assert that it is zero.
+  """
+  rows = law_rows(cols) if isinstance(cols, dict) else list(cols)
+  stream = sys.stderr if stream is None else stream
+  count = 0
+  for i, row in enumerate(rows):
+    if _truthy(row.get("above_ceiling")):
+      count += 1
+      label = " ".join(f"{k}={row[k]}" for k in ID_COLUMNS if k in row) or f"row {i}"
+      stream.write(f"LAW VIOLATION ({where}): {label}: measured mass {row['aligned_mass_low']:.6g} "
+                   f"(lower end) above the KL ceiling {row['kl_ceiling']:.6g} at KL {row['kl']:.6g}; "
+                   f"this is a bug in the measurement or the training\n")
+  if count:
+    stream.flush()
+  return count
+
+
+def _truthy(value) -> bool:
+  if isinstance(value, str):
+    return value.strip().lower() in ("true", "1", "yes")
+  return bool(value) and not (isinstance(value, float) and math.isnan(value))
+
+
+_TEXT_COLUMNS = {"track", "pipeline", "algorithm", "setting", "estimator", "above_ceiling"}
+
+
+def read_results(path) -> list[dict]:
+  """Read a results CSV, checking the shared columns; numbers parsed as floats.
+
+  Raises :class:`InputError` naming the file and every missing column (older formats
+  lack the law columns), or saying that it has no rows.
+  """
+  path = Path(path)
+  try:
+    with open(path, newline="") as fh:
+      reader = csv.DictReader(fh)
+      header = reader.fieldnames or []
+      missing = [c for c in ID_COLUMNS + LAW_COLUMNS if c not in header]
+      if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)} "
+                         f"(an older results format? rerun the command that wrote it)")
+      rows = []
+      for raw in reader:
+        row = {}
+        for k, v in raw.items():
+          if k in _TEXT_COLUMNS or k is None:
+            row[k] = v
+          else:
+            try:
+              row[k] = float(v)
+            except (TypeError, ValueError):
+              row[k] = v
+        row["above_ceiling"] = _truthy(row.get("above_ceiling"))
+        rows.append(row)
+  except OSError as err:
+    raise InputError(f"{path}: cannot read: {err.strerror}") from err
+  if not rows:
+    raise InputError(f"{path}: no result rows")
+  return rows
