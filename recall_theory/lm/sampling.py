@@ -34,7 +34,10 @@ import jax.numpy as jnp
 from flax import nnx
 
 from recall_theory.errors import InputError, check_nonnegative, check_probability
+from recall_theory.lm import train as train_lib
 from recall_theory.lm.model import Transformer, init_cache
+
+_STATIC = ("graphdef", "max_new_tokens", "eos_id")
 
 
 def filter_logits(logits_BxV: jax.Array, temperature, top_p) -> jax.Array:
@@ -74,8 +77,7 @@ def _finish(tok_B, done_B, eos_id):
   return tok_B, done_B | (tok_B == eos_id)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "eos_id"))
-def _generate_cached(graphdef, state, prompt_BxP, key, temperature, top_p, *, max_new_tokens,
+def _generate_cached_impl(graphdef, state, prompt_BxP, key, temperature, top_p, *, max_new_tokens,
                      eos_id):
   model = nnx.merge(graphdef, state)
   b, p = prompt_BxP.shape
@@ -96,8 +98,7 @@ def _generate_cached(graphdef, state, prompt_BxP, key, temperature, top_p, *, ma
   return jnp.concatenate([tok[:, None], rest.T], axis=1)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "eos_id"))
-def _generate_recompute(graphdef, state, prompt_BxP, key, temperature, top_p, *, max_new_tokens,
+def _generate_recompute_impl(graphdef, state, prompt_BxP, key, temperature, top_p, *, max_new_tokens,
                         eos_id):
   model = nnx.merge(graphdef, state)
   b, p = prompt_BxP.shape
@@ -117,6 +118,18 @@ def _generate_recompute(graphdef, state, prompt_BxP, key, temperature, top_p, *,
   (buffer, _), _ = jax.lax.scan(step, (buffer, jnp.zeros((b,), bool)),
                                 (jnp.arange(max_new_tokens), keys))
   return buffer[:, p:].astype(jnp.int32)
+
+
+@functools.cache
+def _jitted(use_cache: bool, deterministic: bool):
+  """The compiled sampler; a separate one under deterministic mode (its compiler options)."""
+  fn = _generate_cached_impl if use_cache else _generate_recompute_impl
+  options = {"xla_gpu_deterministic_ops": True} if deterministic else None
+  return jax.jit(fn, static_argnames=_STATIC, compiler_options=options)
+
+
+def _sampler(use_cache: bool):
+  return _jitted(use_cache, train_lib.deterministic_enabled())
 
 
 def check_generation(model: Transformer, prompt_BxP, max_new_tokens: int) -> None:
@@ -155,7 +168,7 @@ def generate(model: Transformer, prompt_BxP: jax.Array, key: jax.Array, *, max_n
   if eos_id is not None and not 0 <= int(eos_id) < model.config.vocab_size:
     raise InputError(f"eos_id must lie in [0, {model.config.vocab_size - 1}], got {eos_id}")
   graphdef, state = nnx.split(model)
-  fn = _generate_cached if use_cache else _generate_recompute
+  fn = _sampler(use_cache)
   return fn(graphdef, state, jnp.asarray(prompt_BxP, jnp.int32), key,
             jnp.float32(temperature), jnp.float32(top_p), max_new_tokens=max_new_tokens,
             eos_id=None if eos_id is None else int(eos_id))
@@ -165,6 +178,6 @@ def generate_with_state(graphdef, state, prompt_BxP, key, *, max_new_tokens: int
                         temperature=1.0, top_p=1.0, eos_id: int | None = None,
                         use_cache: bool = True) -> jax.Array:
   """:func:`generate` for callers that already hold (graphdef, state), e.g. inside jit."""
-  fn = _generate_cached if use_cache else _generate_recompute
+  fn = _sampler(use_cache)
   return fn(graphdef, state, prompt_BxP, key, temperature, top_p,
             max_new_tokens=max_new_tokens, eos_id=eos_id)

@@ -11,11 +11,24 @@ Example::
   graphdef, state = init_train_state(model, make_optimizer(1e-3, total_steps=100))
   step = make_train_step(graphdef, tx, make_mle_loss(prompt_len=1), mesh)
   state, metrics = step(state, batch)
+
+Deterministic mode (:func:`enable_deterministic`): on a GPU, XLA by default may pick
+different GEMM kernels per compilation (autotuning) and lowers scatter-add (the
+gradient of the embedding lookup) with atomics, so two runs of the same step can
+differ in the last bits; a killed-and-resumed run then drifts from an uninterrupted
+one. ``enable_deterministic()`` switches XLA's ``xla_gpu_deterministic_ops`` on, for
+the whole process when called before JAX starts its backend (via ``XLA_FLAGS``) and
+in any case for every step built by :func:`make_train_step` and every sampler of
+:mod:`recall_theory.lm.sampling` (per-compilation ``compiler_options``). Its cost is
+GPU-only (CPU execution is deterministic already): serialised scatter-add and no
+autotuning of kernels; ``experiments/bench_lm.py --deterministic`` measures it
+against the default in the same run.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, NamedTuple
 
 import jax
@@ -29,6 +42,48 @@ from recall_theory.lm import sharding
 
 _tree_norm = optax.tree.norm if hasattr(optax, "tree") and hasattr(optax.tree, "norm") \
     else optax.global_norm
+
+
+DETERMINISTIC_FLAG = "--xla_gpu_deterministic_ops=true"
+_deterministic = False
+
+
+def enable_deterministic() -> bool:
+  """Make training and sampling bit-reproducible on GPUs (XLA deterministic ops).
+
+  Sets ``--xla_gpu_deterministic_ops=true`` in ``XLA_FLAGS`` (effective for every
+  computation when JAX has not yet started its backend) and makes every later
+  :func:`make_train_step` / :mod:`~recall_theory.lm.sampling` compilation pass
+  ``compiler_options={"xla_gpu_deterministic_ops": True}`` (effective even when the
+  backend is already running). Idempotent. On CPU it changes nothing observable:
+  XLA:CPU is deterministic already.
+
+  Returns:
+    True when the flag reached ``XLA_FLAGS`` before the backend started (every
+    computation of the process is covered); False when the backend was already
+    running (only the steps and samplers built from now on are covered).
+
+  Cost (GPU only): scatter-add runs as a sorted, serialised reduction instead of
+  atomics and GEMM autotuning is off; measure it with
+  ``python experiments/bench_lm.py --deterministic``.
+  """
+  global _deterministic
+  _deterministic = True
+  flags = os.environ.get("XLA_FLAGS", "")
+  if "xla_gpu_deterministic_ops" not in flags:
+    os.environ["XLA_FLAGS"] = (flags + " " + DETERMINISTIC_FLAG).strip()
+  from jax._src import xla_bridge  # why private: the only way to ask "backend started?"
+  return not xla_bridge.backends_are_initialized()
+
+
+def deterministic_enabled() -> bool:
+  """Whether :func:`enable_deterministic` was called in this process."""
+  return _deterministic
+
+
+def compiler_options() -> dict | None:
+  """``compiler_options`` for ``jax.jit``: the deterministic-ops switch when enabled."""
+  return {"xla_gpu_deterministic_ops": True} if _deterministic else None
 
 
 class TrainState(NamedTuple):
@@ -73,7 +128,7 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, loss_fn, mesh=No
                                                  sharding.tree_shardings(new_state, mesh))
     return new_state, metrics
 
-  return jax.jit(step, donate_argnums=0)
+  return jax.jit(step, donate_argnums=0, compiler_options=compiler_options())
 
 
 def place_state(state: TrainState, mesh) -> TrainState:

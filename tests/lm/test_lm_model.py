@@ -69,7 +69,9 @@ def test_forward_matches_independent_numpy_llama():
     blk.attn_norm.scale[...] = jnp.asarray(rng.uniform(0.5, 1.5, CFG.d_model), jnp.float32)
     blk.mlp_norm.scale[...] = jnp.asarray(rng.uniform(0.5, 1.5, CFG.d_model), jnp.float32)
   tokens = jnp.asarray(rng.integers(0, CFG.vocab_size, (2, 9)))
-  logits, cache = m(tokens)
+  # float64 reference: ask for full float32 matmuls (GPUs default to TF32/bf16 passes)
+  with jax.default_matmul_precision("highest"):
+    logits, cache = m(tokens)
   assert cache is None and logits.dtype == jnp.float32 and logits.shape == (2, 9, CFG.vocab_size)
   np.testing.assert_allclose(np.asarray(logits), _numpy_llama(m, np.asarray(tokens)),
                              atol=2e-5, rtol=1e-4)
@@ -186,3 +188,26 @@ def test_too_long_inputs(model):
     generate(model, jnp.zeros((1, 20), jnp.int32), jax.random.key(0), max_new_tokens=5)
   with pytest.raises(InputError, match="top_p"):
     generate(model, jnp.zeros((1, 2), jnp.int32), jax.random.key(0), max_new_tokens=2, top_p=1.5)
+
+
+def test_enable_deterministic_reaches_xla_flags_and_compilations():
+  """Before the backend starts the flag lands in XLA_FLAGS; afterwards only new jits get it."""
+  import subprocess, sys, textwrap
+  script = textwrap.dedent("""
+      import os
+      os.environ.pop("XLA_FLAGS", None)
+      from recall_theory.lm import train
+      assert not train.deterministic_enabled() and train.compiler_options() is None
+      assert train.enable_deterministic() is True        # backend not started yet
+      assert "--xla_gpu_deterministic_ops=true" in os.environ["XLA_FLAGS"]
+      assert train.enable_deterministic() is True        # idempotent, flag not doubled
+      assert os.environ["XLA_FLAGS"].count("xla_gpu_deterministic_ops") == 1
+      assert train.compiler_options() == {"xla_gpu_deterministic_ops": True}
+      import jax, jax.numpy as jnp
+      jnp.ones(2).block_until_ready()
+      assert train.enable_deterministic() is False       # backend already running
+      print("ok")
+  """)
+  proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                        timeout=120, env={**__import__("os").environ, "JAX_PLATFORMS": "cpu"})
+  assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]

@@ -18,6 +18,11 @@ from recall_theory.lm import checkpoint as ckpt_lib
 from recall_theory.lm import losses, pipeline, presets
 from recall_theory.lm.groundtruth import MarkovMixture
 from recall_theory.lm.model import Transformer
+from recall_theory.lm.train import enable_deterministic
+
+# The resume test needs bit-identical reruns: on GPUs that takes XLA's deterministic ops
+# (no-op on CPU). Called at import, so the reference run compiles with it too.
+enable_deterministic()
 
 CONFIG = dataclasses.replace(presets.TEST, algorithms=("dpo",))
 SEEDS = [0]
