@@ -1,0 +1,71 @@
+"""``recall-theory reproduce``: rerun every default run into figures/ and regenerate the README.
+
+The only command that writes into ``figures/``. ``--check`` reruns into a temporary copy
+and reports every committed number that no longer matches (exit 1), leaving the
+repository untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers) -> None:
+  from recall_theory.reproduce import STEPS, STEP_NAMES
+  steps = "; ".join(f"{s.name}: {s.about}" for s in STEPS)
+  p = subparsers.add_parser(
+      "reproduce", help="rerun every default run into figures/ and regenerate the README's numbers",
+      description=f"Reruns the default runs ({steps}), writes their outputs into --figures, their "
+                  "wall times into timings.json, and the README's generated blocks. --check reruns "
+                  "into a temporary copy and reports committed numbers that no longer match.")
+  p.add_argument("--check", action="store_true",
+                 help="rerun into a temporary folder and compare; change nothing (exit 1 on mismatch)")
+  p.add_argument("--only", default=None,
+                 help=f"comma-separated subset of {','.join(STEP_NAMES)} (default: all)")
+  p.add_argument("--figures", default="figures", help="the committed results folder (default figures)")
+  p.add_argument("--readme", default="README.md", help="the README to regenerate (default README.md)")
+  p.add_argument("--rtol", type=float, default=1e-6,
+                 help="relative tolerance of --check for numbers (default 1e-6)")
+  p.add_argument("--readme-only", action="store_true",
+                 help="rerun nothing: only regenerate the README's blocks from --figures")
+  p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+  from pathlib import Path
+
+  from recall_theory import io, readme, reproduce
+  from recall_theory.errors import InputError
+
+  if args.only is None:
+    steps = reproduce.STEPS
+  else:
+    names = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = [n for n in names if n not in reproduce.STEP_NAMES]
+    if not names or unknown:
+      raise InputError(f"--only must list steps from {','.join(reproduce.STEP_NAMES)}, "
+                       f"got {args.only!r}")
+    steps = [s for s in reproduce.STEPS if s.name in names]
+  if not (args.rtol >= 0 and args.rtol < 1):
+    raise InputError(f"--rtol must lie in [0, 1), got {args.rtol:g}")
+  figures, readme_path = Path(args.figures), Path(args.readme)
+  if not figures.is_dir():
+    raise InputError(f"--figures: {str(figures)!r} is not a folder")
+  if args.readme_only:
+    io.write_text(readme_path, readme.render_readme(readme_path.read_text(), figures))
+    print(f"regenerated the generated blocks of {readme_path}")
+    return 0
+  try:
+    problems = reproduce.reproduce(figures, readme_path, steps, check=args.check, rtol=args.rtol,
+                                   atol=1e-12)
+  except RuntimeError as err:
+    print(f"recall-theory reproduce: {err}", file=sys.stderr)
+    return 1
+  if args.check:
+    for line in problems:
+      print(line)
+    print(f"reproduce --check: {len(problems)} mismatch(es) over {', '.join(s.name for s in steps)}")
+    return 1 if problems else 0
+  print(f"reproduced {', '.join(s.name for s in steps)} into {figures} and regenerated {readme_path}")
+  return 0

@@ -1,0 +1,61 @@
+"""reproduce: README blocks rendered from data, CSV comparison, and --check end to end (slow)."""
+
+import json
+import shutil
+
+import pytest
+
+from recall_theory import readme, reproduce
+from recall_theory.cli.main import main
+from recall_theory.errors import InputError
+
+
+def test_readme_blocks_render_from_files(tmp_path):
+  (tmp_path / "mog").mkdir()
+  (tmp_path / "mog" / "summary.md").write_text("| a | b |\n|---|---|\n| 1 | 2 |\n")
+  (tmp_path / "timings.json").write_text(json.dumps({"steps": {"sweep": {
+      "command": "recall-theory sweep --out <figures>", "wall_s": 192.0, "machine": "m", "date": "d"}}}))
+  text = ("intro\n<!-- generated:include mog/summary.md -->\nstale\n<!-- /generated:include mog/summary.md -->\n"
+          "<!-- generated:timings -->\n<!-- /generated:timings -->\nend\n")
+  out = readme.render_readme(text, tmp_path)
+  assert "| 1 | 2 |\n<!-- /generated:include mog/summary.md -->" in out and "stale" not in out
+  assert "| sweep | `recall-theory sweep --out <figures>` | 3.2 min | m | d |" in out
+  assert readme.changed_blocks(text, out) == ["include mog/summary.md", "timings"]
+  with pytest.raises(InputError, match="missing.md"):
+    readme.render_readme("<!-- generated:include missing.md -->\n<!-- /generated:include missing.md -->",
+                         tmp_path)
+
+
+def test_compare_csv_reports_changed_numbers_and_skips_times(tmp_path):
+  a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+  a.write_text("name,mass,wall_seconds\nK-A,0.125,10\nA-K,0.5,11\n")
+  b.write_text("name,mass,wall_seconds\nK-A,0.1250000001,99\nA-K,0.51,12\n")
+  problems = reproduce.compare_csv(a, b, rtol=1e-6, atol=1e-12)
+  assert problems == [f"{a}:3 mass: committed 0.5, rerun 0.51"]
+  b.write_text("name,mass\nK-A,0.125\n")
+  assert "columns differ" in reproduce.compare_csv(a, b, 1e-6, 1e-12)[0]
+
+
+def test_only_names_unknown_steps(capsys):
+  assert main(["reproduce", "--only", "sweep,nope"]) == 2
+  assert "--only" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_check_passes_on_fresh_outputs_and_catches_a_changed_number(tmp_path, capsys):
+  figures = tmp_path / "figures"
+  figures.mkdir()
+  (tmp_path / "README.md").write_text("<!-- generated:timings -->\n<!-- /generated:timings -->\n")
+  args = ["reproduce", "--only", "sweep", "--figures", str(figures), "--readme", str(tmp_path / "README.md")]
+  assert main(args) == 0
+  assert "sweep" in json.loads((figures / "timings.json").read_text())["steps"]
+  assert main(args + ["--check"]) == 0
+  csv_path = figures / "recall_ceiling.csv"
+  lines = csv_path.read_text().splitlines()
+  cells = lines[1].split(",")
+  cells[2] = "0.123456"
+  lines[1] = ",".join(cells)
+  csv_path.write_text("\n".join(lines) + "\n")
+  capsys.readouterr()
+  assert main(args + ["--check"]) == 1
+  assert "recall_ceiling.csv:2" in capsys.readouterr().out
