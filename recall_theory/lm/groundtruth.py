@@ -26,8 +26,12 @@ likely successors); the target is one of them with a small weight ``target_weigh
 ``shared_start`` all styles draw the first token from one distribution, so the style
 is decided at the second token, where the next-token distribution is the prior-weighted
 mixture of the styles' rows: sampling at temperature tau < 1 (``p^(1/tau)``)
-suppresses the rare style's tokens there, so a teacher sampled at tau loses the target
-(for the default p* itself: 5.0% of samples at tau = 1, 2.0% at 0.7, 1.2% at 0.6).
+suppresses the rare style's tokens there, so a teacher sampled at tau loses the target.
+For the default p* itself, sampled with per-token tempering (each next-token
+distribution raised to 1/tau and renormalised, as :mod:`recall_theory.lm.sampling`
+does), the target share is 5.0% at tau = 1, 2.3% at 0.7 and 1.5% at 0.6
+(:meth:`MarkovMixture.tempered_target_share`, Monte Carlo n = 400000, Wilson 95%
+half-widths <= 0.07%; checked by ``tests/lm/test_lm_groundtruth.py``).
 Every row is mixed with ``leak`` of the uniform distribution, and the noise style
 (weight ``noise_weight``) is uniform: p* has full support (recall is finite) and an
 unstructured sequence, such as an under-trained model emits, is explained by the noise
@@ -192,6 +196,50 @@ class MarkovMixture:
     content = jax.nn.logsumexp(log_post[:, :, None] + rows, axis=1)
     return jnp.concatenate([jnp.full((n, 1), -jnp.inf), content], axis=1)
 
+  # -- per-token tempering ---------------------------------------------------------------
+  def tempered_log_prob(self, tokens_NxL: jax.Array, temperature: float) -> jax.Array:
+    """log q_tau(x) of the per-token tempered process: [N].
+
+    ``q_tau(x) = prod_t p*(x_t | x_<t)^(1/tau) / sum_v p*(v | x_<t)^(1/tau)`` -- what
+    sampling p* (or a model of it) at temperature tau draws from; not ``p*^(1/tau)``
+    normalised over whole sequences. Exact (O(T^2) per sequence; for tests).
+    """
+    check_positive("temperature", temperature)
+    tokens = jnp.asarray(tokens_NxL)
+    p = int(self.prompt.shape[0])
+    total = jnp.zeros(tokens.shape[0])
+    for t in range(p, tokens.shape[1]):
+      lp = jax.nn.log_softmax(self.next_token_log_probs(tokens[:, :t]) / temperature, axis=-1)
+      total = total + jnp.take_along_axis(lp, tokens[:, t:t + 1], axis=1)[:, 0]
+    return total
+
+  def tempered_sample(self, key: jax.Array, n: int, temperature: float) -> jax.Array:
+    """n samples of the per-token tempered process (see :meth:`tempered_log_prob`).
+
+    The style posterior of the prefix is carried incrementally, so each step is one
+    mixture of the styles' rows: int32 [n, 1 + T]. ``temperature = 1`` samples p*.
+    """
+    n = check_int_range("n", n, 1)
+    check_positive("temperature", temperature)
+    return _sample_tempered(key, self.log_weights_K, self.log_init_KxV, self.log_trans_KxVxV,
+                            jnp.float32(temperature), n=n, seq_len=self.seq_len)
+
+  def tempered_target_share(self, key: jax.Array, temperature: float, n: int = 400_000) -> dict:
+    """Share of per-token tempered samples that show the target, with a Wilson interval.
+
+    Estimator: ``k / n`` over ``n`` samples of :meth:`tempered_sample` (the indicator
+    ``R(x) > 1/2`` is exact per sample; the sequence space is too large to enumerate).
+    Returns ``{"rate", "low", "high", "k", "n"}`` (Wilson 95%).
+    """
+    from recall_theory import stats
+    n = check_int_range("n", n, 1)
+    k = 0
+    for i, start in enumerate(range(0, n, 50_000)):
+      x = self.tempered_sample(jax.random.fold_in(key, i), min(50_000, n - start), temperature)
+      k += int(jnp.sum(self.shows_target(x)))
+    low, high = stats.wilson_interval(k, n)
+    return {"rate": k / n, "low": float(low), "high": float(high), "k": k, "n": n}
+
   # -- sampling ------------------------------------------------------------------------
   def sample(self, key: jax.Array, n: int) -> jax.Array:
     """n exact samples: style ~ w, then the style's chain. int32 [n, 1 + T]."""
@@ -220,3 +268,26 @@ def _sample_markov(key, log_w, log_init, log_trans, *, n, seq_len, return_styles
   content = jnp.concatenate([first[:, None], rest.T], axis=1) + 1
   tokens = jnp.concatenate([jnp.full((n, 1), BOS_ID, jnp.int32), content.astype(jnp.int32)], 1)
   return (tokens, styles) if return_styles else tokens
+
+
+@functools.partial(jax.jit, static_argnames=("n", "seq_len"))
+def _sample_tempered(key, log_w, log_init, log_trans, temperature, *, n, seq_len):
+  """Per-token tempered ancestral sampling; the carry is the joint log w_k + log p_k(prefix)."""
+  keys = jax.random.split(key, seq_len)
+  # First token: the prior-weighted mixture of the styles' first-token rows.
+  first_lp = jax.nn.logsumexp(log_w[:, None] + log_init, axis=0)  # [V-1]
+  first = jax.random.categorical(keys[0], first_lp / temperature, shape=(n,))
+  joint = log_w[None, :] + log_init[:, first].T  # [n, K]
+
+  def step(carry, step_key):
+    joint, prev = carry
+    log_post = jax.nn.log_softmax(joint, axis=-1)
+    rows = jnp.moveaxis(log_trans[:, prev], 0, 1)  # [n, K, V-1]
+    next_lp = jax.nn.logsumexp(log_post[:, :, None] + rows, axis=1)
+    nxt = jax.random.categorical(step_key, next_lp / temperature, axis=-1)
+    joint = joint + jnp.take_along_axis(rows, nxt[:, None, None], axis=2)[:, :, 0]
+    return (joint, nxt), nxt
+
+  _, rest = jax.lax.scan(step, (joint, first), keys[1:])
+  content = jnp.concatenate([first[:, None], rest.T], axis=1) + 1
+  return jnp.concatenate([jnp.full((n, 1), BOS_ID, jnp.int32), content.astype(jnp.int32)], 1)

@@ -102,3 +102,46 @@ def test_target_is_rare_and_detected():
 def test_bad_config(changes, word):
   with pytest.raises(InputError, match=word):
     MarkovMixture(MarkovMixtureConfig(**changes))
+
+
+# -- per-token tempering (issue 8 defect 4) ------------------------------------------------
+def test_tempered_process_is_normalised_and_is_pstar_at_tau_one():
+  gt = MarkovMixture(SMALL)
+  seqs = _all_sequences(SMALL)
+  for tau in (1.0, 0.6):
+    total = jax.nn.logsumexp(gt.tempered_log_prob(seqs, tau))
+    assert float(total) == pytest.approx(0.0, abs=1e-5)
+  np.testing.assert_allclose(np.asarray(gt.tempered_log_prob(seqs, 1.0)),
+                             np.asarray(gt.log_prob(seqs)), rtol=1e-5, atol=1e-6)
+  # per-token tempering is not sequence-level tempering p*^(1/tau) / Z
+  seq_level = gt.log_prob(seqs) / 0.6 - jax.nn.logsumexp(gt.log_prob(seqs) / 0.6)
+  assert float(jnp.max(jnp.abs(seq_level - gt.tempered_log_prob(seqs, 0.6)))) > 1e-2
+
+
+def test_tempered_sampler_matches_enumerated_probabilities():
+  gt = MarkovMixture(SMALL)
+  seqs = _all_sequences(SMALL)
+  tau = 0.6
+  probs = np.exp(np.asarray(gt.tempered_log_prob(seqs, tau), np.float64))
+  x = np.asarray(gt.tempered_sample(jax.random.key(3), 40000, tau))
+  codes = ((x[:, 1:] - 1) * (SMALL.vocab_size - 1) ** np.arange(SMALL.seq_len)[::-1]).sum(1)
+  freq = np.bincount(codes, minlength=len(seqs)) / len(x)
+  assert np.all(np.abs(freq - probs) < 5 * np.sqrt(probs * (1 - probs) / len(x)) + 1e-4)
+  # the share estimator's interval covers the enumerated share
+  exact_share = float(np.sum(probs * np.asarray(gt.shows_target(seqs))))
+  est = gt.tempered_target_share(jax.random.key(4), tau, n=40000)
+  assert est["low"] <= exact_share <= est["high"]
+
+
+@pytest.mark.parametrize("tau, stated, old", [(1.0, 0.050, None), (0.7, 0.023, 0.020),
+                                              (0.6, 0.015, 0.012)])
+def test_default_pstar_target_share_at_temperature(tau, stated, old):
+  """The module docstring's numbers (per-token tempering); the old 2.0% / 1.2% are outside."""
+  gt = MarkovMixture(MarkovMixtureConfig(seed=0))
+  est = gt.tempered_target_share(jax.random.key(0), tau, n=200_000)
+  rounding = 0.0005  # stated to 0.1 percentage points
+  assert est["low"] - rounding <= stated <= est["high"] + rounding, est
+  import recall_theory.lm.groundtruth as module
+  assert f"{100 * stated:.1f}%" in module.__doc__
+  if old is not None:
+    assert not est["low"] <= old <= est["high"], est
