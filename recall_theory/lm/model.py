@@ -9,7 +9,10 @@ Llama-family checkpoints such as SmolLM2 load unchanged):
 * rotary positions in the "rotate_half" layout: dims ``i`` and ``i + Dh/2`` form a pair
   rotated by ``pos * theta**(-2i/Dh)``;
 * grouped-query attention: ``n_heads / n_kv_heads`` query heads share one kv head;
-  causal, scale ``1/sqrt(Dh)``, softmax in float32;
+  causal, scale ``1/sqrt(Dh)``, softmax in float32, through
+  ``jax.nn.dot_product_attention`` (``ModelConfig.attention``: "auto" = cuDNN flash
+  attention on a GPU for bf16/fp16 activations, XLA elsewhere; "xla"; "cudnn";
+  "einsum" = the explicit reference einsum path, see :func:`attend`);
 * SwiGLU MLP ``down(silu(gate(x)) * up(x))``;
 * final RMSNorm and a head tied to the embedding (``logits = h @ E^T``) or a separate
   ``lm_head``. Logits are always float32.
@@ -24,6 +27,10 @@ Parameter paths (kernels are ``[in, out]``, so a torch weight ``W[out, in]`` loa
   layers[i].mlp.{gate,up,down}_proj.kernel  [D, F] / [D, F] / [F, D]
   final_norm.scale                  [D]
   lm_head.kernel                    [D, V]   (only when tie_embeddings is False)
+
+Training losses that only need log q(target) should call
+:meth:`Transformer.target_log_probs`, which never holds more than one chunk of float32
+logits ``[B, chunk, V]`` (forward and backward) instead of the full ``[B, L, V]``.
 
 Call::
 
@@ -59,6 +66,7 @@ from flax import nnx
 from recall_theory.errors import InputError
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+ATTENTION_IMPLEMENTATIONS = ("auto", "xla", "cudnn", "einsum")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,8 +85,11 @@ class ModelConfig:
     rope_theta: rotary base.
     rms_eps: RMSNorm epsilon.
     tie_embeddings: logits from the embedding matrix (no ``lm_head``).
-    dtype: activation/compute dtype ("float32", "bfloat16", "float16").
+    dtype: activation/compute dtype ("float32", "bfloat16", "float16"). With
+      ``param_dtype="float32"`` this is mixed precision: float32 master weights and
+      optimizer state, matmuls in ``dtype`` (accumulated in float32 by the hardware).
     param_dtype: parameter storage dtype.
+    attention: "auto" | "xla" | "cudnn" | "einsum" (see :func:`attend`).
   """
   vocab_size: int
   d_model: int
@@ -93,6 +104,7 @@ class ModelConfig:
   tie_embeddings: bool = True
   dtype: str = "float32"
   param_dtype: str = "float32"
+  attention: str = "auto"
 
   @property
   def resolved_head_dim(self) -> int:
@@ -126,6 +138,9 @@ class ModelConfig:
       raise InputError(f"ModelConfig.rope_theta must be > 1, got {self.rope_theta}")
     if not 0.0 < self.rms_eps < 1.0:
       raise InputError(f"ModelConfig.rms_eps must lie in (0, 1), got {self.rms_eps}")
+    if self.attention not in ATTENTION_IMPLEMENTATIONS:
+      raise InputError(f"ModelConfig.attention must be one of {ATTENTION_IMPLEMENTATIONS}, "
+                       f"got {self.attention!r}")
     for name in ("dtype", "param_dtype"):
       if getattr(self, name) not in _DTYPES:
         raise InputError(f"ModelConfig.{name} must be one of {sorted(_DTYPES)}, "
@@ -211,6 +226,80 @@ def apply_rope(x_BxLxNxDh: jax.Array, positions_BxL: jax.Array, theta: float) ->
   return out.astype(x_BxLxNxDh.dtype)
 
 
+def cudnn_supported(dtype, head_dim: int) -> bool:
+  """Whether cuDNN flash attention can run here: a GPU, fp16/bf16, Dh % 8 == 0, Dh <= 128."""
+  return (jax.default_backend() == "gpu" and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16)
+          and head_dim % 8 == 0 and head_dim <= 128)
+
+
+def resolve_attention(implementation: str, dtype, head_dim: int, cached: bool) -> str:
+  """The path :func:`attend` takes: "einsum", "xla" or "cudnn".
+
+  "auto" picks cuDNN where :func:`cudnn_supported`, else XLA. Decoding with a cache
+  (a query block at an offset into a longer key buffer) always uses XLA with an
+  explicit mask: cuDNN's causal mask is aligned to the top-left corner, and one-token
+  decode steps are memory-bound anyway. "cudnn" without a GPU raises InputError.
+  """
+  if implementation == "einsum":
+    return "einsum"
+  if implementation == "cudnn" and not cudnn_supported(dtype, head_dim):
+    raise InputError(f"attention='cudnn' needs a GPU and bfloat16/float16 activations with "
+                     f"head_dim a multiple of 8 up to 128 (backend {jax.default_backend()}, "
+                     f"dtype {jnp.dtype(dtype).name}, head_dim {head_dim})")
+  if cached:
+    return "xla"
+  if implementation == "auto":
+    return "cudnn" if cudnn_supported(dtype, head_dim) else "xla"
+  return implementation
+
+
+def attend(q_BxLxHxDh: jax.Array, k_BxSxKVxDh: jax.Array, v_BxSxKVxDh: jax.Array,
+           query_slot_L: jax.Array | None = None, *, implementation: str = "auto") -> jax.Array:
+  """Causal grouped-query attention ``softmax(q k^T / sqrt(Dh) + mask) v``: [B, L, H, Dh].
+
+  Query head ``j`` reads key/value head ``j // (H / KV)`` (Hugging Face ``repeat_kv``).
+  Scores and softmax are float32 on every path; the output has ``q``'s dtype.
+
+  Args:
+    q_BxLxHxDh, k_BxSxKVxDh, v_BxSxKVxDh: queries, keys, values (one dtype).
+    query_slot_L: int slot of each query in the key buffer; key slot ``s`` is visible
+      to query ``i`` iff ``s <= query_slot_L[i]``. None means L == S and slots 0..L-1
+      (plain causal self-attention, the only case cuDNN gets).
+    implementation: "auto", "xla", "cudnn" (``jax.nn.dot_product_attention``) or
+      "einsum" (explicit scores, the reference the tests compare against).
+
+  Example::
+
+    out = attend(q, k, v)                                   # causal, L == S
+    out = attend(q1, k_cache, v_cache, jnp.array([7]))      # one decode step at slot 7
+
+  Reference: Dao, "FlashAttention-2" (2023); Ainslie et al., "GQA" (2023).
+  """
+  b, l, h, dh = q_BxLxHxDh.shape
+  s, kv = k_BxSxKVxDh.shape[1], k_BxSxKVxDh.shape[2]
+  plain_causal = query_slot_L is None
+  path = resolve_attention(implementation, q_BxLxHxDh.dtype, dh, not plain_causal)
+  if plain_causal:
+    if s != l:
+      raise InputError(f"attend without query_slot_L needs as many keys as queries, got "
+                       f"L={l}, S={s}")
+    query_slot_L = jnp.arange(l)
+  mask_LxS = jnp.arange(s)[None, :] <= query_slot_L[:, None]
+  if path == "einsum":
+    q_BxLxKVxGxDh = q_BxLxHxDh.reshape(b, l, kv, h // kv, dh)
+    scores = jnp.einsum("blkgd,bskd->bkgls", q_BxLxKVxGxDh, k_BxSxKVxDh,
+                        preferred_element_type=jnp.float32) / jnp.sqrt(jnp.float32(dh))
+    scores = jnp.where(mask_LxS, scores, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(scores, axis=-1).astype(v_BxSxKVxDh.dtype)
+    out = jnp.einsum("bkgls,bskd->blkgd", probs, v_BxSxKVxDh)
+    return out.reshape(b, l, h, dh)
+  # cuDNN (and XLA) build the causal mask themselves; cuDNN then skips masked tiles
+  return jax.nn.dot_product_attention(
+      q_BxLxHxDh, k_BxSxKVxDh, v_BxSxKVxDh,
+      mask=None if plain_causal else mask_LxS[None, None],
+      is_causal=plain_causal, implementation=path)
+
+
 class Attention(nnx.Module):
   """Causal grouped-query self-attention with rotary positions."""
 
@@ -224,6 +313,7 @@ class Attention(nnx.Module):
     self.o_proj = nnx.Linear(h * dh, d, **lin)
     self.n_heads, self.n_kv_heads, self.head_dim = h, kv, dh
     self.rope_theta = config.rope_theta
+    self.implementation = config.attention
 
   def __call__(self, x_BxLxD, positions_BxL, cache: LayerCache | None, index):
     b, l, _ = x_BxLxD.shape
@@ -231,7 +321,7 @@ class Attention(nnx.Module):
     q = apply_rope(self.q_proj(x_BxLxD).reshape(b, l, h, dh), positions_BxL, self.rope_theta)
     k = apply_rope(self.k_proj(x_BxLxD).reshape(b, l, kv, dh), positions_BxL, self.rope_theta)
     v = self.v_proj(x_BxLxD).reshape(b, l, kv, dh)
-    query_slot_L = jnp.arange(l)
+    query_slot_L = None
     if cache is not None:
       # int32 throughout, so the slice indices agree whether or not float64/int64 is enabled
       index = jnp.asarray(index, jnp.int32)
@@ -239,17 +329,9 @@ class Attention(nnx.Module):
       k_all = jax.lax.dynamic_update_slice(cache.k, k.astype(cache.k.dtype), (zero, index, zero, zero))
       v_all = jax.lax.dynamic_update_slice(cache.v, v.astype(cache.v.dtype), (zero, index, zero, zero))
       cache = LayerCache(k_all, v_all)
-      query_slot_L = query_slot_L + index
+      query_slot_L = jnp.arange(l, dtype=jnp.int32) + index
       k, v = k_all.astype(q.dtype), v_all.astype(q.dtype)
-    s = k.shape[1]
-    # A key slot is visible to a query when it was written no later than the query.
-    mask_LxS = jnp.arange(s)[None, :] <= query_slot_L[:, None]
-    q_BxLxKVxGxDh = q.reshape(b, l, kv, h // kv, dh)
-    scores = jnp.einsum("blkgd,bskd->bkgls", q_BxLxKVxGxDh, k,
-                        preferred_element_type=jnp.float32) / jnp.sqrt(jnp.float32(dh))
-    scores = jnp.where(mask_LxS, scores, jnp.finfo(jnp.float32).min)
-    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-    out = jnp.einsum("bkgls,bskd->blkgd", probs, v).reshape(b, l, h * dh)
+    out = attend(q, k, v, query_slot_L, implementation=self.implementation).reshape(b, l, h * dh)
     return self.o_proj(out), cache
 
 
@@ -299,9 +381,9 @@ class Transformer(nnx.Module):
                                 dtype=config.compute_dtype, param_dtype=config.storage_dtype,
                                 rngs=rngs)
 
-  def __call__(self, tokens_BxL: jax.Array, positions_BxL: jax.Array | None = None,
-               cache: KVCache | None = None) -> tuple[jax.Array, KVCache | None]:
-    """Return (float32 logits [B, L, V], updated cache or None)."""
+  def hidden(self, tokens_BxL: jax.Array, positions_BxL: jax.Array | None = None,
+             cache: KVCache | None = None) -> tuple[jax.Array, KVCache | None]:
+    """Final-norm hidden states ``h_BxLxD`` (compute dtype) and the updated cache."""
     cfg = self.config
     b, l = tokens_BxL.shape
     capacity = cfg.max_seq_len if cache is None else cache.capacity
@@ -316,15 +398,82 @@ class Transformer(nnx.Module):
     for i, block in enumerate(self.layers):
       x, layer_cache = block(x, positions_BxL, None if cache is None else cache.layers[i], index)
       new_layers.append(layer_cache)
-    h = self.final_norm(x)
-    if cfg.tie_embeddings:
+    new_cache = None if cache is None else KVCache(tuple(new_layers), index + l)
+    return self.final_norm(x), new_cache
+
+  def head_kernel(self) -> jax.Array:
+    """The output projection ``W_DxV`` in the compute dtype (``E^T`` when tied)."""
+    if self.config.tie_embeddings:
       kernel_DxV = self.embed.embedding[...].T
     else:
       kernel_DxV = self.lm_head.kernel[...]
-    logits = jnp.einsum("bld,dv->blv", h.astype(kernel_DxV.dtype), kernel_DxV,
-                        preferred_element_type=jnp.float32)
-    new_cache = None if cache is None else KVCache(tuple(new_layers), index + l)
-    return logits.astype(jnp.float32), new_cache
+    return kernel_DxV.astype(self.config.compute_dtype)
+
+  def __call__(self, tokens_BxL: jax.Array, positions_BxL: jax.Array | None = None,
+               cache: KVCache | None = None) -> tuple[jax.Array, KVCache | None]:
+    """Return (float32 logits [B, L, V], updated cache or None)."""
+    h_BxLxD, new_cache = self.hidden(tokens_BxL, positions_BxL, cache)
+    return head_logits(h_BxLxD, self.head_kernel()), new_cache
+
+  def target_log_probs(self, inputs_BxL: jax.Array, targets_BxT: jax.Array, *,
+                       chunk_size: int | None = 256) -> jax.Array:
+    """log q(targets[:, t] | inputs up to position L - T + t): float32 [B, T], T <= L.
+
+    The last ``T`` positions of ``inputs_BxL`` are scored against ``targets_BxT`` (for
+    next-token prediction: ``inputs = tokens[:, :-1]``, ``targets = tokens[:, P:]``).
+    The head runs in chunks of ``chunk_size`` positions (see
+    :func:`chunked_target_log_probs`), so float32 logits never exceed
+    ``[B, chunk_size, V]``; ``chunk_size=None`` computes them all at once.
+    """
+    t = targets_BxT.shape[1]
+    if t > inputs_BxL.shape[1]:
+      raise InputError(f"{t} targets for {inputs_BxL.shape[1]} input positions")
+    h_BxLxD, _ = self.hidden(inputs_BxL)
+    return chunked_target_log_probs(h_BxLxD[:, h_BxLxD.shape[1] - t:], self.head_kernel(),
+                                    targets_BxT, chunk_size=chunk_size)
+
+
+def head_logits(h_BxLxD: jax.Array, kernel_DxV: jax.Array) -> jax.Array:
+  """``h @ W`` with float32 accumulation and output: [B, L, V]."""
+  return jnp.einsum("bld,dv->blv", h_BxLxD.astype(kernel_DxV.dtype), kernel_DxV,
+                    preferred_element_type=jnp.float32)
+
+
+def _target_log_probs_dense(h_BxCxD, kernel_DxV, targets_BxC):
+  logits_BxCxV = head_logits(h_BxCxD, kernel_DxV)
+  target_logit = jnp.take_along_axis(logits_BxCxV, targets_BxC[..., None], axis=-1)[..., 0]
+  return target_logit - jax.nn.logsumexp(logits_BxCxV, axis=-1)
+
+
+def chunked_target_log_probs(h_BxTxD: jax.Array, kernel_DxV: jax.Array, targets_BxT: jax.Array,
+                             *, chunk_size: int | None = 256) -> jax.Array:
+  """``log softmax(h W)[target]`` per position, float32 [B, T], one chunk of logits at a time.
+
+  ``log q(y_t) = (h_t W)_{y_t} - logsumexp_v (h_t W)_v``. Positions are processed in
+  ``ceil(T / C)`` chunks of ``C = chunk_size`` by ``lax.map`` with each chunk under
+  ``jax.checkpoint``: the backward pass recomputes a chunk's logits instead of storing
+  them, so peak logits memory is ``B * C * V * 4`` bytes instead of ``B * T * V * 4``
+  (B=8, T=2048, V=49152, C=256: 0.4 GB instead of 3.2 GB, and the same again for
+  the gradient). Each position goes through the same ops as the dense computation.
+
+  Example::
+
+    lp_BxT = chunked_target_log_probs(h, model.head_kernel(), targets, chunk_size=128)
+  """
+  b, t, d = h_BxTxD.shape
+  if chunk_size is None or chunk_size >= t:
+    return _target_log_probs_dense(h_BxTxD, kernel_DxV, targets_BxT)
+  if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+    raise InputError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+  n_chunks = -(-t // chunk_size)
+  pad = n_chunks * chunk_size - t
+  h_pad = jnp.pad(h_BxTxD, ((0, 0), (0, pad), (0, 0)))
+  y_pad = jnp.pad(targets_BxT, ((0, 0), (0, pad)))
+  h_NxBxCxD = h_pad.reshape(b, n_chunks, chunk_size, d).transpose(1, 0, 2, 3)
+  y_NxBxC = y_pad.reshape(b, n_chunks, chunk_size).transpose(1, 0, 2)
+  chunk_fn = jax.checkpoint(lambda hy: _target_log_probs_dense(hy[0], kernel_DxV, hy[1]))
+  lp_NxBxC = jax.lax.map(chunk_fn, (h_NxBxCxD, y_NxBxC))
+  return lp_NxBxC.transpose(1, 0, 2).reshape(b, n_chunks * chunk_size)[:, :t]
 
 
 def sequence_log_probs(logits_BxLxV: jax.Array, targets_BxL: jax.Array,
