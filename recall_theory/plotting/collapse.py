@@ -1,0 +1,664 @@
+"""The collapse figure: every aligned model of every track against the law's prediction.
+
+theory.md item 12. Each results CSV of each track (``sweep``, ``mog``, ``lm``, ``smollm2``)
+carries, for every aligned model, the law's columns (:mod:`recall_theory.schema`): the
+reference's recall ``p_ref``, the reward gap ``Delta/beta`` of the objective actually
+optimised, the predicted optimum
+
+    predicted_mass = sigmoid(logit p_ref + Delta/beta)                 (learning trap)
+
+and the measured ``aligned_mass``, the expected count of target samples the algorithm
+trained on ``n q`` (sampling trap), and the KL ceiling ``t*(p_ref, KL paid)``. If the law
+explains the experiments, the points *collapse* onto the identity line in log-odds
+coordinates wherever the algorithm saw target samples, fall below it where it did not,
+and never rise above their ceilings.
+
+Pipeline (pure functions on host numpy arrays; the CLI in
+:mod:`recall_theory.cli.collapse_cmd` strings them together):
+
+1. :func:`find_result_files` -- results CSVs under the input folders (recursively);
+2. :func:`load_points` -- read with :func:`recall_theory.schema.read_results` (which
+   checks the columns), validate the values, drop duplicate rows of the same model;
+3. :func:`classify` -- per point: clipped logits, ``logit measured - logit predicted``,
+   verdict ``within`` / ``below`` / ``above`` (definitions in :func:`classify`);
+4. :func:`summarize` + :func:`caption` -- the verdict in numbers, generated from the data;
+5. :func:`collapse_figure` -- panel (a) measured against predicted on logit axes with the
+   ceiling band, panel (b) the trap boundary ``Delta/beta = log((1-p)/p)``.
+
+Example::
+
+  files, skipped = find_result_files(["figures"], strict=False)
+  table = classify(load_points(files))
+  print(caption(summarize(table)))
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from recall_theory import schema
+from recall_theory.errors import InputError
+
+# A measured mass counts as *at* its prediction when the two intervals overlap, or when the
+# point values differ by at most this much in log-odds (exp(0.1): 10% in the odds).
+LOGIT_TOLERANCE = 0.1
+# Masses closer to 1 than this are not resolved: results CSVs carry 9 significant digits,
+# so 1 - m below 1e-9 is rounding, not measurement.
+UPPER_RESOLUTION = 1e-9
+# Bounds of the adaptive floor for masses of exactly 0 (see :func:`logit_floor`).
+FLOOR_MIN, FLOOR_MAX = 1e-15, 1e-3
+
+# Columns that only a results CSV of the shared schema has (old recall_sweep.csv files have
+# ``aligned_mass`` and ``kl`` too, so those two do not mark a results file).
+_SCHEMA_MARKERS = ("track", "predicted_mass", "delta_over_beta", "kl_ceiling", "reference_recall")
+_NUMERIC = tuple(c for c in schema.LAW_COLUMNS if c not in ("above_ceiling", "estimator"))
+_PROBABILITY = ("reference_recall", "reference_recall_low", "reference_recall_high",
+                "predicted_mass", "predicted_mass_low", "predicted_mass_high",
+                "aligned_mass", "aligned_mass_low", "aligned_mass_high",
+                "sampler_recall", "p_no_target_sample", "kl_ceiling")
+_TEXT = ("source", "track", "pipeline", "algorithm", "setting", "estimator")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "p", "*", "d", "8", "H")
+
+
+# ----------------------------------------------------------------------------- discovery
+
+def _header(path: Path) -> list[str]:
+  try:
+    with open(path, newline="") as fh:
+      return next(csv.reader(fh), [])
+  except (OSError, UnicodeDecodeError) as err:
+    raise InputError(f"--inputs: {path}: cannot read: {getattr(err, 'strerror', None) or err}") from err
+
+
+def is_results_file(path: Path) -> bool:
+  """A results CSV: named ``*_results.csv`` or carrying a column only the schema has."""
+  if path.name.endswith("_results.csv"):
+    return True
+  return any(c in _SCHEMA_MARKERS for c in _header(path))
+
+
+def is_old_format(path: Path) -> bool:
+  """A results CSV written before the law's columns existed: none of them is present."""
+  header = set(_header(path))
+  return not any(c in header for c in ("predicted_mass", "delta_over_beta", "kl_ceiling",
+                                       "reference_recall", "expected_target_samples"))
+
+
+def find_result_files(folders: Sequence[str | os.PathLike], *, strict: bool
+                      ) -> tuple[list[Path], list[tuple[Path, str]]]:
+  """Results CSVs under ``folders`` (searched recursively, hidden entries skipped).
+
+  Args:
+    folders: input folders, as the user typed them.
+    strict: True for folders the user named (``--inputs``): an older-format file is an
+      error. False for the default ``figures/``: an older-format file is skipped and
+      reported (a track not yet regenerated), so the default run succeeds on what exists.
+
+  Returns:
+    ``(files, skipped)``; ``skipped`` holds ``(path, reason)`` of older-format files.
+
+  Raises:
+    InputError naming the folder when it does not exist or holds no results CSV, or
+    naming the file and its missing columns (strict, older format).
+  """
+  files: list[Path] = []
+  skipped: list[tuple[Path, str]] = []
+  for folder in folders:
+    root = Path(folder)
+    if not root.is_dir():
+      raise InputError(f"--inputs: {str(folder)!r} is not a folder")
+    found = []
+    for path in sorted(root.rglob("*.csv")):
+      if any(part.startswith(".") for part in path.relative_to(root).parts):
+        continue  # staging folders and partial files of runs in progress
+      if path.is_file() and is_results_file(path):
+        found.append(path)
+    if not found:
+      raise InputError(f"--inputs: {str(folder)!r} holds no results CSV (no *_results.csv and no CSV "
+                       f"with the law's columns); run sweep/mog/lm/smollm2 with --out there first")
+    for path in found:
+      if is_old_format(path):
+        missing = [c for c in schema.ID_COLUMNS + schema.LAW_COLUMNS if c not in _header(path)]
+        reason = (f"older results format without the law's columns (missing {len(missing)}: "
+                  f"{', '.join(missing)}); rerun the command that wrote it")
+        if strict:
+          raise InputError(f"--inputs: {path}: {reason}")
+        skipped.append((path, reason))
+      elif path not in files:
+        files.append(path)
+  if not files:
+    names = ", ".join(str(f) for f in folders)
+    raise InputError(f"--inputs: no results with the law's columns under {names} "
+                     f"({len(skipped)} older-format file(s) skipped: "
+                     f"{', '.join(str(p) for p, _ in skipped)}); rerun the tracks' commands")
+  return files, skipped
+
+
+# ----------------------------------------------------------------------------- loading
+
+def _bad(path: Path, line: int, column: str, value, allowed: str) -> InputError:
+  return InputError(f"--inputs: {path}: line {line}: {column} = {value!r}, must be {allowed}")
+
+
+def load_points(files: Iterable[str | os.PathLike]) -> dict[str, np.ndarray]:
+  """Every row of the results CSVs as one table of 1-D arrays (one entry per model).
+
+  Columns: ``source`` (file), :data:`schema.ID_COLUMNS`, :data:`schema.LAW_COLUMNS`.
+  Values are validated (probabilities in [0, 1], intervals ordered, counts >= 0; NaN
+  allowed where a track has no value, e.g. SimPO's reference-free optimum). Rows that
+  repeat a model already read (same identifiers and values, e.g. a tau sweep's folder and
+  its summary CSV) are kept once; ``table["duplicates"]`` counts the dropped ones.
+
+  Raises:
+    InputError naming the file, the line and the column of the first bad value.
+  """
+  rows: list[dict] = []
+  seen: set[tuple] = set()
+  duplicates = 0
+  for file in files:
+    path = Path(file)
+    try:
+      records = schema.read_results(path)
+    except InputError as err:
+      raise InputError(f"--inputs: {err}") from err
+    for index, row in enumerate(records):
+      line = index + 2  # header is line 1
+      if row["track"] not in schema.TRACKS:
+        raise _bad(path, line, "track", row["track"], f"one of {', '.join(schema.TRACKS)}")
+      for col in _NUMERIC:
+        value = row[col]
+        if isinstance(value, str):
+          if value.strip() == "":
+            row[col] = value = math.nan
+          else:
+            raise _bad(path, line, col, value, "a number")
+        if col in _PROBABILITY and not (math.isnan(value) or 0.0 <= value <= 1.0):
+          raise _bad(path, line, col, value, "in [0, 1] (or empty)")
+        if col in ("n_samples", "expected_target_samples", "kl") and value < 0:
+          raise _bad(path, line, col, value, ">= 0")
+      for stem in ("reference_recall", "delta_over_beta", "predicted_mass", "aligned_mass"):
+        low, value, high = row[f"{stem}_low"], row[stem], row[f"{stem}_high"]
+        slack = 1e-9 * max(1.0, abs(value)) if math.isfinite(value) else 0.0
+        if not any(math.isnan(v) for v in (low, value, high)) and not low - slack <= value <= high + slack:
+          raise _bad(path, line, f"{stem}_low/{stem}/{stem}_high", (low, value, high), "ordered low <= value <= high")
+      key = tuple(row[c] for c in schema.ID_COLUMNS) + tuple(
+          "nan" if isinstance(row[c], float) and math.isnan(row[c]) else row[c]
+          for c in ("reference_recall", "delta_over_beta", "aligned_mass", "kl"))
+      if key in seen:
+        duplicates += 1
+        continue
+      seen.add(key)
+      row["source"] = str(path)
+      rows.append(row)
+  table: dict[str, np.ndarray] = {}
+  for col in ("source",) + schema.ID_COLUMNS + schema.LAW_COLUMNS:
+    values = [r[col] for r in rows]
+    if col in _TEXT:
+      table[col] = np.asarray(values, dtype=str)
+    elif col == "above_ceiling":
+      table[col] = np.asarray(values, dtype=bool)
+    else:
+      table[col] = np.asarray(values, dtype=float)
+  table["duplicates"] = np.asarray(duplicates)
+  return table
+
+
+# ----------------------------------------------------------------------------- statistics
+
+def logit_floor(*mass_arrays: np.ndarray) -> float:
+  """The floor at which masses of exactly 0 (1) are drawn: a decade below the closest to 0 (1).
+
+  ``10^(floor(log10 d) - 1)`` for the smallest positive distance ``d = min(m, 1 - m)`` of
+  any mass among the arrays from 0 or 1 (NaN, 0 and 1 ignored), clamped to
+  [1e-15, 1e-3], so every resolved mass stays inside ``[floor, 1 - floor]`` and masses
+  of exactly 0 or 1 sit visibly apart.
+
+  Example:
+    >>> logit_floor(np.array([0.0, 3e-5, 0.4, 1.0]))   # closest: 3e-5 -> 1e-6
+    1e-06
+  """
+  values = np.concatenate([np.ravel(a) for a in mass_arrays]) if mass_arrays else np.zeros(0)
+  values = values[np.isfinite(values)]
+  # 1 - m below UPPER_RESOLUTION is rounding in the CSV, not a mass to keep apart from 1.
+  upper = 1.0 - values
+  distances = np.concatenate([values, upper[upper >= UPPER_RESOLUTION]])
+  positive = distances[distances > 0]
+  if positive.size == 0:
+    return FLOOR_MAX
+  # Floating point: 1 - m is at least 2^-53; the clamp keeps the floor in float64's reach.
+  exponent = math.floor(math.log10(float(positive.min()))) - 1
+  return float(min(FLOOR_MAX, max(FLOOR_MIN, 10.0 ** exponent)))
+
+
+def clip_mass(mass: np.ndarray, floor: float) -> np.ndarray:
+  """Masses clipped to ``[floor, 1 - max(floor, UPPER_RESOLUTION)]`` (NaN stays NaN)."""
+  return np.clip(np.asarray(mass, float), floor, 1.0 - max(floor, UPPER_RESOLUTION))
+
+
+def logit(mass: np.ndarray) -> np.ndarray:
+  """``log(m / (1 - m))`` elementwise (callers clip first)."""
+  mass = np.asarray(mass, float)
+  return np.log(mass) - np.log1p(-mass)
+
+
+def classify(table: dict[str, np.ndarray], floor: float | None = None) -> dict[str, np.ndarray]:
+  """Add the per-point verdict columns to ``table`` (a copy) and keep only comparable rows.
+
+  A row is a *point* when both its measured and predicted mass are finite (rows of
+  algorithms without a Gibbs optimum, e.g. SimPO, and teacher/student rows without a
+  prediction are counted in ``table["no_prediction"]`` per track/algorithm and dropped).
+
+  Added columns (shape (N,)):
+    ``logit_measured``, ``logit_predicted`` -- logits of the masses clipped by
+      :func:`clip_mass` (``clipped``: either was clipped);
+    ``logit_gap = logit_measured - logit_predicted``;
+    ``verdict``: ``within`` if the intervals ``[aligned_low, aligned_high]`` and
+      ``[predicted_low, predicted_high]`` overlap or ``|logit_gap| <= LOGIT_TOLERANCE``;
+      otherwise ``below`` (gap < 0) or ``above`` (gap > 0);
+    ``over_ceiling``: the writer's ``above_ceiling`` flag, or ``aligned_low > kl_ceiling
+      + schema.CEILING_TOLERANCE`` recomputed here (both must be False);
+    ``in_trap``: ``Delta/beta < log((1 - p_ref)/p_ref)``, i.e. predicted optimum < 1/2.
+  The scalar ``floor`` is stored as ``table["floor"]``.
+  """
+  finite = np.isfinite(table["aligned_mass"]) & np.isfinite(table["predicted_mass"])
+  dropped: dict[str, int] = {}
+  for track, algorithm in zip(table["track"][~finite], table["algorithm"][~finite]):
+    dropped[f"{track}/{algorithm}"] = dropped.get(f"{track}/{algorithm}", 0) + 1
+  out = {k: v[finite] for k, v in table.items() if np.ndim(v) == 1}
+  out["duplicates"] = table.get("duplicates", np.asarray(0))
+  out["no_prediction"] = np.asarray(sorted(dropped.items()), dtype=str).reshape(-1, 2)
+  masses = [out[c] for c in ("aligned_mass", "aligned_mass_low", "aligned_mass_high", "predicted_mass",
+                             "predicted_mass_low", "predicted_mass_high", "kl_ceiling")]
+  floor = logit_floor(*masses) if floor is None else float(floor)
+  measured, predicted = clip_mass(out["aligned_mass"], floor), clip_mass(out["predicted_mass"], floor)
+  out["clipped"] = (measured != out["aligned_mass"]) | (predicted != out["predicted_mass"])
+  out["logit_measured"], out["logit_predicted"] = logit(measured), logit(predicted)
+  gap = out["logit_measured"] - out["logit_predicted"]
+  out["logit_gap"] = gap
+  overlap = (out["aligned_mass_low"] <= out["predicted_mass_high"]) & (
+      out["aligned_mass_high"] >= out["predicted_mass_low"])
+  within = overlap | (np.abs(gap) <= LOGIT_TOLERANCE)
+  out["verdict"] = np.where(within, "within", np.where(gap < 0, "below", "above")).astype(str)
+  known = np.isfinite(out["kl_ceiling"])
+  recomputed = known & (out["aligned_mass_low"] > np.where(known, out["kl_ceiling"], np.inf)
+                        + schema.CEILING_TOLERANCE)
+  out["over_ceiling"] = out["above_ceiling"] | recomputed
+  with np.errstate(divide="ignore"):
+    boundary = np.log1p(-out["reference_recall"]) - np.log(out["reference_recall"])
+  out["in_trap"] = out["delta_over_beta"] < boundary
+  out["floor"] = np.asarray(floor)
+  return out
+
+
+def _median(values: np.ndarray) -> float:
+  values = np.asarray(values, float)
+  values = values[np.isfinite(values)]
+  return float(np.median(values)) if values.size else math.nan
+
+
+def summarize(table: dict[str, np.ndarray]) -> dict:
+  """The verdict in numbers (plain Python values), per track/algorithm and overall.
+
+  Keys: ``n``, ``within``, ``below``, ``above``, ``median_shortfall`` (median of
+  ``logit_predicted - logit_measured`` over the points below; NaN if none),
+  ``max_shortfall``, ``over_ceiling``, ``ceiling_unknown``, ``clipped``, ``floor``,
+  ``per_track`` ({track: n}), ``groups`` (list of per track/algorithm dicts with the same
+  counts plus ``median_expected_samples``), ``median_expected_below`` /
+  ``median_expected_within`` (median expected target-sample count of the trained
+  points -- n_samples > 0 -- in each class), ``duplicates``, ``no_prediction``.
+  """
+  verdict = table["verdict"]
+  shortfall = -table["logit_gap"]
+  below = verdict == "below"
+  sampled = table["n_samples"] > 0
+
+  def counts(mask: np.ndarray) -> dict:
+    return {
+        "n": int(mask.sum()), "within": int((mask & (verdict == "within")).sum()),
+        "below": int((mask & below).sum()), "above": int((mask & (verdict == "above")).sum()),
+        "median_shortfall": _median(shortfall[mask & below]),
+        "max_shortfall": float(shortfall[mask & below].max()) if (mask & below).any() else math.nan,
+        "over_ceiling": int((mask & table["over_ceiling"]).sum()),
+        "ceiling_unknown": int((mask & ~np.isfinite(table["kl_ceiling"])).sum()),
+        "in_trap": int((mask & table["in_trap"]).sum()),
+        "exact": int((mask & ~sampled).sum()),
+        "median_expected_samples": _median(table["expected_target_samples"][mask & sampled]),
+    }
+
+  everything = np.ones(verdict.shape, bool)
+  summary = counts(everything)
+  order = {t: i for i, t in enumerate(schema.TRACKS)}
+  pairs = sorted(set(zip(table["track"].tolist(), table["algorithm"].tolist())),
+                 key=lambda p: (order.get(p[0], 99), p[1]))
+  summary["groups"] = [{"track": t, "algorithm": a,
+                        **counts((table["track"] == t) & (table["algorithm"] == a))} for t, a in pairs]
+  summary["per_track"] = {t: int((table["track"] == t).sum()) for t in schema.TRACKS
+                          if (table["track"] == t).any()}
+  summary["clipped"] = int(table["clipped"].sum())
+  summary["floor"] = float(table["floor"])
+  summary["median_expected_below"] = _median(table["expected_target_samples"][below & sampled])
+  summary["median_expected_within"] = _median(
+      table["expected_target_samples"][(verdict == "within") & sampled])
+  summary["duplicates"] = int(table.get("duplicates", 0))
+  summary["no_prediction"] = [(str(k), int(v)) for k, v in table.get("no_prediction", [])]
+  summary["sources"] = sorted(set(table["source"].tolist()))
+  return summary
+
+
+def _fmt_count(x: float) -> str:
+  return "n/a" if not math.isfinite(x) else f"{x:.3g}"
+
+
+def _fmt_floor(floor: float) -> str:
+  return f"1e{int(round(math.log10(floor)))}"
+
+
+def _plural(count: int, one: str, many: str) -> str:
+  return f"{count} {one if count == 1 else many}"
+
+
+def verdict_lines(summary: dict) -> list[str]:
+  """The verdict printed on stdout: one line overall, one per track/algorithm, the ceiling."""
+  lines = [f"collapse: {summary['n']} aligned models: {summary['within']} within their interval of the "
+           f"prediction (or |logit gap| <= {LOGIT_TOLERANCE:g}), {summary['below']} below "
+           f"(median {_fmt_count(summary['median_shortfall'])} logit units below, max "
+           f"{_fmt_count(summary['max_shortfall'])}), {summary['above']} above"]
+  for g in summary["groups"]:
+    lines.append(f"  {g['track']:>8s} {g['algorithm']:<16s} n={g['n']:<5d} within={g['within']:<5d} "
+                 f"below={g['below']:<5d} above={g['above']:<4d} median shortfall="
+                 f"{_fmt_count(g['median_shortfall'])} logit; median expected target samples "
+                 f"{_fmt_count(g['median_expected_samples'])}")
+  over = summary["over_ceiling"]
+  lines.append(f"collapse: {over} above their KL ceiling" + (
+      "" if over == 0 else " -- LAW VIOLATION: a measured mass above the most any policy within its KL "
+                           "can reach is a bug in that track's measurement or training"))
+  return lines
+
+
+def caption(summary: dict, *, skipped: Sequence[tuple[Path, str]] = (), options: str = "defaults") -> str:
+  """The figure's caption in Markdown, every number from ``summary``."""
+  per_track = ", ".join(f"{n} {t}" for t, n in summary["per_track"].items())
+  floor = _fmt_floor(summary["floor"])
+  upper = max(summary["floor"], UPPER_RESOLUTION)
+  parts = [
+      f"**Collapse of every aligned model onto the law.** (a) Measured target mass pi(A) of each "
+      f"aligned model against the law's optimum sigmoid(logit p_ref + Delta/beta), both on log-odds "
+      f"axes; {summary['n']} models ({per_track}). Marker: track and algorithm; colour: log10 of the "
+      f"expected number of target samples n q among the draws the algorithm trained on (hollow: exact "
+      f"tilt, no samples). Grey bars join each prediction to the KL ceiling t*(p_ref, KL paid) "
+      f"(dash): no policy within that KL has more target mass. Whiskers: intervals where the "
+      f"estimate is not exact. (b) The trap boundary Delta/beta = log((1 - p)/p); below it (shaded) "
+      f"the optimum keeps pi(A) < 1/2; {summary['in_trap']} of the {summary['n']} runs lie inside it.",
+      f"**Verdict.** {summary['within']} of {summary['n']} models sit within their interval of the "
+      f"prediction (intervals overlap, or |logit measured - logit predicted| <= {LOGIT_TOLERANCE:g}); "
+      f"{summary['below']} fall below it, by a median of {_fmt_count(summary['median_shortfall'])} "
+      f"logit units (max {_fmt_count(summary['max_shortfall'])}); {summary['above']} "
+      f"{'lies' if summary['above'] == 1 else 'lie'} above it. "
+      f"Median expected target samples of the trained models below the line: "
+      f"{_fmt_count(summary['median_expected_below'])}; within: "
+      f"{_fmt_count(summary['median_expected_within'])}. "
+      + (f"No model lies above its KL ceiling."
+         if summary["over_ceiling"] == 0 else
+         f"**LAW VIOLATION: {_plural(summary['over_ceiling'], 'model lies', 'models lie')} above "
+         f"the KL ceiling** (a bug in the "
+         f"measurement or the training of those runs).")
+      + (f" {_plural(summary['ceiling_unknown'], 'model has', 'models have')} no KL recorded (no ceiling)."
+         if summary["ceiling_unknown"] else ""),
+      f"**Axes.** Masses are clipped to [{floor}, 1 - {_fmt_floor(upper)}] on the logit axes "
+      f"({_plural(summary['clipped'], 'model', 'models')} clipped; the verdict uses the same clipped "
+      f"logits): a mass of exactly 0 is drawn at the floor {floor}, a decade below the mass closest "
+      f"to 0 or 1, "
+      + (f"a mass of exactly 1 at 1 - {floor}." if upper == summary["floor"] else
+         f"a mass within {_fmt_floor(upper)} of 1 at 1 - {_fmt_floor(upper)} (results CSVs carry 9 "
+         f"significant digits, so 1 - m below {_fmt_floor(upper)} is not resolved)."),
+  ]
+  table = ["| track | algorithm | models | within | below | above | median shortfall (logit) | "
+           "median expected target samples |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+  for g in summary["groups"]:
+    table.append(f"| {g['track']} | {g['algorithm']} | {g['n']} | {g['within']} | {g['below']} | "
+                 f"{g['above']} | {_fmt_count(g['median_shortfall'])} | "
+                 f"{'exact' if g['exact'] == g['n'] else _fmt_count(g['median_expected_samples'])} |")
+  notes = [f"Sources: {', '.join(summary['sources'])}."]
+  if summary["no_prediction"]:
+    notes.append("Rows without a prediction (no Gibbs optimum or no aligned model), not drawn: "
+                 + ", ".join(f"{k}: {v}" for k, v in summary["no_prediction"]) + ".")
+  if summary["duplicates"]:
+    notes.append(f"{summary['duplicates']} rows repeating a model already read were counted once.")
+  for path, reason in skipped:
+    notes.append(f"Skipped {path}: {reason}.")
+  notes.append(f"Options: {options}.")
+  return "\n\n".join(parts + ["\n".join(table), " ".join(notes)]) + "\n"
+
+
+# ----------------------------------------------------------------------------- figure
+
+def _style_keys(table: dict[str, np.ndarray]) -> list[tuple[str, str]]:
+  order = {t: i for i, t in enumerate(schema.TRACKS)}
+  return sorted(set(zip(table["track"].tolist(), table["algorithm"].tolist())),
+                key=lambda p: (order.get(p[0], 99), p[1]))
+
+
+def _colour_values(table: dict[str, np.ndarray]) -> tuple[np.ndarray, float, float]:
+  """log10 expected target samples (NaN for exact tilts) and the colour range."""
+  expected = table["expected_target_samples"]
+  sampled = table["n_samples"] > 0
+  with np.errstate(divide="ignore"):
+    value = np.where(sampled, np.log10(np.where(expected > 0, expected, np.nan)), np.nan)
+  finite = value[np.isfinite(value)]
+  low, high = (math.floor(finite.min()), math.ceil(finite.max())) if finite.size else (0.0, 1.0)
+  if high <= low:
+    low, high = low - 1, high + 1
+  # Sampled runs whose sampler never has target mass (n q = 0) sit at the bottom of the scale.
+  value = np.where(sampled & ~np.isfinite(value), low, value)
+  return value, float(low), float(high)
+
+
+def _interval_whiskers(ax, x, y, x_low, x_high, y_low, y_high, rasterized):
+  from matplotlib.collections import LineCollection
+  segments = []
+  for xi, yi, a, b, c, d in zip(x, y, x_low, x_high, y_low, y_high):
+    if np.isfinite(c) and np.isfinite(d) and d > c:
+      segments.append([(xi, c), (xi, d)])
+    if np.isfinite(a) and np.isfinite(b) and b > a:
+      segments.append([(a, yi), (b, yi)])
+  if segments:
+    ax.add_collection(LineCollection(segments, colors="0.35", linewidths=0.5, zorder=2,
+                                     rasterized=rasterized))
+
+
+def probability_ticks(low: float, high: float, max_per_side: int = 4) -> tuple[list[float], list[str]]:
+  """Readable ticks of a logit axis from ``low`` to ``high``: 10^-k, 0.1, 0.5, 0.9, 1 - 10^-k.
+
+  At most ``max_per_side`` ticks below and above 1/2 (every j-th decade when there are
+  more), labels as mathtext: ``10^{-4}``, ``0.1``, ``0.5``, ``0.9``, ``0.99``, ``1-10^{-4}``.
+
+  Example:
+    >>> probability_ticks(1e-3, 0.999)[1]
+    ['$10^{-3}$', '$10^{-2}$', '0.1', '0.5', '0.9', '0.99', '$1-10^{-3}$']
+  """
+  decades = [k for k in range(1, 16) if 10.0 ** -k >= low]
+  upper = [k for k in range(1, 16) if 1.0 - 10.0 ** -k <= high]
+
+  def thin(ks: list[int]) -> list[int]:
+    if len(ks) <= max_per_side:
+      return ks
+    step = math.ceil(len(ks) / max_per_side)
+    return [k for k in ks if (k - 1) % step == 0]
+
+  def below(k: int) -> str:
+    return "0.1" if k == 1 else f"$10^{{-{k}}}$"
+
+  def above(k: int) -> str:
+    return {1: "0.9", 2: "0.99"}.get(k, f"$1-10^{{-{k}}}$")
+
+  low_ks, high_ks = thin(decades), thin(upper)
+  ticks = [10.0 ** -k for k in reversed(low_ks)] + ([0.5] if low <= 0.5 <= high else []) + [
+      1.0 - 10.0 ** -k for k in high_ks]
+  labels = [below(k) for k in reversed(low_ks)] + (["0.5"] if low <= 0.5 <= high else []) + [
+      above(k) for k in high_ks]
+  return ticks, labels
+
+
+def collapse_figure(table: dict[str, np.ndarray]):
+  """Draw the two panels from a :func:`classify` table; returns ``(figure, data)``.
+
+  ``data`` holds every array the figure is drawn from (numeric or fixed-width strings, no
+  pickled objects), for ``save_figure``'s ``NAME_data.npz``.
+  """
+  import matplotlib.pyplot as plt
+  from matplotlib.collections import LineCollection
+  from matplotlib.lines import Line2D
+  from matplotlib.patches import Patch
+  from matplotlib import colors as mcolors
+
+  from recall_theory.plotting.style import TEXT_WIDTH, paper_style
+
+  floor = float(table["floor"])
+  clip = lambda m: clip_mass(m, floor)  # noqa: E731
+  x, y = clip(table["predicted_mass"]), clip(table["aligned_mass"])
+  x_low, x_high = clip(table["predicted_mass_low"]), clip(table["predicted_mass_high"])
+  y_low, y_high = clip(table["aligned_mass_low"]), clip(table["aligned_mass_high"])
+  ceiling = clip(table["kl_ceiling"])
+  p_ref = np.clip(table["reference_recall"], floor, 1.0)
+  p_low, p_high = np.clip(table["reference_recall_low"], floor, 1.0), np.clip(
+      table["reference_recall_high"], floor, 1.0)
+  gap, gap_low, gap_high = table["delta_over_beta"], table["delta_over_beta_low"], table["delta_over_beta_high"]
+  colour_value, c_low, c_high = _colour_values(table)
+  exact = ~(table["n_samples"] > 0)
+  keys = _style_keys(table)
+  marker_of = {k: MARKERS[i % len(MARKERS)] for i, k in enumerate(keys)}
+  rasterized = x.size > 2000  # a dense grid (the theory sweep) as an image inside the vector PDF
+  size = 8.0 if x.size > 2000 else 18.0
+  cmap = plt.get_cmap("viridis")
+  norm = mcolors.Normalize(vmin=c_low, vmax=c_high)
+
+  with paper_style():
+    fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=(TEXT_WIDTH, 3.3), layout="constrained")
+    ax_a.set_xscale("logit")
+    ax_a.set_yscale("logit")
+    lo = min(np.nanmin(np.concatenate([x, y, x_low, y_low])), 0.4)
+    hi = max(np.nanmax(np.concatenate([x, y, x_high, y_high])), 0.6)
+    lo_lim, hi_lim = lo / 2.0, 1.0 - (1.0 - hi) / 2.0
+    line = np.array([lo_lim, hi_lim])
+    ax_a.plot(line, line, color="0.2", lw=0.8, ls="--", zorder=1)
+    # Ceiling band: from each prediction (on the identity line) up to its KL ceiling.
+    known = np.isfinite(ceiling)
+    segments = [[(xi, xi), (xi, ci)] for xi, ci in zip(x[known], ceiling[known])]
+    ax_a.add_collection(LineCollection(segments, colors="0.75", linewidths=2.0, alpha=0.6, zorder=0,
+                                       rasterized=rasterized))
+    ax_a.scatter(x[known], ceiling[known], marker="_", s=size * 1.2, color="0.45", linewidths=0.8,
+                 zorder=1, rasterized=rasterized)
+    _interval_whiskers(ax_a, x, y, x_low, x_high, y_low, y_high, rasterized)
+    _interval_whiskers(ax_b, p_ref, gap, p_low, p_high, gap_low, gap_high, rasterized)
+    for key in keys:
+      mask = (table["track"] == key[0]) & (table["algorithm"] == key[1])
+      for ax, xs, ys in ((ax_a, x, y), (ax_b, p_ref, gap)):
+        filled = mask & ~exact
+        if filled.any():
+          ax.scatter(xs[filled], ys[filled], c=colour_value[filled], cmap=cmap, norm=norm,
+                     marker=marker_of[key], s=size, edgecolors="0.15", linewidths=0.4, zorder=3,
+                     rasterized=rasterized)
+        hollow = mask & exact
+        if hollow.any():
+          ax.scatter(xs[hollow], ys[hollow], facecolors="none", edgecolors="0.1",
+                     marker=marker_of[key], s=size, linewidths=0.6, zorder=3, rasterized=rasterized)
+    bad = table["over_ceiling"]
+    if bad.any():  # impossible points, ringed in red so nobody misses them
+      ax_a.scatter(x[bad], y[bad], facecolors="none", edgecolors="red", s=size * 4, linewidths=1.0,
+                   zorder=4)
+    ax_a.set_xlim(lo_lim, hi_lim)
+    ax_a.set_ylim(lo_lim, hi_lim)
+    from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
+    ticks, labels = probability_ticks(lo_lim, hi_lim)
+    for axis in (ax_a.xaxis, ax_a.yaxis):
+      axis.set_major_locator(FixedLocator(ticks))
+      axis.set_major_formatter(FixedFormatter(labels))
+      axis.set_minor_locator(NullLocator())
+    ax_a.set_xlabel(r"predicted $\sigma(\mathrm{logit}\,p_{ref} + \Delta/\beta)$")
+    ax_a.set_ylabel(r"measured aligned mass $\pi(A)$")
+    ax_a.set_title("(a) measured against the law", loc="left")
+
+    # (b) the trap boundary in the (p_ref, Delta/beta) plane.
+    ax_b.set_xscale("log")
+    finite_p = p_ref[np.isfinite(p_ref) & np.isfinite(gap)]
+    p_min = min(float(np.nanmin(finite_p)) if finite_p.size else 1e-3, 1e-3) / 3.0
+    p_max = 0.9
+    p_grid = np.logspace(math.log10(p_min), math.log10(p_max), 400)
+    boundary = np.log1p(-p_grid) - np.log(p_grid)
+    finite_gap = np.concatenate([gap[np.isfinite(gap)], gap_low[np.isfinite(gap_low)],
+                                 gap_high[np.isfinite(gap_high)], boundary])
+    g_low = min(float(finite_gap.min()), 0.0)
+    g_high = float(finite_gap.max())
+    span = g_high - g_low
+    g_low, g_high = g_low - 0.05 * span, g_high + 0.05 * span
+    ax_b.fill_between(p_grid, np.full_like(p_grid, g_low), boundary, color="#D55E00", alpha=0.12,
+                      lw=0, zorder=0)
+    ax_b.plot(p_grid, boundary, color="#D55E00", lw=1.0, zorder=1)
+    ax_b.axhline(0.0, color="0.6", lw=0.5, zorder=0)
+    ax_b.set_xlim(p_min, p_max)
+    ax_b.set_ylim(g_low, g_high)
+    if g_high > 30:  # reward gaps over decades: linear near 0, logarithmic beyond
+      ax_b.set_yscale("symlog", linthresh=1.0)
+    ax_b.set_xlabel(r"reference recall $p_{ref} = \pi_{ref}(A)$")
+    ax_b.set_ylabel(r"reward gap $\Delta/\beta$")
+    ax_b.set_title("(b) the trap boundary", loc="left")
+
+    sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
+    bar = fig.colorbar(sm, ax=[ax_a, ax_b], location="right", shrink=0.9, pad=0.01,
+                       extend="min" if (colour_value[~exact] <= c_low).any() else "neither")
+    bar.set_label(r"$\log_{10}$ expected target samples $n\,q$")
+
+    handles = [Line2D([], [], ls="none", marker=marker_of[k], color="0.5", markeredgecolor="0.15",
+                      markersize=4.5, label=f"{k[0]} {k[1]}") for k in keys]
+    handles += [
+        Line2D([], [], ls="none", marker="o", markerfacecolor="none", markeredgecolor="0.1",
+               markersize=4.5, label="exact (no samples)"),
+        Line2D([], [], color="0.2", ls="--", lw=0.8, label="measured = predicted"),
+        Line2D([], [], ls="none", marker="_", color="0.45", markersize=6, label="KL ceiling"),
+        Line2D([], [], color="#D55E00", lw=1.0, label=r"$\Delta/\beta = \log\frac{1-p}{p}$"),
+        Patch(facecolor="#D55E00", alpha=0.12, label="trap: optimum < 1/2"),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(5, len(handles)),
+               handletextpad=0.3, columnspacing=1.0)
+
+  data = {
+      "predicted_mass": table["predicted_mass"], "predicted_mass_low": table["predicted_mass_low"],
+      "predicted_mass_high": table["predicted_mass_high"], "aligned_mass": table["aligned_mass"],
+      "aligned_mass_low": table["aligned_mass_low"], "aligned_mass_high": table["aligned_mass_high"],
+      "kl_ceiling": table["kl_ceiling"], "kl": table["kl"],
+      "reference_recall": table["reference_recall"], "reference_recall_low": table["reference_recall_low"],
+      "reference_recall_high": table["reference_recall_high"],
+      "delta_over_beta": table["delta_over_beta"], "delta_over_beta_low": table["delta_over_beta_low"],
+      "delta_over_beta_high": table["delta_over_beta_high"],
+      "expected_target_samples": table["expected_target_samples"], "n_samples": table["n_samples"],
+      "log10_expected_target_samples": colour_value, "logit_measured": table["logit_measured"],
+      "logit_predicted": table["logit_predicted"], "verdict": table["verdict"],
+      "over_ceiling": table["over_ceiling"], "track": table["track"], "algorithm": table["algorithm"],
+      "pipeline": table["pipeline"], "setting": table["setting"], "seed": table["seed"],
+      "floor": np.asarray(floor), "boundary_p": p_grid, "boundary_delta_over_beta": boundary,
+      "logit_tolerance": np.asarray(LOGIT_TOLERANCE),
+  }
+  return fig, data
+
+
+# ----------------------------------------------------------------------------- tidy output
+
+CSV_COLUMNS = (("source",) + schema.ID_COLUMNS + (
+    "reference_recall", "reference_recall_low", "reference_recall_high",
+    "delta_over_beta", "delta_over_beta_low", "delta_over_beta_high",
+    "predicted_mass", "predicted_mass_low", "predicted_mass_high",
+    "aligned_mass", "aligned_mass_low", "aligned_mass_high",
+    "n_samples", "sampler_recall", "expected_target_samples", "p_no_target_sample",
+    "kl", "kl_ceiling", "estimator",
+    "logit_predicted", "logit_measured", "logit_gap", "clipped", "verdict", "in_trap", "over_ceiling"))
+
+
+def tidy_columns(table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """The points as equal-length columns for ``collapse.csv`` (one row per aligned model)."""
+  return {c: table[c] for c in CSV_COLUMNS}
