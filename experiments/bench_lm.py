@@ -1,18 +1,28 @@
-"""Benchmark of the transformer track: train-step throughput and KV-cache sampling speed-up.
+"""Benchmark of the transformer track: train-step throughput, MFU, and KV-cache sampling.
 
-Measured in one run, on one model:
+Two modes, each measuring a configuration against a baseline from the same run:
 
-* training tokens/s of the jitted train step (MLE loss, AdamW), and on a GPU the model
-  FLOP utilisation (MFU = 6N-style training FLOPs/token x tokens/s / peak FLOP/s);
-* sampling tokens/s with the key-value cache against recomputing the full prefix at
-  every step (same model, key and prompts; greedy tokens checked equal), with the ratio.
+* ``--config smollm2-135m``: a SmolLM2-135M-shaped model (d 576, 30 layers, 9 heads / 3
+  key-value heads, SwiGLU 1536, vocabulary 49152, sequence 2048) trained from scratch on
+  random tokens (MLE, AdamW, float32 master weights). Prints training tokens/s and the
+  model FLOP utilisation ``MFU = training FLOPs/token x tokens/s / peak`` (PaLM-style
+  count, see ``ModelConfig.flops_per_token``; peak = dense bf16 FLOP/s of the device
+  from PEAK_BF16_FLOPS), for the chosen attention (``--attention auto``: cuDNN flash
+  attention on a GPU) and for the XLA-attention baseline, with their ratio. With
+  ``--deterministic`` the deterministic-ops step is timed too (its cost).
+  Before compiling it estimates the step's memory and refuses (exit 2) a run that does
+  not fit the free device memory.
+* ``--preset cpu-tiny|gpu`` (default): the experiment's models; train tokens/s and
+  sampling tokens/s with the key-value cache against full-prefix recompute.
 
 Usage::
 
-  python experiments/bench_lm.py                      # cpu-tiny teacher, 128-token context
+  python experiments/bench_lm.py --config smollm2-135m                      # GPU: the goal run
+  python experiments/bench_lm.py --config smollm2-135m --batch 1 --seq-len 64 --layers 2 \\
+      --train-steps 2 --repeats 1                                          # CPU smoke (< 2 min)
   python experiments/bench_lm.py --preset gpu --batch 64 --seq-len 512
 
-Nothing is asserted about speed; the numbers are printed (and written with --json).
+Nothing is asserted about speed; numbers are printed (and written with --json).
 """
 
 from __future__ import annotations
@@ -28,19 +38,32 @@ import jax.numpy as jnp
 from flax import nnx
 
 from recall_theory.lm import losses, presets, sharding
-from recall_theory.lm.model import Transformer
+from recall_theory.lm import train as train_lib
+from recall_theory.lm.model import ModelConfig, Transformer, cudnn_supported, resolve_attention
 from recall_theory.lm.sampling import generate
-from recall_theory.lm.train import init_train_state, make_optimizer, make_train_step, place_state
 
-# Dense bf16 peak FLOP/s by device kind (vendor data sheets), for MFU.
-PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "TPU v5": 197e12,
-              "TPU v4": 275e12}
+# Dense (no sparsity) bf16 tensor-core peak FLOP/s by device kind, from the vendor data
+# sheets; the first matching entry wins (so "H100 PCIe" is tried before "H100").
+PEAK_BF16_FLOPS = (("H100 PCIe", 756e12), ("H100", 989e12), ("H200", 989e12),
+                   ("A100", 312e12), ("L4", 121e12), ("TPU v5 lite", 197e12),
+                   ("TPU v5", 459e12), ("TPU v4", 275e12))
+
+SMOLLM2_135M = ModelConfig(vocab_size=49152, d_model=576, n_layers=30, n_heads=9, n_kv_heads=3,
+                           d_ff=1536, max_seq_len=2048, rope_theta=100000.0, tie_embeddings=True)
+CONFIGS = {"smollm2-135m": SMOLLM2_135M}
 
 
-def _peak(device) -> float | None:
-  kind = getattr(device, "device_kind", "")
-  for name, flops in PEAK_FLOPS.items():
-    if name.lower() in kind.lower():
+class BenchInputError(Exception):
+  """A bad command line: one line on stderr, exit code 2."""
+
+
+def peak_flops(device) -> float | None:
+  """Dense bf16 peak FLOP/s of ``device`` (None for CPUs and unknown kinds)."""
+  if device.platform == "cpu":
+    return None
+  kind = getattr(device, "device_kind", "").lower()
+  for name, flops in PEAK_BF16_FLOPS:
+    if name.lower() in kind:
       return flops
   return None
 
@@ -55,32 +78,157 @@ def _time(fn, repeats: int) -> float:
   return sorted(times)[len(times) // 2]
 
 
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--preset", default="cpu-tiny", choices=["cpu-tiny", "gpu"])
-  parser.add_argument("--model", default="teacher", choices=["teacher", "student"])
-  parser.add_argument("--batch", type=int, default=16)
-  parser.add_argument("--seq-len", type=int, default=128, help="context length for the benchmark")
-  parser.add_argument("--train-steps", type=int, default=20)
-  parser.add_argument("--repeats", type=int, default=3)
-  parser.add_argument("--json", default=None, help="also write the numbers to this file")
-  args = parser.parse_args(argv)
+def _gib(n: float) -> str:
+  return f"{n / 2 ** 30:.2f} GiB"
 
+
+def mle_loss(chunk: int | None):
+  """Next-token NLL through the chunked head (``chunk=None``: full float32 logits)."""
+  def loss_fn(model, batch):
+    tokens = batch["tokens"]
+    nll = -jnp.mean(model.target_log_probs(tokens[:, :-1], tokens[:, 1:], chunk_size=chunk))
+    return nll, {}
+  return loss_fn
+
+
+def time_train(cfg: ModelConfig, batch: int, seq_len: int, steps: int, repeats: int, *,
+               loss_chunk: int | None, deterministic: bool, mesh) -> dict:
+  """Tokens/s of the jitted train step for ``cfg`` (compile excluded) and XLA's memory."""
+  model = Transformer(cfg, rngs=nnx.Rngs(0))
+  tx = train_lib.make_optimizer(1e-4, 10 ** 6)
+  graphdef, state = train_lib.init_train_state(model, tx)
+  del model
+  state = train_lib.place_state(state, mesh)
+  step = train_lib.make_train_step(graphdef, tx, mle_loss(loss_chunk), mesh,
+                                   deterministic=deterministic)
+  tokens = jax.random.randint(jax.random.key(0), (batch, seq_len + 1), 1, cfg.vocab_size)
+  data = sharding.shard_batch({"tokens": tokens}, mesh)
+  start = time.perf_counter()
+  compiled = step.lower(state, data).compile()
+  compile_s = time.perf_counter() - start
+  mem = compiled.memory_analysis()
+  xla_bytes = None if mem is None else int(mem.temp_size_in_bytes + mem.argument_size_in_bytes
+                                            + mem.output_size_in_bytes - mem.alias_size_in_bytes)
+  state, m = compiled(state, data)
+  jax.block_until_ready(m)
+  losses_seen = [float(m["loss"])]
+
+  def run():
+    nonlocal state
+    for _ in range(steps):
+      state, out = compiled(state, data)
+    jax.block_until_ready(out)
+    losses_seen.append(float(out["loss"]))
+
+  t = _time(run, repeats)
+  del state
+  return {"tokens_per_s": batch * seq_len * steps / t, "ms_per_step": 1e3 * t / steps,
+          "compile_s": compile_s, "xla_bytes": xla_bytes, "loss_first": losses_seen[0],
+          "loss_last": losses_seen[-1]}
+
+
+def bench_config(args) -> int:
+  device = jax.devices()[0]
+  on_gpu = device.platform == "gpu"
+  base = CONFIGS[args.config]
+  dtype = args.dtype if args.dtype != "auto" else ("bfloat16" if device.platform != "cpu"
+                                                   else "float32")
+  changes = dict(max_seq_len=args.seq_len, dtype=dtype)
+  if args.layers is not None:
+    changes["n_layers"] = args.layers
+  cfg = dataclasses.replace(base, **changes)
+  if args.attention == "cudnn" and not cudnn_supported(cfg.compute_dtype, cfg.resolved_head_dim):
+    what = "no GPU" if not on_gpu else f"dtype {dtype}"
+    raise BenchInputError(f"--attention cudnn needs a GPU with --dtype bfloat16/float16 "
+                          f"({what} here: {device.device_kind})")
+  main_path = resolve_attention(args.attention, cfg.compute_dtype, cfg.resolved_head_dim, False)
+  chunk = None if args.loss_chunk == 0 else args.loss_chunk
+  n_dev = len(jax.devices())
+  per_device_batch = max(args.batch // n_dev, 1)
+  free, how = train_lib.free_device_memory(device)
+  estimates = {}
+  for path in dict.fromkeys([main_path, "xla"]):
+    est = train_lib.estimate_train_memory(cfg, per_device_batch, args.seq_len, attention=path,
+                                          logits_chunk=chunk)
+    estimates[path] = est
+    if free is not None and est["total"] > free:
+      raise BenchInputError(
+          f"--config {args.config} --batch {args.batch} --seq-len {args.seq_len} needs about "
+          f"{_gib(est['total'])} per device with {path} attention (estimate: state "
+          f"{_gib(est['state'])}, activations {_gib(est['activations'])}, attention "
+          f"{_gib(est['attention'])}, logits {_gib(est['logits'])}) but {device.device_kind} has "
+          f"{_gib(free)} free ({how}); lower --batch or --seq-len")
+  if args.batch % n_dev:
+    raise BenchInputError(f"--batch {args.batch} must be divisible by the {n_dev} devices")
+  flops_tok = cfg.flops_per_token(args.seq_len)
+  peak = peak_flops(device)
+  print(f"device: {device.device_kind} x{n_dev}; config {args.config}: "
+        f"{cfg.param_count() / 1e6:.1f} M params, d={cfg.d_model}, layers={cfg.n_layers}, "
+        f"heads {cfg.n_heads}/{cfg.n_kv_heads} kv, vocab {cfg.vocab_size}, dtype {cfg.dtype} "
+        f"(float32 master weights and AdamW state); batch {args.batch} x seq {args.seq_len}; "
+        f"loss head chunk {chunk or 'none (full logits)'}; "
+        f"{flops_tok / 1e9:.3f} GFLOP/token (6N + attention)")
+  if free is not None:
+    print(f"memory: free {_gib(free)} ({how}); estimate per device "
+          + ", ".join(f"{p} attention {_gib(e['total'])}" for p, e in estimates.items()))
+  mesh = sharding.make_mesh()
+  runs = [(f"attention={args.attention} ({main_path})", main_path, False)]
+  if main_path != "xla" or args.attention != "xla":
+    runs.append(("baseline attention=xla", "xla", False))
+  if args.deterministic:
+    runs.append((f"attention={main_path} deterministic", main_path, True))
+  results = []
+  for label, path, det in runs:
+    run_cfg = dataclasses.replace(cfg, attention=path)
+    r = time_train(run_cfg, args.batch, args.seq_len, args.train_steps, args.repeats,
+                   loss_chunk=chunk, deterministic=det, mesh=mesh)
+    r["mfu"] = flops_tok * r["tokens_per_s"] / (peak * n_dev) if peak else None
+    r.update(label=label, attention=path, deterministic=det,
+             estimate_bytes=estimates.get(path, {}).get("total"))
+    results.append(r)
+    mfu = (f"MFU {100 * r['mfu']:.1f}% of {peak / 1e12:.0f} TFLOP/s bf16 peak" if peak
+           else "MFU n/a (no accelerator peak)")
+    xla_mem = "n/a" if r["xla_bytes"] is None else _gib(r["xla_bytes"])
+    print(f"train [{label}]: {r['tokens_per_s']:,.0f} tokens/s ({r['ms_per_step']:.1f} ms/step), "
+          f"{flops_tok * r['tokens_per_s'] / 1e12:.3f} TFLOP/s, {mfu}; compile "
+          f"{r['compile_s']:.1f} s; memory XLA {xla_mem} vs estimate "
+          f"{_gib(r['estimate_bytes']) if r['estimate_bytes'] else 'n/a'}; loss "
+          f"{r['loss_first']:.3f} -> {r['loss_last']:.3f}")
+  head = results[0]
+  for r in results[1:]:
+    print(f"ratio [{head['label']}] / [{r['label']}]: "
+          f"{head['tokens_per_s'] / r['tokens_per_s']:.2f}x tokens/s")
+  if args.json:
+    with open(args.json, "w") as fh:
+      json.dump({"device": device.device_kind, "n_devices": n_dev, "config": args.config,
+                 "params": cfg.param_count(), "n_layers": cfg.n_layers, "dtype": cfg.dtype,
+                 "batch": args.batch, "seq_len": args.seq_len, "loss_chunk": chunk,
+                 "flops_per_token": flops_tok, "peak_flops": peak, "free_bytes": free,
+                 "runs": results}, fh, indent=2)
+  return 0
+
+
+def bench_preset(args) -> int:
   exp = presets.get_preset(args.preset)
   cfg = dataclasses.replace(getattr(exp, args.model), max_seq_len=args.seq_len)
+  if args.attention == "cudnn" and not cudnn_supported(cfg.compute_dtype, cfg.resolved_head_dim):
+    raise BenchInputError(f"--attention cudnn needs a GPU and a bfloat16/float16 model "
+                          f"({jax.devices()[0].device_kind}, dtype {cfg.dtype})")
+  cfg = dataclasses.replace(cfg, attention=args.attention)
   device = jax.devices()[0]
   model = Transformer(cfg, rngs=nnx.Rngs(0))
   n_params = cfg.param_count()
   print(f"device: {device.device_kind} x{len(jax.devices())}; model: {args.preset} {args.model} "
         f"({n_params / 1e6:.2f} M params, d={cfg.d_model}, layers={cfg.n_layers}, "
-        f"dtype={cfg.dtype}); batch {args.batch}, sequence {args.seq_len}")
+        f"dtype={cfg.dtype}, attention={args.attention}); batch {args.batch}, "
+        f"sequence {args.seq_len}")
 
   # -- training throughput ----------------------------------------------------------------
   mesh = sharding.make_mesh()
-  tx = make_optimizer(1e-4, 10 ** 6)
-  graphdef, state = init_train_state(model, tx)
-  state = place_state(jax.tree.map(lambda x: jnp.array(x, copy=True), state), mesh)
-  step = make_train_step(graphdef, tx, losses.make_mle_loss(1), mesh)
+  tx = train_lib.make_optimizer(1e-4, 10 ** 6)
+  graphdef, state = train_lib.init_train_state(model, tx)
+  state = train_lib.place_state(jax.tree.map(lambda x: jnp.array(x, copy=True), state), mesh)
+  step = train_lib.make_train_step(graphdef, tx, losses.make_mle_loss(1), mesh)
   tokens = jax.random.randint(jax.random.key(0), (args.batch, args.seq_len), 1, cfg.vocab_size)
   batch = sharding.shard_batch({"tokens": tokens}, mesh)
   state, m = step(state, batch)  # compile
@@ -96,12 +244,12 @@ def main(argv=None) -> int:
   train_tokens = args.batch * (args.seq_len - 1) * args.train_steps
   train_tps = train_tokens / t_train
   flops_per_token = cfg.flops_per_token(args.seq_len - 1)
-  peak = _peak(device)
+  peak = peak_flops(device)
   mfu = flops_per_token * train_tps / (peak * len(jax.devices())) if peak else None
   print(f"train: {train_tps:,.0f} tokens/s ({t_train / args.train_steps * 1e3:.2f} ms/step), "
         f"{flops_per_token * train_tps / 1e9:,.2f} GFLOP/s"
         + (f", MFU {100 * mfu:.1f}% of {peak / 1e12:.0f} TFLOP/s" if mfu is not None
-           else ", MFU n/a (no peak FLOP/s known for this device)"))
+           else ", MFU n/a (no accelerator peak)"))
 
   # -- sampling: KV cache vs full-prefix recompute ------------------------------------------
   prompt = jnp.ones((args.batch, 1), jnp.int32)
@@ -131,6 +279,72 @@ def main(argv=None) -> int:
                  "sample_recompute_tokens_per_s": full, "sample_ratio": cached / full,
                  "greedy_identical": same}, fh, indent=2)
   return 0
+
+
+def _positive(name):
+  def parse(text):
+    try:
+      value = int(text)
+    except ValueError:
+      value = 0
+    if value < 1:
+      raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {text!r}")
+    return value
+  return parse
+
+
+def _nonnegative(name):
+  def parse(text):
+    try:
+      value = int(text)
+    except ValueError:
+      value = -1
+    if value < 0:
+      raise argparse.ArgumentTypeError(f"{name} must be an integer >= 0, got {text!r}")
+    return value
+  return parse
+
+
+class _Parser(argparse.ArgumentParser):
+  def error(self, message):  # one line, exit 2 (argparse would add a usage block)
+    print(f"bench_lm.py: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def main(argv=None) -> int:
+  parser = _Parser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--config", default=None, choices=sorted(CONFIGS),
+                      help="train-step/MFU benchmark of a named architecture from scratch")
+  parser.add_argument("--preset", default="cpu-tiny", choices=["cpu-tiny", "gpu"])
+  parser.add_argument("--model", default="teacher", choices=["teacher", "student"])
+  parser.add_argument("--batch", type=_positive("--batch"), default=None,
+                      help="global batch (default 8 with --config, 16 with --preset)")
+  parser.add_argument("--seq-len", type=_positive("--seq-len"), default=None,
+                      help="context length (default 2048 with --config, 128 with --preset)")
+  parser.add_argument("--layers", type=_positive("--layers"), default=None,
+                      help="--config only: override the number of layers (CPU smoke runs)")
+  parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                      help="--config only: compute dtype (auto: bfloat16 on accelerators)")
+  parser.add_argument("--attention", default="auto", choices=["auto", "xla", "cudnn", "einsum"],
+                      help="attention path (cudnn needs a GPU)")
+  parser.add_argument("--loss-chunk", type=_nonnegative("--loss-chunk"), default=256,
+                      help="--config only: positions per chunk of the loss head (0: full logits)")
+  parser.add_argument("--deterministic", action="store_true",
+                      help="--config only: also time the step with XLA deterministic ops")
+  parser.add_argument("--train-steps", type=_positive("--train-steps"), default=None,
+                      help="steps per timed repeat (default 10 with --config, 20 with --preset)")
+  parser.add_argument("--repeats", type=_positive("--repeats"), default=3)
+  parser.add_argument("--json", default=None, help="also write the numbers to this file")
+  args = parser.parse_args(argv)
+  with_config = args.config is not None
+  args.batch = args.batch or (8 if with_config else 16)
+  args.seq_len = args.seq_len or (2048 if with_config else 128)
+  args.train_steps = args.train_steps or (10 if with_config else 20)
+  try:
+    return bench_config(args) if with_config else bench_preset(args)
+  except BenchInputError as err:
+    print(f"bench_lm.py: {err}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

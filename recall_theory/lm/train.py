@@ -111,8 +111,13 @@ def init_train_state(model: nnx.Module, tx: optax.GradientTransformation):
   return graphdef, TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
 
 
-def make_train_step(graphdef, tx: optax.GradientTransformation, loss_fn, mesh=None):
-  """The jitted step; ``mesh`` (default: one device) fixes data and state shardings."""
+def make_train_step(graphdef, tx: optax.GradientTransformation, loss_fn, mesh=None, *,
+                    deterministic: bool | None = None):
+  """The jitted step; ``mesh`` (default: one device) fixes data and state shardings.
+
+  ``deterministic``: compile with XLA's deterministic ops (None: as set by
+  :func:`enable_deterministic`).
+  """
   mesh = sharding.make_mesh(1) if mesh is None else mesh
 
   def step(state: TrainState, batch):
@@ -128,7 +133,11 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, loss_fn, mesh=No
                                                  sharding.tree_shardings(new_state, mesh))
     return new_state, metrics
 
-  return jax.jit(step, donate_argnums=0, compiler_options=compiler_options())
+  if deterministic is None:
+    options = compiler_options()
+  else:
+    options = {"xla_gpu_deterministic_ops": True} if deterministic else None
+  return jax.jit(step, donate_argnums=0, compiler_options=options)
 
 
 def place_state(state: TrainState, mesh) -> TrainState:
@@ -144,3 +153,64 @@ def check_finite_metrics(metrics: dict, step: int, stage: str) -> dict:
       raise TrainingDivergedError(
           f"stage {stage!r}: {name} became {value} at step {step}; training stopped")
   return host
+
+
+def estimate_train_memory(config, batch_size: int, seq_len: int, *, attention: str,
+                          logits_chunk: int | None, optimizer_moments: int = 2) -> dict:
+  """Bytes one AdamW train step needs on one device, by part (an estimate, before compiling).
+
+  * ``state``: parameters in ``param_dtype``, their gradient, ``optimizer_moments``
+    float32 moments, plus one compute-dtype copy of the weights;
+  * ``activations``: per layer and token, the tensors kept for the backward pass of a
+    pre-norm SwiGLU block: about ``14 D + 2 (H + 2 KV) Dh`` values in the compute
+    dtype (norm inputs/outputs, q/k/v before and after rotary, attention output,
+    residuals) plus ``4 F`` (gate, up, silu(gate), product); float32 norm copies
+    counted as two compute-dtype values;
+  * ``attention``: "xla"/"einsum" materialise ``[B, H, L, L]`` probabilities per layer
+    (kept for backward in the compute dtype) plus one layer's float32 scores and
+    probabilities in flight; cuDNN flash attention keeps only a float32 log-sum-exp
+    ``[B, H, L]`` per layer;
+  * ``logits``: float32 ``[B, C, V]`` three times (logits, softmax, gradient) with
+    ``C = logits_chunk`` (None: the whole sequence).
+
+  XLA's own count after compiling (``compiled.memory_analysis()``) is the check of
+  this estimate; ``experiments/bench_lm.py`` prints both.
+  """
+  d, f, v = config.d_model, config.d_ff, config.vocab_size
+  h, kv, dh, n = config.n_heads, config.n_kv_heads, config.resolved_head_dim, config.n_layers
+  act = jnp.dtype(config.compute_dtype).itemsize
+  store = jnp.dtype(config.storage_dtype).itemsize
+  p = config.param_count()
+  state = p * (2 * store + 4 * optimizer_moments + act)
+  tokens = batch_size * seq_len
+  per_token_layer = act * (14 * d + 2 * (h + 2 * kv) * dh + 4 * f)
+  activations = n * tokens * per_token_layer + tokens * d * 4 * 2  # + embedding out, final norm
+  if attention == "cudnn":
+    attn = n * batch_size * h * seq_len * 4
+  else:
+    attn = batch_size * h * seq_len * seq_len * (n * act + 8)
+  chunk = seq_len if logits_chunk is None else min(logits_chunk, seq_len)
+  logits = 3 * batch_size * chunk * v * 4
+  parts = {"state": state, "activations": activations, "attention": attn, "logits": logits}
+  parts["total"] = sum(parts.values())
+  return parts
+
+
+def free_device_memory(device=None) -> tuple[int | None, str]:
+  """(free bytes, how they were measured) of ``device`` (default: the first device).
+
+  Accelerators report ``bytes_limit - bytes_in_use`` of JAX's allocator; on CPU the
+  host's ``MemAvailable`` from /proc/meminfo stands in. (None, reason) when unknown.
+  """
+  device = jax.devices()[0] if device is None else device
+  stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+  if stats and "bytes_limit" in stats:
+    return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0)), "device allocator"
+  try:
+    with open("/proc/meminfo") as fh:
+      for line in fh:
+        if line.startswith("MemAvailable:"):
+          return int(line.split()[1]) * 1024, "host MemAvailable"
+  except OSError:
+    pass
+  return None, "unknown"

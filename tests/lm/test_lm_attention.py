@@ -173,3 +173,46 @@ def test_cudnn_refused_without_gpu_and_auto_resolution():
   assert resolve_attention("einsum", jnp.bfloat16, 64, cached=True) == "einsum"
   with pytest.raises(InputError, match="attention must be one of"):
     dataclasses.replace(CFG, attention="flash").validate()
+
+
+@pytest.mark.parametrize("chunk", [None, 16])
+def test_memory_estimate_tracks_xla_count(chunk):
+  """train.estimate_train_memory (used to refuse runs before compiling) is within 2x of XLA."""
+  from recall_theory.lm import losses, sharding, train
+  cfg = ModelConfig(vocab_size=2048, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128,
+                    max_seq_len=64, attention="xla")
+  b, l = 4, 64
+  mesh = sharding.make_mesh(1)
+  tx = train.make_optimizer(1e-3, 10)
+  graphdef, state = train.init_train_state(Transformer(cfg, rngs=nnx.Rngs(0)), tx)
+
+  def loss_fn(model, batch):
+    t = batch["tokens"]
+    return -jnp.mean(model.target_log_probs(t[:, :-1], t[:, 1:], chunk_size=chunk)), {}
+
+  step = train.make_train_step(graphdef, tx, loss_fn, mesh)
+  tokens = jnp.zeros((b, l + 1), jnp.int32)
+  mem = step.lower(state, {"tokens": tokens}).compile().memory_analysis()
+  xla = mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes \
+      - mem.alias_size_in_bytes
+  est = train.estimate_train_memory(cfg, b, l, attention="xla", logits_chunk=chunk)["total"]
+  assert 0.5 < est / xla < 2.0, (est, xla)
+
+
+def test_bench_refuses_bad_input_before_compiling():
+  """bench_lm.py: too big for memory, cuDNN without a GPU, bad numbers: one line, exit 2."""
+  import os, subprocess, sys
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  script = os.path.join(root, "experiments", "bench_lm.py")
+  cases = [(["--config", "smollm2-135m", "--batch", "4096"], "needs about"),
+           (["--config", "smollm2-135m", "--batch", "0"], "--batch must be a positive integer")]
+  if not ON_GPU:
+    cases.append((["--config", "smollm2-135m", "--attention", "cudnn", "--batch", "1"],
+                  "--attention cudnn needs a GPU"))
+  for argv, words in cases:
+    proc = subprocess.run([sys.executable, script] + argv, capture_output=True, text=True,
+                          timeout=120, cwd=root)
+    assert proc.returncode == 2, (argv, proc.stderr[-2000:])
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], (argv, proc.stderr)
+    assert "train [" not in proc.stdout  # refused before any training
