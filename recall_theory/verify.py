@@ -115,28 +115,36 @@ def _small_problems(key, n, k, beta_range, reward_scale=1.0):
   return log_ref, reward, _log_uniform(keys[2], (n,), *beta_range)
 
 
-def _minimise_each(loss_of, log_ref, reward, beta, steps=300):
+def _minimise_each(loss_of, log_ref, reward, beta, steps=300, init=None):
   """softmax of argmin_theta loss_of(log_softmax(theta), log_ref, reward, beta), per instance,
-  by L-BFGS started at the reference, vmapped over the leading axis."""
-  def solve(log_ref, reward, beta):
+  by L-BFGS started at ``init`` (default: the reference), vmapped over the leading axis."""
+  def solve(log_ref, reward, beta, init):
     loss = lambda theta: loss_of(jax.nn.log_softmax(theta), log_ref, reward, beta)
-    return jax.nn.softmax(_minimise(loss, log_ref, steps))
-  return jax.jit(jax.vmap(solve))(log_ref, reward, beta)
+    return jax.nn.softmax(_minimise(loss, init, steps))
+  init = log_ref if init is None else init
+  return jax.jit(jax.vmap(solve))(log_ref, reward, beta, init)
 
 
 def _minimise(loss_fn, init, steps=300):
-  """Minimise a smooth function of a flat vector with optax L-BFGS (zoom line search)."""
+  """Minimise a smooth function of a flat vector with optax L-BFGS (zoom line search).
+
+  Returns the iterate with the lowest finite loss: once converged, L-BFGS on a softmax
+  whose optimum sends some logits to -inf can step into non-finite values."""
   opt = optax.lbfgs()
   value_and_grad = optax.value_and_grad_from_state(loss_fn)
 
   def step(carry, _):
-    params, state = carry
+    params, state, best, best_value = carry
     value, grad = value_and_grad(params, state=state)
+    better = jnp.isfinite(value) & (value < best_value) & jnp.all(jnp.isfinite(params))
+    best = jnp.where(better, params, best)
+    best_value = jnp.where(better, value, best_value)
     updates, state = opt.update(grad, state, params, value=value, grad=grad, value_fn=loss_fn)
-    return (optax.apply_updates(params, updates), state), value
+    return (optax.apply_updates(params, updates), state, best, best_value), None
 
-  (params, _), _ = jax.lax.scan(step, (init, opt.init(init)), None, length=steps)
-  return params
+  carry = (init, opt.init(init), init, jnp.asarray(jnp.inf, init.dtype))
+  (_, _, best, _), _ = jax.lax.scan(step, carry, None, length=steps)
+  return best
 
 
 # ---------------------------------------------------------------------- item 1
@@ -377,6 +385,37 @@ def _forward_kl(key):
                                  lambda lr, lp: divergences.forward_kl(lr, lp))
   n2, e2 = _two_level_vs_general(th.forward_kl_optimum, th.forward_kl_aligned_mass, k2)
   return n1 + n2, max(e1, e2)
+
+
+@_check("forward_kl_outside_support", "8", 1e-5,
+        "forward KL with pi_ref = 0 on some outputs: lambda = max(lambda_0, r_u) vs optax; two-level p = 0 gives max(0, 1 - 1/s)")
+def _forward_kl_outside(key):
+  keys = jax.random.split(key, 4)
+  n, k = 12, 6
+  log_ref = _random_log_probs(keys[0], (n, k), zero_fraction=0.4, spread=1.0)
+  # every other instance lifts its unsupported outputs' rewards, so both regimes occur
+  lifted = (jnp.arange(n) % 2 == 0)[:, None] & ~jnp.isfinite(log_ref)
+  reward = 2.0 * jax.random.normal(keys[1], (n, k)) + jnp.where(lifted, 3.0, 0.0)
+  beta = _log_uniform(keys[2], (n,), 0.2, 5.0)
+
+  def negative_objective(log_pi, log_ref, reward, beta):
+    return -(th.expected_reward(log_pi, reward) - beta * divergences.forward_kl(log_ref, log_pi))
+
+  # started halfway between the reference and uniform: the reference's -inf logits would
+  # freeze those outputs
+  start = jnp.logaddexp(log_ref, -jnp.log(k)) - jnp.log(2.0)
+  direct = _minimise_each(negative_objective, log_ref, reward, beta, steps=300, init=start)
+  closed = jnp.exp(th.forward_kl_optimum(log_ref, reward, beta))
+  err = jnp.max(jnp.abs(direct - closed))
+  # the check must exercise left-over mass: some instances move mass outside the support
+  outside = jnp.sum(jnp.where(jnp.isfinite(log_ref), 0.0, closed), axis=-1)
+  vacuous = jnp.where(jnp.sum(outside > 1e-3) >= 2, 0.0, jnp.inf)
+  s = _log_uniform(keys[3], (20,), 1e-2, 1e3)
+  log_ref2, reward2, in_set = _two_level_batch(jnp.zeros_like(s), s)
+  general = jnp.exp(_log_mass_on(in_set, th.forward_kl_optimum(log_ref2, reward2, 1.0)))
+  err2 = jnp.max(jnp.abs(general - jnp.maximum(0.0, 1.0 - 1.0 / s)))
+  err3 = jnp.max(jnp.abs(th.forward_kl_aligned_mass(0.0, s, 1.0) - jnp.maximum(0.0, 1.0 - 1.0 / s)))
+  return n + 2 * int(s.size), float(max(err, err2, err3, vacuous))
 
 
 @_check("chi2_kl_optimum", "8", 1e-6,

@@ -1,18 +1,25 @@
 """Optima of other regularizers, and how each changes the recall law (theory items 8-9).
 
 All maximise ``E_pi[r] - beta * D(pi, pi_ref)`` (or the algorithm's own population
-objective) over distributions on a discrete support; each keeps pi = 0 outside the
-reference's support, but they differ in how far they can lift a rare set:
+objective) over distributions on a discrete support. All but the forward KL keep pi = 0
+outside the reference's support; they differ in how far they can lift a rare set:
 
 * ``forward_kl_optimum``: D = KL(pi_ref || pi). Stationarity gives
-  ``pi(y) = beta pi_ref(y) / (lambda - r(y))`` with ``lambda > max r`` fixed by
-  normalisation. Mass covering: for a two-level reward with ``gap/beta = s > 1`` the
-  target mass tends to ``1 - 1/s`` as p -> 0+, so this penalty does not trap a rare
-  set (but p = 0 still gives exactly 0).
+  ``pi(y) = beta pi_ref(y) / (lambda - r(y))`` on the reference's support, with
+  ``lambda = max(lambda_0, r_u)``: D does not charge for mass where pi_ref = 0, so when the
+  best unsupported reward r_u beats the support's normaliser lambda_0 the left-over mass
+  moves there. Two-level reward, ``s = gap/beta``: ``t = pi(A)`` solves
+  ``s t^2 - (s-1) t - p = 0``, so ``t -> 1 - 1/s`` as p -> 0 and ``t = max(0, 1 - 1/s)``
+  at p = 0 exactly. It does not trap a rare set as KL(pi || pi_ref) does, but escape
+  (``t >= 1/2``) needs ``s >= 2``, or ``p >= (2 - s)/4`` for ``1 < s < 2``.
 * ``chi2_kl_optimum``: D = KL(pi || pi_ref) + chi^2(pi || pi_ref)/2 (chi-squared
   preference optimisation, Huang et al. 2024). ``u = pi/pi_ref`` solves
-  ``u + log u = (r - lambda)/beta``, i.e. ``u = W(exp((r - lambda)/beta))`` (Lambert W):
-  the tilt is only polynomial in the reward, so rare sets stay rarer than under KL.
+  ``u + log u = (r - lambda)/beta``, i.e. ``u = W(exp((r - lambda)/beta))`` (Lambert W).
+  Two-level reward, ``s = gap/beta``: subtracting the two stationarity equations gives
+  ``log(odds lift) = s - (u_A - u_Ac) < s``, so the lift is below KL's ``e^s``, and as
+  p -> 0 it tends to ``W(e^{s+1}) ~ s + 1 - log(s + 1)`` (8.82 at s = 10): only linear in
+  s, so a rare set stays rare (mass ~ p W(e^{s+1})) unless the gap is of order beta/p.
+  Unlike IPO, it has no bound independent of the gap (``e^{1/(2 tau)}`` is IPO's).
 * ``ipo_optimum``: IPO (Azar et al. 2023) with Bradley-Terry preferences is the Gibbs
   tilt of the bounded reward ``P(y > pi_ref) in [0, 1]`` at temperature tau, so the
   mass ratio pi(A)/pi_ref(A) is at most ``e^{1/tau}``.
@@ -56,12 +63,35 @@ def _bisect(fn, lo, hi, steps=_BISECTION_STEPS):
 def forward_kl_optimum(log_ref: jax.Array, reward: jax.Array, beta) -> jax.Array:
   """``log pi`` maximising ``E_pi[r] - beta KL(pi_ref || pi)`` (support: last axis).
 
-  ``pi(y) = beta pi_ref(y) / (lambda - r(y))``; ``lambda - r_max`` lies in
-  ``[beta pi_ref(argmax r), beta]`` and is found by bisection in log space.
+  On the reference's support stationarity gives ``pi(y) = beta pi_ref(y) / (lambda - r(y))``.
+  ``KL(pi_ref || pi)`` does not charge for mass where ``pi_ref = 0``, so (KKT)
+
+      lambda = max(lambda_0, r_u),
+
+  with ``lambda_0`` the constant that normalises the support alone
+  (``lambda_0 - r_max`` lies in ``[beta pi_ref(argmax r), beta]``, found by bisection in
+  log space) and ``r_u`` the best reward outside the support. When ``r_u > lambda_0`` the
+  mass left over, ``1 - sum_y beta pi_ref(y) / (r_u - r(y))``, goes to the unsupported
+  outputs with reward ``r_u`` (split equally among ties: the optimum is not unique there).
+
+  Args:
+    log_ref: ``[..., K]`` reference log-probabilities (``-inf`` outside its support).
+    reward: ``[..., K]`` finite rewards.
+    beta: scalar or ``[...]`` batch of coefficients, > 0.
+
+  Returns:
+    ``[..., K]`` log-probabilities of the optimum.
+
+  Example:
+    >>> # ref = [1/2, 1/2, 0], r = [0, 0, 3], beta = 1: lambda_0 = 1 < r_u = 3, so
+    >>> # pi = [1/6, 1/6, 2/3]: two thirds of the mass leave the reference's support.
+
+  Reference: theory.md item 8.
   """
   _validate.log_probs(log_ref, "log_ref")
   _validate.reward(reward)
   _validate.beta(beta)
+  errors.check_broadcastable(log_ref=log_ref, reward=reward)
   return _forward_kl_optimum(_float(log_ref), _float(reward), _float(beta))
 
 
@@ -80,32 +110,70 @@ def _forward_kl_optimum(log_ref, reward, beta):
     terms = jnp.where(in_support, log_beta + log_ref - jnp.log(gaps), -jnp.inf)
     return logsumexp(terms, axis=-1, keepdims=True)
 
-  log_u = _bisect(excess_mass, log_beta + log_top, log_beta)
-  log_pi = log_beta + log_ref - jnp.log(jnp.exp(log_u) + (r_max - reward))
-  log_pi = jnp.where(in_support, log_pi, -jnp.inf)
-  return log_pi - logsumexp(log_pi, axis=-1, keepdims=True)  # remove bisection residue
+  u_support = jnp.exp(_bisect(excess_mass, log_beta + log_top, log_beta))  # lambda_0 - r_max
+  # lambda - r_max = max(lambda_0, r_u) - r_max, kept as a difference (no cancellation).
+  r_unsupported = jnp.max(jnp.where(in_support, -jnp.inf, reward), axis=-1, keepdims=True)
+  leaves_support = (r_unsupported - r_max) > u_support
+  u = jnp.where(leaves_support, r_unsupported - r_max, u_support)
+  log_pi = jnp.where(in_support, log_beta + log_ref - jnp.log(u + (r_max - reward)), -jnp.inf)
+  log_support = logsumexp(log_pi, axis=-1, keepdims=True)
+  # Left-over mass on the best unsupported outputs; without it, renormalise away the
+  # bisection residue of lambda_0.
+  best_outside = ~in_support & (reward >= r_unsupported)
+  n_best = jnp.sum(best_outside, axis=-1, keepdims=True)
+  log_left = jnp.log(-jnp.expm1(jnp.minimum(log_support, 0.0))) - jnp.log(jnp.maximum(n_best, 1))
+  return jnp.where(leaves_support,
+                   jnp.where(best_outside, log_left, log_pi),
+                   log_pi - log_support)
 
 
 def forward_kl_aligned_mass(recall, gap, beta) -> jax.Array:
   """Two-level target mass under the forward-KL penalty, in closed form.
 
-  With ``s = gap/beta`` and ``a = 1 - s``, normalisation is the quadratic
-  ``(lambda-gap) lambda = beta p lambda + beta (1-p)(lambda-gap)``, whose admissible root
-  gives ``pi(A) = 2p / (a + sqrt(a^2 + 4ps))`` (a >= 0) or
-  ``(sqrt(a^2 + 4ps) - a) / (2s)`` (a < 0), both free of cancellation. Exactly 0 at p = 0.
-  Requires gap >= 0.
+  With ``s = gap/beta``, ``t = pi(A)`` is the non-negative root of
+
+      s t^2 - (s - 1) t - p = 0,
+
+  (normalisation ``beta p/(lambda - gap) + beta (1-p)/lambda = 1``). Computed without
+  cancellation as ``2p / ((1-s) + sqrt((1-s)^2 + 4ps))`` for ``s <= 1`` and as
+  ``(c + sqrt(c^2 + 4p/s)) / 2``, ``c = 1 - 1/s``, for ``s > 1`` (finite as s -> inf).
+  The root is continuous in p and exact at p = 0: there ``KL(pi_ref || pi)`` does not
+  charge for mass outside the reference's support, and the optimum is
+  ``t = max(0, 1 - 1/s)`` (theory.md item 8), e.g. 1/3, 2/3, 0.9 for s = 1.5, 3, 10.
+
+  Escaping the trap (``t >= 1/2``) needs ``s >= 2``, or ``p >= (2 - s)/4`` when
+  ``1 < s < 2``; for ``s <= 1`` the mass stays near ``p / (1 - s)``.
+
+  Args:
+    recall: ``p = pi_ref(A)`` in [0, 1] (broadcasts).
+    gap: reward gap between A and its complement, >= 0 (broadcasts).
+    beta: coefficient, > 0 (broadcasts).
+
+  Returns:
+    ``pi(A)`` with the broadcast shape.
+
+  Example:
+    >>> forward_kl_aligned_mass(0.0, 3.0, 1.0)   # 1 - 1/3
+    Array(0.6666667, dtype=float32)
+
+  Reference: theory.md item 8.
   """
   _validate.recall(recall)
   _validate.beta(beta)
+  _validate.gap(gap)
   errors.check_nonnegative("gap", gap)
   errors.check_broadcastable(recall=recall, gap=gap, beta=beta)
   p, s = _float(recall), _float(gap) / _float(beta)
   a = 1.0 - s
-  root = jnp.sqrt(a * a + 4.0 * p * s)
-  safe_s = jnp.where(s > 0, s, 1.0)
-  covering = 2.0 * p / jnp.where(a + root > 0, a + root, 1.0)  # a + root = 0 only if p = 0
-  mass = jnp.where(a >= 0, covering, (root - a) / (2.0 * safe_s))
-  return jnp.where(p <= 0, 0.0, jnp.minimum(mass, 1.0))
+  # s <= 1: rationalised root, no cancellation; a + root = 0 only at p = 0, s = 1 (t = 0).
+  root = jnp.sqrt(a * a + 4.0 * p * jnp.minimum(s, 1.0))
+  covering = 2.0 * p / jnp.where(a + root > 0, a + root, 1.0)
+  # s > 1: divide through by s so that s = inf (gap/beta overflowing) gives t = 1.
+  inv_s = 1.0 / jnp.where(s > 1.0, s, 2.0)
+  c = 1.0 - inv_s
+  escaping = 0.5 * (c + jnp.sqrt(c * c + 4.0 * p * inv_s))
+  mass = jnp.where(s > 1.0, escaping, covering)
+  return jnp.where(p >= 1.0, 1.0, jnp.clip(mass, 0.0, 1.0))
 
 
 # --------------------------------------------------------------------------- chi^2 + KL
@@ -161,8 +229,25 @@ def _chi2_kl_optimum(log_ref, reward, beta):
 
 
 def chi2_kl_aligned_mass(recall, gap, beta) -> jax.Array:
-  """Two-level target mass under KL + chi^2/2: ``p W(e^{s-l})`` with ``p W(e^{s-l}) +
-  (1-p) W(e^{-l}) = 1``, ``s = gap/beta``, l by bisection on [min(0,s)-1, max(0,s)-1]."""
+  """Two-level target mass under KL + chi^2/2 (theory.md item 8).
+
+  ``pi(A) = p W(e^{s-l})`` with ``p W(e^{s-l}) + (1-p) W(e^{-l}) = 1``, ``s = gap/beta``;
+  ``l`` by safeguarded Newton on a bracket. The odds lift ``u_A / u_Ac`` satisfies
+  ``log lift = s - (u_A - u_Ac)``: below ``e^s`` (the KL lift) for every ``s > 0``, and
+  ``-> W(e^{s+1})`` as ``p -> 0`` (8.82 at s = 10, against e^10 = 22026 under KL). It is
+  *not* bounded by ``e^{1/(2 tau)}``: that bound belongs to IPO (:func:`ipo_aligned_mass`).
+
+  Args:
+    recall: ``p`` in [0, 1]; gap: finite; beta: > 0 (all broadcast).
+
+  Returns:
+    ``pi(A)``; exactly 0 at p = 0 and 1 at p = 1.
+
+  Example:
+    >>> chi2_kl_aligned_mass(1e-6, 10.0, 1.0)   # ~ 1e-6 * W(e^11) = 8.82e-6
+
+  Reference: Huang et al. (2024), chi^2 preference optimisation; theory.md item 8.
+  """
   _validate.recall(recall)
   _validate.gap(gap)
   _validate.beta(beta)

@@ -54,7 +54,9 @@ def test_forward_kl_optimum_support_batch_vmap():
   beta = np.array([0.5, 2.0])
   out = th.forward_kl_optimum(log_ref, reward, beta)
   assert out.shape == (2, 3)
-  assert float(out[0, 0]) == -math.inf  # outside the reference's support
+  # output 0 is outside the support but its reward 5 beats lambda_0: lambda = 5, so
+  # pi = [1 - 0.04 - 0.075, 0.5*0.4/5, 0.5*0.6/4] (theory item 8; it used to be 0)
+  np.testing.assert_allclose(np.exp(np.asarray(out[0])), [0.885, 0.04, 0.075], rtol=1e-5)
   np.testing.assert_allclose(np.asarray(jnp.exp(out).sum(-1)), 1.0, rtol=1e-6)
   np.testing.assert_allclose(np.asarray(jax.vmap(th.forward_kl_optimum)(log_ref, reward, beta)),
                              np.asarray(out), rtol=1e-5)
@@ -78,7 +80,8 @@ def test_forward_kl_aligned_mass_vs_brentq(p, gap, beta):
 def test_forward_kl_aligned_mass_limits():
   with jax.enable_x64(True):
     s = np.array([1.5, 2.0, 4.0, 100.0])
-    assert np.all(np.asarray(th.forward_kl_aligned_mass(0.0, s, 1.0)) == 0.0)  # p = 0 exactly 0
+    # p = 0: KL(pi_ref || pi) does not charge for mass outside the support: t = 1 - 1/s
+    np.testing.assert_allclose(np.asarray(th.forward_kl_aligned_mass(0.0, s, 1.0)), 1 - 1 / s, rtol=1e-14)
     # p -> 0+ with s > 1: 1 - 1/s (mass covering: the rare set is not trapped)
     np.testing.assert_allclose(np.asarray(th.forward_kl_aligned_mass(1e-200, s, 1.0)), 1 - 1 / s, rtol=1e-12)
     np.testing.assert_allclose(np.asarray(th.forward_kl_aligned_mass(1e-200, 2.0 * s, 2.0)), 1 - 1 / s,
@@ -89,6 +92,78 @@ def test_forward_kl_aligned_mass_limits():
     np.testing.assert_allclose(float(th.forward_kl_aligned_mass(0.3, 0.0, 1.0)), 0.3, rtol=1e-12)
   # float32 as well
   np.testing.assert_allclose(float(th.forward_kl_aligned_mass(1e-30, 4.0, 1.0)), 0.75, rtol=1e-6)
+
+
+@pytest.mark.parametrize("s,expected", [(1.5, 1 / 3), (3.0, 2 / 3), (10.0, 0.9), (1.0, 0.0), (0.5, 0.0)])
+def test_forward_kl_aligned_mass_at_zero_recall(s, expected):
+  # theory item 8: at p = 0 the optimum is t = max(0, 1 - 1/s) (it used to return 0 for every s)
+  with jax.enable_x64(True):
+    assert float(th.forward_kl_aligned_mass(0.0, s, 1.0)) == pytest.approx(expected, abs=1e-15)
+    assert float(th.forward_kl_aligned_mass(0.0, 2.0 * s, 2.0)) == pytest.approx(expected, abs=1e-15)
+    # continuous at p -> 0: the root of s t^2 - (s-1) t - p = 0 approaches the same value
+    near = np.asarray(th.forward_kl_aligned_mass(np.array([1e-300, 1e-20, 1e-16]), s, 1.0))
+    np.testing.assert_allclose(near, expected, atol=1e-7)
+  assert float(th.forward_kl_aligned_mass(0.0, s, 1.0)) == pytest.approx(expected, abs=1e-6)  # float32
+
+
+def test_forward_kl_aligned_mass_overflowing_gap_and_escape_threshold():
+  with jax.enable_x64(True):
+    # gap/beta = inf: all mass moves to A (was NaN), at p = 0, 1e-300 and 0.5
+    np.testing.assert_array_equal(np.asarray(th.forward_kl_aligned_mass(np.array([0.0, 1e-300, 0.5]), 1e300, 1e-10)),
+                                  1.0)
+    # escape t >= 1/2 iff p >= (2 - s)/4 for 1 < s < 2 (always for s >= 2)
+    for s in (1.2, 1.5, 1.9):
+      edge = (2 - s) / 4
+      assert float(th.forward_kl_aligned_mass(edge, s, 1.0)) == pytest.approx(0.5, abs=1e-12)
+      assert float(th.forward_kl_aligned_mass(edge * 0.99, s, 1.0)) < 0.5 < float(
+          th.forward_kl_aligned_mass(min(1.0, edge * 1.01), s, 1.0))
+    assert float(th.forward_kl_aligned_mass(0.0, 2.0, 1.0)) == 0.5
+
+
+def _forward_kl_brute_force(ref, reward, beta):
+  """Maximise E_pi[r] - beta KL(ref || pi) over the simplex directly (SLSQP on pi itself,
+  so outputs outside the reference's support can reach exactly 0)."""
+  from scipy.optimize import minimize
+  support = ref > 0
+
+  def negative(pi):
+    kl = np.sum(ref[support] * (np.log(ref[support]) - np.log(np.maximum(pi[support], 1e-300))))
+    return -(pi @ reward - beta * kl)
+
+  start = np.where(support, ref, 0.0) * 0.5 + 0.5 / len(ref)
+  best = minimize(negative, start, method="SLSQP", bounds=[(1e-12 if s else 0.0, 1.0) for s in support],
+                  constraints=[{"type": "eq", "fun": lambda pi: pi.sum() - 1.0}],
+                  options={"ftol": 1e-15, "maxiter": 1000})
+  return best.x / best.x.sum()
+
+
+@pytest.mark.parametrize("ref,reward,beta", [
+    ([0.5, 0.5, 0.0], [0.0, 0.0, 3.0], 1.0),           # hand: pi = [1/6, 1/6, 2/3]
+    ([0.3, 0.0, 0.7, 0.0], [1.0, 4.0, 0.0, 2.5], 0.5),  # leftover on the best unsupported output
+    ([0.2, 0.0, 0.8], [1.0, 0.5, 0.0], 1.0),            # r_u below lambda_0: support keeps all
+    ([0.6, 0.4, 0.0, 0.0], [0.0, 1.0, 5.0, 5.0], 2.0),  # two tied best unsupported outputs
+])
+def test_forward_kl_optimum_outside_support_vs_brute_force(ref, reward, beta):
+  ref, reward = np.array(ref), np.array(reward)
+  with jax.enable_x64(True):
+    pi = np.exp(np.asarray(th.forward_kl_optimum(np.log(ref), reward, beta)))
+  np.testing.assert_allclose(pi.sum(), 1.0, rtol=1e-12)
+  brute = _forward_kl_brute_force(ref, reward, beta)
+  np.testing.assert_allclose(pi, brute, atol=2e-5)
+  # objective at the closed form is at least the brute-force optimum's
+  kl = lambda q: np.sum(ref[ref > 0] * np.log(ref[ref > 0] / q[ref > 0]))
+  assert pi @ reward - beta * kl(pi) >= brute @ reward - beta * kl(brute) - 1e-9
+  if ref[2] == 0.0 and len(ref) == 3 and reward[2] == 3.0:
+    np.testing.assert_allclose(pi, [1 / 6, 1 / 6, 2 / 3], rtol=1e-12)
+
+
+def test_forward_kl_optimum_two_level_zero_recall_matches_closed_form():
+  with jax.enable_x64(True):
+    for s in (0.5, 1.5, 3.0, 10.0):
+      ref = np.array([0.0, 0.0, 0.25, 0.75])
+      pi = np.exp(np.asarray(th.forward_kl_optimum(np.log(ref), np.array([s, s, 0.0, 0.0]), 1.0)))
+      np.testing.assert_allclose(pi[:2].sum(), float(th.forward_kl_aligned_mass(0.0, s, 1.0)), atol=1e-14)
+      np.testing.assert_allclose(pi[0], pi[1], rtol=1e-14)
 
 
 def test_forward_kl_aligned_mass_bad_input():
@@ -174,6 +249,23 @@ def test_chi2_kl_aligned_mass_edges_and_below_kl():
     th.chi2_kl_aligned_mass(0.1, math.nan, 1.0)
   with pytest.raises(errors.InputError, match=r"recall\[3\]"):
     th.chi2_kl_aligned_mass(np.full(3, 0.1), np.ones(4), 1.0)
+
+
+def test_chi2_kl_odds_lift_below_e_s_and_tends_to_lambert_w():
+  # theory item 8 (issue 8 defect 2): log lift = s - (u_A - u_Ac) < s, and -> W(e^{s+1}) as p -> 0.
+  # The lift is NOT bounded by IPO's e^{1/(2 tau)}: at s = 10 it is 8.82 > e^{1/2} (tau = beta = 1).
+  s = np.array([0.1, 1.0, 3.0, 10.0, 30.0])
+  p = np.array([1e-300, 1e-100, 1e-12, 1e-4, 0.1, 0.5])
+  with jax.enable_x64(True):
+    t = np.asarray(th.chi2_kl_aligned_mass(p[:, None], s[None, :], 1.0))
+  log_lift = np.log(t) - np.log1p(-t) - (np.log(p) - np.log1p(-p))[:, None]
+  assert np.all(log_lift < s[None, :])
+  assert np.all(log_lift > 0)
+  np.testing.assert_allclose(np.exp(log_lift[0]), lambertw(np.exp(s + 1)).real, rtol=1e-10)
+  np.testing.assert_allclose(np.exp(log_lift[0, 3]), 8.822674899385971, rtol=1e-10)  # W(e^11)
+  assert np.exp(log_lift[0, 3]) > math.exp(0.5)
+  # the lift grows with p from its p -> 0 limit (which is therefore its infimum)
+  assert np.all(np.diff(log_lift, axis=0) >= -1e-12)
 
 
 # -------------------------------------------------------------------------------- IPO
