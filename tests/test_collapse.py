@@ -77,6 +77,10 @@ def tracks(tmp_path):
   root = tmp_path / "runs"
   p = np.logspace(-6, -1, 8)
   _write(root / "sweep", "theory_results.csv", "theory", "reverse_kl", "exact", p, 3.0, 0.0, 0)
+  # the sweep's grid file: law columns beside grid cells, no models: not a results file
+  (root / "sweep" / "recall_sweep.csv").write_text(
+      "map,regularizer,recall,beta,gap,gap_over_beta,aligned_mass,kl,reference_recall,predicted_mass,"
+      "kl_ceiling\ngap_over_beta,reverse_kl,1e-12,1,0.01,0.01,1.01e-12,5e-17,1e-12,1.01e-12,1.01e-12\n")
   _write(root / "mog", "mog_results.csv", "mog", "exact", "K-A", [1e-4, 1e-3, 1e-2, 0.1], 5.0, 0.0, 0)
   _write(root / "mog", "mog_pg_results.csv", "mog", "pg", "K-A", [1e-4, 1e-3, 1e-2], 5.0, -0.05, 4096)
   _write(root / "mog" / "taus", "mog_taus_results.csv", "mog", "dpo", "K-A", [1e-4, 1e-3, 1e-2], 5.0,
@@ -120,7 +124,7 @@ def test_cli_writes_figure_data_csv_caption_and_prints_the_verdict(tracks, tmp_p
   assert "27 models (8 theory, 10 mog, 7 lm, 2 smollm2)" in text
   assert "20 of 27 models sit within their interval" in text
   assert "lm/simpo: 2" in text
-  assert "| mog | dpo | 3 | 0 | 3 | 0 | 2 |" in text
+  assert "| mog | K-A | dpo | 3 | 0 | 3 | 0 | 2 |" in text
   data = np.load(out / "collapse_data.npz")
   assert data["predicted_mass"].shape == (27,) and data["verdict"].dtype.kind == "U"
   # the command prints no "wrote" lines of its own: main prints one per file moved in (+ run.json)
@@ -143,7 +147,7 @@ def test_verdict_definitions():
   """within: intervals overlap or |logit gap| <= tolerance; otherwise below / above by sign."""
   n = 5
   table = {
-      "track": np.array(["mog"] * n), "algorithm": np.array(["pg"] * n),
+      "track": np.array(["mog"] * n), "algorithm": np.array(["pg"] * n), "pipeline": np.array(["K-A"] * n),
       "predicted_mass": np.full(n, 0.2), "predicted_mass_low": np.full(n, 0.2),
       "predicted_mass_high": np.full(n, 0.2),
       # exact hit, inside tolerance, interval covering, below, above

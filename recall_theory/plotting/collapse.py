@@ -54,9 +54,10 @@ UPPER_RESOLUTION = 1e-9
 # Bounds of the adaptive floor for masses of exactly 0 (see :func:`logit_floor`).
 FLOOR_MIN, FLOOR_MAX = 1e-15, 1e-3
 
-# Columns that only a results CSV of the shared schema has (old recall_sweep.csv files have
-# ``aligned_mass`` and ``kl`` too, so those two do not mark a results file).
-_SCHEMA_MARKERS = ("track", "predicted_mass", "delta_over_beta", "kl_ceiling", "reference_recall")
+# The column that marks a results CSV of the shared schema. Grid files (recall_sweep.csv:
+# one row per (map, regularizer, y, recall) cell, with predicted_mass and kl_ceiling beside
+# each cell but no models) carry some law columns, never the identifiers.
+_SCHEMA_MARKERS = ("track",)
 _NUMERIC = tuple(c for c in schema.LAW_COLUMNS if c not in ("above_ceiling", "estimator"))
 _PROBABILITY = ("reference_recall", "reference_recall_low", "reference_recall_high",
                 "predicted_mass", "predicted_mass_low", "predicted_mass_high",
@@ -77,7 +78,7 @@ def _header(path: Path) -> list[str]:
 
 
 def is_results_file(path: Path) -> bool:
-  """A results CSV: named ``*_results.csv`` or carrying a column only the schema has."""
+  """A results CSV: named ``*_results.csv`` or carrying the schema's ``track`` column."""
   if path.name.endswith("_results.csv"):
     return True
   return any(c in _SCHEMA_MARKERS for c in _header(path))
@@ -308,7 +309,7 @@ def summarize(table: dict[str, np.ndarray]) -> dict:
   Keys: ``n``, ``within``, ``below``, ``above``, ``median_shortfall`` (median of
   ``logit_predicted - logit_measured`` over the points below; NaN if none),
   ``max_shortfall``, ``over_ceiling``, ``ceiling_unknown``, ``clipped``, ``floor``,
-  ``per_track`` ({track: n}), ``groups`` (list of per track/algorithm dicts with the same
+  ``per_track`` ({track: n}), ``groups`` (list of per track/pipeline/algorithm dicts with the same
   counts plus ``median_expected_samples``), ``median_expected_below`` /
   ``median_expected_within`` (median expected target-sample count of the trained
   points -- n_samples > 0 -- in each class), ``duplicates``, ``no_prediction``.
@@ -334,10 +335,11 @@ def summarize(table: dict[str, np.ndarray]) -> dict:
   everything = np.ones(verdict.shape, bool)
   summary = counts(everything)
   order = {t: i for i, t in enumerate(schema.TRACKS)}
-  pairs = sorted(set(zip(table["track"].tolist(), table["algorithm"].tolist())),
-                 key=lambda p: (order.get(p[0], 99), p[1]))
-  summary["groups"] = [{"track": t, "algorithm": a,
-                        **counts((table["track"] == t) & (table["algorithm"] == a))} for t, a in pairs]
+  triples = sorted(set(zip(table["track"].tolist(), table["pipeline"].tolist(),
+                           table["algorithm"].tolist())), key=lambda k: (order.get(k[0], 99), k[2], k[1]))
+  summary["groups"] = [{"track": t, "pipeline": pl, "algorithm": a,
+                        **counts((table["track"] == t) & (table["pipeline"] == pl) & (table["algorithm"] == a))}
+                       for t, pl, a in triples]
   summary["per_track"] = {t: int((table["track"] == t).sum()) for t in schema.TRACKS
                           if (table["track"] == t).any()}
   summary["clipped"] = int(table["clipped"].sum())
@@ -370,7 +372,7 @@ def verdict_lines(summary: dict) -> list[str]:
            f"(median {_fmt_count(summary['median_shortfall'])} logit units below, max "
            f"{_fmt_count(summary['max_shortfall'])}), {summary['above']} above"]
   for g in summary["groups"]:
-    lines.append(f"  {g['track']:>8s} {g['algorithm']:<16s} n={g['n']:<5d} within={g['within']:<5d} "
+    lines.append(f"  {g['track']:>8s} {g['pipeline']:<10s} {g['algorithm']:<12s} n={g['n']:<5d} within={g['within']:<5d} "
                  f"below={g['below']:<5d} above={g['above']:<4d} median shortfall="
                  f"{_fmt_count(g['median_shortfall'])} logit; median expected target samples "
                  f"{_fmt_count(g['median_expected_samples'])}")
@@ -418,10 +420,10 @@ def caption(summary: dict, *, skipped: Sequence[tuple[Path, str]] = (), options:
          f"a mass within {_fmt_floor(upper)} of 1 at 1 - {_fmt_floor(upper)} (results CSVs carry 9 "
          f"significant digits, so 1 - m below {_fmt_floor(upper)} is not resolved)."),
   ]
-  table = ["| track | algorithm | models | within | below | above | median shortfall (logit) | "
-           "median expected target samples |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+  table = ["| track | pipeline | algorithm | models | within | below | above | median shortfall (logit) | "
+           "median expected target samples |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
   for g in summary["groups"]:
-    table.append(f"| {g['track']} | {g['algorithm']} | {g['n']} | {g['within']} | {g['below']} | "
+    table.append(f"| {g['track']} | {g['pipeline']} | {g['algorithm']} | {g['n']} | {g['within']} | {g['below']} | "
                  f"{g['above']} | {_fmt_count(g['median_shortfall'])} | "
                  f"{'exact' if g['exact'] == g['n'] else _fmt_count(g['median_expected_samples'])} |")
   notes = [f"Sources: {', '.join(summary['sources'])}."]
