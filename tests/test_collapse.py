@@ -312,3 +312,28 @@ def test_figure_has_no_layout_problems(tracks):
   fig, data = collapse.collapse_figure(collapse.classify(collapse.load_points(files)))
   assert check_figure(fig) == []
   assert math.isfinite(float(data["floor"]))
+
+
+def test_figure_over_eighteen_decades_has_no_layout_problems(tmp_path):
+  """Readable probability ticks when masses span 1e-9 .. 1 - 1e-9 (and an exact 0 and 1)."""
+  from recall_theory.plotting.figure_check import check_figure
+  rng = np.random.default_rng(0)
+  n = 300
+  p_ref = 10 ** rng.uniform(-8, -0.5, n)
+  _write(tmp_path / "mog", "mog_results.csv", "mog", rng.choice(["exact", "pg", "dpo"], n),
+         rng.choice(["K-A", "A-K"], n), p_ref, rng.uniform(0, 25, n), rng.normal(-1, 1, n).clip(max=0),
+         rng.choice([0, 512, 4096], n))
+  _write(tmp_path / "lm", "lm_results.csv", "lm", "rloo", "K-A", [1e-3, 0.2], [2.0, 30.0], 0.0, 64,
+         aligned=np.array([0.0, 1.0]))
+  files, _ = collapse.find_result_files([tmp_path], strict=True)
+  table = collapse.classify(collapse.load_points(files))
+  fig, _ = collapse.collapse_figure(table)
+  assert check_figure(fig) == []
+  ticks, labels = collapse.probability_ticks(1e-9, 1 - 1e-9, 5)
+  gaps = np.diff(_logit(np.asarray(ticks)))
+  assert len(ticks) <= 6 and gaps.min() >= _logit(1 - 1e-9) * 2 / 5 * (1 - 1e-9)
+
+
+def test_probability_ticks_near_the_middle():
+  assert collapse.probability_ticks(1e-3, 0.999)[1] == [
+      "$10^{-3}$", "$10^{-2}$", "0.1", "0.5", "0.9", "0.99", "$1-10^{-3}$"]

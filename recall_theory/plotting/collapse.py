@@ -347,6 +347,7 @@ def summarize(table: dict[str, np.ndarray]) -> dict:
   summary["median_expected_below"] = _median(table["expected_target_samples"][below & sampled])
   summary["median_expected_within"] = _median(
       table["expected_target_samples"][(verdict == "within") & sampled])
+  summary["zero_expected"] = int((sampled & (table["expected_target_samples"] <= 0)).sum())
   summary["duplicates"] = int(table.get("duplicates", 0))
   summary["no_prediction"] = [(str(k), int(v)) for k, v in table.get("no_prediction", [])]
   summary["sources"] = sorted(set(table["source"].tolist()))
@@ -430,6 +431,10 @@ def caption(summary: dict, *, skipped: Sequence[tuple[Path, str]] = (), options:
   if summary["no_prediction"]:
     notes.append("Rows without a prediction (no Gibbs optimum or no aligned model), not drawn: "
                  + ", ".join(f"{k}: {v}" for k, v in summary["no_prediction"]) + ".")
+  if summary["zero_expected"]:
+    notes.append(f"{_plural(summary['zero_expected'], 'trained model', 'trained models')} with an expected "
+                 f"target-sample count of 0 (a sampler without target mass) drawn at the bottom of the "
+                 f"colour scale.")
   if summary["duplicates"]:
     notes.append(f"{summary['duplicates']} rows repeating a model already read were counted once.")
   for path, reason in skipped:
@@ -474,37 +479,35 @@ def _interval_whiskers(ax, x, y, x_low, x_high, y_low, y_high, rasterized):
                                      rasterized=rasterized))
 
 
-def probability_ticks(low: float, high: float, max_per_side: int = 4) -> tuple[list[float], list[str]]:
+def probability_ticks(low: float, high: float, max_ticks: int = 7) -> tuple[list[float], list[str]]:
   """Readable ticks of a logit axis from ``low`` to ``high``: 10^-k, 0.1, 0.5, 0.9, 1 - 10^-k.
 
-  At most ``max_per_side`` ticks below and above 1/2 (every j-th decade when there are
-  more), labels as mathtext: ``10^{-4}``, ``0.1``, ``0.5``, ``0.9``, ``0.99``, ``1-10^{-4}``.
+  Ticks are chosen outward from 1/2, each at least ``span / max_ticks`` log-odds from the
+  previous one (``span`` = the axis' extent in log-odds), so labels never crowd however
+  many decades the axis covers. Labels are mathtext: ``10^{-4}``, ``0.1``, ``0.5``,
+  ``0.9``, ``0.99``, ``1-10^{-4}``.
 
   Example:
     >>> probability_ticks(1e-3, 0.999)[1]
     ['$10^{-3}$', '$10^{-2}$', '0.1', '0.5', '0.9', '0.99', '$1-10^{-3}$']
   """
-  decades = [k for k in range(1, 16) if 10.0 ** -k >= low]
-  upper = [k for k in range(1, 16) if 1.0 - 10.0 ** -k <= high]
+  def odds(m: float) -> float:
+    return math.log(m) - math.log1p(-m)
 
-  def thin(ks: list[int]) -> list[int]:
-    if len(ks) <= max_per_side:
-      return ks
-    step = math.ceil(len(ks) / max_per_side)
-    return [k for k in ks if (k - 1) % step == 0]
-
-  def below(k: int) -> str:
-    return "0.1" if k == 1 else f"$10^{{-{k}}}$"
-
-  def above(k: int) -> str:
-    return {1: "0.9", 2: "0.99"}.get(k, f"$1-10^{{-{k}}}$")
-
-  low_ks, high_ks = thin(decades), thin(upper)
-  ticks = [10.0 ** -k for k in reversed(low_ks)] + ([0.5] if low <= 0.5 <= high else []) + [
-      1.0 - 10.0 ** -k for k in high_ks]
-  labels = [below(k) for k in reversed(low_ks)] + (["0.5"] if low <= 0.5 <= high else []) + [
-      above(k) for k in high_ks]
-  return ticks, labels
+  min_gap = (odds(high) - odds(low)) / max_ticks
+  below = [(10.0 ** -k, "0.1" if k == 1 else f"$10^{{-{k}}}$") for k in range(1, 16)]
+  above = [(1.0 - 10.0 ** -k, {1: "0.9", 2: "0.99"}.get(k, f"$1-10^{{-{k}}}$")) for k in range(1, 16)]
+  chosen = [(0.5, "0.5")] if low <= 0.5 <= high else []
+  for side in (below, above):
+    last = 0.0
+    for value, label in side:
+      if not low <= value <= high:
+        continue
+      if abs(odds(value) - last) >= min_gap * (1 - 1e-9):
+        chosen.append((value, label))
+        last = odds(value)
+  chosen.sort()
+  return [v for v, _ in chosen], [label for _, label in chosen]
 
 
 def collapse_figure(table: dict[str, np.ndarray]):
@@ -577,8 +580,9 @@ def collapse_figure(table: dict[str, np.ndarray]):
     ax_a.set_xlim(lo_lim, hi_lim)
     ax_a.set_ylim(lo_lim, hi_lim)
     from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
-    ticks, labels = probability_ticks(lo_lim, hi_lim)
-    for axis in (ax_a.xaxis, ax_a.yaxis):
+    # "1-10^-k" labels are wide: fewer of them along x than along y.
+    for axis, max_ticks in ((ax_a.xaxis, 5), (ax_a.yaxis, 7)):
+      ticks, labels = probability_ticks(lo_lim, hi_lim, max_ticks)
       axis.set_major_locator(FixedLocator(ticks))
       axis.set_major_formatter(FixedFormatter(labels))
       axis.set_minor_locator(NullLocator())
@@ -601,7 +605,7 @@ def collapse_figure(table: dict[str, np.ndarray]):
     g_low, g_high = g_low - 0.05 * span, g_high + 0.05 * span
     ax_b.fill_between(p_grid, np.full_like(p_grid, g_low), boundary, color="#D55E00", alpha=0.12,
                       lw=0, zorder=0)
-    ax_b.plot(p_grid, boundary, color="#D55E00", lw=1.0, zorder=1)
+    ax_b.plot(p_grid, boundary, color="#D55E00", lw=1.0, zorder=4)  # on top of dense runs
     ax_b.axhline(0.0, color="0.6", lw=0.5, zorder=0)
     ax_b.set_xlim(p_min, p_max)
     ax_b.set_ylim(g_low, g_high)
