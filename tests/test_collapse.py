@@ -143,6 +143,15 @@ def test_default_run_is_the_same_rule_as_explicit_inputs(tracks, tmp_path, capsy
   assert "collapse: 27 aligned models: 20 within" in stdout
 
 
+def test_writing_into_the_input_folder_twice_reads_the_same_models(tracks, capsys):
+  """``--out figures`` beside the inputs: the second run must not read collapse.csv back."""
+  first = _run(["--inputs", str(tracks), "--out", str(tracks)], capsys)
+  second = _run(["--inputs", str(tracks), "--out", str(tracks)], capsys)
+  assert first[0] == second[0] == 0, second[2]
+  assert "collapse: 27 aligned models: 20 within" in second[1]
+  assert (tracks / "collapse.csv").exists()
+
+
 def test_verdict_definitions():
   """within: intervals overlap or |logit gap| <= tolerance; otherwise below / above by sign."""
   n = 5

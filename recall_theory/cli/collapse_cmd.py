@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
   out = io.prepare_output_dir(args.out)
   save_figure(fig, out, "collapse", data=data)
-  io.write_columns_csv(out / "collapse.csv", collapse.tidy_columns(table))
+  io.write_columns_csv(out / collapse.OUTPUT_CSV, collapse.tidy_columns(table))
   io.write_text(out / "collapse_caption.md", caption)
 
   for path, reason in skipped:

@@ -77,8 +77,17 @@ def _header(path: Path) -> list[str]:
     raise InputError(f"--inputs: {path}: cannot read: {getattr(err, 'strerror', None) or err}") from err
 
 
+OUTPUT_CSV = "collapse.csv"  # this command's own tidy table: never read back as input
+
+
 def is_results_file(path: Path) -> bool:
-  """A results CSV: named ``*_results.csv`` or carrying the schema's ``track`` column."""
+  """A results CSV: named ``*_results.csv`` or carrying the schema's ``track`` column.
+
+  The collapse table itself (``collapse.csv``, written into ``figures/`` beside the inputs)
+  is not one: reading it back would count every model twice.
+  """
+  if path.name == OUTPUT_CSV:
+    return False
   if path.name.endswith("_results.csv"):
     return True
   return any(c in _SCHEMA_MARKERS for c in _header(path))
