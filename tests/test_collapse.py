@@ -119,6 +119,9 @@ def test_cli_writes_figure_data_csv_caption_and_prints_the_verdict(tracks, tmp_p
   assert "6 below (median 2 logit units below, max 5)" in stdout
   assert "1 above" in stdout
   assert "collapse: 0 above their KL ceiling" in stdout
+  # expected target samples n q: mog dpo 2048 x (1e-4, 1e-3, 1e-2) -> 0.2 < 1 (below), 2, 20;
+  # lm dpo 1024 x 1e-3 = 1.02 (x3, below); everything else >= 1 except mog pg at p 1e-4 (0.41, within)
+  assert "sampling trap: 1 of 2 trained models expecting < 1 target sample fall below; 5 of 13" in stdout
   assert "LAW VIOLATION" not in stdout + stderr
   text = (out / "collapse_caption.md").read_text()
   assert "27 models (8 theory, 10 mog, 7 lm, 2 smollm2)" in text

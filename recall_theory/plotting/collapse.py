@@ -356,6 +356,10 @@ def summarize(table: dict[str, np.ndarray]) -> dict:
   summary["median_expected_below"] = _median(table["expected_target_samples"][below & sampled])
   summary["median_expected_within"] = _median(
       table["expected_target_samples"][(verdict == "within") & sampled])
+  starved = sampled & (table["expected_target_samples"] < 1.0)
+  fed = sampled & (table["expected_target_samples"] >= 1.0)
+  summary["starved"], summary["starved_below"] = int(starved.sum()), int((starved & below).sum())
+  summary["fed"], summary["fed_below"] = int(fed.sum()), int((fed & below).sum())
   summary["zero_expected"] = int((sampled & (table["expected_target_samples"] <= 0)).sum())
   summary["duplicates"] = int(table.get("duplicates", 0))
   summary["no_prediction"] = [(str(k), int(v)) for k, v in table.get("no_prediction", [])]
@@ -386,6 +390,9 @@ def verdict_lines(summary: dict) -> list[str]:
                  f"below={g['below']:<5d} above={g['above']:<4d} median shortfall="
                  f"{_fmt_count(g['median_shortfall'])} logit; median expected target samples "
                  f"{_fmt_count(g['median_expected_samples'])}")
+  lines.append(f"collapse: sampling trap: {summary['starved_below']} of {summary['starved']} trained models "
+               f"expecting < 1 target sample fall below; {summary['fed_below']} of {summary['fed']} "
+               f"expecting >= 1 do")
   over = summary["over_ceiling"]
   lines.append(f"collapse: {over} above their KL ceiling" + (
       "" if over == 0 else " -- LAW VIOLATION: a measured mass above the most any policy within its KL "
@@ -414,7 +421,9 @@ def caption(summary: dict, *, skipped: Sequence[tuple[Path, str]] = (), options:
       f"{'lies' if summary['above'] == 1 else 'lie'} above it. "
       f"Median expected target samples of the trained models below the line: "
       f"{_fmt_count(summary['median_expected_below'])}; within: "
-      f"{_fmt_count(summary['median_expected_within'])}. "
+      f"{_fmt_count(summary['median_expected_within'])}. Of the trained models expecting fewer than one "
+      f"target sample, {summary['starved_below']} of {summary['starved']} fall below; of those expecting "
+      f"at least one, {summary['fed_below']} of {summary['fed']}. "
       + (f"No model lies above its KL ceiling."
          if summary["over_ceiling"] == 0 else
          f"**LAW VIOLATION: {_plural(summary['over_ceiling'], 'model lies', 'models lie')} above "
