@@ -1,4 +1,4 @@
-"""Paper-quality plotting shared by every track (style, saving with data, phase maps)."""
+"""Paper-quality plotting shared by every track (style, saving with data, phase maps, layout check)."""
 
 from recall_theory.plotting.style import (
     COLUMN_WIDTH,
@@ -8,6 +8,11 @@ from recall_theory.plotting.style import (
     paper_style,
     save_figure,
 )
+from recall_theory.plotting.figure_check import (
+    assert_figure_ok,
+    check_figure,
+    checking_saved_figures,
+)
 
 __all__ = [
     "COLUMN_WIDTH",
@@ -16,4 +21,7 @@ __all__ = [
     "figure_size",
     "paper_style",
     "save_figure",
+    "assert_figure_ok",
+    "check_figure",
+    "checking_saved_figures",
 ]

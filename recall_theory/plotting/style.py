@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import matplotlib
 
@@ -75,20 +75,60 @@ def paper_style(**overrides: Any) -> Iterator[None]:
     yield
 
 
+# What every saved figure gets, whether or not the caller is still inside paper_style():
+# TrueType fonts (editable text) and the same resolution and cropping.
+_SAVE_RC = {key: _RC[key] for key in ("pdf.fonttype", "ps.fonttype", "savefig.dpi", "savefig.bbox",
+                                      "savefig.pad_inches")}
+
+# Run-varying metadata removed per format, so that the same figure gives the same bytes on
+# every run (a None value tells matplotlib to leave the key out): PDF and SVG otherwise carry
+# the creation date (PDF honours SOURCE_DATE_EPOCH only when it is set). The producer
+# (PDF) and software (PNG) keys name the matplotlib version: constant within an install, kept.
+_REPRODUCIBLE_METADATA = {
+    "pdf": {"Creator": "recall-theory", "CreationDate": None, "ModDate": None},
+    "png": {},
+    "svg": {"Creator": "recall-theory", "Date": None},
+}
+
+_BEFORE_SAVE_HOOKS: list[Callable[["matplotlib.figure.Figure", str], None]] = []
+
+
+@contextlib.contextmanager
+def before_save(hook: Callable[["matplotlib.figure.Figure", str], None]) -> Iterator[None]:
+  """Within the block, call ``hook(fig, name)`` in :func:`save_figure` before anything is written.
+
+  Used by :func:`recall_theory.plotting.figure_check.checking_saved_figures` to check the
+  figures that the figure-making functions save and close themselves.
+  """
+  _BEFORE_SAVE_HOOKS.append(hook)
+  try:
+    yield
+  finally:
+    _BEFORE_SAVE_HOOKS.remove(hook)
+
+
 def save_figure(fig: "matplotlib.figure.Figure", out_dir: str | os.PathLike, name: str,
                 data: Mapping[str, Any], *, formats: tuple[str, ...] = ("pdf", "png")) -> list[Path]:
   """Save ``fig`` as NAME.{pdf,png} plus NAME_data.npz (the arrays that drew it).
 
-  All files are written to temporary names first and renamed into place, then the
-  figure is closed. Returns the written paths.
+  The figure files are byte-reproducible: no creation date in their metadata, so the same
+  figure gives the same bytes on every run (with the same matplotlib). They are written with
+  the package style's save settings even when the caller has left :func:`paper_style`:
+  fonts embedded as TrueType, 300 dpi, tight crop. All files are written to temporary names
+  first and renamed into place, then the figure is closed. Returns the written paths.
+  ``formats`` may contain "pdf", "png" and "svg".
   """
+  unknown = sorted(set(formats) - set(_REPRODUCIBLE_METADATA))
+  if unknown:
+    raise ValueError(f"save_figure formats must be among {sorted(_REPRODUCIBLE_METADATA)}, got {unknown}")
+  for hook in list(_BEFORE_SAVE_HOOKS):
+    hook(fig, name)
   out = Path(out_dir)
   written = [io.save_npz(out / f"{name}_data.npz", **data)]
   for fmt in formats:
     target = out / f"{name}.{fmt}"
-    # Fonts must embed as TrueType (editable) even when the caller saves outside paper_style().
-    with io.atomic_path(target) as tmp, matplotlib.rc_context({"pdf.fonttype": 42, "ps.fonttype": 42}):
-      fig.savefig(tmp, format=fmt, metadata={"Creator": "recall-theory"} if fmt == "pdf" else None)
+    with io.atomic_path(target) as tmp, matplotlib.rc_context(_SAVE_RC):
+      fig.savefig(tmp, format=fmt, metadata=_REPRODUCIBLE_METADATA[fmt])
     written.append(target)
   plt.close(fig)
   return written

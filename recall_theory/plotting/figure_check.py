@@ -1,0 +1,454 @@
+"""A layout check for figures: what a reviewer would reject at first sight, found by code.
+
+:func:`check_figure` draws a figure once at its own size and dpi (the size it is saved at;
+``save_figure`` only crops white space around it) and records every text the renderer
+actually draws -- titles, axis labels, tick labels, offset texts, legend texts and titles,
+annotations, contour labels, colour-bar labels, super-titles -- so tick labels outside the
+view limits, empty strings and invisible artists never count. Lengths are in points
+(1/72 inch), converted with the figure's dpi. It returns one line per problem, each
+starting with the rule's name (an empty list when the figure is fine):
+
+* ``overlap`` -- the extents of two drawn texts intersect by more than
+  ``OVERLAP_TOLERANCE_PT`` (0.75 pt) in both directions. Extents include the font's ascent
+  and descent, so this catches tick labels running into each other or into a neighbouring
+  panel, labels printed on top of each other, contour labels over one another, while
+  glyph boxes that merely touch pass.
+* ``crowded`` -- two axis labels or titles (x/y labels, titles, colour-bar labels, figure
+  labels) closer than ``LABEL_CLEARANCE_PT`` (4 pt, about a word space at 8 pt): stacked
+  rotated y labels of neighbouring rows then read as one label.
+* ``off canvas`` -- a text reaches more than ``CANVAS_TOLERANCE_PT`` (1 pt) beyond the
+  figure. With ``bbox_inches="tight"`` it would silently widen the saved figure beyond its
+  column or text width.
+* ``clipped`` -- a clipped text (contour labels, ``ax.text``) cut by its axes by more than
+  ``CANVAS_TOLERANCE_PT``: half a label at the edge of a panel.
+* ``long tick label`` -- a tick label longer than ``MAX_TICK_LABEL_CHARS`` (10) characters
+  as displayed (mathtext markup removed: ``$\\mathdefault{10^{-4}}$`` counts as ``10-4``,
+  4 characters), or printing a number with more than ``MAX_TICK_SIGNIFICANT_DIGITS`` (4)
+  significant digits: the signature of a formatter that gave up (``1.08779x10^-1``).
+* ``label on a line`` -- a drawn line (a contour line, or a plotted line with a line
+  style) runs through a contour label, an ``ax.text`` or an annotation: tested in the
+  text's own rotated rectangle, shrunk by ``LINE_TOLERANCE_PT`` (0.75 pt), against points
+  along the line no further apart than that tolerance.
+* ``legend covers data`` -- a legend's frame, shrunk by ``LEGEND_TOLERANCE_PT`` (1 pt) and
+  cut to the axes, contains a vertex of a visible line, a scatter point or an error-bar end,
+  or a line's path crosses it (the tests matplotlib's ``loc="best"`` scores). Axes legends
+  are tested against their own axes, figure legends against every axes.
+
+:func:`assert_figure_ok` raises ``AssertionError`` listing the problems, and
+:func:`checking_saved_figures` checks every figure handed to
+:func:`recall_theory.plotting.save_figure` inside a ``with`` block (the figure-making
+functions save and close their figures themselves); ``tests/test_all_figures.py`` runs it
+on every figure the package makes.
+
+Example::
+
+  >>> fig, ax = plt.subplots(figsize=(3.25, 2.0), layout="constrained")
+  >>> ax.plot([0, 1], [0, 1], label="data"); ax.legend(loc="center")
+  >>> check_figure(fig)
+  ['legend covers data: legend of axes[0,0] lies over 0 data points and 1 lines of axes[0,0]']
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from dataclasses import dataclass
+from typing import Iterator
+
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.collections import LineCollection, PathCollection  # noqa: E402
+from matplotlib.contour import ContourSet  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.legend import Legend  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.text import Annotation, Text  # noqa: E402
+from matplotlib.transforms import Bbox  # noqa: E402
+import numpy as np  # noqa: E402
+
+from recall_theory.plotting import style  # noqa: E402
+
+OVERLAP_TOLERANCE_PT = 0.75
+CANVAS_TOLERANCE_PT = 1.0
+LEGEND_TOLERANCE_PT = 1.0
+LABEL_CLEARANCE_PT = 4.0
+LINE_TOLERANCE_PT = 0.75
+MAX_TICK_LABEL_CHARS = 10
+MAX_TICK_SIGNIFICANT_DIGITS = 4
+
+
+@dataclass(frozen=True)
+class DrawnText:
+  """One text the renderer drew: its string as displayed, what it is, and its pixel extent."""
+
+  artist: Text
+  shown: str
+  role: str
+  extent: Bbox
+
+
+def displayed_text(raw: str) -> str:
+  """The characters a (math)text string shows: ``$\\mathdefault{10^{-4}}$`` -> ``10-4``.
+
+  Font switches (``\\mathdefault``, ``\\mathrm``, ...) vanish, any other command
+  (``\\times``, ``\\beta``) counts as one character, braces, ``^``, ``_`` and ``$`` vanish.
+  """
+  text = re.sub(r"\\(mathdefault|mathrm|mathit|mathbf|mathsf|mathtt|mathcal|rm|it|bf|left|right)"
+                r"(?![A-Za-z])", "", raw)
+  text = re.sub(r"\\[,;:! ]", " ", text)
+  text = re.sub(r"\\[A-Za-z]+", "#", text)  # one glyph per remaining command
+  text = re.sub(r"[${}^_]", "", text)
+  return text.replace("\u2212", "-").strip()
+
+
+def _significant_digits(number: str) -> int:
+  """Significant digits of a decimal literal: '0.000316' -> 3, '1.08779' -> 6, '1000' -> 1."""
+  digits = number.replace(".", "").lstrip("0")
+  if "." not in number:
+    digits = digits.rstrip("0")  # trailing zeros of an integer only place the point
+  return len(digits)
+
+
+def _describe_axes(fig: Figure) -> dict[int, str]:
+  """Short names of the figure's axes: 'axes[row,col] "title"', 'colour bar', 'axes 3'."""
+  names = {}
+  for index, ax in enumerate(fig.axes):
+    if hasattr(ax, "_colorbar"):
+      names[id(ax)] = "colour bar"
+      continue
+    spec = ax.get_subplotspec() if hasattr(ax, "get_subplotspec") else None
+    name = f"axes[{spec.rowspan.start},{spec.colspan.start}]" if spec is not None else f"axes {index}"
+    title = ax.get_title() or ax.get_title("left")
+    title = title if len(title) <= 24 else title[:21] + "..."
+    names[id(ax)] = f"{name} {title!r}" if title else name
+  return names
+
+
+def _text_roles(fig: Figure) -> dict[int, str]:
+  """id(text) -> what the text is, e.g. 'x tick label of axes[1,0]'."""
+  roles: dict[int, str] = {}
+  axes_names = _describe_axes(fig)
+
+  def legend_roles(legend: Legend, owner: str) -> None:
+    for text in legend.get_texts():
+      roles[id(text)] = f"legend entry ({owner})"
+    roles[id(legend.get_title())] = f"legend title ({owner})"
+
+  for ax in fig.axes:
+    owner = axes_names[id(ax)]
+    for letter, axis in (("x", ax.xaxis), ("y", ax.yaxis)):
+      for tick in [*axis.get_major_ticks(), *axis.get_minor_ticks()]:
+        roles[id(tick.label1)] = roles[id(tick.label2)] = f"{letter} tick label of {owner}"
+      roles[id(axis.label)] = f"{letter} label of {owner}"
+      roles[id(axis.offsetText)] = f"{letter} offset text of {owner}"
+    for title in (ax.title, ax._left_title, ax._right_title):
+      roles[id(title)] = f"title of {owner}"
+    for text in ax.texts:
+      roles[id(text)] = f"{'annotation' if isinstance(text, Annotation) else 'text'} in {owner}"
+    for collection in ax.collections:
+      if isinstance(collection, ContourSet):
+        for text in getattr(collection, "labelTexts", []):
+          roles[id(text)] = f"contour label in {owner}"
+    if ax.get_legend() is not None:
+      legend_roles(ax.get_legend(), f"legend of {owner}")
+  for legend in fig.legends:
+    legend_roles(legend, "figure legend")
+  for attr, role in (("_suptitle", "figure title"), ("_supxlabel", "figure x label"),
+                     ("_supylabel", "figure y label")):
+    if getattr(fig, attr, None) is not None:
+      roles[id(getattr(fig, attr))] = role
+  for text in fig.texts:
+    roles.setdefault(id(text), "figure text")
+  return roles
+
+
+def _visible_extent(text: Text, renderer) -> Bbox:
+  """The text's window extent, cut to its clip box when it is clipped."""
+  extent = text.get_window_extent(renderer)
+  clip = text.get_clip_box() if text.get_clip_on() else None
+  if clip is not None:
+    cut = Bbox.intersection(extent, clip)
+    return cut if cut is not None else Bbox.from_extents(0, 0, 0, 0)
+  return extent
+
+
+def drawn_texts(fig: Figure) -> tuple[list[DrawnText], "matplotlib.backend_bases.RendererBase"]:
+  """Draw ``fig`` with the Agg renderer and return every non-empty text it drew, in draw order.
+
+  The renderer's ``draw_text`` is wrapped on this one renderer instance (nothing global
+  changes), so exactly the texts that reach the picture are returned.
+  """
+  if not isinstance(fig.canvas, FigureCanvasAgg):
+    FigureCanvasAgg(fig)
+  # The layout engine runs at the start of the draw (it measures texts without drawing them),
+  # so one draw both lays the figure out and records the texts at their final places.
+  renderer = fig.canvas.get_renderer()
+  seen: dict[int, Text] = {}
+  original = renderer.draw_text
+
+  def recording_draw_text(gc, x, y, s, prop, angle, ismath=False, mtext=None):
+    if mtext is not None and s.strip():
+      seen.setdefault(id(mtext), mtext)
+    return original(gc, x, y, s, prop, angle, ismath=ismath, mtext=mtext)
+
+  renderer.draw_text = recording_draw_text
+  try:
+    fig.canvas.draw()
+  finally:
+    del renderer.draw_text
+  roles = _text_roles(fig)
+  drawn = []
+  for text in seen.values():
+    shown = displayed_text(text.get_text())
+    if shown:
+      drawn.append(DrawnText(text, shown, roles.get(id(text), "text"), _visible_extent(text, renderer)))
+  return drawn, renderer
+
+
+def _label(item: DrawnText) -> str:
+  raw = item.artist.get_text()
+  return f"{item.role} {raw if len(raw) <= 40 else raw[:37] + '...'!r}"
+
+
+def _overlaps(drawn: list[DrawnText], tolerance_px: float) -> list[str]:
+  problems = []
+  boxes = np.array([[d.extent.x0, d.extent.y0, d.extent.x1, d.extent.y1] for d in drawn]).reshape(-1, 4)
+  for i in range(len(drawn)):
+    for j in range(i + 1, len(drawn)):
+      if drawn[i].artist is drawn[j].artist:
+        continue
+      dx = min(boxes[i, 2], boxes[j, 2]) - max(boxes[i, 0], boxes[j, 0])
+      dy = min(boxes[i, 3], boxes[j, 3]) - max(boxes[i, 1], boxes[j, 1])
+      if dx > tolerance_px and dy > tolerance_px:
+        problems.append(f"overlap: {_label(drawn[i])} and {_label(drawn[j])} "
+                        f"({dx:.0f} x {dy:.0f} px)")
+  return problems
+
+
+def _off_canvas(fig: Figure, drawn: list[DrawnText], tolerance_px: float) -> list[str]:
+  canvas = fig.bbox
+  problems = []
+  for d in drawn:
+    e = d.extent
+    beyond = max(canvas.x0 - e.x0, e.x1 - canvas.x1, canvas.y0 - e.y0, e.y1 - canvas.y1)
+    if e.width > 0 and beyond > tolerance_px:
+      problems.append(f"off canvas: {_label(d)} extends {beyond:.0f} px beyond the figure")
+  return problems
+
+
+def _clipped(drawn: list[DrawnText], renderer, tolerance_px: float) -> list[str]:
+  """Texts cut by their clip box (contour labels at an axes edge) by more than ``tolerance_px``."""
+  problems = []
+  for d in drawn:
+    full = d.artist.get_window_extent(renderer)
+    cut = max(d.extent.x0 - full.x0, full.x1 - d.extent.x1, d.extent.y0 - full.y0, full.y1 - d.extent.y1)
+    if d.extent.width > 0 and cut > tolerance_px:
+      problems.append(f"clipped: {_label(d)} is cut by {cut:.0f} px at the edge of its axes")
+  return problems
+
+
+def _long_tick_labels(drawn: list[DrawnText]) -> list[str]:
+  problems = []
+  for d in drawn:
+    if " tick label " not in f" {d.role} ":
+      continue
+    if len(d.shown) > MAX_TICK_LABEL_CHARS:
+      problems.append(f"long tick label: {_label(d)} has {len(d.shown)} characters "
+                      f"(at most {MAX_TICK_LABEL_CHARS})")
+      continue
+    for number in re.findall(r"\d+\.?\d*", d.shown):
+      if _significant_digits(number) > MAX_TICK_SIGNIFICANT_DIGITS:
+        problems.append(f"long tick label: {_label(d)} prints {number} "
+                        f"(more than {MAX_TICK_SIGNIFICANT_DIGITS} significant digits)")
+        break
+  return problems
+
+
+def _is_axis_label(role: str) -> bool:
+  return role.startswith(("x label", "y label", "title", "figure title", "figure x label",
+                          "figure y label"))
+
+
+def _crowded_labels(drawn: list[DrawnText], overlap_px: float, clearance_px: float) -> list[str]:
+  """Axis labels and titles closer than ``clearance_px`` to each other (but not overlapping)."""
+  labels = [d for d in drawn if _is_axis_label(d.role)]
+  problems = []
+  for i, a in enumerate(labels):
+    for b in labels[i + 1:]:
+      ea, eb = a.extent, b.extent
+      dx = min(ea.x1, eb.x1) - max(ea.x0, eb.x0)  # > 0: the x ranges intersect by dx
+      dy = min(ea.y1, eb.y1) - max(ea.y0, eb.y0)
+      if dx > overlap_px and dy > overlap_px:
+        continue  # reported as an overlap
+      gap = max(-dx, -dy)
+      if gap < clearance_px:
+        problems.append(f"crowded: {_label(a)} and {_label(b)} are {max(gap, 0.0):.0f} px apart "
+                        f"(at least {clearance_px:.0f} px)")
+  return problems
+
+
+def _densified(polyline: np.ndarray, step_px: float) -> np.ndarray:
+  """Points along a polyline (N, 2) no more than ``step_px`` apart (vertices included)."""
+  polyline = polyline[np.all(np.isfinite(polyline), axis=1)]
+  if len(polyline) < 2:
+    return polyline
+  pieces = [polyline[:1]]
+  for start, end in zip(polyline[:-1], polyline[1:]):
+    n = max(int(np.ceil(np.hypot(*(end - start)) / step_px)), 1)
+    pieces.append(start + (end - start) * (np.arange(1, n + 1) / n)[:, None])
+  return np.concatenate(pieces)
+
+
+def _line_points(ax, step_px: float) -> np.ndarray:
+  """Display coordinates along every drawn line of ``ax``: contour lines and plotted lines."""
+  polylines = []
+  for collection in ax.collections:
+    if isinstance(collection, ContourSet) and not collection.filled and collection.get_visible():
+      transform = collection.get_transform()
+      for path in collection.get_paths():  # one path per level, MOVETO between pieces
+        polylines += transform.transform_path(path).to_polygons(closed_only=False)
+  for line in ax.lines:
+    if line.get_visible() and line.get_linestyle() not in ("None", "none", "", " "):
+      polylines.append(line.get_transform().transform(line.get_xydata()))
+  points = [_densified(np.asarray(p, dtype=float), step_px) for p in polylines]
+  points = [p for p in points if len(p)]
+  return np.concatenate(points) if points else np.zeros((0, 2))
+
+
+def _labels_on_lines(fig: Figure, drawn: list[DrawnText], renderer, tolerance_px: float) -> list[str]:
+  """Contour labels and texts inside axes that a drawn line runs through.
+
+  The test uses the text's own (rotated) rectangle, shrunk by ``tolerance_px``: a point of a
+  line, in the text's frame, inside it means the line crosses the glyphs.
+  """
+  problems = []
+  cache: dict[int, np.ndarray] = {}
+  for d in drawn:
+    if not d.role.startswith(("contour label", "text in", "annotation in")) or d.artist.axes is None:
+      continue
+    ax = d.artist.axes
+    if id(ax) not in cache:
+      cache[id(ax)] = _line_points(ax, step_px=max(tolerance_px, 0.5))
+    points = cache[id(ax)]
+    if not len(points):
+      continue
+    upright = Text(0, 0, d.artist.get_text(), fontproperties=d.artist.get_fontproperties())
+    upright.set_figure(fig)
+    size = upright.get_window_extent(renderer)
+    angle = np.deg2rad(d.artist.get_rotation())
+    cos, sin = np.cos(angle), np.sin(angle)
+    centre = np.array([(d.artist.get_window_extent(renderer).x0 + d.artist.get_window_extent(renderer).x1) / 2,
+                       (d.artist.get_window_extent(renderer).y0 + d.artist.get_window_extent(renderer).y1) / 2])
+    shifted = points - centre
+    along = shifted[:, 0] * cos + shifted[:, 1] * sin
+    across = -shifted[:, 0] * sin + shifted[:, 1] * cos
+    inside = ((np.abs(along) < size.width / 2 - tolerance_px)
+              & (np.abs(across) < size.height / 2 - tolerance_px))
+    clip = ax.bbox
+    inside &= (points[:, 0] >= clip.x0) & (points[:, 0] <= clip.x1) & (points[:, 1] >= clip.y0) \
+        & (points[:, 1] <= clip.y1)
+    if np.any(inside):
+      problems.append(f"label on a line: a line runs through {_label(d)}")
+  return problems
+
+
+def _data_points(ax) -> tuple[np.ndarray, list]:
+  """Display coordinates of the axes' drawn data points (N, 2), and its line paths."""
+  points, paths = [], []
+  for line in ax.lines:
+    if not isinstance(line, Line2D) or not line.get_visible():
+      continue
+    path = line.get_transform().transform_path(line.get_path())
+    vertices = path.vertices[np.all(np.isfinite(path.vertices), axis=1)]
+    points.append(vertices)
+    if line.get_linestyle() not in ("None", "none", "", " "):
+      paths.append(path)
+  for collection in ax.collections:
+    if not collection.get_visible():
+      continue
+    if isinstance(collection, PathCollection):  # scatter
+      offsets = np.asarray(collection.get_offsets(), dtype=float).reshape(-1, 2)
+      points.append(collection.get_offset_transform().transform(offsets))
+    elif isinstance(collection, LineCollection) and not isinstance(collection, ContourSet):
+      for segment in collection.get_segments():  # error bars
+        if len(segment):
+          points.append(collection.get_transform().transform(np.asarray(segment, dtype=float)))
+  stacked = np.concatenate(points) if points else np.zeros((0, 2))
+  return stacked[np.all(np.isfinite(stacked), axis=1)], paths
+
+
+def _legend_on_data(fig: Figure, renderer, tolerance_px: float) -> list[str]:
+  problems = []
+  axes_names = _describe_axes(fig)
+  legends = [(ax.get_legend(), [ax], f"legend of {axes_names[id(ax)]}") for ax in fig.axes
+             if ax.get_legend() is not None]
+  legends += [(legend, [ax for ax in fig.axes if not hasattr(ax, "_colorbar")], "figure legend")
+              for legend in fig.legends]
+  for legend, axes, name in legends:
+    if not legend.get_visible():
+      continue
+    frame = legend.get_window_extent(renderer)
+    frame = Bbox.from_extents(frame.x0 + tolerance_px, frame.y0 + tolerance_px,
+                              frame.x1 - tolerance_px, frame.y1 - tolerance_px)
+    for ax in axes:
+      region = Bbox.intersection(frame, ax.bbox)
+      if region is None or region.width <= 0 or region.height <= 0:
+        continue
+      points, paths = _data_points(ax)
+      inside = int(np.sum((points[:, 0] > region.x0) & (points[:, 0] < region.x1)
+                          & (points[:, 1] > region.y0) & (points[:, 1] < region.y1)))
+      crossing = sum(bool(path.intersects_bbox(region, filled=False)) for path in paths)
+      if inside or crossing:
+        problems.append(f"legend covers data: {name} lies over {inside} data points and "
+                        f"{crossing} lines of {axes_names[id(ax)]}")
+  return problems
+
+
+def check_figure(fig: Figure) -> list[str]:
+  """Problems a reader would see in ``fig`` (see the module docstring); [] when there are none.
+
+  Args:
+    fig: a matplotlib figure, laid out as it will be saved (same size and dpi).
+  Returns:
+    one human-readable line per problem: overlapping texts, text off the canvas, long
+    tick labels, legends over data.
+  """
+  drawn, renderer = drawn_texts(fig)
+  px_per_pt = fig.dpi / 72.0
+  return (_overlaps(drawn, OVERLAP_TOLERANCE_PT * px_per_pt)
+          + _crowded_labels(drawn, OVERLAP_TOLERANCE_PT * px_per_pt, LABEL_CLEARANCE_PT * px_per_pt)
+          + _off_canvas(fig, drawn, CANVAS_TOLERANCE_PT * px_per_pt)
+          + _clipped(drawn, renderer, CANVAS_TOLERANCE_PT * px_per_pt)
+          + _long_tick_labels(drawn)
+          + _labels_on_lines(fig, drawn, renderer, LINE_TOLERANCE_PT * px_per_pt)
+          + _legend_on_data(fig, renderer, LEGEND_TOLERANCE_PT * px_per_pt))
+
+
+def assert_figure_ok(fig: Figure, name: str) -> None:
+  """Raise ``AssertionError`` naming figure ``name`` and listing every problem of :func:`check_figure`."""
+  problems = check_figure(fig)
+  if problems:
+    raise AssertionError(f"figure {name!r} has {len(problems)} layout problem(s):\n  "
+                         + "\n  ".join(problems))
+
+
+@contextlib.contextmanager
+def checking_saved_figures() -> Iterator[dict[str, list[str]]]:
+  """Within the block, check every figure handed to ``save_figure`` just before it is written.
+
+  Yields a dict filled as figures are saved: figure name -> its problems (``[]`` when fine).
+  Example::
+
+    with checking_saved_figures() as found:
+      figures.plot_tradeoff(tmp_path, betas, metrics, "4-mode")
+    assert found == {"mog_tradeoff": []}
+  """
+  found: dict[str, list[str]] = {}
+
+  def hook(fig: Figure, name: str) -> None:
+    found[name] = check_figure(fig)
+
+  with style.before_save(hook):
+    yield found

@@ -1,0 +1,257 @@
+"""The figure check fails on deliberately bad figures and passes clean ones."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from recall_theory import plotting  # noqa: E402
+from recall_theory.plotting import figure_check as fc  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+  yield
+  plt.close("all")
+
+
+def _kinds(problems):
+  return sorted({p.split(":")[0] for p in problems})
+
+
+def _clean_line_figure():
+  x = np.linspace(0.0, 1.0, 50)
+  with plotting.paper_style():
+    fig, ax = plt.subplots(figsize=plotting.figure_size())
+    ax.plot(x, x ** 2, label="quadratic")
+    ax.plot(x, x ** 3, "--", label="cubic")
+    ax.set_xlabel("recall $p$")
+    ax.set_ylabel(r"mass $\pi(A)$")
+    ax.set_title("two curves")
+    ax.legend(loc="upper left")  # the curves stay low on the left
+  return fig
+
+
+def test_clean_line_figure_passes():
+  fig = _clean_line_figure()
+  assert fc.check_figure(fig) == []
+  fc.assert_figure_ok(fig, "clean")  # does not raise
+
+
+def test_clean_grid_with_contours_and_colour_bar_passes():
+  x = np.geomspace(1e-6, 0.5, 60)
+  y = np.geomspace(1e-2, 1e2, 50)
+  z = np.log10(x[None, :]) + np.log10(y[:, None])
+  with plotting.paper_style():
+    fig, axes = plt.subplots(2, 2, figsize=(plotting.TEXT_WIDTH, 0.6 * plotting.TEXT_WIDTH), sharex=True,
+                             sharey=True)
+    for ax in axes.ravel():
+      ax.set_xscale("log")  # before clabel, which places labels in the current coordinates
+      ax.set_yscale("log")
+      mesh = ax.pcolormesh(x, y, z, shading="nearest")
+      cs = ax.contour(x, y, z, levels=[-4, 0], colors="white", linewidths=0.5)
+      ax.clabel(cs, fmt="%g", fontsize=6)
+    for ax in axes[-1]:
+      ax.set_xlabel("recall $p$")
+    for ax in axes[:, 0]:
+      ax.set_ylabel(r"gap / $\beta$")
+    fig.colorbar(mesh, ax=axes, label=r"$\log_{10}$ mass")
+  assert fc.check_figure(fig) == []
+
+
+def test_overlapping_tick_labels_are_caught():
+  with plotting.paper_style():
+    fig, ax = plt.subplots(figsize=(2.0, 1.5))
+    ax.set_xlim(0, 1)
+    ax.set_xticks(np.linspace(0, 1, 11), [f"{v:.3f}" for v in np.linspace(0, 1, 11)])
+  problems = fc.check_figure(fig)
+  assert _kinds(problems) == ["overlap"]
+  assert all(p.count("x tick label") == 2 for p in problems)
+  assert any("'0.200'" in p and "'0.300'" in p for p in problems)
+
+
+def test_tick_labels_running_into_the_next_panel_are_caught():
+  with plotting.paper_style():
+    fig, axes = plt.subplots(1, 4, figsize=(3.0, 1.2), sharey=True, layout="none")
+    fig.subplots_adjust(left=0.1, right=0.95, bottom=0.25, wspace=0.05)  # panels close together
+    for ax in axes:
+      ax.set_xscale("log")
+      ax.set_xlim(1e-12, 1.0)
+      ax.set_xticks([1e-12, 1e-6, 1.0])
+  problems = fc.check_figure(fig)
+  assert problems and all(p.startswith("overlap:") for p in problems)
+  assert any("axes[0,0]" in p and "axes[0,1]" in p for p in problems)  # across panels
+
+
+def test_text_off_canvas_is_caught():
+  fig = _clean_line_figure()
+  fig.axes[0].text(1.3, 0.5, "runs off the page", transform=fig.axes[0].transAxes, clip_on=False)
+  problems = fc.check_figure(fig)
+  assert _kinds(problems) == ["off canvas"]
+  assert "runs off the page" in problems[0]
+
+
+def test_clipped_text_counts_with_its_visible_part_only():
+  fig = _clean_line_figure()
+  fig.axes[0].text(1.3, 0.5, "clipped away", transform=fig.axes[0].transAxes, clip_on=True)
+  assert fc.check_figure(fig) == []
+
+
+def test_text_cut_at_the_axes_edge_is_caught():
+  fig = _clean_line_figure()
+  fig.axes[0].text(0.97, 0.5, "cut at the edge", transform=fig.axes[0].transAxes, clip_on=True)
+  problems = fc.check_figure(fig)
+  assert _kinds(problems) == ["clipped"]
+  assert "cut at the edge" in problems[0]
+
+
+@pytest.mark.parametrize("gap_px, crowded", [(3.0, True), (20.0, False)])
+def test_stacked_y_labels_closer_than_the_clearance_are_crowded(gap_px, crowded):
+  """Two rows whose rotated y labels are ``gap_px`` apart (4 pt = 8.3 px at 150 dpi is the limit)."""
+  with plotting.paper_style():
+    fig = plt.figure(figsize=(3.0, 4.0), layout="none")
+    upper, lower = fig.add_axes([0.3, 0.5, 0.6, 0.4]), fig.add_axes([0.3, 0.1, 0.6, 0.4])
+    upper.set_ylabel("target precision, upper row")
+    lower.set_ylabel("precision, lower row")
+    for ax in (upper, lower):
+      ax.set_xticks([])
+      ax.set_yticks([])
+    fig.canvas.draw()
+    half_labels_px = (upper.yaxis.label.get_window_extent().height
+                      + lower.yaxis.label.get_window_extent().height) / 2
+    height = (half_labels_px + gap_px) / fig.bbox.height  # labels centred on their axes: gap_px apart
+    lower.set_position([0.3, 0.05, 0.6, height])
+    upper.set_position([0.3, 0.05 + height, 0.6, height])
+  problems = fc.check_figure(fig)
+  if crowded:
+    assert _kinds(problems) == ["crowded"]
+    assert "y label of axes 0" in problems[0] and "y label of axes 1" in problems[0]
+  else:
+    assert problems == []
+
+
+def test_legend_on_lines_is_caught():
+  x = np.linspace(0.0, 1.0, 50)
+  with plotting.paper_style():
+    fig, ax = plt.subplots(figsize=plotting.figure_size())
+    ax.plot(x, x, label="identity")
+    ax.plot(x, 1 - x, label="mirror")
+    ax.legend(loc="center")
+  problems = fc.check_figure(fig)
+  assert _kinds(problems) == ["legend covers data"]
+  assert "2 lines" in problems[0]
+
+
+def test_legend_on_scatter_points_is_caught():
+  points = np.random.default_rng(0).uniform(0, 1, (400, 2))
+  with plotting.paper_style():
+    fig, ax = plt.subplots(figsize=plotting.figure_size())
+    ax.scatter(points[:, 0], points[:, 1], s=4, label="seeds")
+    ax.legend(loc="upper right")
+  problems = fc.check_figure(fig)
+  assert _kinds(problems) == ["legend covers data"]
+  assert "0 lines" in problems[0]
+
+
+def test_legend_outside_the_axes_passes():
+  x = np.linspace(0.0, 1.0, 50)
+  with plotting.paper_style():
+    fig, ax = plt.subplots(figsize=plotting.figure_size())
+    ax.plot(x, x, label="identity")
+    ax.plot(x, 1 - x, label="mirror")
+    fig.legend(loc="outside lower center", ncol=2)
+  assert fc.check_figure(fig) == []
+
+
+def test_long_and_overprecise_tick_labels_are_caught():
+  with plotting.paper_style():
+    fig, (left, right) = plt.subplots(1, 2, figsize=(plotting.TEXT_WIDTH, 2.0))
+    left.set_ylim(-1, 1)
+    left.set_yticks([-0.5, 0.5], [r"$\mathdefault{-1.08779\times10^{-1}}$", "$\\mathdefault{0}$"])
+    right.set_ylim(0, 1)
+    right.set_yticks([0.2, 0.8], ["0.108779", "0.5"])
+  problems = fc.check_figure(fig)
+  assert _kinds(problems) == ["long tick label"]
+  assert any("13 characters" in p for p in problems)
+  assert any("108779" in p and "significant digits" in p for p in problems)
+  assert len(problems) == 2
+
+
+def test_overlapping_contour_labels_are_caught():
+  x = np.linspace(0.0, 1.0, 80)
+  z = x[None, :] + 0.0 * x[:, None]  # vertical contours
+  with plotting.paper_style():
+    fig, ax = plt.subplots(figsize=(2.0, 1.5))
+    cs = ax.contour(x, x, z, levels=np.linspace(0.40, 0.46, 4), colors="k", linewidths=0.4)
+    ax.clabel(cs, fmt="%.2f", fontsize=9, inline=False, manual=[(v, 0.5) for v in cs.levels])
+  problems = fc.check_figure(fig)
+  overlaps = [p for p in problems if p.startswith("overlap:")]
+  assert len(overlaps) >= 3 and all(p.count("contour label") == 2 for p in overlaps)
+  # not inline: each label also sits on its own line
+  assert _kinds(problems) == ["label on a line", "overlap"]
+
+
+def test_contour_labels_placed_before_a_log_scale_are_caught():
+  """clabel places labels in the coordinates of the moment; a later log scale strands them on the lines."""
+  x = np.geomspace(1e-6, 0.5, 60)
+  y = np.geomspace(1e-2, 1e2, 50)
+  z = np.log10(x[None, :]) + np.log10(y[:, None])
+  with plotting.paper_style():
+    fig, ax = plt.subplots(figsize=plotting.figure_size())
+    ax.clabel(ax.contour(x, y, z, levels=[-4, 0], colors="white", linewidths=0.5), fmt="%g", fontsize=6)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+  problems = fc.check_figure(fig)
+  assert _kinds(problems) == ["label on a line"]
+  assert len(problems) == 2
+
+
+def test_tick_labels_outside_the_view_and_empty_texts_are_ignored():
+  fig = _clean_line_figure()
+  ax = fig.axes[0]
+  ax.set_xticks([-5.0, 0.0, 0.5, 1.0, 5.0])  # -5 and 5 lie outside the view: not drawn
+  ax.set_xlim(0, 1)
+  ax.text(0.9, 0.1, "")
+  ax.text(0.9, 0.1, "   ")
+  assert fc.check_figure(fig) == []
+
+
+def test_assert_figure_ok_names_the_figure_and_every_problem():
+  with plotting.paper_style():
+    fig, ax = plt.subplots(figsize=plotting.figure_size(), layout="none")
+    ax.text(0.5, 0.5, "beta = 3")
+    ax.text(0.5, 0.5, "beta = 10")
+    ax.text(0.5, 1.6, "far above", transform=ax.transAxes, clip_on=False)
+  with pytest.raises(AssertionError) as error:
+    fc.assert_figure_ok(fig, "mog_tradeoff")
+  message = str(error.value)
+  assert "'mog_tradeoff' has 2 layout problem(s)" in message
+  assert "overlap: text in axes[0,0] 'beta = 3' and text in axes[0,0] 'beta = 10'" in message
+  assert "off canvas: text in axes[0,0] 'far above'" in message
+
+
+def test_displayed_text_strips_mathtext():
+  assert fc.displayed_text(r"$\mathdefault{10^{-4}}$") == "10-4"
+  assert fc.displayed_text(r"$\mathdefault{1.08779\times10^{-1}}$") == "1.08779#10-1"
+  assert fc.displayed_text("0.001") == "0.001"
+  assert fc.displayed_text("\u22121000") == "-1000"
+  assert fc.displayed_text("  ") == ""
+
+
+def test_checking_saved_figures_sees_what_save_figure_saves(tmp_path):
+  good = _clean_line_figure()
+  with plotting.paper_style():
+    bad, ax = plt.subplots(figsize=(2.0, 1.5))
+    ax.text(0.5, 0.5, "one")
+    ax.text(0.5, 0.5, "two")
+  with fc.checking_saved_figures() as found:
+    plotting.save_figure(good, tmp_path, "good", data={"x": np.arange(2)})
+    plotting.save_figure(bad, tmp_path, "bad", data={"x": np.arange(2)})
+  assert found["good"] == []
+  assert len(found["bad"]) == 1 and found["bad"][0].startswith("overlap:")
+  assert (tmp_path / "bad.pdf").exists() and (tmp_path / "good.png").exists()
+  # outside the block nothing is checked any more
+  plotting.save_figure(_clean_line_figure(), tmp_path, "later", data={"x": np.arange(2)})
+  assert sorted(found) == ["bad", "good"]
