@@ -65,10 +65,36 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def shard_batch(batch, mesh: Mesh):
-  """Place every array of ``batch`` with its leading axis split over all devices."""
+  """Place every array of ``batch`` with its leading axis split over all devices.
+
+  ``batch`` is the GLOBAL batch. With several processes (see
+  :mod:`recall_theory.lm.distributed`) every process passes the same global batch and
+  contributes only the rows its devices hold; a process that loads only its own rows
+  calls :func:`recall_theory.lm.distributed.global_batch` instead.
+  """
   n = mesh.devices.size
   for leaf in jax.tree.leaves(batch):
     if np.shape(leaf)[0] % n:
       raise InputError(f"batch size {np.shape(leaf)[0]} must be divisible by the number of "
                        f"devices ({n})")
-  return jax.device_put(batch, batch_sharding(mesh))
+  if jax.process_count() == 1:
+    return jax.device_put(batch, batch_sharding(mesh))
+  return put_global(batch, jax.tree.map(lambda _: batch_sharding(mesh), batch))
+
+
+def put_global(tree, shardings):
+  """``jax.device_put`` that also works across processes.
+
+  In one process this is ``jax.device_put``. With several, every process holds the same
+  host values (same seed, same data) and fills in the shards its own devices hold
+  (``jax.make_array_from_callback``), so no data crosses processes.
+  """
+  if jax.process_count() == 1:
+    return jax.device_put(tree, shardings)
+
+  def one(x, target):
+    host = np.asarray(jax.device_get(x)) if isinstance(x, jax.Array) and x.is_fully_addressable \
+        else np.asarray(x)
+    return jax.make_array_from_callback(host.shape, target, lambda index: host[index])
+
+  return jax.tree.map(one, tree, shardings)

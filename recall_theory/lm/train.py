@@ -142,7 +142,7 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, loss_fn, mesh=No
 
 def place_state(state: TrainState, mesh) -> TrainState:
   """Put ``state`` on ``mesh`` with the data-parallel / FSDP rule."""
-  return jax.device_put(state, sharding.tree_shardings(state, mesh))
+  return sharding.put_global(state, sharding.tree_shardings(state, mesh))
 
 
 def check_finite_metrics(metrics: dict, step: int, stage: str) -> dict:

@@ -1,0 +1,307 @@
+"""Runs past one machine: start ``jax.distributed`` from flags or the cluster's environment.
+
+One process per host (or per GPU) runs the same program; together they see one global
+device list, so :func:`recall_theory.lm.sharding.make_mesh` spans every process and the
+jitted train step is unchanged. What differs per process:
+
+* **start-up**: :func:`initialize_from_args` calls ``jax.distributed.initialize`` when
+  ``--coordinator/--num-processes/--process-id`` (:func:`add_arguments`) or the
+  environment say so: ``JAX_COORDINATOR_ADDRESS`` + ``JAX_NUM_PROCESSES`` +
+  ``JAX_PROCESS_ID``, or a cluster manager JAX detects by itself (Slurm with more than
+  one task, Open MPI with more than one rank, a multi-host Cloud TPU slice);
+* **data**: each process loads only its rows of the global batch
+  (:func:`process_rows`) and :func:`global_batch` assembles the global array with
+  ``jax.make_array_from_process_local_data``;
+* **state**: :func:`recall_theory.lm.sharding.put_global` places identical host copies
+  of the initial state on the global mesh;
+* **files**: only :func:`is_writer` (process 0) writes results, figures and checkpoint
+  metadata; Orbax writes the array shards of every process.
+
+Bad input raises :class:`~recall_theory.errors.InputError` with one line: flags that
+disagree with each other or with the environment, a missing piece, or a coordinator
+that cannot be reached within ``--distributed-timeout`` seconds (no hang).
+
+Example (two processes on one machine, CPU collectives through gloo)::
+
+  python train.py --coordinator localhost:12345 --num-processes 2 --process-id 0 &
+  python train.py --coordinator localhost:12345 --num-processes 2 --process-id 1
+
+  # in train.py
+  parser = argparse.ArgumentParser(); distributed.add_arguments(parser)
+  args = parser.parse_args()
+  distributed.initialize_from_args(args)          # before any other JAX call
+  mesh = sharding.make_mesh()                     # all devices of all processes
+  rows = distributed.process_rows(global_batch_size, mesh)
+  batch = distributed.global_batch({"tokens": tokens_np[rows]}, mesh)
+
+Reference: JAX, "Multi-process environments"
+(https://docs.jax.dev/en/latest/multi_process.html).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import socket
+import sys
+import threading
+import time
+from typing import Mapping
+
+import jax
+import numpy as np
+
+from recall_theory.errors import InputError
+from recall_theory.lm import sharding
+
+ENV_COORDINATOR = "JAX_COORDINATOR_ADDRESS"
+ENV_NUM_PROCESSES = "JAX_NUM_PROCESSES"
+ENV_PROCESS_ID = "JAX_PROCESS_ID"
+DEFAULT_TIMEOUT_S = 60
+
+
+@dataclasses.dataclass(frozen=True)
+class DistributedSpec:
+  """How to start: explicit values, or ``None`` values left to JAX's cluster detection."""
+  coordinator: str | None
+  num_processes: int | None
+  process_id: int | None
+  source: str  # "flags/environment" or the cluster manager's name
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+  """Add ``--coordinator``, ``--num-processes``, ``--process-id``, ``--distributed-timeout``."""
+  group = parser.add_argument_group("multi-process (one process per host or GPU)")
+  group.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                     help=f"address of process 0's coordinator (or ${ENV_COORDINATOR})")
+  group.add_argument("--num-processes", default=None, metavar="N",
+                     help=f"number of processes (or ${ENV_NUM_PROCESSES})")
+  group.add_argument("--process-id", default=None, metavar="I",
+                     help=f"this process, 0..N-1 (or ${ENV_PROCESS_ID})")
+  group.add_argument("--distributed-timeout", default=str(DEFAULT_TIMEOUT_S), metavar="S",
+                     help="seconds to wait for the coordinator and the other processes "
+                          f"(default {DEFAULT_TIMEOUT_S})")
+
+
+def detect_cluster(environ: Mapping[str, str] = os.environ) -> str | None:
+  """Name of a multi-process cluster manager JAX configures itself from, or None."""
+  def count(name):
+    try:
+      return int(environ.get(name, "1"))
+    except ValueError:
+      return 1
+  if "SLURM_JOB_ID" in environ and count("SLURM_NTASKS") > 1:
+    return "slurm"
+  if "OMPI_MCA_orte_hnp_uri" in environ and count("OMPI_COMM_WORLD_SIZE") > 1:
+    return "openmpi"
+  if "," in environ.get("TPU_WORKER_HOSTNAMES", ""):
+    return "cloud-tpu"
+  return None
+
+
+def _int(value, flag: str, low: int, high: int | None = None) -> int:
+  text = str(value).strip()
+  try:
+    number = int(text)
+  except ValueError:
+    number = None
+  if number is None or number < low or (high is not None and number > high):
+    allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
+    raise InputError(f"{flag} must be an integer {allowed}, got {value!r}")
+  return number
+
+
+def _check_address(value: str, flag: str) -> str:
+  host, _, port = str(value).rpartition(":")
+  if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+    raise InputError(f"{flag} must be HOST:PORT with a port in [1, 65535], got {value!r}")
+  return str(value)
+
+
+def resolve(coordinator=None, num_processes=None, process_id=None, *,
+            environ: Mapping[str, str] = os.environ) -> DistributedSpec | None:
+  """The start-up plan from flags (strings or ints) and the environment; None = one process.
+
+  A flag and its environment variable may both be set only to the same value. Either
+  all three values are known (from flags or ``JAX_*`` variables), or none is and a
+  cluster manager is detected (JAX reads its own variables), or none is and no cluster
+  is there (a single process: returns None).
+  """
+  pieces = {}
+  for flag, env, value in (("--coordinator", ENV_COORDINATOR, coordinator),
+                           ("--num-processes", ENV_NUM_PROCESSES, num_processes),
+                           ("--process-id", ENV_PROCESS_ID, process_id)):
+    env_value = environ.get(env)
+    if value is not None and env_value is not None and str(value).strip() != env_value.strip():
+      raise InputError(f"{flag} {value} disagrees with {env}={env_value}")
+    chosen = value if value is not None else env_value
+    pieces[flag] = (chosen, flag if value is not None else env)
+  given = {flag: v for flag, (v, _) in pieces.items() if v is not None}
+  if not given:
+    cluster = detect_cluster(environ)
+    return None if cluster is None else DistributedSpec(None, None, None, cluster)
+  missing = [flag for flag in pieces if flag not in given]
+  if missing:
+    raise InputError(f"multi-process runs need --coordinator, --num-processes and --process-id "
+                     f"(or their JAX_* variables); missing {', '.join(missing)}")
+  (coord, coord_name), (n, n_name), (i, i_name) = pieces.values()
+  coord = _check_address(coord, coord_name)
+  n = _int(n, n_name, 1)
+  i = _int(i, i_name, 0)
+  if i >= n:
+    raise InputError(f"{i_name} {i} must be below {n_name} {n} (ids run 0..{n - 1})")
+  if n == 1:
+    return None
+  return DistributedSpec(coord, n, i, "flags/environment")
+
+
+def wait_for_coordinator(address: str, timeout_s: float) -> None:
+  """Return once ``address`` accepts TCP connections; InputError after ``timeout_s``."""
+  host, _, port = address.rpartition(":")
+  deadline = time.monotonic() + timeout_s
+  last = None
+  while time.monotonic() < deadline:
+    try:
+      with socket.create_connection((host.strip("[]"), int(port)),
+                                    timeout=max(0.1, min(2.0, deadline - time.monotonic()))):
+        return
+    except OSError as err:
+      last = err
+      time.sleep(0.2)
+  raise InputError(f"--coordinator {address} was not reachable within {timeout_s:g} s "
+                   f"({getattr(last, 'strerror', None) or last}); start process 0 first or "
+                   "check the address")
+
+
+def initialize(spec: DistributedSpec | None, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
+  """Start ``jax.distributed`` per ``spec``; True when this is a multi-process run.
+
+  Must run before any other JAX computation. Processes other than 0 first wait (at
+  most ``timeout_s``) for the coordinator's port, so an unreachable coordinator is one
+  InputError instead of a hang. If the processes then do not all join within
+  ``timeout_s`` (a wrong ``--num-processes``, a process never started) the process
+  prints one line and exits with code 2: JAX would otherwise abort it with a stack
+  dump. On CPUs the collectives go through gloo.
+  """
+  if spec is None:
+    return False
+  if jax.distributed.is_initialized():
+    return True
+  from jax._src import xla_bridge  # why private: the public API has no "backend started?"
+  if xla_bridge.backends_are_initialized():
+    raise InputError("multi-process start-up must happen before JAX runs anything "
+                     "(call distributed.initialize_from_args first)")
+  if spec.coordinator is not None and spec.process_id != 0:
+    wait_for_coordinator(spec.coordinator, timeout_s)
+  try:  # CPU collectives across processes (the default in recent JAX; explicit for older)
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  except (AttributeError, ValueError):
+    pass
+  # When the other processes never arrive, JAX's C++ client aborts the process with a
+  # fatal log and a stack dump at its deadline. A watchdog with an earlier deadline
+  # turns that into the one-line error and exit code 2 of bad input instead.
+  def give_up():
+    sys.stderr.write(f"error: multi-process start-up ({spec.source}): the "
+                     f"{spec.num_processes or 'expected'} processes did not all join within "
+                     f"{timeout_s:g} s (check --num-processes, --process-id and that every "
+                     "process was started)\n")
+    sys.stderr.flush()
+    os._exit(2)
+
+  watchdog = threading.Timer(timeout_s, give_up)
+  watchdog.daemon = True
+  watchdog.start()
+  try:
+    jax.distributed.initialize(coordinator_address=spec.coordinator,
+                               num_processes=spec.num_processes, process_id=spec.process_id,
+                               initialization_timeout=int(timeout_s) + 30)
+  except Exception as err:  # JAX raises several types for a failed rendezvous
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+    raise InputError(f"multi-process start-up ({spec.source}) failed: {first}") from err
+  finally:
+    watchdog.cancel()
+  return True
+
+
+def initialize_from_args(args: argparse.Namespace, *,
+                         environ: Mapping[str, str] = os.environ) -> bool:
+  """:func:`resolve` + :func:`initialize` from the flags of :func:`add_arguments`."""
+  timeout_s = _int(getattr(args, "distributed_timeout", DEFAULT_TIMEOUT_S),
+                   "--distributed-timeout", 1, 3600)
+  spec = resolve(getattr(args, "coordinator", None), getattr(args, "num_processes", None),
+                 getattr(args, "process_id", None), environ=environ)
+  return initialize(spec, timeout_s=timeout_s)
+
+
+def is_writer() -> bool:
+  """True in the one process that writes results, figures and checkpoint metadata (0)."""
+  return jax.process_index() == 0
+
+
+def process_rows(global_batch_size: int, mesh) -> slice:
+  """The contiguous rows of a ``[global_batch_size, ...]`` batch this process must load.
+
+  Follows the batch sharding of :func:`recall_theory.lm.sharding.batch_sharding`:
+  the rows held by this process's devices (contiguous because ``make_mesh`` orders
+  devices by process).
+  """
+  n = mesh.devices.size
+  if global_batch_size % n:
+    raise InputError(f"batch size {global_batch_size} must be divisible by the number of "
+                     f"devices ({n})")
+  index_map = sharding.batch_sharding(mesh).addressable_devices_indices_map((global_batch_size,))
+  starts = sorted({idx[0].start or 0 for idx in index_map.values()})
+  stops = sorted({idx[0].stop if idx[0].stop is not None else global_batch_size
+                  for idx in index_map.values()})
+  rows = slice(starts[0], stops[-1])
+  per_device = global_batch_size // n
+  if (rows.stop - rows.start) != per_device * len({i[0].start for i in index_map.values()}):
+    raise InputError("this process's devices do not hold one contiguous block of the batch; "
+                     "build the mesh with sharding.make_mesh()")
+  return rows
+
+
+def global_batch(local_batch, mesh):
+  """Assemble global arrays from this process's rows (every leaf: ``[rows, ...]``).
+
+  ``jax.make_array_from_process_local_data`` with the batch sharding; in a single
+  process this equals :func:`recall_theory.lm.sharding.shard_batch`.
+  """
+  target = sharding.batch_sharding(mesh)
+  n_proc = jax.process_count()
+
+  def one(x):
+    x = np.asarray(x)
+    global_shape = (x.shape[0] * n_proc,) + x.shape[1:]
+    return jax.make_array_from_process_local_data(target, x, global_shape)
+
+  return jax.tree.map(one, local_batch)
+
+
+def main(argv=None) -> int:
+  """``python -m recall_theory.lm.distributed [flags]``: start, print the topology, finish.
+
+  A check that a set of processes can form one JAX system (each prints its index and
+  device counts; process 0 also runs one all-reduce over every device). Bad flags or an
+  unreachable coordinator: one line on stderr, exit code 2.
+  """
+  parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+  add_arguments(parser)
+  args = parser.parse_args(argv)
+  try:
+    multi = initialize_from_args(args)
+  except InputError as err:
+    print(f"error: {err}", file=sys.stderr)
+    return 2
+  mesh = sharding.make_mesh()
+  ones = global_batch(np.ones((jax.local_device_count(),), np.float32), mesh)
+  total = float(jax.jit(lambda x: x.sum(), out_shardings=sharding.replicated(mesh))(ones))
+  print(f"process {jax.process_index()} of {jax.process_count()} (multi-process: {multi}): "
+        f"{jax.local_device_count()} local / {jax.device_count()} global devices "
+        f"({jax.devices()[0].platform}); all-reduce over devices = {total:g}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,176 @@
+"""Multi-process runs: 2 processes x 4 CPU devices train exactly like 1 process x 8 devices.
+
+Each process of the 2-process run loads only its half of every batch
+(distributed.process_rows + jax.make_array_from_process_local_data) and the two form one
+8-device mesh over gloo CPU collectives; a single process with 8 simulated devices runs
+the same steps on the same mesh shape (4-way data x 2-way FSDP). Losses, gradient norms
+and the final parameter checksum must agree. Bad start-up input is one line and exit
+code 2, without hanging.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from recall_theory.errors import InputError
+from recall_theory.lm import distributed
+
+WORKER = textwrap.dedent("""
+    import argparse, json, sys
+    from recall_theory.lm import distributed
+    parser = argparse.ArgumentParser()
+    distributed.add_arguments(parser)
+    args = parser.parse_args()
+    multi = distributed.initialize_from_args(args)   # before any other JAX call
+
+    import jax, jax.numpy as jnp, numpy as np
+    from flax import nnx
+    from recall_theory.lm import losses, sharding
+    from recall_theory.lm.model import ModelConfig, Transformer
+    from recall_theory.lm.train import init_train_state, make_optimizer, make_train_step, place_state
+
+    assert jax.device_count() == 8, jax.devices()
+    cfg = ModelConfig(vocab_size=16, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=64,
+                      max_seq_len=12)
+    mesh = sharding.make_mesh(8, fsdp=2)
+    tx = make_optimizer(3e-3, 5)
+    graphdef, state = init_train_state(Transformer(cfg, rngs=nnx.Rngs(0)), tx)
+    state = place_state(state, mesh)
+    step = make_train_step(graphdef, tx, losses.make_mle_loss(1), mesh)
+    # every process can derive the global batch; each LOADS only its rows
+    all_tokens = np.asarray(jax.random.randint(jax.random.key(0), (5, 16, 10), 0, 16))
+    rows = distributed.process_rows(16, mesh)
+    out = []
+    for i in range(5):
+      batch = distributed.global_batch({"tokens": all_tokens[i, rows]}, mesh)
+      state, m = step(state, batch)
+      out.append([float(m["loss"]), float(m["grad_norm"])])
+    checksum = jax.jit(lambda p: sum(jnp.sum(x.astype(jnp.float32) ** 2)
+                                     for x in jax.tree.leaves(p)),
+                       out_shardings=sharding.replicated(mesh))(state.params)
+    specs = sorted({str(x.sharding.spec) for x in jax.tree.leaves(state.params)})
+    if distributed.is_writer():
+      print(json.dumps({"multi": multi, "processes": jax.process_count(),
+                        "local_devices": jax.local_device_count(), "rows": [rows.start, rows.stop],
+                        "steps": out, "checksum": float(checksum), "specs": specs}))
+""")
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def _env(n_devices: int) -> dict:
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             XLA_FLAGS=f"--xla_force_host_platform_device_count={n_devices}")
+  for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+    env.pop(name, None)
+  return env
+
+
+def test_two_processes_match_one_process_with_eight_devices(tmp_path):
+  script = tmp_path / "worker.py"
+  script.write_text(WORKER)
+  port = _free_port()
+  start = time.monotonic()
+  procs = [subprocess.Popen([sys.executable, str(script), "--coordinator", f"127.0.0.1:{port}",
+                             "--num-processes", "2", "--process-id", str(i),
+                             "--distributed-timeout", "60"],
+                            env=_env(4), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for i in range(2)]
+  single = subprocess.run([sys.executable, str(script)], env=_env(8), capture_output=True,
+                          text=True, timeout=180)
+  outs = [p.communicate(timeout=180) for p in procs]
+  elapsed = time.monotonic() - start
+  for p, (_, err) in zip(procs, outs):
+    assert p.returncode == 0, err[-3000:]
+  assert single.returncode == 0, single.stderr[-3000:]
+  # only process 0 writes (gloo's own "[Gloo] Rank ..." lines aside)
+  assert not [l for l in outs[1][0].splitlines() if not l.startswith("[Gloo]")], outs[1][0]
+  multi = json.loads(outs[0][0].strip().splitlines()[-1])
+  one = json.loads(single.stdout.strip().splitlines()[-1])
+  assert multi["multi"] and multi["processes"] == 2 and multi["local_devices"] == 4
+  assert multi["rows"] == [0, 8]  # process 0 loaded only its half of each batch
+  assert not one["multi"] and one["processes"] == 1 and one["rows"] == [0, 16]
+  assert any("fsdp" in s for s in multi["specs"]) and multi["specs"] == one["specs"]
+  for (loss_m, gn_m), (loss_1, gn_1) in zip(multi["steps"], one["steps"]):
+    assert abs(loss_m - loss_1) <= 1e-5 * max(1.0, abs(loss_1)), (multi["steps"], one["steps"])
+    assert abs(gn_m - gn_1) <= 1e-4 * max(1.0, abs(gn_1)), (multi["steps"], one["steps"])
+  assert abs(multi["checksum"] - one["checksum"]) <= 1e-5 * abs(one["checksum"])
+  print(f"2x4 vs 1x8 devices: {elapsed:.1f} s for both runs")
+
+
+def _run_cli(args, env, timeout=60):
+  return subprocess.run([sys.executable, "-m", "recall_theory.lm.distributed", *args], env=env,
+                        capture_output=True, text=True, timeout=timeout)
+
+
+def test_unreachable_coordinator_and_missing_peer_fail_fast_with_one_line():
+  port = _free_port()  # nobody listens here
+  start = time.monotonic()
+  proc = _run_cli(["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
+                   "--process-id", "1", "--distributed-timeout", "2"], _env(1))
+  assert proc.returncode == 2 and time.monotonic() - start < 40
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and "was not reachable within 2 s" in lines[0], proc.stderr
+  # process 0 of 2 alone: the peer never joins; JAX would abort with a stack dump
+  proc = _run_cli(["--coordinator", f"127.0.0.1:{_free_port()}", "--num-processes", "2",
+                   "--process-id", "0", "--distributed-timeout", "3"], _env(1))
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert "did not all join within 3 s" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_disagreeing_values_exit_2():
+  env = dict(_env(1), JAX_NUM_PROCESSES="3")
+  proc = _run_cli(["--coordinator", "127.0.0.1:1234", "--num-processes", "2", "--process-id",
+                   "0"], env, timeout=60)
+  assert proc.returncode == 2
+  assert proc.stderr.strip() == "error: --num-processes 2 disagrees with JAX_NUM_PROCESSES=3"
+
+
+@pytest.mark.parametrize("kwargs, env, word", [
+    ({"coordinator": "h:1", "num_processes": "2", "process_id": "2"}, {}, "--process-id 2 must be below"),
+    ({"coordinator": "h:1", "num_processes": "0", "process_id": "0"}, {}, "--num-processes must be"),
+    ({"coordinator": "nohost", "num_processes": "2", "process_id": "0"}, {}, "HOST:PORT"),
+    ({"num_processes": "2"}, {}, "missing --coordinator, --process-id"),
+    ({"process_id": "1"}, {"JAX_PROCESS_ID": "0"}, "--process-id 1 disagrees with JAX_PROCESS_ID=0"),
+    ({}, {"JAX_COORDINATOR_ADDRESS": "h:1", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "x"},
+     "JAX_PROCESS_ID must be an integer"),
+])
+def test_resolve_rejects_bad_values(kwargs, env, word):
+  with pytest.raises(InputError, match=word):
+    distributed.resolve(**kwargs, environ=env)
+
+
+def test_resolve_sources():
+  assert distributed.resolve(environ={}) is None  # one process
+  assert distributed.resolve("h:1", 1, 0, environ={}) is None  # one process, nothing to start
+  spec = distributed.resolve(None, None, 1, environ={"JAX_COORDINATOR_ADDRESS": "h:9",
+                                                     "JAX_NUM_PROCESSES": "4"})
+  assert (spec.coordinator, spec.num_processes, spec.process_id) == ("h:9", 4, 1)
+  slurm = distributed.resolve(environ={"SLURM_JOB_ID": "7", "SLURM_NTASKS": "4"})
+  assert slurm.source == "slurm" and slurm.num_processes is None  # JAX reads Slurm itself
+  assert distributed.resolve(environ={"SLURM_JOB_ID": "7", "SLURM_NTASKS": "1"}) is None
+  assert distributed.detect_cluster({"TPU_WORKER_HOSTNAMES": "a,b"}) == "cloud-tpu"
+
+
+def test_single_process_helpers_match_shard_batch():
+  import jax
+  import numpy as np
+  from recall_theory.lm import sharding
+  mesh = sharding.make_mesh(1)
+  assert distributed.is_writer()
+  assert distributed.process_rows(4, mesh) == slice(0, 4)
+  x = np.arange(12).reshape(4, 3)
+  got = distributed.global_batch({"t": x}, mesh)["t"]
+  np.testing.assert_array_equal(np.asarray(got), x)
+  assert got.sharding == sharding.shard_batch({"t": x}, mesh)["t"].sharding
+  assert jax.process_count() == 1
