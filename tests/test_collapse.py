@@ -116,7 +116,7 @@ def test_cli_writes_figure_data_csv_caption_and_prints_the_verdict(tracks, tmp_p
   by_verdict = {v: sum(r["verdict"] == v for r in rows) for v in ("within", "below", "above")}
   assert by_verdict == {"within": 20, "below": 6, "above": 1}
   assert "collapse: 27 aligned models: 20 within" in stdout
-  assert "6 below (median 2 logit units below, max 5)" in stdout
+  assert "6 below (by a median of 2 logit units between the intervals, max 5; 2 between the point values)" in stdout
   assert "1 above" in stdout
   assert "collapse: 0 above their KL ceiling" in stdout
   # expected target samples n q: mog dpo 2048 x (1e-4, 1e-3, 1e-2) -> 0.2 < 1 (below), 2, 20;
@@ -349,3 +349,24 @@ def test_figure_over_eighteen_decades_has_no_layout_problems(tmp_path):
 def test_probability_ticks_near_the_middle():
   assert collapse.probability_ticks(1e-3, 0.999)[1] == [
       "$10^{-3}$", "$10^{-2}$", "0.1", "0.5", "0.9", "0.99", "$1-10^{-3}$"]
+
+
+def test_shortfall_of_a_monte_carlo_zero_is_measured_from_its_interval():
+  """0 of n target samples: the point logit sits at the floor, the shortfall uses the Wilson end."""
+  table = {
+      "track": np.array(["lm"]), "algorithm": np.array(["dpo"]), "pipeline": np.array(["A-K"]),
+      "predicted_mass": np.array([0.88]), "predicted_mass_low": np.array([0.07]),
+      "predicted_mass_high": np.array([0.98]),
+      "aligned_mass": np.array([0.0]), "aligned_mass_low": np.array([0.0]),
+      "aligned_mass_high": np.array([0.05]),
+      "kl_ceiling": np.array([0.5]), "above_ceiling": np.zeros(1, bool),
+      "reference_recall": np.array([0.01]), "delta_over_beta": np.array([6.6]),
+      "n_samples": np.array([64.0]), "expected_target_samples": np.array([0.64]),
+      "source": np.array(["x.csv"]),
+  }
+  out = collapse.classify(table)
+  assert out["verdict"].tolist() == ["below"]
+  assert float(out["floor"]) == pytest.approx(1e-3)  # closest to 0 or 1: 0.02 -> 1e-3
+  summary = collapse.summarize(out)
+  assert summary["median_shortfall"] == pytest.approx(_logit(0.07) - _logit(0.05))
+  assert summary["median_point_shortfall"] == pytest.approx(_logit(0.88) - _logit(1e-3))

@@ -52,7 +52,7 @@ LOGIT_TOLERANCE = 0.1
 # so 1 - m below 1e-9 is rounding, not measurement.
 UPPER_RESOLUTION = 1e-9
 # Bounds of the adaptive floor for masses of exactly 0 (see :func:`logit_floor`).
-FLOOR_MIN, FLOOR_MAX = 1e-15, 1e-3
+FLOOR_MIN, FLOOR_MAX = 1e-30, 1e-3
 
 # The column that marks a results CSV of the shared schema. Grid files (recall_sweep.csv:
 # one row per (map, regularizer, y, recall) cell, with predicted_mass and kl_ceiling beside
@@ -190,7 +190,8 @@ def load_points(files: Iterable[str | os.PathLike]) -> dict[str, np.ndarray]:
             raise _bad(path, line, col, value, "a number")
         if col in _PROBABILITY and not (math.isnan(value) or 0.0 <= value <= 1.0):
           raise _bad(path, line, col, value, "in [0, 1] (or empty)")
-        if col in ("n_samples", "expected_target_samples", "kl") and value < 0:
+        # kl may be a Monte-Carlo estimate (k1) and slightly negative: no sign check there.
+        if col in ("n_samples", "expected_target_samples") and value < 0:
           raise _bad(path, line, col, value, ">= 0")
       for stem in ("reference_recall", "delta_over_beta", "predicted_mass", "aligned_mass"):
         low, value, high = row[f"{stem}_low"], row[stem], row[f"{stem}_high"]
@@ -226,7 +227,8 @@ def logit_floor(*mass_arrays: np.ndarray) -> float:
 
   ``10^(floor(log10 d) - 1)`` for the smallest positive distance ``d = min(m, 1 - m)`` of
   any mass among the arrays from 0 or 1 (NaN, 0 and 1 ignored), clamped to
-  [1e-15, 1e-3], so every resolved mass stays inside ``[floor, 1 - floor]`` and masses
+  [1e-30, 1e-3] (exact MoG masses reach 1e-22), so every resolved mass stays inside
+  ``[floor, 1 - floor]`` and masses
   of exactly 0 or 1 sit visibly apart.
 
   Example:
@@ -267,7 +269,11 @@ def classify(table: dict[str, np.ndarray], floor: float | None = None) -> dict[s
   Added columns (shape (N,)):
     ``logit_measured``, ``logit_predicted`` -- logits of the masses clipped by
       :func:`clip_mass` (``clipped``: either was clipped);
-    ``logit_gap = logit_measured - logit_predicted``;
+    ``logit_gap = logit_measured - logit_predicted`` (point values);
+    ``logit_separation``: the gap between the intervals' near ends, ``logit aligned_high -
+      logit predicted_low`` (< 0) below, ``logit aligned_low - logit predicted_high`` (> 0)
+      above, 0 within: the least distance both intervals allow (a Monte-Carlo mass of
+      exactly 0 has a point logit set by the floor, its interval's upper end does not);
     ``verdict``: ``within`` if the intervals ``[aligned_low, aligned_high]`` and
       ``[predicted_low, predicted_high]`` overlap or ``|logit_gap| <= LOGIT_TOLERANCE``;
       otherwise ``below`` (gap < 0) or ``above`` (gap > 0);
@@ -295,6 +301,11 @@ def classify(table: dict[str, np.ndarray], floor: float | None = None) -> dict[s
       out["aligned_mass_high"] >= out["predicted_mass_low"])
   within = overlap | (np.abs(gap) <= LOGIT_TOLERANCE)
   out["verdict"] = np.where(within, "within", np.where(gap < 0, "below", "above")).astype(str)
+  clipped_logit = lambda m: logit(clip_mass(m, floor))  # noqa: E731
+  below_sep = clipped_logit(out["aligned_mass_high"]) - clipped_logit(out["predicted_mass_low"])
+  above_sep = clipped_logit(out["aligned_mass_low"]) - clipped_logit(out["predicted_mass_high"])
+  out["logit_separation"] = np.where(out["verdict"] == "below", np.minimum(below_sep, 0.0),
+                                     np.where(out["verdict"] == "above", np.maximum(above_sep, 0.0), 0.0))
   known = np.isfinite(out["kl_ceiling"])
   recomputed = known & (out["aligned_mass_low"] > np.where(known, out["kl_ceiling"], np.inf)
                         + schema.CEILING_TOLERANCE)
@@ -316,15 +327,17 @@ def summarize(table: dict[str, np.ndarray]) -> dict:
   """The verdict in numbers (plain Python values), per track/algorithm and overall.
 
   Keys: ``n``, ``within``, ``below``, ``above``, ``median_shortfall`` (median of
-  ``logit_predicted - logit_measured`` over the points below; NaN if none),
-  ``max_shortfall``, ``over_ceiling``, ``ceiling_unknown``, ``clipped``, ``floor``,
+  ``-logit_separation`` over the points below: the least shortfall their intervals allow;
+  NaN if none), ``max_shortfall``, ``median_point_shortfall`` (median of
+  ``logit_predicted - logit_measured`` over the same points), ``over_ceiling``, ``ceiling_unknown``, ``clipped``, ``floor``,
   ``per_track`` ({track: n}), ``groups`` (list of per track/pipeline/algorithm dicts with the same
   counts plus ``median_expected_samples``), ``median_expected_below`` /
   ``median_expected_within`` (median expected target-sample count of the trained
   points -- n_samples > 0 -- in each class), ``duplicates``, ``no_prediction``.
   """
   verdict = table["verdict"]
-  shortfall = -table["logit_gap"]
+  shortfall = -table["logit_separation"]
+  point_shortfall = -table["logit_gap"]
   below = verdict == "below"
   sampled = table["n_samples"] > 0
 
@@ -334,6 +347,7 @@ def summarize(table: dict[str, np.ndarray]) -> dict:
         "below": int((mask & below).sum()), "above": int((mask & (verdict == "above")).sum()),
         "median_shortfall": _median(shortfall[mask & below]),
         "max_shortfall": float(shortfall[mask & below].max()) if (mask & below).any() else math.nan,
+        "median_point_shortfall": _median(point_shortfall[mask & below]),
         "over_ceiling": int((mask & table["over_ceiling"]).sum()),
         "ceiling_unknown": int((mask & ~np.isfinite(table["kl_ceiling"])).sum()),
         "in_trap": int((mask & table["in_trap"]).sum()),
@@ -383,10 +397,11 @@ def verdict_lines(summary: dict) -> list[str]:
   """The verdict printed on stdout: one line overall, one per track/algorithm, the ceiling."""
   lines = [f"collapse: {summary['n']} aligned models: {summary['within']} within their interval of the "
            f"prediction (or |logit gap| <= {LOGIT_TOLERANCE:g}), {summary['below']} below "
-           f"(median {_fmt_count(summary['median_shortfall'])} logit units below, max "
-           f"{_fmt_count(summary['max_shortfall'])}), {summary['above']} above"]
+           f"(by a median of {_fmt_count(summary['median_shortfall'])} logit units between the intervals, max "
+           f"{_fmt_count(summary['max_shortfall'])}; {_fmt_count(summary['median_point_shortfall'])} between "
+           f"the point values), {summary['above']} above"]
   for g in summary["groups"]:
-    lines.append(f"  {g['track']:>8s} {g['pipeline']:<10s} {g['algorithm']:<12s} n={g['n']:<5d} within={g['within']:<5d} "
+    lines.append(f"  {g['track']:>8s} {g['pipeline']:<17s} {g['algorithm']:<10s} n={g['n']:<5d} within={g['within']:<5d} "
                  f"below={g['below']:<5d} above={g['above']:<4d} median shortfall="
                  f"{_fmt_count(g['median_shortfall'])} logit; median expected target samples "
                  f"{_fmt_count(g['median_expected_samples'])}")
@@ -417,7 +432,8 @@ def caption(summary: dict, *, skipped: Sequence[tuple[Path, str]] = (), options:
       f"**Verdict.** {summary['within']} of {summary['n']} models sit within their interval of the "
       f"prediction (intervals overlap, or |logit measured - logit predicted| <= {LOGIT_TOLERANCE:g}); "
       f"{summary['below']} fall below it, by a median of {_fmt_count(summary['median_shortfall'])} "
-      f"logit units (max {_fmt_count(summary['max_shortfall'])}); {summary['above']} "
+      f"logit units between the near ends of the two intervals (max {_fmt_count(summary['max_shortfall'])}; "
+      f"median between the point values {_fmt_count(summary['median_point_shortfall'])}); {summary['above']} "
       f"{'lies' if summary['above'] == 1 else 'lie'} above it. "
       f"Median expected target samples of the trained models below the line: "
       f"{_fmt_count(summary['median_expected_below'])}; within: "
@@ -439,7 +455,7 @@ def caption(summary: dict, *, skipped: Sequence[tuple[Path, str]] = (), options:
          f"a mass within {_fmt_floor(upper)} of 1 at 1 - {_fmt_floor(upper)} (results CSVs carry 9 "
          f"significant digits, so 1 - m below {_fmt_floor(upper)} is not resolved)."),
   ]
-  table = ["| track | pipeline | algorithm | models | within | below | above | median shortfall (logit) | "
+  table = ["| track | pipeline | algorithm | models | within | below | above | median shortfall (logit, between intervals) | "
            "median expected target samples |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
   for g in summary["groups"]:
     table.append(f"| {g['track']} | {g['pipeline']} | {g['algorithm']} | {g['n']} | {g['within']} | {g['below']} | "
@@ -493,7 +509,8 @@ def _interval_whiskers(ax, x, y, x_low, x_high, y_low, y_high, rasterized):
     if np.isfinite(a) and np.isfinite(b) and b > a:
       segments.append([(a, yi), (b, yi)])
   if segments:
-    ax.add_collection(LineCollection(segments, colors="0.35", linewidths=0.5, zorder=2,
+    # light: a Monte-Carlo zero's interval spans many decades of a logit axis
+    ax.add_collection(LineCollection(segments, colors="0.45", linewidths=0.45, alpha=0.7, zorder=2,
                                      rasterized=rasterized))
 
 
@@ -513,8 +530,8 @@ def probability_ticks(low: float, high: float, max_ticks: int = 7) -> tuple[list
     return math.log(m) - math.log1p(-m)
 
   min_gap = (odds(high) - odds(low)) / max_ticks
-  below = [(10.0 ** -k, "0.1" if k == 1 else f"$10^{{-{k}}}$") for k in range(1, 16)]
-  above = [(1.0 - 10.0 ** -k, {1: "0.9", 2: "0.99"}.get(k, f"$1-10^{{-{k}}}$")) for k in range(1, 16)]
+  below = [(10.0 ** -k, "0.1" if k == 1 else f"$10^{{-{k}}}$") for k in range(1, 31)]
+  above = [(1.0 - 10.0 ** -k, {1: "0.9", 2: "0.99"}.get(k, f"$1-10^{{-{k}}}$")) for k in range(1, 31)]
   chosen = [(0.5, "0.5")] if low <= 0.5 <= high else []
   for side in (below, above):
     last = 0.0
@@ -627,7 +644,7 @@ def collapse_figure(table: dict[str, np.ndarray]):
     ax_b.axhline(0.0, color="0.6", lw=0.5, zorder=0)
     ax_b.set_xlim(p_min, p_max)
     ax_b.set_ylim(g_low, g_high)
-    if g_high > 30:  # reward gaps over decades: linear near 0, logarithmic beyond
+    if g_high > 100:  # reward gaps over decades: linear near 0, logarithmic beyond
       ax_b.set_yscale("symlog", linthresh=1.0)
     ax_b.set_xlabel(r"reference recall $p_{ref} = \pi_{ref}(A)$")
     ax_b.set_ylabel(r"reward gap $\Delta/\beta$")
@@ -638,8 +655,12 @@ def collapse_figure(table: dict[str, np.ndarray]):
                        extend="min" if (colour_value[~exact] <= c_low).any() else "neither")
     bar.set_label(r"$\log_{10}$ expected target samples $n\,q$")
 
-    handles = [Line2D([], [], ls="none", marker=marker_of[k], color="0.5", markeredgecolor="0.15",
-                      markersize=4.5, label=f"{k[0]} {k[1]}") for k in keys]
+    def group_handle(key):
+      only_exact = bool(exact[(table["track"] == key[0]) & (table["algorithm"] == key[1])].all())
+      return Line2D([], [], ls="none", marker=marker_of[key], markerfacecolor="none" if only_exact else "0.6",
+                    markeredgecolor="0.1", markersize=4.5, label=f"{key[0]} {key[1]}")
+
+    handles = [group_handle(k) for k in keys]
     handles += [
         Line2D([], [], ls="none", marker="o", markerfacecolor="none", markeredgecolor="0.1",
                markersize=4.5, label="exact (no samples)"),
@@ -680,7 +701,7 @@ CSV_COLUMNS = (("source",) + schema.ID_COLUMNS + (
     "aligned_mass", "aligned_mass_low", "aligned_mass_high",
     "n_samples", "sampler_recall", "expected_target_samples", "p_no_target_sample",
     "kl", "kl_ceiling", "estimator",
-    "logit_predicted", "logit_measured", "logit_gap", "clipped", "verdict", "in_trap", "over_ceiling"))
+    "logit_predicted", "logit_measured", "logit_gap", "logit_separation", "clipped", "verdict", "in_trap", "over_ceiling"))
 
 
 def tidy_columns(table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
