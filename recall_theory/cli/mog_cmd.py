@@ -1,8 +1,9 @@
 """``recall-theory mog``: the Mixture-of-Gaussians figure set (both pipelines, exact and trained).
 
 Runs every seed x beta x student variant in one jitted, vmapped call sharded over all
-devices, and writes ``mog_results.csv``, summaries and the figures (with their data) into
-``--out`` (default ``figures/mog``). ``--quick`` runs a reduced grid in under a minute.
+devices, and writes ``mog_results.csv`` (with the law's columns), summaries, generated notes
+and the figures (with their data) into ``--out`` (default ``results/mog``). ``--quick`` runs a
+reduced grid. ``--taus`` runs the recall sweep over the KD sharpening temperature instead.
 Heavy imports (jax, the track) happen inside :func:`run`.
 """
 
@@ -10,56 +11,90 @@ from __future__ import annotations
 
 import argparse
 
-DEFAULT_OUT = "figures/mog"
+DEFAULT_OUT = "results/mog"
+DEFAULT_TAU_BETAS = (0.03, 0.1, 0.3, 1.0)
 
 
 def register(subparsers) -> None:
   p = subparsers.add_parser("mog", help="Mixture-of-Gaussians track: K-A vs A-K, exact and trained, over seeds and beta",
                             description=__doc__.split("\n\n")[0])
-  p.add_argument("--quick", action="store_true", help="reduced grid and training budget (< 1 min on 2 cores)")
+  p.add_argument("--quick", action="store_true", help="reduced grid and training budget")
   p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 8; quick 2)")
-  p.add_argument("--betas", type=str, default=None, help="comma-separated beta values (overrides the range)")
+  p.add_argument("--betas", type=str, default=None,
+                 help="comma-separated beta values (instead of --beta-min/--beta-max/--n-betas)")
   p.add_argument("--beta-min", type=float, default=None, help="smallest beta of the log-spaced range (default 0.01; quick 0.03)")
   p.add_argument("--beta-max", type=float, default=None, help="largest beta of the log-spaced range (default 10; quick 3)")
   p.add_argument("--n-betas", type=int, default=None, help="number of betas in the range (default 7; quick 3)")
   p.add_argument("--target", choices=("one", "two"), default="one", help="one target mode or two")
   p.add_argument("--label-noise", type=float, default=0.0, help="DPO label flip probability in [0, 0.5)")
-  p.add_argument("--dpo-pairs", type=int, default=None, help="DPO preference-pair budget")
+  p.add_argument("--dpo-pairs", type=int, default=None, help="DPO preference-pair budget (>= 16)")
+  p.add_argument("--taus", type=str, default=None,
+                 help="comma-separated KD sharpening temperatures (> 0): run the exact recall sweep over tau "
+                      f"(betas default {','.join(f'{b:g}' for b in DEFAULT_TAU_BETAS)}) instead of the grid")
+  p.add_argument("--chunk-size", type=int, default=None,
+                 help="run the grid as lax.map over chunks of this many runs (less memory; default: one vmap)")
   p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
   p.add_argument("--dtype", choices=("float32", "float64"), default="float64", help="floating point type")
   p.set_defaults(func=run)
 
 
-def _betas(args) -> list[float]:
+def _finite(flag: str, value: float) -> None:
+  import math
+  from recall_theory.errors import InputError
+  if not math.isfinite(value):
+    raise InputError(f"{flag} must be finite and > 0, got {value:g}")
+
+
+def _betas(args, default_list=None) -> list[float]:
+  """Betas from --betas, or the log-spaced range; every flag checked, conflicts reported."""
   from recall_theory.errors import InputError, check_int_range, check_positive
   import numpy as np
-  if args.betas:
+  for flag, value in (("--beta-min", args.beta_min), ("--beta-max", args.beta_max)):
+    if value is not None:
+      _finite(flag, value)
+      check_positive(flag, value)
+  if args.beta_min is not None and args.beta_max is not None and not args.beta_max >= args.beta_min:
+    raise InputError(f"--beta-max must be >= --beta-min, got {args.beta_max:g} < {args.beta_min:g}")
+  if args.n_betas is not None:
+    check_int_range("--n-betas", args.n_betas, 1, 200)
+  if args.betas is not None:
+    given = [f for f, v in (("--beta-min", args.beta_min), ("--beta-max", args.beta_max),
+                            ("--n-betas", args.n_betas)) if v is not None]
+    if given:
+      raise InputError(f"--betas lists the betas; {', '.join(given)} cannot be combined with it")
     try:
       values = [float(v) for v in args.betas.split(",") if v.strip()]
     except ValueError as err:
-      raise InputError(f"--betas must be a comma-separated list of numbers, got {args.betas!r}") from err
+      raise InputError(f"--betas must be a comma-separated list of numbers > 0, got {args.betas!r}") from err
     if not values:
-      raise InputError("--betas must list at least one value")
+      raise InputError(f"--betas must list at least one value > 0, got {args.betas!r}")
+    for v in values:
+      _finite("--betas", v)
     check_positive("--betas", values)
-    return values
+    return sorted(set(values))
+  if default_list is not None and args.beta_min is None and args.beta_max is None and args.n_betas is None:
+    return list(default_list)
   lo = args.beta_min if args.beta_min is not None else (0.03 if args.quick else 0.01)
   hi = args.beta_max if args.beta_max is not None else (3.0 if args.quick else 10.0)
-  check_positive("--beta-min", lo)
-  check_positive("--beta-max", hi)
   if not hi >= lo:
     raise InputError(f"--beta-max must be >= --beta-min, got {hi:g} < {lo:g}")
-  n = check_int_range("--n-betas", args.n_betas if args.n_betas is not None else (3 if args.quick else 7), 1, 200)
+  n = args.n_betas if args.n_betas is not None else (3 if args.quick else 7)
   return list(np.geomspace(lo, hi, n))
 
 
 def build_config(args):
-  """The MogConfig for the parsed arguments (validated)."""
+  """The MogConfig for the parsed arguments (validated; errors name the flag)."""
   import dataclasses
-  from recall_theory.errors import InputError, check_probability
+  import math
+  from recall_theory.errors import InputError, check_int_range, check_probability
   from recall_theory.mog.setup import MogConfig
+  if not math.isfinite(args.label_noise):
+    raise InputError(f"--label-noise must lie in [0, 0.5), got {args.label_noise:g}")
   check_probability("--label-noise", args.label_noise)
   if args.label_noise >= 0.5:
     raise InputError(f"--label-noise must be < 0.5, got {args.label_noise:g}")
+  if args.dpo_pairs is not None:
+    check_int_range("--dpo-pairs", args.dpo_pairs, 16, 10_000_000)
   cfg = MogConfig(target=args.target, label_noise=args.label_noise)
   if args.quick:
     cfg = dataclasses.replace(cfg, n_teacher_samples=1000, n_student_samples=1000, em_iters=30, pg_steps=60,
@@ -69,12 +104,40 @@ def build_config(args):
   return cfg.validate()
 
 
+def _check_tau_options(args) -> None:
+  """Options of the trained grid do not apply to the exact tau sweep: say so instead of ignoring them."""
+  from recall_theory.errors import InputError
+  unused = [flag for flag, value in (("--seeds", args.seeds), ("--quick", args.quick or None),
+                                     ("--label-noise", args.label_noise or None), ("--dpo-pairs", args.dpo_pairs),
+                                     ("--chunk-size", args.chunk_size)) if value is not None]
+  if unused:
+    raise InputError(f"--taus runs the exact tau sweep (no seeds, no training); {', '.join(unused)} "
+                     "does not apply to it")
+
+
 def run(args: argparse.Namespace) -> int:
   import time
   from recall_theory.errors import check_int_range
   from recall_theory.io import prepare_output_dir
 
+  options = getattr(args, "non_default_options", {})
+  if args.taus is not None:
+    from recall_theory.mog.sweep import parse_taus
+    taus = parse_taus(args.taus, "--taus")
+    _check_tau_options(args)
+    betas = _betas(args, default_list=DEFAULT_TAU_BETAS)
+    config = build_config(args)
+    out = prepare_output_dir(args.out)
+    import jax
+    import jax.numpy as jnp
+    from recall_theory.mog.taus import run_tau_sweep
+    with jax.enable_x64(args.dtype == "float64"):
+      paths = run_tau_sweep(out, config, taus, betas, dtype=getattr(jnp, args.dtype), options=options)
+    return 0
+
   n_seeds = check_int_range("--seeds", args.seeds if args.seeds is not None else (2 if args.quick else 8), 1, 10_000)
+  if args.chunk_size is not None:
+    check_int_range("--chunk-size", args.chunk_size, 1, 1_000_000)
   betas = _betas(args)
   config = build_config(args)
   out = prepare_output_dir(args.out)
@@ -93,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
         f"{jax.device_count()} {jax.devices()[0].platform} device(s), {args.dtype}")
   # scoped, so an in-process caller (a notebook, the tests) keeps its own precision setting
   with jax.enable_x64(args.dtype == "float64"):
-    paths = run_mog(out, config, range(n_seeds), betas, dtype=getattr(jnp, args.dtype))
-  print(f"mog: wrote {len(paths)} files to {out} in {time.perf_counter() - start:.1f} s")
+    paths = run_mog(out, config, range(n_seeds), betas, dtype=getattr(jnp, args.dtype), options=options,
+                    chunk_size=args.chunk_size)
+  print(f"mog: {len(paths)} files in {time.perf_counter() - start:.1f} s")
   return 0

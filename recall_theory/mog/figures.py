@@ -171,3 +171,57 @@ def _edges(centres: np.ndarray) -> np.ndarray:
   c = np.asarray(centres, dtype=np.float64)
   mid = np.sqrt(c[1:] * c[:-1])
   return np.concatenate([[c[0] ** 2 / mid[0]], mid, [c[-1] ** 2 / mid[-1]]])
+
+
+def plot_taus(out_dir, taus, betas, results: dict) -> list[Path]:
+  """Aligned mass against the student's recall over tau: rows = students, columns = betas, with the law.
+
+  ``results``: {student: tau_sweep output (arrays (T, B))}. The grey curve is the law's K-A optimum
+  sigmoid(logit p + Delta/beta) at the median Delta/beta of that panel; the dotted line its trap
+  boundary p = sigmoid(-Delta/beta). Masses below ``floor`` are drawn at the floor.
+  """
+  import matplotlib.pyplot as plt
+  from scipy.special import expit
+  students = list(results)
+  nrows, ncols = len(students), len(betas)
+  masses = np.concatenate([np.ravel(r[k]) for r in results.values() for k in ("ka_target_mass", "ak_target_mass")])
+  floor = 10.0 ** np.floor(np.log10(max(masses[masses > 0].min(), 1e-300))) if (masses > 0).any() else 1e-30
+  with paper_style():
+    fig, axes = plt.subplots(nrows, ncols, figsize=(TEXT_WIDTH, 1.6 * nrows + 1.0), sharex=True, sharey=True,
+                             squeeze=False)
+    all_recall = np.concatenate([r["student_target_mass"][:, 0] for r in results.values()])
+    p_lo = max(min(all_recall.min() / 10, 1e-3), 1e-30)
+    p_grid = np.geomspace(p_lo, 0.9, 300)
+    for i, student in enumerate(students):
+      res = results[student]
+      recall = res["student_target_mass"][:, 0]
+      for j, beta in enumerate(betas):
+        ax = axes[i, j]
+        delta = float(np.median(res["ka_delta_over_beta"][:, j]))
+        law = expit(np.log(p_grid) - np.log1p(-p_grid) + delta)
+        ax.plot(p_grid, np.maximum(law, floor), "-", color="0.6", lw=1.0,
+                label=r"law (K-A): $\sigma(\mathrm{logit}\,p + \Delta/\beta)$")
+        ax.axvline(expit(-delta), color="0.6", ls=":", lw=0.9, label=r"trap boundary $p=\sigma(-\Delta/\beta)$")
+        ax.axhline(res["aligned_teacher_target_mass"][0, j], color=PIPELINE_COLORS["teacher"], ls="--", lw=0.8,
+                   label="aligned teacher")
+        ax.plot(recall, np.maximum(res["ka_target_mass"][:, j], floor), "o", color=PIPELINE_COLORS["K-A"], ms=3.5,
+                label="K-A (exact)")
+        ax.plot(recall, np.maximum(res["ak_target_mass"][:, j], floor), "s", color=PIPELINE_COLORS["A-K"], ms=3.2,
+                mfc="none", mew=0.9, label="A-K (exact)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_ylim(floor / 5, 5)
+        ax.set_xlim(p_lo, 1.0)
+        if i == 0:
+          ax.set_title(rf"$\beta$ = {beta:g}", fontsize=7)
+        if j == 0:
+          ax.set_ylabel(f"{student}:\n" + r"target mass $\pi(A)$", fontsize=6.5)
+        if i == nrows - 1:
+          ax.set_xlabel(r"student's recall $p$", fontsize=6.5)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=6, frameon=False)
+    fig.suptitle(rf"student's recall set by the KD temperature $\tau$ = {', '.join(f'{t:g}' for t in taus)} "
+                 "(exact alignment, teacher p*)", fontsize=7)
+    return save_figure(fig, out_dir, "mog_taus", data={
+        "taus": taus, "betas": betas, "students": np.asarray(students),
+        **{f"{k}__{s}": v for s, r in results.items() for k, v in r.items()}})

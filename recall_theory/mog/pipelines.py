@@ -42,25 +42,41 @@ from recall_theory.mog.mixture import Mixture, log_prob, normalize_log_weights, 
 from recall_theory.mog.params import from_mixture, to_mixture
 from recall_theory.mog.pg import PGConfig, train_pg
 from recall_theory.mog.quadrature import Grid, log_density_on_grid, tilt_on_grid, tilted_components
-from recall_theory.mog.setup import ALGORITHMS, PIPELINES, MogConfig, StudentTable
+from recall_theory.mog.region import TargetRegion, mixture_region_mass
+from recall_theory.mog.setup import ALGORITHMS, PIPELINES, RESULT_PIPELINES, MogConfig, StudentTable
 
 TRAINERS = ("pg K-A", "pg A-K", "pg K-A(teacher-ref)", "dpo K-A", "dpo A-K", "dpo K-A(teacher-ref)")
 
 
 class Problem(NamedTuple):
-  """Arrays shared by every run of a grid (replicated across devices)."""
+  """Arrays shared by every run of a grid (replicated across devices).
+
+  ``region`` (host boxes, static) is the target region A of the exact masses.
+  """
   truth: Mixture
   grid: Grid
   land: Landscape
   reward: object
   table: StudentTable
+  region: TargetRegion
 
 
 class RunOutput(NamedTuple):
-  """One run: metrics (P, A, M); reference recalls of the target; trainer watches (T,) x2; densities."""
+  """One run.
+
+  ``metrics_PxAxM``: every metric for the pipelines of :data:`RESULT_PIPELINES` (the four
+  compared ones and "A", the aligned teacher) x algorithms; its ``target_mass`` entries are
+  replaced on the host by ``exact_mass_PxA`` (bivariate normal cdf for every model that is a
+  mixture; NaN for the two exact Gibbs tilts, K-A exact and A exact, whose masses come from
+  the edge-aligned quadrature of :mod:`recall_theory.mog.region` after the grid run).
+  ``student``/``teacher``: the two references (for that quadrature and the law's columns).
+  """
   metrics_PxAxM: jax.Array
+  exact_mass_PxA: jax.Array
   student_target_mass: jax.Array
   teacher_target_mass: jax.Array
+  student: Mixture
+  teacher: Mixture
   watch_step_T: jax.Array
   watch_quantity_T: jax.Array
   log_density_plot: jax.Array  # (2 + P*A, n_plot, n_plot) or (0,) when not kept
@@ -88,21 +104,27 @@ def selective(mixture: Mixture, log_profile_K: jax.Array, temperature) -> Mixtur
                                                                  temperature))
 
 
+def references(seed, variant, problem: Problem, config: MogConfig) -> tuple[Mixture, Mixture]:
+  """(teacher, student) of one run: EM teacher from seed's samples of p*, KD student (variant)."""
+  k_teacher, k_student, _ = jax.random.split(jax.random.PRNGKey(seed), 3)
+  k_student = jax.random.fold_in(k_student, variant)
+  teacher = fit_teacher(k_teacher, problem.truth, config)
+  prof_teacher = profile_for(teacher, problem.truth, problem.table.log_profile_SxK[variant])
+  student = kd.distill_forward_samples(k_student, selective(teacher, prof_teacher, config.kd_temperature),
+                                       problem.table.active_SxC[variant], n_samples=config.n_student_samples,
+                                       n_iter=config.em_iters)
+  return teacher, student
+
+
 def run_single(seed, beta, variant, problem: Problem, config: MogConfig,
                keep_densities: bool = False) -> RunOutput:
   """Every pipeline x algorithm for one seed, beta and student variant (pure; vmap over all three)."""
   truth, grid, land, reward = problem.truth, problem.grid, problem.land, problem.reward
-  key = jax.random.PRNGKey(seed)
-  k_teacher, k_student, k_train = jax.random.split(key, 3)
-  k_student = jax.random.fold_in(k_student, variant)
-  k_train = jax.random.fold_in(k_train, variant)
+  k_train = jax.random.fold_in(jax.random.split(jax.random.PRNGKey(seed), 3)[2], variant)
   log_profile_modes = problem.table.log_profile_SxK[variant]
   active = problem.table.active_SxC[variant]
-
-  teacher = fit_teacher(k_teacher, truth, config)
+  teacher, student = references(seed, variant, problem, config)
   prof_teacher = profile_for(teacher, truth, log_profile_modes)
-  student = kd.distill_forward_samples(k_student, selective(teacher, prof_teacher, config.kd_temperature),
-                                       active, n_samples=config.n_student_samples, n_iter=config.em_iters)
   log_teacher_G = log_density_on_grid(teacher, grid)
   log_student_G = log_density_on_grid(student, grid)
 
@@ -120,16 +142,21 @@ def run_single(seed, beta, variant, problem: Problem, config: MogConfig,
   log_ka_G, _ = tilt_on_grid(log_student_G, reward_G, beta, grid)
   lw_t, log_comp_GxK, mu_t, cov_t = tilted_components(teacher, reward_G, beta, grid)
 
+  region_mass = lambda q: mixture_region_mass(q, problem.region)
+
   def exact_kd(temperature):
     sel_lw = kd.selective_log_weights(lw_t, prof_teacher, temperature)
     q = kd.distill_forward_grid(sel_lw, log_comp_GxK, mu_t, cov_t, grid, active, n_iter=config.em_iters)
-    return log_density_on_grid(q, grid)
+    return log_density_on_grid(q, grid), region_mass(q)
 
-  exact_ak_2xG = jax.vmap(exact_kd)(temps)
+  exact_ak_2xG, exact_ak_mass_2 = jax.vmap(exact_kd)(temps)
   log_aligned_teacher_G, _ = tilt_on_grid(log_teacher_G, reward_G, beta, grid)
   control, _ = kd.distill_reverse_kl_grid(student, log_aligned_teacher_G, grid, n_steps=config.control_steps,
                                          learning_rate=config.control_lr)
-  exact = [log_ka_G, exact_ak_2xG[0], log_density_on_grid(control, grid), exact_ak_2xG[1]]
+  exact = [log_ka_G, exact_ak_2xG[0], log_density_on_grid(control, grid), exact_ak_2xG[1],
+           log_aligned_teacher_G]
+  nan = jnp.asarray(jnp.nan, reward_G.dtype)
+  exact_mass = [nan, exact_ak_mass_2[0], region_mass(control), exact_ak_mass_2[1], nan]
 
   # --- trained: three policy-gradient and three DPO runs, vmapped ----------------------------
   # Runs: K-A (student, ref student), A-K (teacher, ref teacher), control (student, ref teacher).
@@ -150,30 +177,36 @@ def run_single(seed, beta, variant, problem: Problem, config: MogConfig,
   policies = jax.vmap(to_mixture)(jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]),
                                                          pg_params, dpo_params))  # pg x3, dpo x3
   log_policies_6xG = jax.vmap(lambda m: log_density_on_grid(m, grid))(policies)
+  policy_mass_6 = jax.vmap(region_mass)(policies)
   # A-K: distill the aligned teachers (pg, dpo) at both KD temperatures, vmapped.
   aligned_teachers = jax.tree_util.tree_map(lambda a: a[jnp.asarray([1, 1, 4, 4])], policies)
   temps4 = jnp.tile(temps, 2)
 
   def sampled_kd(key_kd, aligned, temperature):
     q = distill_mixture(key_kd, aligned, temperature)
-    return log_density_on_grid(q, grid)
+    return log_density_on_grid(q, grid), region_mass(q)
 
-  log_ak_4xG = jax.vmap(sampled_kd)(jax.random.split(k_kd, 4), aligned_teachers, temps4)
-  pg = [log_policies_6xG[0], log_ak_4xG[0], log_policies_6xG[2], log_ak_4xG[1]]
-  dpo = [log_policies_6xG[3], log_ak_4xG[2], log_policies_6xG[5], log_ak_4xG[3]]
+  log_ak_4xG, ak_mass_4 = jax.vmap(sampled_kd)(jax.random.split(k_kd, 4), aligned_teachers, temps4)
+  pg = [log_policies_6xG[0], log_ak_4xG[0], log_policies_6xG[2], log_ak_4xG[1], log_policies_6xG[1]]
+  dpo = [log_policies_6xG[3], log_ak_4xG[2], log_policies_6xG[5], log_ak_4xG[3], log_policies_6xG[4]]
+  pg_mass = [policy_mass_6[0], ak_mass_4[0], policy_mass_6[2], ak_mass_4[1], policy_mass_6[1]]
+  dpo_mass = [policy_mass_6[3], ak_mass_4[2], policy_mass_6[5], ak_mass_4[3], policy_mass_6[4]]
 
-  refs = [log_student_G, log_teacher_G, log_teacher_G, log_teacher_G]
+  refs = [log_student_G, log_teacher_G, log_teacher_G, log_teacher_G, log_teacher_G]
   by_algo = {"exact": exact, "pg": pg, "dpo": dpo}
+  mass_by_algo = {"exact": exact_mass, "pg": pg_mass, "dpo": dpo_mass}
   metrics = jnp.stack([jnp.stack([measure(by_algo[a][p], refs[p]) for a in ALGORITHMS])
-                       for p in range(len(PIPELINES))])
-  student_mass = jnp.sum(jnp.exp(log_student_G + grid.log_cell_area) * land.target_G)
-  teacher_mass = jnp.sum(jnp.exp(log_teacher_G + grid.log_cell_area) * land.target_G)
+                       for p in range(len(RESULT_PIPELINES))])
+  exact_mass_PxA = jnp.stack([jnp.stack([mass_by_algo[a][p] for a in ALGORITHMS])
+                              for p in range(len(RESULT_PIPELINES))])
+  student_mass = region_mass(student)
+  teacher_mass = region_mass(teacher)
   if keep_densities:
     n = int(round(grid.points_GxD.shape[0] ** 0.5))
     stack = [log_teacher_G, log_student_G] + [by_algo[a][p] for p in range(len(PIPELINES)) for a in ALGORITHMS]
     dens = jnp.stack([s.reshape(n, n)[::2, ::2] for s in stack])
   else:
     dens = jnp.zeros((0,), log_teacher_G.dtype)
-  return RunOutput(metrics, student_mass, teacher_mass,
+  return RunOutput(metrics, exact_mass_PxA, student_mass, teacher_mass, student, teacher,
                    jnp.concatenate([pg_watch.step, dpo_watch.step]),
                    jnp.concatenate([pg_watch.quantity, dpo_watch.quantity]), dens)

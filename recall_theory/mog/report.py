@@ -1,15 +1,24 @@
-"""The ``recall-theory mog`` experiment: grid run, tidy CSVs, the figure set, a printed summary.
+"""The ``recall-theory mog`` experiment: grid run, tidy CSVs, the figure set, generated notes.
 
 :func:`run_mog` writes into ``out_dir``:
 
-* ``mog_results.csv``: one row per (pipeline, algorithm, student, beta, seed) with every metric
-  of :data:`recall_theory.mog.metrics.METRICS` and the recall of the target of the alignment
-  step's reference (``reference_target_mass``);
-* ``mog_summary.csv``: mean and sd over seeds of every metric, per pipeline, algorithm, student, beta;
-* ``mog_gap.csv``: A-K minus K-A in reward and target mass, mean and sd over seeds, per
-  algorithm, student and beta (the headline);
+* ``mog_results.csv``: one row per (pipeline, algorithm, student, beta, seed), pipelines K-A, A-K,
+  K-A(teacher-ref), A-K(tau) and A (the aligned teacher, A-K's first step), with the shared
+  :data:`recall_theory.schema.ID_COLUMNS`, every metric of :data:`recall_theory.mog.metrics.METRICS`
+  and the law's :data:`recall_theory.schema.LAW_COLUMNS` (exact: orthant cdf and edge-aligned
+  quadrature, see :mod:`recall_theory.mog.region`);
+* ``mog_summary.csv``: mean and sample sd (ddof = 1) over seeds of every metric and of the law's
+  prediction, per pipeline, algorithm, student, beta;
+* ``mog_gap.csv``: A-K minus K-A in reward and target mass, paired by seed: mean, sample sd,
+  Student-t interval, sign counts and verdict (ahead / behind / tie at the stated resolution);
+* ``mog_summary.txt`` and ``mog_notes.md``: generated from those numbers only;
 * figures ``mog_densities``, ``mog_metrics_<student>``, ``mog_tradeoff``, ``mog_phase``
   (each .pdf, .png and _data.npz).
+
+Law columns of the A-K rows: A-K's aligned model is the aligned teacher (row "A", reference the
+teacher); the distilled A-K student is recorded against the same reference (the teacher), with
+the teacher's p_ref and Delta/beta, so its prediction is the aligned teacher's optimum and its
+KL is KL(A-K student || teacher).
 """
 
 from __future__ import annotations
@@ -19,101 +28,254 @@ from typing import Sequence
 
 import numpy as np
 
-from recall_theory import io
+from recall_theory import io, schema, stats
 from recall_theory.mog.metrics import METRICS
-from recall_theory.mog.setup import ALGORITHMS, PIPELINES, TARGETS, MogConfig
+from recall_theory.mog.setup import ALGORITHMS, ALIGNED_TEACHER, PIPELINES, RESULT_PIPELINES, TARGETS, MogConfig
+
+# Target masses closer than this count as a tie (absolute mass): far above the quadrature and
+# cdf error of the masses (reported with each run), below any difference a reader would act on.
+MASS_RESOLUTION = 1e-3
+# Rewards: E_q[R] in [0, 1], the same resolution.
+REWARD_RESOLUTION = 1e-3
+ESTIMATOR = ("exact: target masses by the bivariate normal cdf (mixtures) and an edge-aligned "
+             "Gauss-Legendre rule (Gibbs tilts); KL by quadrature")
 
 
-def results_columns(res) -> dict[str, np.ndarray]:
-  """Flatten a GridResult into tidy columns (pipeline, algorithm, student, beta, seed, metrics...)."""
+def _trained_samples(config: MogConfig) -> dict[str, int]:
+  """Sampler draws each algorithm trains on: 0 (exact), on-policy PG samples, 2 per DPO pair."""
+  return {"exact": 0, "pg": config.pg_steps * config.pg_batch, "dpo": 2 * config.dpo_pairs}
+
+
+def law_arrays(res, config: MogConfig) -> dict[str, np.ndarray]:
+  """The law's inputs per (S, B, V, P, A): p_ref, Delta/beta, aligned mass, KL, n, sampler recall.
+
+  K-A's reference is the student; every other pipeline's is the teacher. Samplers: PG samples
+  on-policy from its initial policy (the student for K-A and the control, the teacher for A);
+  DPO's pairs come from the reference (student for K-A, teacher otherwise); the A-K rows carry
+  the draws of the aligned teacher they distil.
+  """
+  shape = res.metrics.shape[:5]
+  p_idx = np.arange(len(RESULT_PIPELINES)).reshape(1, 1, 1, -1, 1)
+  a_idx = np.arange(len(ALGORITHMS)).reshape(1, 1, 1, 1, -1)
+  is_ka = p_idx == RESULT_PIPELINES.index("K-A")
+  expand = lambda x: np.asarray(x)[..., None, None]
+  p_ref = np.where(is_ka, expand(res.student_target_mass), expand(res.teacher_target_mass))
+  delta = np.where(is_ka, expand(res.student_delta_over_beta), expand(res.teacher_delta_over_beta))
+  n_by_algo = _trained_samples(config)
+  n = np.asarray([n_by_algo[a] for a in ALGORITHMS], dtype=float)[a_idx]
+  student_init = is_ka | (p_idx == RESULT_PIPELINES.index("K-A(teacher-ref)"))
+  pg = a_idx == ALGORITHMS.index("pg")
+  sampler = np.where(pg & student_init, expand(res.student_target_mass), p_ref)
+  return {
+      "reference_recall": np.broadcast_to(p_ref, shape),
+      "delta_over_beta": np.broadcast_to(delta, shape),
+      "aligned_mass": res.metrics[..., METRICS.index("target_mass")],
+      "kl": res.metrics[..., METRICS.index("kl_to_reference")],
+      "n_samples": np.broadcast_to(n, shape),
+      "sampler_recall": np.broadcast_to(sampler, shape),
+  }
+
+
+def law_table(res, config: MogConfig) -> dict[str, np.ndarray]:
+  """schema.law_columns over every aligned model of the grid, flattened in (S, B, V, P, A) order."""
+  arrays = law_arrays(res, config)
+  estimator = ESTIMATOR
+  if config.label_noise > 0:
+    estimator += (f"; dpo with label noise {config.label_noise:g}: Delta/beta of the noise-free "
+                  "Bradley-Terry reward (the noisy labels' optimum is not a Gibbs tilt)")
+  return schema.law_columns(**{k: v.ravel() for k, v in arrays.items()}, estimator=estimator)
+
+
+def results_columns(res, config: MogConfig | None = None) -> dict[str, np.ndarray]:
+  """Flatten a GridResult into tidy columns: shared ids, student, beta, metrics, law columns."""
+  config = config or MogConfig()
   s, b, v, p, a = np.meshgrid(np.arange(len(res.seeds)), np.arange(len(res.betas)), np.arange(len(res.students)),
-                              np.arange(len(PIPELINES)), np.arange(len(ALGORITHMS)), indexing="ij")
+                              np.arange(len(RESULT_PIPELINES)), np.arange(len(ALGORITHMS)), indexing="ij")
+  students = np.asarray(res.students)[v.ravel()]
+  betas = res.betas[b.ravel()]
   cols = {
-      "pipeline": np.asarray(PIPELINES)[p.ravel()],
+      "track": np.full(s.size, "mog", dtype=object),
+      "pipeline": np.asarray(RESULT_PIPELINES)[p.ravel()],
       "algorithm": np.asarray(ALGORITHMS)[a.ravel()],
-      "student": np.asarray(res.students)[v.ravel()],
-      "beta": res.betas[b.ravel()],
       "seed": res.seeds[s.ravel()],
+      "setting": np.asarray([f"student={st};beta={be:g};target={config.target}" for st, be in zip(students, betas)],
+                            dtype=object),
+      "student": students,
+      "beta": betas,
   }
   for m, name in enumerate(METRICS):
     cols[name] = res.metrics[..., m].ravel()
-  ref = np.where(p == 0, res.student_target_mass[..., None, None], res.teacher_target_mass[..., None, None])
-  cols["reference_target_mass"] = ref.ravel()
+  law = law_table(res, config)
+  cols["reference_target_mass"] = law["reference_recall"]
+  cols.update(law)
   return cols
 
 
-def summary_columns(res) -> dict[str, np.ndarray]:
-  """Mean and sd over seeds per (pipeline, algorithm, student, beta)."""
-  b, v, p, a = np.meshgrid(np.arange(len(res.betas)), np.arange(len(res.students)), np.arange(len(PIPELINES)),
+def _mean_sd_over_seeds(values_SxN: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Per column: (mean, sample sd) over the seed axis via :func:`recall_theory.stats.mean_sd`."""
+  flat = values_SxN.reshape(values_SxN.shape[0], -1)
+  out = np.asarray([stats.mean_sd(flat[:, j])[:2] for j in range(flat.shape[1])])
+  return out[:, 0].reshape(values_SxN.shape[1:]), out[:, 1].reshape(values_SxN.shape[1:])
+
+
+def summary_columns(res, config: MogConfig | None = None) -> dict[str, np.ndarray]:
+  """Mean and sample sd (ddof = 1) over seeds per (pipeline, algorithm, student, beta)."""
+  config = config or MogConfig()
+  b, v, p, a = np.meshgrid(np.arange(len(res.betas)), np.arange(len(res.students)), np.arange(len(RESULT_PIPELINES)),
                            np.arange(len(ALGORITHMS)), indexing="ij")
-  cols = {"pipeline": np.asarray(PIPELINES)[p.ravel()], "algorithm": np.asarray(ALGORITHMS)[a.ravel()],
+  cols = {"pipeline": np.asarray(RESULT_PIPELINES)[p.ravel()], "algorithm": np.asarray(ALGORITHMS)[a.ravel()],
           "student": np.asarray(res.students)[v.ravel()], "beta": res.betas[b.ravel()],
           "n_seeds": np.full(b.size, len(res.seeds))}
   for m, name in enumerate(METRICS):
-    cols[f"{name}_mean"] = res.metrics[..., m].mean(0).ravel()
-    cols[f"{name}_sd"] = res.metrics[..., m].std(0, ddof=1 if len(res.seeds) > 1 else 0).ravel()
+    mean, sd = _mean_sd_over_seeds(res.metrics[..., m])
+    cols[f"{name}_mean"], cols[f"{name}_sd"] = mean.ravel(), sd.ravel()
+  law = law_table(res, config)
+  shape = res.metrics.shape[:5]
+  for name in ("reference_recall", "predicted_mass", "expected_target_samples", "kl_ceiling"):
+    mean, sd = _mean_sd_over_seeds(np.asarray(law[name], dtype=float).reshape(shape))
+    cols[f"{name}_mean"], cols[f"{name}_sd"] = mean.ravel(), sd.ravel()
   return cols
 
 
+def _comparison(res, name: str, b: int, v: int, a: int, first: str = "A-K", second: str = "K-A") -> dict:
+  m = METRICS.index(name)
+  i, j = RESULT_PIPELINES.index(first), RESULT_PIPELINES.index(second)
+  resolution = MASS_RESOLUTION if name == "target_mass" else REWARD_RESOLUTION
+  return stats.paired_comparison(res.metrics[:, b, v, i, a, m], res.metrics[:, b, v, j, a, m], resolution)
+
+
 def gap_columns(res) -> dict[str, np.ndarray]:
-  """A-K minus K-A (paired by seed) in reward and target mass: mean, sd, and #seeds with A-K ahead."""
-  ka, ak = PIPELINES.index("K-A"), PIPELINES.index("A-K")
+  """A-K minus K-A (paired by seed) in reward and target mass: mean, sample sd, interval, signs, verdict."""
   b, v, a = np.meshgrid(np.arange(len(res.betas)), np.arange(len(res.students)), np.arange(len(ALGORITHMS)),
                         indexing="ij")
   cols = {"algorithm": np.asarray(ALGORITHMS)[a.ravel()], "student": np.asarray(res.students)[v.ravel()],
           "beta": res.betas[b.ravel()]}
-  ddof = 1 if len(res.seeds) > 1 else 0
   for name in ("reward", "target_mass"):
-    m = METRICS.index(name)
-    d = res.metrics[:, :, :, ak, :, m] - res.metrics[:, :, :, ka, :, m]  # (S, B, V, A)
-    cols[f"{name}_gap_mean"] = d.mean(0).ravel()
-    cols[f"{name}_gap_sd"] = d.std(0, ddof=ddof).ravel()
-    cols[f"{name}_ak_ahead_seeds"] = (d > 0).sum(0).ravel()
+    cmps = [_comparison(res, name, bi, vi, ai) for bi, vi, ai in zip(b.ravel(), v.ravel(), a.ravel())]
+    for key, col in (("mean_diff", "gap_mean"), ("sd_diff", "gap_sd"), ("ci_low", "gap_ci_low"),
+                     ("ci_high", "gap_ci_high"), ("n_positive", "ak_higher_seeds"),
+                     ("n_negative", "ak_lower_seeds"), ("n_tied", "tied_seeds"), ("verdict", "ak_verdict")):
+      cols[f"{name}_{col}"] = np.asarray([c[key] for c in cmps])
+    cols[f"{name}_resolution"] = np.asarray([c["resolution"] for c in cmps])
   return cols
 
 
-def summary_text(res) -> str:
-  """A few lines: per algorithm and student, the beta-averaged A-K - K-A gaps with their seed spread."""
-  ka, ak = PIPELINES.index("K-A"), PIPELINES.index("A-K")
-  lines = [f"{len(res.seeds)} seeds x {len(res.betas)} betas ({res.betas.min():g}..{res.betas.max():g}) "
-           f"x students {', '.join(res.students)}",
-           "A-K minus K-A, averaged over beta (mean +- sd over seeds; beta points where A-K is ahead on average):"]
+def _options_line(options: dict | None, config: MogConfig) -> str:
+  from recall_theory.cli.main import describe_options
+  text = describe_options(dict(options or {}))
+  target = "two-target run (targets (1, 1) and (-1, 1))" if config.target == "two" else "one target (1, 1)"
+  return f"options: {text}; {target}"
+
+
+def _fmt_mass(x: float) -> str:
+  return f"{x:.3g}"
+
+
+def verdict_lines(res) -> list[str]:
+  """Per student and algorithm: A-K vs K-A in target mass at every beta, one generated phrase each."""
+  lines = []
+  tm = METRICS.index("target_mass")
+  ka, ak = RESULT_PIPELINES.index("K-A"), RESULT_PIPELINES.index("A-K")
   for v, student in enumerate(res.students):
     for a, algo in enumerate(ALGORITHMS):
-      parts = []
-      for name in ("reward", "target_mass"):
-        m = METRICS.index(name)
-        d = res.metrics[:, :, v, ak, a, m] - res.metrics[:, :, v, ka, a, m]  # (S, B)
-        per_seed = d.mean(1)
-        ahead = int((d.mean(0) > 0).sum())
-        parts.append(f"{name} {per_seed.mean():+.3f} +- {per_seed.std():.3f} ({ahead}/{len(res.betas)})")
-      lines.append(f"  {student:7s} {algo:5s}: " + "; ".join(parts))
+      lines.append(f"* {student} student, {algo}:")
+      for b, beta in enumerate(res.betas):
+        cmp = _comparison(res, "target_mass", b, v, a)
+        text = stats.describe_comparison(cmp, "A-K", "K-A", fmt=".3g")
+        mean_ak = stats.mean_sd(res.metrics[:, b, v, ak, a, tm])[0]
+        mean_ka = stats.mean_sd(res.metrics[:, b, v, ka, a, tm])[0]
+        lines.append(f"  - beta {beta:.3g}: {text}; mean target mass A-K {_fmt_mass(mean_ak)}, "
+                     f"K-A {_fmt_mass(mean_ka)}.")
+  return lines
+
+
+def verdict_counts(res) -> dict[tuple[str, str], dict[str, int]]:
+  """{(student, algorithm): {"ahead": n_betas, "behind": ..., "tie": ...}} for target mass."""
+  out = {}
+  for v, student in enumerate(res.students):
+    for a, algo in enumerate(ALGORITHMS):
+      counts = {"ahead": 0, "behind": 0, "tie": 0}
+      for b in range(len(res.betas)):
+        counts[_comparison(res, "target_mass", b, v, a)["verdict"]] += 1
+      out[(student, algo)] = counts
+  return out
+
+
+def summary_text(res, config: MogConfig | None = None, options: dict | None = None) -> str:
+  """The run in a few lines: set-up, options, reference recalls, A-K vs K-A verdict counts."""
+  config = config or MogConfig()
+  lines = [f"{len(res.seeds)} seeds x {len(res.betas)} betas ({res.betas.min():g}..{res.betas.max():g}) "
+           f"x students {', '.join(res.students)}", _options_line(options, config)]
+  for v, student in enumerate(res.students):
+    mean, sd, n = stats.mean_sd(res.student_target_mass[:, 0, v])
+    lines.append(f"{student} student's exact recall of the target: mean {mean:.3g} (sd {sd:.2g}, n = {n}); "
+                 f"seed {res.seeds[0]}: {res.student_target_mass[0, 0, v]:.3g}")
+  mean, sd, n = stats.mean_sd(res.teacher_target_mass[:, 0, 0])
+  lines.append(f"teacher's exact recall of the target: mean {mean:.3g} (sd {sd:.2g}, n = {n})")
+  lines.append(f"A-K vs K-A in target mass (paired over seeds, t 95% interval; tie below {MASS_RESOLUTION:g} "
+               "absolute mass); number of betas:")
+  for (student, algo), c in verdict_counts(res).items():
+    lines.append(f"  {student:7s} {algo:5s}: A-K ahead {c['ahead']}, behind {c['behind']}, tie {c['tie']}")
+  lines.append(stats.SD_CAPTION)
   return "\n".join(lines)
 
 
-def notes_text(res, config: MogConfig) -> str:
-  """Figure notes with the measured numbers: headline gaps and why K-A can show higher recall."""
-  ka, ak, akt = PIPELINES.index("K-A"), PIPELINES.index("A-K"), PIPELINES.index("A-K(tau)")
+def _law_lines(res, config: MogConfig) -> list[str]:
+  law = law_table(res, config)
+  shape = res.metrics.shape[:5]
+  pred = np.asarray(law["predicted_mass"], dtype=float).reshape(shape)
+  meas = np.asarray(law["aligned_mass"], dtype=float).reshape(shape)
+  expected = np.asarray(law["expected_target_samples"], dtype=float).reshape(shape)
+  above = np.asarray(law["above_ceiling"], dtype=bool)
+  ex, pg, dpo = (ALGORITHMS.index(a) for a in ("exact", "pg", "dpo"))
+  ka, teacher = RESULT_PIPELINES.index("K-A"), RESULT_PIPELINES.index(ALIGNED_TEACHER)
+  lines = ["Every aligned model's row in `mog_results.csv` carries the law (theory item 12): "
+           "p_ref, Delta/beta = (L_A - L_{A^c})/beta of the reward R under that reference, the predicted "
+           "optimum sigmoid(logit p_ref + Delta/beta), the measured mass, the expected number of target "
+           "samples among the draws it trained on, the KL paid and the KL-budget ceiling.", ""]
+  dev = max(np.max(np.abs(meas[..., ka, ex] - pred[..., ka, ex])), np.max(np.abs(meas[..., teacher, ex] - pred[..., teacher, ex])))
+  lines.append(f"* Exact tilts (K-A exact, A exact): the measured mass equals the prediction to {dev:.1g} "
+               "(the law is exact for the Gibbs tilt).")
+  for a, algo in ((pg, "pg"), (dpo, "dpo")):
+    for p, pipe in ((ka, "K-A"), (teacher, "A (aligned teacher)")):
+      gap = meas[..., p, a] - pred[..., p, a]
+      lines.append(f"* {algo} {pipe}: measured minus predicted mass, median {np.median(gap):.3g}, "
+                   f"range [{gap.min():.3g}, {gap.max():.3g}] over {gap.size} runs; expected target samples "
+                   f"median {np.median(expected[..., p, a]):.3g} (range {expected[..., p, a].min():.3g} to "
+                   f"{expected[..., p, a].max():.3g}).")
+  lines.append(f"* Runs above their KL ceiling: {int(above.sum())} of {above.size} (any would be a bug).")
+  lines.append(f"* Quadrature resolution of the tilted masses (largest change under a refined rule): "
+               f"{res.tilt_quadrature_error:.1g}.")
+  return lines
+
+
+def notes_text(res, config: MogConfig, options: dict | None = None) -> str:
+  """Notes generated from the run's numbers: reference recalls, the law, verdicts, recall puzzle, control."""
+  ka, ak, akt, ctl = (RESULT_PIPELINES.index(p) for p in ("K-A", "A-K", "A-K(tau)", "K-A(teacher-ref)"))
   ex = ALGORITHMS.index("exact")
-  tm, rc, kl = METRICS.index("target_mass"), METRICS.index("recall"), METRICS.index("kl_to_reference")
-  lines = ["# Notes on the Mixture-of-Gaussians figures (generated with the numbers of this run)", "",
-           "## Headline", "", "```", summary_text(res), "```", "",
-           "## Why K-A can show higher overall recall than A-K", ""]
+  tm, rc = METRICS.index("target_mass"), METRICS.index("recall")
+  lines = ["# Notes on the Mixture-of-Gaussians figures (generated from this run's numbers)", "",
+           "```", summary_text(res, config, options), "```", "",
+           "## The law beside every aligned model", ""] + _law_lines(res, config) + [
+           "", "## A-K against K-A, per beta", "",
+           f"Paired over seeds (same seed, same teacher); `ahead` needs the Student-t 95% interval of the "
+           f"mean difference above 0 and a mean difference above {MASS_RESOLUTION:g} absolute target mass; "
+           "otherwise the pipelines tie.", ""] + verdict_lines(res)
+  lines += ["", "## Overall recall E_p*[log q] against target mass (exact alignment)", ""]
   for v, student in enumerate(res.students):
     mean = res.metrics[:, :, v].mean(0)
     higher = [b for b in range(len(res.betas)) if mean[b, ka, ex, rc] > mean[b, ak, ex, rc]]
     if not higher:
-      lines.append(f"* {student} student: K-A never has the higher recall (exact alignment).")
+      lines.append(f"* {student} student: K-A never has the higher mean recall (exact alignment).")
       continue
-    lines.append(f"* {student} student, exact alignment: K-A has the higher recall E_p*[log q] at beta = "
-                 + ", ".join(f"{res.betas[b]:.3g}" for b in higher) + ". At those betas:")
+    lines.append(f"* {student} student: K-A has the higher mean recall at beta = "
+                 + ", ".join(f"{res.betas[b]:.3g}" for b in higher) + ":")
     for b in higher:
       lines.append(f"  - beta {res.betas[b]:.3g}: recall K-A {mean[b, ka, ex, rc]:.1f} vs A-K {mean[b, ak, ex, rc]:.1f}; "
                    f"target mass K-A {mean[b, ka, ex, tm]:.3g} vs A-K {mean[b, ak, ex, tm]:.3g}; "
-                   f"KL to reference K-A {mean[b, ka, ex, kl]:.3g}; A-K(tau) recall {mean[b, akt, ex, rc]:.1f} "
-                   f"with target mass {mean[b, akt, ex, tm]:.3g}.")
-  lines += ["", "Best overall recall among the betas at which a pipeline puts at least 0.9 of its mass on the "
-            "target (the comparison at equal target mass; exact alignment):"]
+                   f"A-K(tau) recall {mean[b, akt, ex, rc]:.1f} with target mass {mean[b, akt, ex, tm]:.3g}.")
+  lines += ["", "Best mean recall among the betas at which a pipeline's mean target mass is at least 0.9 "
+            "(exact alignment; the masses differ, so this is not a comparison at equal mass):"]
   for v, student in enumerate(res.students):
     mean = res.metrics[:, :, v].mean(0)
     parts = []
@@ -121,49 +283,49 @@ def notes_text(res, config: MogConfig) -> str:
       ok = mean[:, p, ex, tm] >= 0.9
       if ok.any():
         b = int(np.flatnonzero(ok)[np.argmax(mean[ok, p, ex, rc])])
-        parts.append(f"{PIPELINES[p]} {mean[b, p, ex, rc]:.1f} (beta {res.betas[b]:.3g})")
+        parts.append(f"{RESULT_PIPELINES[p]} recall {mean[b, p, ex, rc]:.1f} at mass {mean[b, p, ex, tm]:.3f} "
+                     f"(beta {res.betas[b]:.3g})")
       else:
-        parts.append(f"{PIPELINES[p]} never")
+        parts.append(f"{RESULT_PIPELINES[p]} never")
     lines.append(f"* {student} student: " + "; ".join(parts) + ".")
   lines += ["",
             "Overall recall E_p*[log q] is the log-density a model keeps on *every* mode of p*, so it is",
-            "dominated by the modes a model does not cover, through the thinness of its tails. Two",
-            "mechanisms make K-A's recall the higher one at equal beta, neither of which is recall of the",
-            "desirable behaviour:",
-            "",
-            "1. Mid-to-large beta: K-A did not move. Its target mass and its KL to its reference are near",
-            "   zero, because the reference (the student) gives the target almost no mass and the KL penalty",
-            "   forbids creating it (theory item 2). It keeps the student's spread, hence its recall. A-K did",
-            "   align: the aligned teacher makes the target probable, the KD recipe's sharpening keeps it,",
-            "   and the student spends its few components on the target, giving up other modes.",
-            "2. Small beta: both reach the target, but the Gibbs tilt only *reweights* the student, keeping",
-            "   its other modes at density e^{-D/beta} relative to the target, while A-K's student is a new",
-            "   mixture fitted to an aligned teacher that is all target; the tilt has also narrowed that",
-            "   mode (precision 1/sigma^2 + 1/(beta s^2)), so its Gaussian tails at the other modes are",
-            "   extremely thin and E_p*[log q] is very negative. This is a property of the log-likelihood",
-            "   metric (unbounded below), not coverage of anything desirable.",
-            "",
-            "Compared at equal target mass (the list above), A-K reaches the target at a far larger beta,",
-            "i.e. while staying much closer to its high-recall reference, and so with the higher recall;",
-            "distilling the aligned teacher at a softer temperature (A-K(tau)) recovers recall further at a",
-            "small cost in target mass.", "",
+            "dominated by the modes a model does not cover, through the thinness of its tails: a model that",
+            "left its reference's spread intact can score a higher recall than one that moved its mass to the",
+            "target. Aligning by a Gibbs tilt reweights the reference; A-K's student is refitted to an aligned",
+            "teacher. Neither makes E_p*[log q] a measure of recall of the desirable behaviour.", "",
             "## The control (K-A with the teacher as reference)", "",
-            "Keeping the high-recall teacher as pi_ref removes the learning trap (the penalty no longer",
-            "forbids the target), but on-policy samples of the student still never reach it (sampling trap):",
-            "exact and policy-gradient control runs lift the target only at small beta, while DPO, whose",
-            "pairs come from the teacher, moves toward the target at larger beta (`mog_metrics_*`).", "",
-            f"Set-up: {len(config.students)} students ({', '.join(config.students)}), KD temperature "
+            "With the high-recall teacher as pi_ref the optimum of the objective lifts the target (row A). The",
+            "exact control draws no samples, so wherever it stays below that optimum the cause is not sampling:",
+            "it is the optimisation within the student family (reverse-KL descent from the student, whose",
+            "components sit away from the target). PG samples on-policy from the student, DPO's pairs come from",
+            "the teacher. Betas at which the control's mean target mass reaches 1/2:"]
+  for v, student in enumerate(res.students):
+    parts = []
+    for a, algo in enumerate(ALGORITHMS):
+      mean = res.metrics[:, :, v, ctl, a, tm].mean(0)
+      hit = [f"{res.betas[b]:.3g}" for b in range(len(res.betas)) if mean[b] >= 0.5]
+      parts.append(f"{algo}: " + (", ".join(hit) if hit else "none")
+                   + f" (mean mass {mean.min():.3g} to {mean.max():.3g})")
+    lines.append(f"* {student} student: " + "; ".join(parts) + ".")
+  lines += ["", f"Set-up: {len(config.students)} students ({', '.join(config.students)}), KD temperature "
             f"{config.kd_temperature:g}, recovery temperature {config.kd_recovery_temperature:g}, selection "
             f"margin {config.selection_margin:g}, bump reward width {config.reward_width:g}, "
-            f"target {config.target!r}, grid {config.grid_n}x{config.grid_n}."]
+            f"target {config.target!r}, grid {config.grid_n}x{config.grid_n}; {stats.SD_CAPTION}."]
   return "\n".join(lines) + "\n"
 
 
 def run_mog(out_dir, config: MogConfig, seeds: Sequence[int], betas: Sequence[float], *, dtype=None,
-            phase_points: int = 17, log=print) -> list[Path]:
-  """Run the grid, write CSVs and figures into ``out_dir``; returns the written paths."""
+            phase_points: int = 17, log=print, options: dict | None = None,
+            chunk_size: int | None = None) -> list[Path]:
+  """Run the grid, write CSVs and figures into ``out_dir``; returns the written paths.
+
+  ``options``: the non-default command-line options, named in the summary and the notes.
+  Prints one loud line per aligned model above its KL ceiling (there should be none).
+  """
   import jax.numpy as jnp
 
+  from recall_theory import progress
   from recall_theory.mog import figures
   from recall_theory.mog.grid_run import build_problem, run_grid
   from recall_theory.mog.sweep import phase_map
@@ -171,15 +333,20 @@ def run_mog(out_dir, config: MogConfig, seeds: Sequence[int], betas: Sequence[fl
   import time
   out = Path(out_dir)
   t0 = time.perf_counter()
-  res = run_grid(config, seeds, betas, dtype=dtype, keep_densities=True)
+  n_runs = len(list(seeds)) * len(list(betas)) * len(config.students)
+  with progress.stage("mog grid (compile + run)", total=n_runs) as bar:
+    res = run_grid(config, seeds, betas, dtype=dtype, keep_densities=True, chunk_size=chunk_size)
+    bar.set(n_runs)
   log(f"grid run (compile + run): {time.perf_counter() - t0:.1f} s")
-  paths = [io.write_columns_csv(out / "mog_results.csv", results_columns(res)),
-           io.write_columns_csv(out / "mog_summary.csv", summary_columns(res)),
+  results = results_columns(res, config)
+  schema.report_ceiling_violations({k: results[k] for k in schema.ID_COLUMNS + schema.LAW_COLUMNS}, where="mog")
+  paths = [io.write_columns_csv(out / "mog_results.csv", results),
+           io.write_columns_csv(out / "mog_summary.csv", summary_columns(res, config)),
            io.write_columns_csv(out / "mog_gap.csv", gap_columns(res))]
-  text = summary_text(res)
+  text = summary_text(res, config, options)
   log(text)
   paths.append(io.write_text(out / "mog_summary.txt", text + "\n"))
-  paths.append(io.write_text(out / "mog_notes.md", notes_text(res, config)))
+  paths.append(io.write_text(out / "mog_notes.md", notes_text(res, config, options)))
 
   problem = build_problem(config, dtype)
   n = config.grid_n
@@ -194,14 +361,15 @@ def run_mog(out_dir, config: MogConfig, seeds: Sequence[int], betas: Sequence[fl
   paths += figures.plot_densities(out, res.plot_axis, named, log_truth, np.asarray(TARGETS[config.target]),
                                   float(res.betas[b_mid]), res.students)
   for v, s in enumerate(res.students):
-    paths += figures.plot_metrics(out, res.betas, res.metrics[:, :, v], s)
-  paths += figures.plot_tradeoff(out, res.betas, res.metrics[:, :, 0], res.students[0])
+    paths += figures.plot_metrics(out, res.betas, res.metrics[:, :, v, :len(PIPELINES)], s)
+  paths += figures.plot_tradeoff(out, res.betas, res.metrics[:, :, 0, :len(PIPELINES)], res.students[0])
   phase_betas = np.geomspace(res.betas.min(), res.betas.max(), phase_points)
   recalls = np.geomspace(1e-12, 0.5, phase_points)
   t0 = time.perf_counter()
   # The student with no mode near the target: its own tail recall (< 1e-12) does not mask p.
   phase_student = "3-mode" if "3-mode" in res.students else res.students[0]
-  phase = phase_map(config, phase_betas, recalls, student=phase_student, dtype=dtype or jnp.float64)
+  with progress.stage("mog phase map", total=None):
+    phase = phase_map(config, phase_betas, recalls, student=phase_student, dtype=dtype or jnp.float64)
   log(f"phase map: {time.perf_counter() - t0:.1f} s")
   paths += figures.plot_phase(out, phase_betas, recalls, phase, phase_student)
   return paths

@@ -38,6 +38,9 @@ STUDENT_KEEPS = {
     "3-mode": ((-1., -1.), (0., -1.), (1., -1.)),
 }
 PIPELINES = ("K-A", "A-K", "K-A(teacher-ref)", "A-K(tau)")
+# "A": the aligned teacher (A-K's first step), recorded so that every aligned model carries the law.
+ALIGNED_TEACHER = "A"
+RESULT_PIPELINES = PIPELINES + (ALIGNED_TEACHER,)
 ALGORITHMS = ("exact", "pg", "dpo")
 
 
@@ -106,6 +109,7 @@ class MogConfig:
     check_int_range("grid_n", self.grid_n, 16, 2048)
     if not self.grid_hi > self.grid_lo:
       raise InputError("grid_hi must exceed grid_lo")
+    target_region(self)  # exact target masses need box-shaped Voronoi cells: fail here, named
     return self
 
   @property
@@ -122,6 +126,12 @@ def ground_truth(config: MogConfig, dtype=None) -> Mixture:
   k = config.n_modes
   w = np.full(k, 1.0 / k) if config.mode_weights is None else np.asarray(config.mode_weights)
   return make_mixture(w, config.mode_means, np.full(k, config.mode_variance), dtype=dtype, name="p*")
+
+
+def target_region(config: MogConfig):
+  """The target region A (Voronoi cell(s) of the target mode(s)) as boxes, for exact masses."""
+  from recall_theory.mog.region import make_target_region
+  return make_target_region(config.mode_means, target_mask(config))
 
 
 def target_mask(config: MogConfig) -> np.ndarray:

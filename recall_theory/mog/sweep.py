@@ -28,9 +28,11 @@ import numpy as np
 from recall_theory.errors import InputError, check_int_range, check_positive
 from recall_theory.mog import distill as kd
 from recall_theory.mog.em import DEAD_LOG_WEIGHT
-from recall_theory.mog.mixture import Mixture, normalize_log_weights
-from recall_theory.mog.quadrature import log_density_on_grid, log_normalize, tilt_on_grid, tilted_components
-from recall_theory.mog.setup import STUDENT_KEEPS, MogConfig, target_mask
+from recall_theory.mog.mixture import Mixture, log_prob, normalize_log_weights
+from recall_theory.mog.quadrature import (kl_on_grid, log_density_on_grid, log_normalize, tilt_on_grid,
+                                          tilted_components)
+from recall_theory.mog.region import mixture_region_mass, tilt_kl, tilt_log_integrals, tilted_mass
+from recall_theory.mog.setup import STUDENT_KEEPS, TARGETS, MogConfig, target_mask, target_region
 
 DTYPES = {"float32": jnp.float32, "float64": jnp.float64}
 
@@ -53,23 +55,19 @@ def _exact_kd(teacher_lw, log_comp_GxK, means, covs, profile, temperature, grid,
   return kd.distill_forward_grid(sel, log_comp_GxK, means, covs, grid, active, n_iter=n_iter)
 
 
-def _pipeline_masses(teacher: Mixture, beta, problem, profile, active, config: MogConfig):
-  """(student recall, K-A target mass, A-K target mass, aligned-teacher mass, K-A reward, A-K reward)."""
+def _region_rule(config: MogConfig, dtype):
+  from recall_theory.mog.region import make_region_rule
+  return make_region_rule(target_region(config), np.asarray(TARGETS[config.target]), dtype=dtype)
+
+
+def _tilted_mass(log_ref_Q, reward_Q, beta, rule):
+  """Exact pi(A) of the Gibbs tilt of a reference given on the region rule's nodes."""
+  return tilted_mass(*tilt_log_integrals(log_ref_Q, reward_Q, beta, rule))
+
+
+def _grid_reward(log_q, problem):
   grid, land = problem.grid, problem.land
-  mass = lambda log_q: jnp.sum(jnp.exp(log_normalize(log_q, grid)[0] + grid.log_cell_area) * land.target_G)
-  reward = lambda log_q: jnp.sum(jnp.exp(log_normalize(log_q, grid)[0] + grid.log_cell_area) * land.reward_G)
-  zero = jnp.zeros(problem.grid.points_GxD.shape[:1], teacher.means_KxD.dtype)
-  _, log_comp, mu, cov = tilted_components(teacher, zero, 1.0, grid)
-  student = _exact_kd(teacher.log_weights_K, log_comp, mu, cov, profile, config.kd_temperature, grid,
-                      active, config.em_iters)
-  log_student = log_density_on_grid(student, grid)
-  log_ka, _ = tilt_on_grid(log_student, land.reward_G, beta, grid)
-  lw_t, log_comp_t, mu_t, cov_t = tilted_components(teacher, land.reward_G, beta, grid)
-  ak = _exact_kd(lw_t, log_comp_t, mu_t, cov_t, profile, config.kd_temperature, grid, active, config.em_iters)
-  log_ak = log_density_on_grid(ak, grid)
-  log_aligned, _ = tilt_on_grid(log_density_on_grid(teacher, grid), land.reward_G, beta, grid)
-  return jnp.stack([mass(log_student), mass(log_ka), mass(log_ak), mass(log_aligned),
-                    reward(log_ka), reward(log_ak)])
+  return jnp.sum(jnp.exp(log_normalize(log_q, grid)[0] + grid.log_cell_area) * land.reward_G)
 
 
 def _student_row(config: MogConfig, problem, student: str):
@@ -82,59 +80,186 @@ def _student_row(config: MogConfig, problem, student: str):
 
 def recall_sweep(config: MogConfig, weights: Sequence[float], betas: Sequence[float], *,
                  student: str = "4-mode", dtype=jnp.float64) -> dict[str, np.ndarray]:
-  """Exact target masses of both pipelines over (teacher target weight, beta); arrays of shape (W, B)."""
+  """Exact target masses of both pipelines over (teacher target weight, beta); arrays of shape (W, B).
+
+  Masses of mixtures (the student, A-K's distilled student) by the orthant cdf, masses of the
+  Gibbs tilts (K-A, the aligned teacher) by the edge-aligned region rule
+  (:mod:`recall_theory.mog.region`); rewards by the midpoint grid (smooth integrands).
+  ``ka_delta_over_beta``/``ak_delta_over_beta``: the law's (L_A - L_{A^c})/beta of the reward
+  under the student / the teacher.
+  """
   problem = _problem(config, dtype)
   profile, active = _student_row(config, problem, student)
   tmask = jnp.asarray(target_mask(config))
-  w = jnp.asarray(weights, dtype)
+  rule = _region_rule(config, dtype)
+  reward_Q = problem.reward(rule.points_QxD)
+  grid, land = problem.grid, problem.land
+  region = problem.region
   b = jnp.asarray(betas, dtype)
+  zero = jnp.zeros(grid.points_GxD.shape[:1], dtype)
 
-  def one(weight, beta):
+  def one_weight(weight):
     teacher = _teacher_with_target_weight(problem.truth, tmask, weight)
-    return _pipeline_masses(teacher, beta, problem, profile, active, config)
+    _, log_comp, mu, cov = tilted_components(teacher, zero, 1.0, grid)
+    student_m = _exact_kd(teacher.log_weights_K, log_comp, mu, cov, profile, config.kd_temperature, grid,
+                          active, config.em_iters)
+    log_student_G = log_density_on_grid(student_m, grid)
+    log_s_Q = log_prob(student_m, rule.points_QxD)
+    log_t_Q = log_prob(teacher, rule.points_QxD)
+    p_student = mixture_region_mass(student_m, region)
+    p_teacher = mixture_region_mass(teacher, region)
 
-  out = np.asarray(jax.jit(jax.vmap(jax.vmap(one, (None, 0)), (0, None)))(w, b))
+    def per_beta(beta):
+      s_ia, s_iac = tilt_log_integrals(log_s_Q, reward_Q, beta, rule)
+      t_ia, t_iac = tilt_log_integrals(log_t_Q, reward_Q, beta, rule)
+      lw_t, log_comp_t, mu_t, cov_t = tilted_components(teacher, land.reward_G, beta, grid)
+      ak = _exact_kd(lw_t, log_comp_t, mu_t, cov_t, profile, config.kd_temperature, grid, active,
+                     config.em_iters)
+      log_ka_G, _ = tilt_on_grid(log_student_G, land.reward_G, beta, grid)
+      ka_delta = (s_ia - jnp.log(p_student)) - (s_iac - jnp.log1p(-p_student))
+      ak_delta = (t_ia - jnp.log(p_teacher)) - (t_iac - jnp.log1p(-p_teacher))
+      return jnp.stack([p_student, tilted_mass(s_ia, s_iac), mixture_region_mass(ak, region),
+                        tilted_mass(t_ia, t_iac), _grid_reward(log_ka_G, problem),
+                        _grid_reward(log_density_on_grid(ak, grid), problem), p_teacher, ka_delta, ak_delta])
+
+    return jax.vmap(per_beta)(b)
+
+  out = np.asarray(jax.jit(lambda w: jax.lax.map(one_weight, w))(jnp.asarray(weights, dtype)))
   names = ("student_target_mass", "ka_target_mass", "ak_target_mass", "aligned_teacher_target_mass",
-           "ka_reward", "ak_reward")
+           "ka_reward", "ak_reward", "teacher_target_mass", "ka_delta_over_beta", "ak_delta_over_beta")
   return {n: out[..., i] for i, n in enumerate(names)}
 
 
 def phase_map(config: MogConfig, betas: Sequence[float], recalls: Sequence[float], *,
               student: str = "4-mode", dtype=jnp.float64) -> dict[str, np.ndarray]:
-  """Target-mass gap A-K - K-A over (beta, K-A reference recall p); arrays of shape (B, P)."""
+  """Target-mass gap A-K - K-A over (beta, K-A reference recall p); arrays of shape (B, P).
+
+  K-A's reference is the student with a target-only component of weight p mixed in; its recall
+  (1 - p) student(A) + p target(A) is exact (orthant cdf), and so are the tilted masses
+  (region rule) and A-K's (cdf of the distilled mixture).
+  """
   problem = _problem(config, dtype)
   profile, active = _student_row(config, problem, student)
   grid, land = problem.grid, problem.land
+  region = problem.region
+  rule = _region_rule(config, dtype)
+  reward_Q = problem.reward(rule.points_QxD)
   teacher = problem.truth
   zero = jnp.zeros(grid.points_GxD.shape[:1], dtype)
   _, log_comp, mu, cov = tilted_components(teacher, zero, 1.0, grid)
   student_m = _exact_kd(teacher.log_weights_K, log_comp, mu, cov, profile, config.kd_temperature, grid,
                         active, config.em_iters)
-  log_student = log_density_on_grid(student_m, grid)
   tmask = jnp.asarray(target_mask(config))
   target_only = teacher._replace(log_weights_K=normalize_log_weights(
       jnp.where(tmask, teacher.log_weights_K, DEAD_LOG_WEIGHT)))
-  log_target = log_density_on_grid(target_only, grid)
-  mass = lambda log_q: jnp.sum(jnp.exp(log_normalize(log_q, grid)[0] + grid.log_cell_area) * land.target_G)
+  log_s_Q = log_prob(student_m, rule.points_QxD)
+  log_target_Q = log_prob(target_only, rule.points_QxD)
 
   def ak_mass(beta):
     lw_t, log_comp_t, mu_t, cov_t = tilted_components(teacher, land.reward_G, beta, grid)
     ak = _exact_kd(lw_t, log_comp_t, mu_t, cov_t, profile, config.kd_temperature, grid, active,
                    config.em_iters)
-    return mass(log_density_on_grid(ak, grid))
+    return mixture_region_mass(ak, region)
 
-  def ka_mass(beta, p):
-    log_ref = jnp.logaddexp(jnp.log1p(-p) + log_student, jnp.log(p) + log_target)
-    return mass(tilt_on_grid(log_ref, land.reward_G, beta, grid)[0])
+  def ka_masses(beta, p):
+    log_ref_Q = jnp.logaddexp(jnp.log1p(-p) + log_s_Q, jnp.log(p) + log_target_Q)
+    return _tilted_mass(log_ref_Q, reward_Q, beta, rule)
 
   b = jnp.asarray(betas, dtype)
   p = jnp.asarray(recalls, dtype)
   ak = np.asarray(jax.jit(jax.vmap(ak_mass))(b))
-  ka = np.asarray(jax.jit(jax.vmap(jax.vmap(ka_mass, (None, 0)), (0, None)))(b, p))
-  ref_recall = np.asarray(jax.vmap(lambda q: mass(jnp.logaddexp(jnp.log1p(-q) + log_student,
-                                                               jnp.log(q) + log_target)))(p))
+  ka = np.asarray(jax.jit(lambda bb, pp: jax.lax.map(lambda beta: jax.vmap(lambda q: ka_masses(beta, q))(pp), bb))(b, p))
+  ref_recall = np.asarray((1 - p) * mixture_region_mass(student_m, region) + p * mixture_region_mass(target_only, region))
   return {"ak_target_mass": ak, "ka_target_mass": ka, "gap": ak[:, None] - ka,
           "reference_recall": ref_recall}
+
+
+def tau_sweep(config: MogConfig, taus: Sequence[float], betas: Sequence[float], *,
+              student: str = "4-mode", dtype=jnp.float64) -> dict[str, np.ndarray]:
+  """Exact K-A and A-K over the KD sharpening temperature tau and beta; arrays of shape (T, B).
+
+  The teacher is p* itself (as in :func:`recall_sweep`); the student is the KD recipe at
+  temperature tau (selective weights (w s)^{1/tau}: smaller tau drops the non-kept modes harder,
+  so the student's recall of the target falls as tau decreases). K-A tilts the student; A-K
+  tilts the teacher and distils it at the same tau. Returns the student's recall, both
+  pipelines' masses, the aligned teacher's mass, the law's Delta/beta under the student (K-A)
+  and the teacher (A), and the KL each exact tilt pays.
+  """
+  problem = _problem(config, dtype)
+  profile, active = _student_row(config, problem, student)
+  rule = _region_rule(config, dtype)
+  reward_Q = problem.reward(rule.points_QxD)
+  grid, land, region = problem.grid, problem.land, problem.region
+  teacher = problem.truth
+  zero = jnp.zeros(grid.points_GxD.shape[:1], dtype)
+  _, log_comp, mu, cov = tilted_components(teacher, zero, 1.0, grid)
+  log_t_Q = log_prob(teacher, rule.points_QxD)
+  p_teacher = mixture_region_mass(teacher, region)
+  b = jnp.asarray(betas, dtype)
+
+  def one_tau(tau):
+    student_m = _exact_kd(teacher.log_weights_K, log_comp, mu, cov, profile, tau, grid, active, config.em_iters)
+    log_s_Q = log_prob(student_m, rule.points_QxD)
+    p_student = mixture_region_mass(student_m, region)
+
+    def per_beta(beta):
+      s_ia, s_iac = tilt_log_integrals(log_s_Q, reward_Q, beta, rule)
+      t_ia, t_iac = tilt_log_integrals(log_t_Q, reward_Q, beta, rule)
+      lw_t, log_comp_t, mu_t, cov_t = tilted_components(teacher, land.reward_G, beta, grid)
+      ak = _exact_kd(lw_t, log_comp_t, mu_t, cov_t, profile, tau, grid, active, config.em_iters)
+      log_ak_G = log_density_on_grid(ak, grid)
+      ak_kl = kl_on_grid(log_normalize(log_ak_G, grid)[0], log_density_on_grid(teacher, grid), grid)
+      return jnp.stack([
+          p_student, tilted_mass(s_ia, s_iac), mixture_region_mass(ak, region), tilted_mass(t_ia, t_iac),
+          p_teacher, (s_ia - jnp.log(p_student)) - (s_iac - jnp.log1p(-p_student)),
+          (t_ia - jnp.log(p_teacher)) - (t_iac - jnp.log1p(-p_teacher)),
+          tilt_kl(log_s_Q, reward_Q, beta, rule), tilt_kl(log_t_Q, reward_Q, beta, rule), ak_kl])
+
+    return jax.vmap(per_beta)(b)
+
+  out = np.asarray(jax.jit(lambda t: jax.lax.map(one_tau, t))(jnp.asarray(taus, dtype)))
+  names = ("student_target_mass", "ka_target_mass", "ak_target_mass", "aligned_teacher_target_mass",
+           "teacher_target_mass", "ka_delta_over_beta", "teacher_delta_over_beta", "ka_kl",
+           "aligned_teacher_kl", "ak_kl")
+  return {n: out[..., i] for i, n in enumerate(names)}
+
+
+def parse_taus(text: str, flag: str = "--taus") -> np.ndarray:
+  """Sorted, validated temperatures from a comma-separated string: each finite and > 0, at least one."""
+  parts = [v.strip() for v in str(text).split(",")]
+  if not any(parts):
+    raise InputError(f"{flag} must list at least one temperature > 0, got {text!r}")
+  try:
+    values = np.asarray([float(v) for v in parts if v], dtype=np.float64)
+  except ValueError as err:
+    raise InputError(f"{flag} must be a comma-separated list of numbers > 0, got {text!r}") from err
+  bad = values[~np.isfinite(values) | (values <= 0)]
+  if bad.size:
+    raise InputError(f"{flag} values must be finite and > 0, got {bad[0]:g}")
+  return np.unique(values)
+
+
+def tau_columns(taus, betas, res: dict, config: MogConfig, student: str) -> dict[str, np.ndarray]:
+  """Tidy rows (tau, beta, pipeline in K-A / A-K / A) with the shared ids and the law's columns."""
+  from recall_theory import schema
+  tt, bb = (a.ravel() for a in np.meshgrid(taus, betas, indexing="ij"))
+  rows = {"K-A": ("ka_target_mass", "student_target_mass", "ka_delta_over_beta", "ka_kl"),
+          "A-K": ("ak_target_mass", "teacher_target_mass", "teacher_delta_over_beta", "ak_kl"),
+          "A": ("aligned_teacher_target_mass", "teacher_target_mass", "teacher_delta_over_beta",
+                "aligned_teacher_kl")}
+  parts = []
+  for pipe, (mass, ref, delta, kl) in rows.items():
+    law = schema.law_columns(reference_recall=res[ref].ravel(), delta_over_beta=res[delta].ravel(),
+                             aligned_mass=res[mass].ravel(), kl=res[kl].ravel(), n_samples=0,
+                             estimator="exact: orthant cdf (mixtures), edge-aligned Gauss-Legendre (tilts)")
+    n = tt.size
+    parts.append({"track": np.full(n, "mog", dtype=object), "pipeline": np.full(n, pipe, dtype=object),
+                  "algorithm": np.full(n, "exact", dtype=object), "seed": np.zeros(n, int),
+                  "setting": np.asarray([f"student={student};tau={t:g};beta={b:g};target={config.target}"
+                                         for t, b in zip(tt, bb)], dtype=object),
+                  "student": np.full(n, student, dtype=object), "tau": tt, "beta": bb,
+                  "student_target_mass": res["student_target_mass"].ravel(), **law})
+  return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def run_recall_sweep(out_dir, *, weight_min: float = 1e-8, weight_max: float = 0.5, n_weights: int = 29,

@@ -16,7 +16,7 @@ from recall_theory.mog.setup import MogConfig
     (["--betas", "a,b"], "--betas"),
     (["--beta-min", "1", "--beta-max", "0.1"], "--beta-max"),
     (["--label-noise", "0.6"], "--label-noise"),
-    (["--dpo-pairs", "3"], "dpo_pairs"),
+    (["--dpo-pairs", "3"], "--dpo-pairs"),
 ])
 def test_bad_arguments_exit_2_and_write_nothing(tmp_path, capsys, argv, needle):
   out = tmp_path / "never"
@@ -70,9 +70,11 @@ def test_recall_sweep_writes_exact_monotone_curves(tmp_path):
 
 @pytest.mark.slow
 def test_quick_run_end_to_end(tmp_path):
+  from recall_theory import schema
   assert main(["mog", "--quick", "--out", str(tmp_path)]) == 0
-  rows = list(csv.DictReader(open(tmp_path / "mog_results.csv")))
-  assert len(rows) == 4 * 3 * 2 * 3 * 2  # pipelines x algorithms x students x betas x seeds
+  rows = schema.read_results(tmp_path / "mog_results.csv")  # the law's columns are all there
+  assert len(rows) == 5 * 3 * 2 * 3 * 2  # pipelines (with A) x algorithms x students x betas x seeds
+  assert schema.report_ceiling_violations(rows, where="mog --quick") == 0
   for name in ("mog_densities", "mog_metrics_4-mode", "mog_phase", "mog_tradeoff"):
     assert (tmp_path / f"{name}.png").exists() and (tmp_path / f"{name}_data.npz").exists()
 
