@@ -1,9 +1,14 @@
 """``recall-theory smollm2``: K-A vs A-K against a real pretrained SmolLM2 as p*.
 
 Needs the weights (``python -m recall_theory.lm.hub.fetch``) and the smollm2 extra.
-Writes into ``--out``: ``smollm2_results.csv`` (one row per pipeline, algorithm, seed,
-plus ``p*`` reference rows), ``smollm2_summary.md`` (means ± sd and the target's base
-rate), ``smollm2_comparison.{pdf,png}`` + ``_data.npz``, ``smollm2_config.json``.
+Writes into ``--out`` (default ``results/smollm2``):
+
+* ``smollm2_results.csv``: one row per pipeline, algorithm and seed, plus ``p*``
+  reference rows, with the shared id and law columns of :mod:`recall_theory.schema`
+  estimated from samples (:func:`recall_theory.lm.hub.experiment.smollm2_rows`);
+* ``smollm2_summary.md``: means ± sample sd, the target's base rate, the law's
+  prediction beside each aligned model, and the options changed from their defaults;
+* ``smollm2_comparison.{pdf,png}`` + ``_data.npz``, ``smollm2_config.json``.
 
 Example::
 
@@ -46,7 +51,6 @@ def add_arguments(p) -> None:
 
 def run(args: argparse.Namespace) -> int:
   import dataclasses
-  import sys
 
   from recall_theory.cli.lm_cmd import parse_algorithms, parse_seeds
 
@@ -56,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
   if args.resume and args.checkpoint_dir is None:
     raise InputError("--resume needs --checkpoint-dir")
 
-  from recall_theory import io
+  from recall_theory import io, schema
+  from recall_theory.cli.main import describe_options
   from recall_theory.lm import report
   from recall_theory.lm.hub import experiment as exp
 
@@ -72,23 +77,20 @@ def run(args: argparse.Namespace) -> int:
 
   rows, info = exp.run_experiment(preset, seeds, checkpoint_dir=args.checkpoint_dir,
                                   resume=args.resume, progress=not args.quiet,
-                                  n_devices=args.n_devices, cache_dir=args.cache_dir)
-  table = report.markdown_table(report.summarize(rows))
-  head = (f"# SmolLM2 as p*, preset `{args.preset}`, seeds {seeds}\n\n"
-          f"p* = {pstar.model}, prompt {pstar.prompt_text!r}, T = {pstar.seq_len}; target: "
-          f"{info['target']}; base rate under p* {info['base_rate_hits']} of "
-          f"{info['base_rate_samples']} samples = {info['base_rate']:.4f} (95% Wilson interval "
-          f"{info['base_rate_interval95'][0]:.4f} to {info['base_rate_interval95'][1]:.4f}).\n"
-          f"Means ± standard deviations over seeds ({info['wall_seconds']:.0f} s wall clock, "
-          f"p* loaded in {info['pstar_load_seconds']:.1f} s).\n\n")
-  io.write_csv(out / "smollm2_results.csv", rows)
-  io.write_text(out / "smollm2_summary.md", head + table)
+                                  n_devices=args.n_devices, cache_dir=args.cache_dir,
+                                  preset=args.preset)
+  violations = schema.report_ceiling_violations(rows, where="smollm2")
+  options = describe_options(getattr(args, "non_default_options", {}))
+  summary = exp.summary_markdown(rows, info, preset=args.preset, seeds=seeds, pstar=pstar,
+                                 options=options, violations=violations)
+  io.write_csv(out / "smollm2_results.csv", rows, fieldnames=exp.csv_columns(rows))
+  io.write_text(out / "smollm2_summary.md", summary)
   io.write_json(out / "smollm2_config.json", {"preset": args.preset, "seeds": seeds, **info,
+                                              "non_default_options": options,
+                                              "ceiling_violations": violations,
                                               "experiment": preset.to_dict()})
   # p* has no closed-form target conditional: no target-precision panel
   report.plot_comparison(rows, out, name="smollm2_comparison",
                          metrics=("reward", "target_share", "precision", "recall"))
-  print(head + table, end="")
-  print(f"wrote {out / 'smollm2_results.csv'}, smollm2_summary.md, smollm2_comparison.pdf/png",
-        file=sys.stderr)
+  print(summary, end="")
   return 0

@@ -80,7 +80,8 @@ def _presets() -> dict[str, SmolLM2Experiment]:
           preference_train=StageConfig(steps=2, batch_size=16, learning_rate=1e-3),
           n_pairs=16, beta=0.1, bt_scale=10.0,
           rloo_train=StageConfig(steps=2, batch_size=16, learning_rate=1e-3),
-          rloo_beta=0.05, rloo_group=4, eval_samples=16, checkpoint_every=1000),
+          rloo_beta=0.05, rloo_group=4, eval_samples=16, reference_samples=1024,
+          checkpoint_every=1000),
       seeds=2)
   gpu_t = 32
   gpu = SmolLM2Experiment(
@@ -154,10 +155,12 @@ def pstar_rows(gt: PretrainedGroundTruth, seeds: Sequence[int], n: int) -> list[
 def run_experiment(experiment: SmolLM2Experiment, seeds: Sequence[int], *,
                    groundtruth: PretrainedGroundTruth | None = None, checkpoint_dir=None,
                    resume: bool = False, progress: bool = True, n_devices: int | None = None,
-                   cache_dir=None) -> tuple[list[dict], dict]:
+                   cache_dir=None, preset: str = "custom") -> tuple[list[dict], dict]:
   """Load p*, then the whole comparison; returns (rows, info).
 
-  rows: p* reference rows plus :func:`recall_theory.lm.pipeline.run_comparison`'s rows.
+  rows: p* reference rows plus :func:`recall_theory.lm.pipeline.run_comparison`'s rows,
+  with the shared id and law columns (:func:`smollm2_rows`); ``preset`` names the
+  ``setting`` column.
   info: p* load time, base rate of the target (mean over seeds and its standard error),
   wall time.
   """
@@ -172,18 +175,136 @@ def run_experiment(experiment: SmolLM2Experiment, seeds: Sequence[int], *,
   experiment.comparison.validate(gt)
   loaded = time.perf_counter()
   ref_rows = pstar_rows(gt, seeds, experiment.comparison.eval_samples)
+  setting = setting_label(experiment, preset)
   rows = pipeline.run_comparison(experiment.comparison, seeds, groundtruth=gt,
                                  checkpoint_dir=checkpoint_dir, resume=resume,
-                                 progress=progress, n_devices=n_devices)
-  from recall_theory.lm.hub.oracle import wilson_interval
+                                 progress=progress, n_devices=n_devices, setting=setting)
+  from recall_theory import stats
   n_each = experiment.comparison.eval_samples
   hits = int(round(sum(r["target_share"] * n_each for r in ref_rows)))
   n_total = len(seeds) * n_each
   info = {"pstar_load_seconds": float(getattr(gt.lm, "load_seconds", loaded - start)),
           "base_rate": hits / n_total,
           "base_rate_hits": hits,
-          "base_rate_interval95": wilson_interval(hits, n_total),
+          "base_rate_interval95": stats.wilson_interval(hits, n_total),
           "base_rate_samples": n_total,
           "target": gt.oracle.description,
           "wall_seconds": time.perf_counter() - start}
-  return ref_rows + rows, info
+  return smollm2_rows(ref_rows + rows, setting), info
+
+
+# -- the law beside every aligned model ----------------------------------------------------
+# Which model each pipeline's alignment is anchored to (pipeline.run_comparison).
+ALIGNMENT_REFERENCE = {"K-A": "student", "A": "teacher", "A-K": "teacher",
+                       "K-A(teacher-ref)": "teacher"}
+
+
+def setting_label(experiment: SmolLM2Experiment, preset: str) -> str:
+  """The ``setting`` column: which grid cell a row belongs to."""
+  return (f"preset={preset};T={experiment.pstar.seq_len};tau={experiment.comparison.tau};"
+          f"target={experiment.pstar.target}")
+
+
+def smollm2_rows(rows: list[dict], setting: str) -> list[dict]:
+  """Rows of the SmolLM2 track with one set of columns in one order.
+
+  :func:`recall_theory.lm.pipeline.run_comparison` estimates the law's columns of every
+  aligned model from samples (:mod:`recall_theory.lm.law`: ``p_ref`` from
+  ``reference_samples`` draws of the reference, Wilson 95%; ``Delta/beta`` as the
+  plug-in soft-max gap of the algorithm's effective reward on those draws, bootstrap
+  95%; aligned mass from the evaluation samples, Wilson 95%; ``kl`` the k1 estimate
+  mean(log pi - log pi_ref) over them). Here every row is labelled ``track = smollm2``
+  with the run's ``setting``, and rows without the law (the ``p*`` rows) get nan law
+  columns with an estimator note, so the CSV is rectangular.
+  """
+  from recall_theory import schema
+  names: list[str] = []
+  for row in rows:
+    names += [k for k in row if k not in names]
+  out = []
+  for row in rows:
+    full = {k: row.get(k, float("nan")) for k in names}
+    if "estimator" not in row:
+      full.update({c: float("nan") for c in schema.LAW_COLUMNS})
+      full.update(above_ceiling=False, estimator="not aligned: reference row (p* itself)")
+    full.update(track="smollm2", setting=setting)
+    out.append(full)
+  return out
+
+
+def csv_columns(rows: list[dict]) -> list[str]:
+  """The id columns first, the law's columns last, the metrics and costs between."""
+  from recall_theory import schema
+  middle = [k for k in rows[0] if k not in schema.ID_COLUMNS + schema.LAW_COLUMNS]
+  return list(schema.ID_COLUMNS) + middle + list(schema.LAW_COLUMNS)
+
+
+def law_table(rows: list[dict]) -> str:
+  """Markdown: per (pipeline, algorithm), the measured aligned mass beside the law.
+
+  Measured columns are mean ± sample sd over seeds (:func:`recall_theory.stats.mean_sd`);
+  ``p_ref``, ``Delta/beta`` and the prediction are one estimate per reference and
+  algorithm (the reference is trained once), shown with their 95% intervals.
+  """
+  from recall_theory import stats
+
+  def pm(values, fmt=".4f"):
+    mean, sd, _ = stats.mean_sd(values)
+    return f"{mean:{fmt}} ± {sd:{fmt}}" if np.isfinite(sd) else f"{mean:{fmt}}"
+
+  def ci(row, name, fmt=".4f"):
+    if not np.isfinite(row[name]):
+      return "n/a"
+    return f"{row[name]:{fmt}} [{row[name + '_low']:{fmt}}, {row[name + '_high']:{fmt}}]"
+
+  lines = ["| pipeline | algorithm | seeds | aligned mass | predicted mass | p_ref | Delta/beta "
+           "| training draws | expected target draws | target draws seen | KL paid | KL ceiling "
+           "| above ceiling |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  groups: dict[tuple[str, str], list[dict]] = {}
+  for row in rows:
+    if row["pipeline"] in ALIGNMENT_REFERENCE:
+      groups.setdefault((row["pipeline"], row["algorithm"]), []).append(row)
+  for (pipe, alg), group in groups.items():
+    first = group[0]
+    seen = [r.get("target_samples_drawn", float("nan")) for r in group]
+    lines.append(
+        f"| {pipe} | {alg} | {len(group)} | {pm([r['aligned_mass'] for r in group])} "
+        f"| {ci(first, 'predicted_mass')} | {ci(first, 'reference_recall')} "
+        f"| {ci(first, 'delta_over_beta', '.3g')} | {pm([r['n_samples'] for r in group], '.0f')} "
+        f"| {pm([r['expected_target_samples'] for r in group], '.3g')} "
+        f"| {pm(seen, '.3g') if np.all(np.isfinite(seen)) else 'n/a'} "
+        f"| {pm([r['kl'] for r in group], '.3g')} | {pm([r['kl_ceiling'] for r in group])} "
+        f"| {sum(bool(r['above_ceiling']) for r in group)} of {len(group)} |")
+  return "\n".join(lines) + "\n"
+
+
+def summary_markdown(rows: list[dict], info: dict, *, preset: str, seeds: Sequence[int],
+                     pstar: PStarConfig, options: str, violations: int) -> str:
+  """The run's summary: set-up, options, base rate, the metric table and the law table."""
+  from recall_theory import stats
+  from recall_theory.lm import report
+
+  lo, hi = info["base_rate_interval95"]
+  estimators = sorted({r["estimator"] for r in rows if r["pipeline"] in ALIGNMENT_REFERENCE})
+  return (
+      f"# SmolLM2 as p*, preset `{preset}`, seeds {list(seeds)}\n\n"
+      f"Options: {options}.\n\n"
+      f"p* = {pstar.model}, prompt {pstar.prompt_text!r}, T = {pstar.seq_len}; target: "
+      f"{info['target']}; base rate under p* {info['base_rate_hits']} of "
+      f"{info['base_rate_samples']} samples = {info['base_rate']:.4f} (95% Wilson interval "
+      f"{lo:.4f} to {hi:.4f}). {info['wall_seconds']:.0f} s wall clock, p* loaded in "
+      f"{info['pstar_load_seconds']:.1f} s.\n\n"
+      f"## Metrics\n\nMeans ± sd over seeds; {stats.SD_CAPTION}.\n\n"
+      + report.markdown_table(report.summarize(rows))
+      + "\n## The law beside each aligned model\n\n"
+      f"Aligned mass, draws and KL: mean ± sd over seeds ({stats.SD_CAPTION}). Predicted "
+      "mass = sigmoid(logit p_ref + Delta/beta), the optimum of the objective each algorithm "
+      "optimises (learning trap); expected target draws = training draws x the sampler's "
+      "target mass, and target draws seen = the count among the draws the alignment trained "
+      "on (sampling trap); KL ceiling = the most target mass any policy within the KL paid "
+      "can have. Brackets: 95% intervals. A-K's prediction is that of its aligned teacher A.\n\n"
+      + law_table(rows)
+      + f"\nMeasured masses above their KL ceiling (lower end of the interval): {violations}"
+      + (" -- a bug, see stderr.\n" if violations else ".\n")
+      + "\nEstimators:\n\n" + "".join(f"* {e}\n" for e in estimators))
