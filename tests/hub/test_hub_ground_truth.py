@@ -95,19 +95,42 @@ def test_question_oracle_equals_the_decoded_text(tiny_lm):
     character_mask(tok, "é")
 
 
-def test_prefix_base_rates_and_the_wilson_interval(tiny_lm):
-  from recall_theory.lm.hub.oracle import prefix_base_rates, wilson_interval
+def test_prefix_base_rates(tiny_lm):
+  from recall_theory.lm.hub.oracle import prefix_base_rates
   gt = _gt(tiny_lm, 4)
   rates = prefix_base_rates(gt, jax.random.key(3), 64, (1, 4))
   x = np.asarray(gt.sample(jax.random.key(3), 64))
   text = [gt.lm.tokenizer.decode(r[gt.prompt_len:], skip_special=False) for r in x]
   assert rates[4] == (sum("?" in t for t in text), 64)
   assert rates[1][0] <= rates[4][0]  # a prefix cannot show it more often
-  # Wilson 95% interval by hand: 0 of 32 -> [0, z^2/(n+z^2)]
-  z2 = 1.959964 ** 2
-  lo, hi = wilson_interval(0, 32)
-  assert lo == 0.0 and abs(hi - z2 / (32 + z2)) < 1e-12
-  lo, hi = wilson_interval(8, 512)
-  assert lo < 8 / 512 < hi and abs((lo + hi) / 2 - (8 / 512 + z2 / 1024) / (1 + z2 / 512)) < 1e-12
   with pytest.raises(InputError, match="prefix length 5"):
     prefix_base_rates(gt, jax.random.key(0), 4, (5,))
+
+
+def test_oracle_command_reports_progress_rates_and_bad_flags(tmp_path, capsys):
+  """``python -m recall_theory.lm.hub.oracle`` on a tiny GGUF: a progress line per stage
+  (stderr, off a terminal), one result line per length with its Wilson interval."""
+  from hub_fixtures import tiny_tensors, write_tiny_gguf
+
+  from recall_theory import progress, stats
+  from recall_theory.lm.hub import oracle
+  path = write_tiny_gguf(tmp_path / "tiny.gguf", tiny_tensors(seed=7))
+  try:
+    assert oracle.main(["--model", str(path), "--prompt", "the", "--samples", "40",
+                        "--lengths", "2,3", "--chunk", "16"]) == 0
+  finally:
+    progress.set_enabled(True)
+  out, err = capsys.readouterr()
+  for stage in ("read tiny.gguf", "dequantise tiny.gguf", "un-permute q/k rows",
+                "place weights", "sample p* (T=3): 40/40"):
+    assert stage in err, stage
+  lines = out.strip().splitlines()
+  assert len(lines) == 2 and lines[0].startswith("T=  2: ") and lines[1].startswith("T=  3: ")
+  hits = int(lines[1].split(": ")[1].split(" of ")[0])
+  lo, hi = stats.wilson_interval(hits, 40)
+  assert f"(95% Wilson interval {lo:.4f} to {hi:.4f})" in lines[1]
+  for argv, flag in ((["--samples", "0"], "--samples"), (["--lengths", "4,x"], "--lengths"),
+                     (["--lengths", ""], "--lengths"), (["--prompt", ""], "--prompt")):
+    assert oracle.main(["--model", str(path)] + argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and flag in err and "Traceback" not in err

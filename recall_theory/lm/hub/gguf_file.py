@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recall_theory import progress
 from recall_theory.errors import InputError
 from recall_theory.lm.hub.checkpoint import (LlamaCheckpoint, TokenizerSource, check_tensors,
                                              with_context)
@@ -134,7 +135,9 @@ def read_gguf(path: str | os.PathLike, *, max_seq_len: int | None = None) -> Lla
 
   gguf = _gguf()
   path = Path(path)
-  reader = _open(path)
+  with progress.stage(f"read {path.name}") as bar:
+    reader = _open(path)
+    bar.set(len(reader.tensors), tensors=len(reader.tensors))
   src = str(path)
   arch = _field(reader, "general.architecture")
   if arch != "llama":
@@ -170,26 +173,30 @@ def read_gguf(path: str | os.PathLike, *, max_seq_len: int | None = None) -> Lla
   ).validate()
 
   tensors: dict[str, np.ndarray] = {}
-  for t in reader.tensors:
-    kind = t.tensor_type.name
-    if kind not in SUPPORTED_TYPES:
-      raise InputError(f"{src}: tensor {t.name!r} uses quantization type {kind}, which is not "
-                       f"supported (supported: {', '.join(SUPPORTED_TYPES)})")
-    expected_rows = int(np.prod([int(s) for s in t.shape[1:]], dtype=np.int64))
-    try:
-      w = np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32)
-    except Exception as err:
-      raise InputError(f"{src}: tensor {t.name!r} ({kind}) cannot be dequantized "
-                       f"(truncated or corrupt?): {err}") from err
-    if w.size != expected_rows * int(t.shape[0]):
-      raise InputError(f"{src}: tensor {t.name!r} is truncated ({w.size} values, expected "
-                       f"{expected_rows * int(t.shape[0])})")
-    name = _hf_name(t.name, src)
-    if name.endswith("self_attn.q_proj.weight"):
-      w = unpermute_rotary_rows(w, n_heads)
-    elif name.endswith("self_attn.k_proj.weight"):
-      w = unpermute_rotary_rows(w, n_kv)
-    tensors[name] = w
+  with progress.stage(f"dequantise {path.name}", total=len(reader.tensors)) as bar:
+    for t in reader.tensors:
+      kind = t.tensor_type.name
+      if kind not in SUPPORTED_TYPES:
+        raise InputError(f"{src}: tensor {t.name!r} uses quantization type {kind}, which is not "
+                         f"supported (supported: {', '.join(SUPPORTED_TYPES)})")
+      expected_rows = int(np.prod([int(s) for s in t.shape[1:]], dtype=np.int64))
+      try:
+        w = np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32)
+      except Exception as err:
+        raise InputError(f"{src}: tensor {t.name!r} ({kind}) cannot be dequantized "
+                         f"(truncated or corrupt?): {err}") from err
+      if w.size != expected_rows * int(t.shape[0]):
+        raise InputError(f"{src}: tensor {t.name!r} is truncated ({w.size} values, expected "
+                         f"{expected_rows * int(t.shape[0])})")
+      tensors[_hf_name(t.name, src)] = w
+      bar.update(1)
+  rotary = [name for name in tensors
+            if name.endswith(("self_attn.q_proj.weight", "self_attn.k_proj.weight"))]
+  with progress.stage("un-permute q/k rows", total=len(rotary)) as bar:
+    for name in rotary:
+      heads = n_heads if name.endswith("q_proj.weight") else n_kv
+      tensors[name] = unpermute_rotary_rows(tensors[name], heads)
+      bar.update(1)
   # rope_freqs.weight etc. would have raised in _hf_name; nothing else to drop.
   check_tensors(config, tensors, src)
 

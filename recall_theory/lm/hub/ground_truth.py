@@ -109,8 +109,12 @@ class PretrainedGroundTruth:
   def _chunks(self, n: int):
     return [(start, min(self.chunk, n - start)) for start in range(0, n, self.chunk)]
 
-  def sample(self, key: jax.Array, n: int) -> jax.Array:
-    """n exact samples of p*: int32 [n, P + T] (prompt included)."""
+  def sample(self, key: jax.Array, n: int, *, bar=None) -> jax.Array:
+    """n exact samples of p*: int32 [n, P + T] (prompt included).
+
+    ``bar``: an optional :func:`recall_theory.progress.stage`, advanced by the rows of
+    each finished chunk (the samples do not depend on it).
+    """
     from recall_theory.lm.sampling import generate_with_state
     n = check_int_range("n", n, 1)
     prompt = jnp.broadcast_to(self.prompt, (self.chunk, self.prompt_len))
@@ -120,6 +124,9 @@ class PretrainedGroundTruth:
                                 max_new_tokens=self.seq_len, temperature=jnp.float32(1.0),
                                 top_p=jnp.float32(1.0), eos_id=None)
       out.append(jnp.concatenate([prompt, gen], axis=1)[:rows])
+      if bar is not None:
+        jax.block_until_ready(out[-1])
+        bar.update(rows)
     return jnp.concatenate(out)
 
   def log_prob(self, tokens_NxL: jax.Array) -> jax.Array:

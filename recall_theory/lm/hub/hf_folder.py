@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recall_theory import progress
 from recall_theory.errors import InputError
 from recall_theory.lm.hub.checkpoint import (LlamaCheckpoint, TokenizerSource, check_tensors,
                                              with_context)
@@ -94,17 +95,19 @@ def _load_safetensors(files: list[Path]) -> dict[str, np.ndarray]:
     raise InputError("reading safetensors needs the optional extra: "
                      "pip install 'recall-theory[smollm2]'") from err
   tensors: dict[str, np.ndarray] = {}
-  for f in files:
-    try:
-      with safe_open(os.fspath(f), framework="flax") as fh:
-        for name in fh.keys():
-          if name.endswith(_DROPPED_SUFFIXES):
-            continue
-          tensors[name] = np.asarray(fh.get_tensor(name), dtype=np.float32)
-    except InputError:
-      raise
-    except Exception as err:
-      raise InputError(f"safetensors file {str(f)!r} is truncated or corrupt: {err}") from err
+  with progress.stage("read safetensors", total=len(files)) as bar:
+    for f in files:
+      try:
+        with safe_open(os.fspath(f), framework="flax") as fh:
+          for name in fh.keys():
+            if name.endswith(_DROPPED_SUFFIXES):
+              continue
+            tensors[name] = np.asarray(fh.get_tensor(name), dtype=np.float32)
+      except InputError:
+        raise
+      except Exception as err:
+        raise InputError(f"safetensors file {str(f)!r} is truncated or corrupt: {err}") from err
+      bar.update(1)
   return tensors
 
 
