@@ -12,6 +12,12 @@ Only checkpoints of finite states are written (the trainer checks before saving)
 run that diverges keeps its last good one. Restoring checks the metadata against the
 state the caller expects and raises :class:`InputError` naming the mismatching leaf; an
 unreadable checkpoint raises InputError naming its path.
+
+Several processes (:mod:`recall_theory.lm.distributed`): every process calls ``save``
+and ``restore`` (Orbax writes and reads each process's own array shards); only process
+0 writes ``run.json`` and the ``.json`` metadata and deletes old steps, and the
+processes meet at a barrier after each of those writes so none reads a half-written
+folder.
 """
 
 from __future__ import annotations
@@ -31,6 +37,19 @@ from recall_theory import io
 from recall_theory.errors import InputError
 
 _STEP_RE = re.compile(r"^step_(\d{8})\.json$")
+
+
+def _is_writer() -> bool:
+  return jax.process_index() == 0
+
+
+def _barrier(name: str) -> None:
+  """All processes reach this point before any goes on (no-op in one process)."""
+  if jax.process_count() > 1:
+    # Orbax's barrier goes through the distributed runtime's key-value store (no device
+    # computation, so it also works before any array exists)
+    from orbax.checkpoint import multihost
+    multihost.sync_global_processes(name)
 
 
 def _slug(stage: str) -> str:
@@ -95,7 +114,9 @@ class Checkpointer:
       raise InputError(f"--checkpoint-dir: cannot create {str(self.root)!r}: {err.strerror}") from err
     if not os.access(self.root, os.W_OK | os.X_OK):
       raise InputError(f"--checkpoint-dir {str(self.root)!r} is not writable")
-    io.write_json(path, json.loads(json.dumps(fingerprint, default=str)))
+    if _is_writer():
+      io.write_json(path, json.loads(json.dumps(fingerprint, default=str)))
+    _barrier("recall_theory_ckpt_fingerprint")
 
   # -- stage checkpoints ---------------------------------------------------------------
   def _stage_dir(self, stage: str) -> Path:
@@ -126,16 +147,19 @@ class Checkpointer:
     stage_dir = self._stage_dir(stage)
     stage_dir.mkdir(parents=True, exist_ok=True)
     target = stage_dir / f"step_{step:08d}"
-    if target.exists():  # a leftover of a run killed while saving: never counted
+    if target.exists() and _is_writer():  # a leftover of a run killed while saving
       shutil.rmtree(target)
+    _barrier(f"recall_theory_ckpt_clear_{_slug(stage)}_{step}")
     leaves = jax.tree.leaves(state)
     ckptr = self._orbax()
     ckptr.save(target.absolute(), {f"leaf_{i:05d}": x for i, x in enumerate(leaves)})
     ckptr.wait_until_finished()
-    io.write_json(stage_dir / f"step_{step:08d}.json",
-                  {"stage": stage, "step": step, "final": final, "leaves": _leaf_table(state),
-                   **(extra or {})})
-    self._prune(stage_dir)
+    if _is_writer():
+      io.write_json(stage_dir / f"step_{step:08d}.json",
+                    {"stage": stage, "step": step, "final": final, "leaves": _leaf_table(state),
+                     **(extra or {})})
+      self._prune(stage_dir)
+    _barrier(f"recall_theory_ckpt_saved_{_slug(stage)}_{step}")
 
   def _prune(self, stage_dir: Path) -> None:
     steps = sorted(int(m.group(1)) for f in stage_dir.iterdir() if (m := _STEP_RE.match(f.name)))

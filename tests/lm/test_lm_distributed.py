@@ -4,7 +4,8 @@ Each process of the 2-process run loads only its half of every batch
 (distributed.process_rows + jax.make_array_from_process_local_data) and the two form one
 8-device mesh over gloo CPU collectives; a single process with 8 simulated devices runs
 the same steps on the same mesh shape (4-way data x 2-way FSDP). Losses, gradient norms
-and the final parameter checksum must agree. Bad start-up input is one line and exit
+and the final parameter checksum must agree, and the sharded state must survive an Orbax
+save/restore written by both processes. Bad start-up input is one line and exit
 code 2, without hanging.
 """
 
@@ -55,10 +56,22 @@ WORKER = textwrap.dedent("""
                                      for x in jax.tree.leaves(p)),
                        out_shardings=sharding.replicated(mesh))(state.params)
     specs = sorted({str(x.sharding.spec) for x in jax.tree.leaves(state.params)})
+    # Orbax across processes: each writes its shards, process 0 the metadata
+    import os
+    from recall_theory.lm.checkpoint import Checkpointer
+    ckpt = Checkpointer(os.environ["CKPT_DIR"])
+    ckpt.check_or_write_fingerprint({"test": 1}, resume=False)
+    ckpt.save("train", 5, state, final=True)
+    _, template = init_train_state(Transformer(cfg, rngs=nnx.Rngs(1)), tx)
+    restored = ckpt.restore(ckpt.latest("train"), place_state(template, mesh))
+    same = jax.jit(lambda a, b: jnp.all(jnp.stack([jnp.all(x == y) for x, y in
+                                                   zip(jax.tree.leaves(a), jax.tree.leaves(b))])),
+                   out_shardings=sharding.replicated(mesh))(restored, state)
     if distributed.is_writer():
       print(json.dumps({"multi": multi, "processes": jax.process_count(),
                         "local_devices": jax.local_device_count(), "rows": [rows.start, rows.stop],
-                        "steps": out, "checksum": float(checksum), "specs": specs}))
+                        "steps": out, "checksum": float(checksum), "specs": specs,
+                        "restored_equal": bool(same)}))
 """)
 
 
@@ -79,14 +92,16 @@ def _env(n_devices: int) -> dict:
 def test_two_processes_match_one_process_with_eight_devices(tmp_path):
   script = tmp_path / "worker.py"
   script.write_text(WORKER)
+  env_multi = dict(_env(4), CKPT_DIR=str(tmp_path / "ckpt_multi"))
+  env_one = dict(_env(8), CKPT_DIR=str(tmp_path / "ckpt_one"))
   port = _free_port()
   start = time.monotonic()
   procs = [subprocess.Popen([sys.executable, str(script), "--coordinator", f"127.0.0.1:{port}",
                              "--num-processes", "2", "--process-id", str(i),
                              "--distributed-timeout", "60"],
-                            env=_env(4), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env_multi, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
            for i in range(2)]
-  single = subprocess.run([sys.executable, str(script)], env=_env(8), capture_output=True,
+  single = subprocess.run([sys.executable, str(script)], env=env_one, capture_output=True,
                           text=True, timeout=180)
   outs = [p.communicate(timeout=180) for p in procs]
   elapsed = time.monotonic() - start
@@ -105,6 +120,9 @@ def test_two_processes_match_one_process_with_eight_devices(tmp_path):
     assert abs(loss_m - loss_1) <= 1e-5 * max(1.0, abs(loss_1)), (multi["steps"], one["steps"])
     assert abs(gn_m - gn_1) <= 1e-4 * max(1.0, abs(gn_1)), (multi["steps"], one["steps"])
   assert abs(multi["checksum"] - one["checksum"]) <= 1e-5 * abs(one["checksum"])
+  assert multi["restored_equal"] and one["restored_equal"]  # Orbax round trip, 2 processes
+  assert sorted(f.name for f in (tmp_path / "ckpt_multi" / "train").iterdir()) == [
+      "step_00000005", "step_00000005.json"]
   print(f"2x4 vs 1x8 devices: {elapsed:.1f} s for both runs")
 
 
