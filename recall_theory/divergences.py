@@ -18,12 +18,26 @@ Conventions (fixed here because libraries disagree):
 * ``tv(log_p, log_q) = 1/2 sum |p - q|``.
 
 Terms with p = 0 contribute 0 (0 log 0 = 0); KL is +inf where p > 0 = q.
+
+Inputs are validated (:mod:`recall_theory.errors`; staged checks under ``jit``, raised by
+``errors.checked``; off inside ``errors.validation(False)``): no NaN, log-probabilities
+(<= 0: probabilities passed by mistake are named), normalised along ``axis`` (logsumexp 0
+within 1e-3), shapes that broadcast, ``beta`` and ``alpha`` in [0, 1].
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+
+from recall_theory import errors
+
+
+def _check(log_p, log_q, axis, names=("log_p", "log_q")):
+  from recall_theory.theory import _validate  # theory imports this module: import late
+  _validate.log_distribution(log_p, names[0], axis)
+  _validate.log_distribution(log_q, names[1], axis)
+  errors.check_broadcastable(**{names[0]: log_p, names[1]: log_q})
 
 
 def _xlogy_diff(log_a: jax.Array, log_b: jax.Array) -> jax.Array:
@@ -35,11 +49,13 @@ def _xlogy_diff(log_a: jax.Array, log_b: jax.Array) -> jax.Array:
 
 def forward_kl(log_p: jax.Array, log_q: jax.Array, axis: int = -1) -> jax.Array:
   """KL(p || q) = sum_y p(y) [log p(y) - log q(y)] over ``axis``."""
+  _check(log_p, log_q, axis)
   return jnp.sum(_xlogy_diff(log_p, log_q), axis=axis)
 
 
 def reverse_kl(log_p: jax.Array, log_q: jax.Array, axis: int = -1) -> jax.Array:
   """KL(q || p) = sum_y q(y) [log q(y) - log p(y)] over ``axis``."""
+  _check(log_p, log_q, axis)
   return jnp.sum(_xlogy_diff(log_q, log_p), axis=axis)
 
 
@@ -57,17 +73,23 @@ def jsd(log_p: jax.Array, log_q: jax.Array, beta=0.5, axis: int = -1) -> jax.Arr
   Both endpoints give 0 (M collapses onto one argument): use forward_kl /
   reverse_kl for the limits, which ``jsd / beta`` and ``jsd / (1-beta)`` approach.
   """
+  _check(log_p, log_q, axis)
+  errors.check_probability("beta", beta)
   log_m = _log_mix(log_p, log_q, beta)
-  return beta * forward_kl(log_p, log_m, axis) + (1.0 - beta) * forward_kl(log_q, log_m, axis)
+  return (beta * jnp.sum(_xlogy_diff(log_p, log_m), axis=axis)
+          + (1.0 - beta) * jnp.sum(_xlogy_diff(log_q, log_m), axis=axis))
 
 
 def skew_kl(log_p: jax.Array, log_q: jax.Array, alpha=0.1, axis: int = -1) -> jax.Array:
   """Skew KL: KL(p || alpha p + (1-alpha) q); finite for alpha > 0 even where q = 0."""
-  return forward_kl(log_p, _log_mix(log_p, log_q, alpha), axis)
+  _check(log_p, log_q, axis)
+  errors.check_probability("alpha", alpha)
+  return jnp.sum(_xlogy_diff(log_p, _log_mix(log_p, log_q, alpha)), axis=axis)
 
 
 def tv(log_p: jax.Array, log_q: jax.Array, axis: int = -1) -> jax.Array:
   """Total variation 1/2 sum |p - q|."""
+  _check(log_p, log_q, axis)
   return 0.5 * jnp.sum(jnp.abs(jnp.exp(log_p) - jnp.exp(log_q)), axis=axis)
 
 

@@ -1,14 +1,36 @@
-"""Input validation shared by every track.
+"""Input validation shared by every track, eager and under ``jit``/``vmap``.
 
-Checks run on concrete (host) values before anything is traced, so a bad argument
-fails with a message that names it and its allowed range, never from inside jit.
+Every check is one predicate with one message, evaluated on whichever side holds the
+values:
+
+* **concrete** arguments (eager calls, the CLI): checked on the host before anything is
+  traced; a bad argument raises :class:`InputError` naming it and its allowed range.
+* **traced** arguments (inside ``jax.jit`` / ``jax.vmap`` / ``lax.map``): the same
+  predicate is staged as a ``jax.experimental.checkify.check`` in *debug* mode. Under a
+  plain ``jit`` it compiles to nothing (no cost, no error, as before); under
+  :func:`checked` (``checkify.checkify`` + ``jit``) it is functionalised and the call
+  raises the same :class:`InputError`, with the same message, as the eager call::
+
+      safe = errors.checked(jax.vmap(theory.aligned_mass))
+      safe(jnp.array([0.1, -0.1]), 1.0, 1.0)   # InputError: recall must lie in [0, 1], got -0.1
+
+Cost (``python tests/theory/bench_validation.py`` prints it as ratios against the same run's
+unvalidated baseline): host checks copy each argument to the host once per eager call;
+``checked`` adds an error-state output and a reduction per check to the compiled
+program. Hot paths opt out with ``with errors.validation(False): ...`` (read at call and
+trace time: a function jitted while validation was on keeps its staged checks, which are
+free unless run under ``checked``).
+
 The command line turns :class:`InputError` into one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
-from typing import Any
+import re
+from typing import Any, Callable
 
 import numpy as np
 
@@ -21,18 +43,64 @@ class TrainingDivergedError(RuntimeError):
   """A training run produced a non-finite value; the message names step and quantity."""
 
 
-def _as_array(name: str, value: Any) -> np.ndarray:
+# ------------------------------------------------------------------ the error channel
+_VALIDATION = {"enabled": True}
+
+
+def validation_enabled() -> bool:
+  """Whether argument checks run (default True; see :func:`validation`)."""
+  return _VALIDATION["enabled"]
+
+
+@contextlib.contextmanager
+def validation(enabled: bool):
+  """Context that switches every argument check on or off (hot paths: ``False``).
+
+  Read when a function is called eagerly and when it is traced; restored on exit.
+  """
+  previous = _VALIDATION["enabled"]
+  _VALIDATION["enabled"] = bool(enabled)
   try:
-    arr = np.asarray(value, dtype=np.float64)
-  except (TypeError, ValueError) as err:
-    raise InputError(f"{name} must be numeric, got {value!r}") from err
-  if np.isnan(arr).any():
-    raise InputError(f"{name} must not contain NaN")
-  return arr
+    yield
+  finally:
+    _VALIDATION["enabled"] = previous
+
+
+_CHECKIFY_SUFFIX = re.compile(r" \((`check` failed|check failed at .*)\)$", re.DOTALL)
+
+
+def checked(fn: Callable, *, jit: bool = True, **jit_kwargs) -> Callable:
+  """``fn`` with its staged argument checks functionalised (``checkify``), jitted.
+
+  A call whose (concrete) arguments violate a check raises :class:`InputError` with the
+  message an eager call gives, whether ``fn`` is a library function, its ``jax.vmap``,
+  or any jittable composition of them. ``jit_kwargs`` go to ``jax.jit`` (e.g.
+  ``static_argnames``).
+
+  Example:
+    >>> safe = checked(jax.vmap(theory.bernoulli_kl))
+    >>> safe(jnp.array([0.2, 2.0]), jnp.array([0.3, 0.3]))   # InputError: a must lie in [0, 1], got 2
+  """
+  import jax
+  from jax.experimental import checkify
+
+  staged = checkify.checkify(fn)
+  if jit:
+    staged = jax.jit(staged, **jit_kwargs)
+
+  @functools.wraps(fn)
+  def call(*args, **kwargs):
+    error, out = staged(*args, **kwargs)
+    message = error.get()
+    if message is not None:
+      raise InputError(_CHECKIFY_SUFFIX.sub("", message.strip()))
+    return out
+
+  return call
 
 
 def _is_concrete(value: Any) -> bool:
-  """False for jax tracers: validation is skipped under jit/vmap (values unknown)."""
+  """False for jax tracers (values unknown until run: checks are staged instead)."""
   try:
     import jax.core
     return not isinstance(value, jax.core.Tracer)
@@ -40,47 +108,135 @@ def _is_concrete(value: Any) -> bool:
     return True
 
 
+def _as_array(name: str, value: Any) -> np.ndarray:
+  try:
+    arr = np.asarray(value, dtype=np.float64)
+  except (TypeError, ValueError) as err:
+    raise InputError(f"{name} must be numeric, got {value!r}") from err
+  return arr
+
+
+def require(value: Any, name: str, is_bad: Callable, message: str) -> None:
+  """Raise ``InputError(message.format(first bad entry))`` if ``is_bad(xp, x)`` holds anywhere.
+
+  ``is_bad(xp, x)`` is a predicate written once for both numpy (``xp = np``, concrete
+  values, float64 on the host) and ``jax.numpy`` (traced values, staged as a debug
+  ``checkify.check``); it returns a mask broadcastable with x, or ``(mask, shown)`` when
+  the value to report is not x's entry (e.g. a row's logsumexp). ``message`` may hold one
+  ``{:g}``-style field for that value.
+  """
+  if not validation_enabled():
+    return
+  if _is_concrete(value):
+    arr = _as_array(name, value)
+    bad, shown = _bad_and_shown(is_bad(np, arr), arr, np)
+    if bad.any():
+      raise InputError(message.format(shown[bad].ravel()[0]))
+    return
+  import jax.numpy as jnp
+  from jax.experimental import checkify
+
+  x = jnp.asarray(value)
+  if not jnp.issubdtype(x.dtype, jnp.inexact):
+    x = x.astype(jnp.result_type(float))
+  bad, shown = _bad_and_shown(is_bad(jnp, x), x, jnp)
+  if bad.size == 0:
+    return
+  first = jnp.ravel(shown)[jnp.argmax(jnp.ravel(bad))]
+  checkify.check(~jnp.any(bad), message, first, debug=True)
+
+
+def _bad_and_shown(result, x, xp):
+  """``is_bad`` returns a mask (the offending value is x's entry) or (mask, values shown)."""
+  bad, shown = result if isinstance(result, tuple) else (result, x)
+  bad = xp.asarray(bad).astype(bool)
+  return bad, xp.broadcast_to(shown, bad.shape)
+
+
+def _nan(xp, x):
+  return xp.isnan(x)
+
+
 def check_probability(name: str, value: Any) -> None:
   """Raise unless every entry of ``value`` lies in [0, 1] and none is NaN."""
-  if not _is_concrete(value):
-    return
-  arr = _as_array(name, value)
-  if (arr < 0).any() or (arr > 1).any():
-    bad = arr[(arr < 0) | (arr > 1)].ravel()[0]
-    raise InputError(f"{name} must lie in [0, 1], got {bad:g}")
+  require(value, name, _nan, f"{name} must not contain NaN")
+  require(value, name, lambda xp, x: (x < 0) | (x > 1), f"{name} must lie in [0, 1], got {{:g}}")
 
 
 def check_positive(name: str, value: Any, *, allow_inf: bool = False) -> None:
   """Raise unless every entry of ``value`` is > 0 (and finite unless allow_inf)."""
-  if not _is_concrete(value):
-    return
-  arr = _as_array(name, value)
-  if (arr <= 0).any():
-    bad = arr[arr <= 0].ravel()[0]
-    raise InputError(f"{name} must be > 0, got {bad:g}")
-  if not allow_inf and np.isinf(arr).any():
-    raise InputError(f"{name} must be finite (0 < {name} < inf)")
+  require(value, name, _nan, f"{name} must not contain NaN")
+  require(value, name, lambda xp, x: x <= 0, f"{name} must be > 0, got {{:g}}")
+  if not allow_inf:
+    require(value, name, lambda xp, x: xp.isinf(x), f"{name} must be finite (0 < {name} < inf)")
 
 
 def check_nonnegative(name: str, value: Any) -> None:
   """Raise unless every entry of ``value`` is >= 0 and finite."""
-  if not _is_concrete(value):
-    return
-  arr = _as_array(name, value)
-  if (arr < 0).any():
-    bad = arr[arr < 0].ravel()[0]
-    raise InputError(f"{name} must be >= 0, got {bad:g}")
-  if np.isinf(arr).any():
-    raise InputError(f"{name} must be finite")
+  require(value, name, _nan, f"{name} must not contain NaN")
+  require(value, name, lambda xp, x: x < 0, f"{name} must be >= 0, got {{:g}}")
+  require(value, name, lambda xp, x: xp.isinf(x), f"{name} must be finite")
 
 
 def check_finite(name: str, value: Any) -> None:
   """Raise if ``value`` has NaN or +-inf entries."""
-  if not _is_concrete(value):
+  require(value, name, _nan, f"{name} must not contain NaN")
+  require(value, name, lambda xp, x: xp.isinf(x), f"{name} must be finite (no NaN or inf)")
+
+
+def check_normal(name: str, value: Any) -> None:
+  """Raise if a nonzero entry is below the smallest normal number of the dtype the
+  computation will use (XLA flushes subnormals to zero, so float32 1e-40 would become 0),
+  or a finite entry overflows that dtype (float32 1e300 would become inf).
+
+  Traced values are tested on their bits (exponent field 0, mantissa not), since any
+  arithmetic comparison already sees a subnormal as 0.
+  """
+  if not validation_enabled():
     return
-  arr = _as_array(name, value)
-  if not np.isfinite(arr).all():
-    raise InputError(f"{name} must be finite (no NaN or inf)")
+  import jax
+  import jax.numpy as jnp
+
+  if _is_concrete(value):
+    try:  # the dtype jax will compute in (float64 becomes float32 without x64)
+      dtype = jax.dtypes.canonicalize_dtype(np.asarray(value).dtype)
+    except (TypeError, ValueError) as err:
+      raise InputError(f"{name} must be numeric, got {value!r}") from err
+    if not jnp.issubdtype(dtype, jnp.inexact):
+      dtype = jnp.result_type(float)
+  else:
+    dtype = jnp.result_type(value)
+    if not jnp.issubdtype(dtype, jnp.floating):
+      return
+  tiny = float(jnp.finfo(dtype).tiny)
+  hint = ("use float64 (jax_enable_x64 or `with recall_theory.theory.float64():`)"
+          if np.dtype(dtype).itemsize < 8 else "it is subnormal")
+  message = (f"{name} = {{:g}} is below the smallest normal {np.dtype(dtype).name} ({tiny:g}) "
+             f"and would be flushed to zero; {hint}")
+  if _is_concrete(value):
+    # shown as the computation will see it (float32 1e-40 is 9.99995e-41), as under jit
+    with np.errstate(over="ignore"):
+      arr = np.abs(_as_array(name, value))
+      stored = arr.astype(np.dtype(dtype)).astype(np.float64)
+    bad = (arr > 0) & (arr < tiny)
+    if bad.any():
+      raise InputError(message.format(stored[bad].ravel()[0]))
+    huge = np.isfinite(arr) & (arr > float(jnp.finfo(dtype).max))
+    if huge.any():
+      raise InputError(f"{name} = {arr[huge].ravel()[0]:g} overflows {np.dtype(dtype).name} "
+                       f"(largest {float(jnp.finfo(dtype).max):g}); use float64")
+    return
+  nbits = np.dtype(dtype).itemsize * 8
+  int_type = {16: jnp.int16, 32: jnp.int32, 64: jnp.int64}[nbits]
+  n_mantissa = jnp.finfo(dtype).nmant
+  mantissa_mask = (1 << n_mantissa) - 1
+  exponent_mask = ((1 << (nbits - 1)) - 1) & ~mantissa_mask
+
+  def subnormal(xp, x):
+    bits = jax.lax.bitcast_convert_type(x, int_type)
+    return ((bits & exponent_mask) == 0) & ((bits & mantissa_mask) != 0)
+
+  require(value, name, subnormal, message)
 
 
 def check_int_range(name: str, value: Any, low: int, high: float = math.inf) -> int:

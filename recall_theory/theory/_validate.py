@@ -1,37 +1,84 @@
-"""Host-side argument checks for the theory functions (skipped for jax tracers)."""
+"""Argument checks for the theory functions: host-side when concrete, staged
+``checkify`` checks when traced (see :mod:`recall_theory.errors`)."""
 
 from __future__ import annotations
+
+import numpy as np
 
 from recall_theory import errors
 
 
 def recall(value, name: str = "recall") -> None:
+  """A probability in [0, 1], representable (not subnormal) in the computation dtype."""
   errors.check_probability(name, value)
+  errors.check_normal(name, value)
 
 
 def beta(value, name: str = "beta") -> None:
+  """A coefficient in (0, inf), not subnormal (it would be flushed to 0 and divide by 0).
+  The dtype check comes first: under jit a subnormal already compares as 0."""
+  errors.check_normal(name, value)
   errors.check_positive(name, value)
 
 
 def gap(value, name: str = "gap") -> None:
   errors.check_finite(name, value)
+  errors.check_normal(name, value)
 
 
 def budget(value, name: str = "budget") -> None:
   errors.check_nonnegative(name, value)
+  errors.check_normal(name, value)
+
+
+# log-probabilities may round a hair above 0 (log_softmax, logaddexp); probabilities
+# passed by mistake are O(1) above it.
+_LOG_PROB_SLACK = 1e-6
 
 
 def log_probs(value, name: str) -> None:
-  """log-probabilities: no NaN, no +inf (-inf is an exact zero and allowed)."""
-  if not errors._is_concrete(value):
-    return
-  import numpy as np
-  arr = np.asarray(value, dtype=np.float64)
-  if np.isnan(arr).any():
-    raise errors.InputError(f"{name} must not contain NaN")
-  if np.isposinf(arr).any():
-    raise errors.InputError(f"{name} must be log-probabilities (<= 0), got +inf")
+  """Log-probabilities: no NaN, no +inf, every entry <= 0 (-inf is an exact zero)."""
+  errors.require(value, name, lambda xp, x: xp.isnan(x), f"{name} must not contain NaN")
+  errors.require(value, name, lambda xp, x: x > _LOG_PROB_SLACK,
+                 f"{name} must be log-probabilities (<= 0), got {{:g}} (pass log(p), not p)")
+
+
+def log_distribution(value, name: str, axis: int = -1, tolerance: float | None = None) -> None:
+  """Log-probabilities along ``axis`` that form a distribution: not all ``-inf`` and
+  ``logsumexp = 0`` within ``tolerance`` (an unnormalised input is named, not used).
+
+  Default tolerance: ``max(1e-3, 8 eps)`` of the input's dtype (bfloat16 rounds log-softmax
+  to ~1e-2)."""
+  log_probs(value, name)
+  if tolerance is None:
+    import jax.numpy as jnp
+    dtype = jnp.result_type(value)
+    eps = float(jnp.finfo(dtype).eps) if jnp.issubdtype(dtype, jnp.inexact) else 0.0
+    tolerance = max(1e-3, 8.0 * eps)
+
+  def lse(xp, x):
+    top = xp.max(x, axis=axis, keepdims=True)
+    safe_top = xp.where(xp.isfinite(top), top, 0.0)
+    return xp.log(xp.sum(xp.exp(x - safe_top), axis=axis)) + xp.squeeze(safe_top, axis)
+
+  errors.require(value, name, lambda xp, x: (xp.all(xp.isneginf(x), axis=axis),) * 2,
+                 f"{name} is -inf everywhere along axis {axis}: no reference mass anywhere")
+  def unnormalised(xp, x):
+    total = xp.where(xp.all(xp.isneginf(x), axis=axis), 0.0, lse(xp, x))
+    return xp.abs(total) > tolerance, total
+
+  errors.require(value, name, unnormalised,
+                 f"{name} must be normalised log-probabilities (logsumexp = 0 along axis {axis}), "
+                 f"got logsumexp {{:g}}")
 
 
 def reward(value, name: str = "reward") -> None:
   errors.check_finite(name, value)
+
+
+def unit_interval(value, name: str) -> None:
+  errors.check_probability(name, value)
+
+
+def shapes(**arrays) -> tuple[int, ...]:
+  return errors.check_broadcastable(**arrays)

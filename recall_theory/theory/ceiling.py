@@ -83,6 +83,7 @@ def kl_ceiling_loose(recall, budget) -> jax.Array:
   """Closed-form loose ceiling ``min(1, (K + log 2) / log(1/p))`` (0 at p = 0)."""
   _validate.recall(recall)
   _validate.budget(budget)
+  errors.check_broadcastable(recall=recall, budget=budget)
   p, k = _float(recall), _float(budget)
   surprise = -jnp.log(p)
   bound = (k + jnp.log(2.0)) / jnp.where(surprise > 0, surprise, 1.0)

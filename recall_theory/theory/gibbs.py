@@ -50,13 +50,39 @@ def gibbs(log_ref: jax.Array, reward: jax.Array, beta, axis: int = -1) -> tuple[
 
   Reference: Korbak et al. (2022); Rafailov et al. (2023), eq. (4).
   """
-  _validate.log_probs(log_ref, "log_ref")
+  _validate.log_distribution(log_ref, "log_ref", axis)
   _validate.reward(reward)
   _validate.beta(beta)
   errors.check_broadcastable(log_ref=log_ref, reward=reward)
-  logits = log_ref + reward / _along_support(beta, axis)
-  log_z = logsumexp(logits, axis=axis, keepdims=True)
-  return logits - log_z, jnp.squeeze(log_z, axis=axis)
+  log_pi, log_z_shifted, r_max = _gibbs(_float(log_ref), _float(reward), beta, axis)
+  return log_pi, jnp.squeeze(log_z_shifted + _scaled(r_max, beta, axis), axis=axis)
+
+
+def _gibbs(log_ref, reward, beta, axis):
+  """``(log_pi, log Z - r_max/beta, r_max)`` (both keepdims), r_max over the support.
+
+  Tilting by ``(r - r_max)/beta`` keeps every exponent <= 0, so a reward gap that overflows
+  ``r/beta`` (float32 1e30 / 1e-10) gives -inf, never inf - inf."""
+  r_max = _support_max(log_ref, reward, axis)
+  logits = log_ref + _scaled(reward - r_max, beta, axis)
+  log_z_shifted = logsumexp(logits, axis=axis, keepdims=True)
+  return logits - log_z_shifted, log_z_shifted, r_max
+
+
+def _float(x):
+  x = jnp.asarray(x)
+  return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.result_type(float))
+
+
+def _support_max(log_ref, reward, axis):
+  """Largest reward on the reference's support (0 if the support is empty), keepdims."""
+  top = jnp.max(jnp.where(jnp.isfinite(log_ref), reward, -jnp.inf), axis=axis, keepdims=True)
+  return jnp.where(jnp.isfinite(top), top, 0.0)
+
+
+def _scaled(reward, beta, axis):
+  """``reward / beta`` with 0 / beta = 0 exactly."""
+  return jnp.where(reward == 0, 0.0, reward / _along_support(beta, axis))
 
 
 def log_partition(log_ref: jax.Array, reward: jax.Array, beta, axis: int = -1) -> jax.Array:
@@ -81,8 +107,16 @@ def kl_cost(log_ref: jax.Array, reward: jax.Array, beta, axis: int = -1) -> jax.
 
   Along the beta path the exchange rate is ``dE_{pi*}[r] / dKL = beta``.
   """
-  log_pi, log_z = gibbs(log_ref, reward, beta, axis)
-  return expected_reward(log_pi, reward, axis) / beta - log_z
+  _validate.log_distribution(log_ref, "log_ref", axis)
+  _validate.reward(reward)
+  _validate.beta(beta)
+  errors.check_broadcastable(log_ref=log_ref, reward=reward)
+  log_ref, reward = _float(log_ref), _float(reward)
+  # E[r]/beta - log Z = E[r - r_max]/beta - (log Z - r_max/beta): no cancellation of two
+  # large terms when r/beta is large.
+  log_pi, log_z_shifted, r_max = _gibbs(log_ref, reward, beta, axis)
+  mean_shifted = expected_reward(log_pi, reward - r_max, axis)
+  return jnp.where(mean_shifted == 0, 0.0, mean_shifted / jnp.asarray(beta)) - jnp.squeeze(log_z_shifted, axis)
 
 
 def soft_max_reward(log_ref: jax.Array, reward: jax.Array, beta, in_set: jax.Array,
@@ -91,10 +125,18 @@ def soft_max_reward(log_ref: jax.Array, reward: jax.Array, beta, in_set: jax.Arr
 
   ``in_set`` is a boolean ``[..., K]`` mask of S. Returns ``-inf`` when pi_ref(S) = 0.
   """
+  _validate.log_probs(log_ref, "log_ref")
+  _validate.reward(reward)
+  _validate.beta(beta)
+  errors.check_broadcastable(log_ref=log_ref, reward=reward, in_set=in_set)
+  log_ref, reward = _float(log_ref), _float(reward)
   log_set = logsumexp(jnp.where(in_set, log_ref, -jnp.inf), axis=axis)
-  tilted = log_ref + reward / _along_support(beta, axis)
+  # shifted by the set's largest reward so that r/beta cannot overflow
+  r_top = _support_max(jnp.where(in_set, log_ref, -jnp.inf), reward, axis)
+  tilted = log_ref + _scaled(reward - r_top, beta, axis)
   log_tilt = logsumexp(jnp.where(in_set, tilted, -jnp.inf), axis=axis)
-  return beta * jnp.where(jnp.isfinite(log_set), log_tilt - log_set, -jnp.inf)
+  return jnp.where(jnp.isfinite(log_set),
+                   jnp.squeeze(r_top, axis) + jnp.asarray(beta) * (log_tilt - log_set), -jnp.inf)
 
 
 def set_mass(log_ref: jax.Array, reward: jax.Array, beta, in_set: jax.Array,

@@ -40,9 +40,21 @@ from jax.scipy.special import logsumexp
 from recall_theory import errors
 from recall_theory.theory import _validate
 from recall_theory.theory.gibbs import _along_support, gibbs
-from recall_theory.theory.two_level import _float, aligned_logit, log_odds
+from recall_theory.theory.two_level import _aligned_logit, _check_two_level, _float, log_odds
 
 _BISECTION_STEPS = 100
+
+
+def _check_support(log_ref, reward):
+  """A normalised reference ``[..., K]`` and finite rewards that broadcast against it."""
+  _validate.log_distribution(log_ref, "log_ref")
+  _validate.reward(reward)
+  errors.check_broadcastable(log_ref=log_ref, reward=reward)
+
+
+def _check_n(n):
+  errors.check_finite("n", n)
+  errors.require(n, "n", lambda xp, x: x < 1, "n must be >= 1, got {:g}")
 _NEWTON_STEPS = 14
 
 
@@ -88,10 +100,8 @@ def forward_kl_optimum(log_ref: jax.Array, reward: jax.Array, beta) -> jax.Array
 
   Reference: theory.md item 8.
   """
-  _validate.log_probs(log_ref, "log_ref")
-  _validate.reward(reward)
+  _check_support(log_ref, reward)
   _validate.beta(beta)
-  errors.check_broadcastable(log_ref=log_ref, reward=reward)
   return _forward_kl_optimum(_float(log_ref), _float(reward), _float(beta))
 
 
@@ -191,9 +201,12 @@ def log_lambert_w_exp(z: jax.Array, steps: int = 4) -> jax.Array:
   w = jnp.where(z < -30.0, z - jnp.exp(z), winitzki)  # W(x) = x - x^2 + ... for tiny x
 
   def halley(_, w):
+    # f = e^w + w - z, f' = e^w + 1, f'' = e^w. The step f f' / (f'^2 - f f''/2) is written
+    # as f / (f' - (f/2) sigmoid(w)) (f''/f' = sigmoid(w)), so f'^2 never overflows
+    # (it did for z > 1e154 in float64, z > 1e19 in float32).
     ew = jnp.exp(w)
     f, df = ew + w - z, ew + 1.0
-    return w - f * df / (df * df - 0.5 * f * ew)
+    return w - f / (df - 0.5 * f * jax.nn.sigmoid(w))
 
   return jax.lax.fori_loop(0, steps, halley, w)
 
@@ -204,8 +217,7 @@ def chi2_kl_optimum(log_ref: jax.Array, reward: jax.Array, beta) -> jax.Array:
   ``log u = log W(exp((r - lambda)/beta))`` with lambda in
   ``[r_min - beta, r_max - beta]`` (support), found by bisection.
   """
-  _validate.log_probs(log_ref, "log_ref")
-  _validate.reward(reward)
+  _check_support(log_ref, reward)
   _validate.beta(beta)
   return _chi2_kl_optimum(_float(log_ref), _float(reward), _float(beta))
 
@@ -215,7 +227,10 @@ def _chi2_kl_optimum(log_ref, reward, beta):
   log_ref, reward = jnp.broadcast_arrays(log_ref, reward)
   beta = _along_support(beta, -1)
   in_support = jnp.isfinite(log_ref)
-  scaled = reward / beta
+  # (r - r_max)/beta <= 0 on the support: no overflow for tiny beta (1e-300)
+  r_max = jnp.max(jnp.where(in_support, reward, -jnp.inf), axis=-1, keepdims=True)
+  shifted = jnp.where(in_support, reward - jnp.where(jnp.isfinite(r_max), r_max, 0.0), 0.0)
+  scaled = jnp.where(shifted == 0, 0.0, shifted / beta)
   lo = jnp.min(jnp.where(in_support, scaled, jnp.inf), axis=-1, keepdims=True) - 1.0
   hi = jnp.max(jnp.where(in_support, scaled, -jnp.inf), axis=-1, keepdims=True) - 1.0
 
@@ -257,7 +272,10 @@ def chi2_kl_aligned_mass(recall, gap, beta) -> jax.Array:
 
 @jax.jit
 def _chi2_two_level_log_mass(p, gap, beta):
-  p, s = jnp.broadcast_arrays(p, gap / beta)
+  p, s = jnp.broadcast_arrays(p, jnp.where(gap == 0, 0.0, gap / beta))
+  edge = (p <= 0) | (p >= 1)
+  p_edge = p
+  p = jnp.where(edge, 0.5, p)
   log_p, log1m_p = jnp.log(p), jnp.log1p(-p)
 
   def log_total_and_slope(ell):
@@ -291,7 +309,9 @@ def _chi2_two_level_log_mass(p, gap, beta):
   _, _, ell = jax.lax.fori_loop(0, _NEWTON_STEPS, step, (lo, hi, lo))
   _, _, log_u_in, log_u_out = log_total_and_slope(ell)
   log_in = log_p + log_u_in
-  return log_in - jnp.logaddexp(log_in, log1m_p + log_u_out)
+  log_mass = log_in - jnp.logaddexp(log_in, log1m_p + log_u_out)
+  # the edges explicitly: the bracket is infinite there (log p or log(1-p) = -inf)
+  return jnp.where(p_edge <= 0, -jnp.inf, jnp.where(p_edge >= 1, 0.0, log_mass))
 
 
 # -------------------------------------------------------------------------------- IPO
@@ -305,8 +325,7 @@ def preference_vs_reference(log_ref: jax.Array, reward: jax.Array) -> jax.Array:
 def ipo_optimum(log_ref: jax.Array, reward: jax.Array, tau) -> jax.Array:
   """``log pi`` of IPO's population optimum with pairs from pi_ref (Azar et al. 2023):
   the Gibbs tilt of the bounded reward ``P(y > pi_ref)`` at temperature ``tau``."""
-  _validate.log_probs(log_ref, "log_ref")
-  _validate.reward(reward)
+  _check_support(log_ref, reward)
   _validate.beta(tau, "tau")
   return gibbs(log_ref, preference_vs_reference(log_ref, reward), tau)[0]
 
@@ -317,11 +336,8 @@ def ipo_aligned_mass(recall, gap, tau) -> jax.Array:
   Under Bradley-Terry, P(A > pi_ref) - P(A^c > pi_ref) = sigmoid(gap) - 1/2 < 1/2
   for every p, so the odds can grow by at most e^{1/(2 tau)} however large the gap.
   """
-  _validate.recall(recall)
-  _validate.gap(gap)
-  _validate.beta(tau, "tau")
-  errors.check_broadcastable(recall=recall, gap=gap, tau=tau)
-  return jax.nn.sigmoid(aligned_logit(recall, jax.nn.sigmoid(_float(gap)) - 0.5, tau))
+  _check_two_level(recall, gap, tau, "tau")
+  return jax.nn.sigmoid(_aligned_logit(recall, jax.nn.sigmoid(_float(gap)) - 0.5, tau))
 
 
 # -------------------------------------------------------------------------- best-of-N
@@ -332,11 +348,8 @@ def best_of_n(log_ref: jax.Array, reward: jax.Array, n) -> jax.Array:
   ties are broken uniformly, so tied outputs keep their reference proportions. N may be
   any real >= 1. O(K^2) in the support size K.
   """
-  _validate.log_probs(log_ref, "log_ref")
-  _validate.reward(reward)
-  errors.check_positive("n", n)
-  if errors._is_concrete(n) and (jnp.asarray(n) < 1).any():
-    raise errors.InputError("n must be >= 1")
+  _check_support(log_ref, reward)
+  _check_n(n)
   return _best_of_n(_float(log_ref), _float(reward), _float(n))
 
 
@@ -361,17 +374,14 @@ def _best_of_n(log_ref, reward, n):
 def best_of_n_aligned_mass(recall, n) -> jax.Array:
   """Top-set mass after best-of-N: ``1 - (1 - p)^N`` (exact 0 at p = 0, 1 at p = 1)."""
   _validate.recall(recall)
-  errors.check_positive("n", n)
-  if errors._is_concrete(n) and (jnp.asarray(n) < 1).any():
-    raise errors.InputError("n must be >= 1")
+  _check_n(n)
+  errors.check_broadcastable(recall=recall, n=n)
   return -jnp.expm1(_float(n) * jnp.log1p(-_float(recall)))
 
 
 def best_of_n_kl_bound(n) -> jax.Array:
   """``log N - (N - 1)/N``: the bound on KL(pi_BoN || pi_ref) (tight without ties as the
   support becomes continuous; Beirami et al. 2024)."""
-  errors.check_positive("n", n)
-  if errors._is_concrete(n) and (jnp.asarray(n) < 1).any():
-    raise errors.InputError("n must be >= 1")
+  _check_n(n)
   n = _float(n)
   return jnp.log(n) - (n - 1.0) / n

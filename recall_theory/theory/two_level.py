@@ -36,19 +36,44 @@ def log_odds(p: jax.Array) -> jax.Array:
   return jnp.log(p) - jnp.log1p(-p)
 
 
-def aligned_logit(recall, gap, beta) -> jax.Array:
-  """``logit pi*(A) = logit p + gap / beta`` (reverse-KL optimum, two-level reward)."""
+def _ratio(gap, beta):
+  """``gap / beta`` with ``0 / beta = 0`` exactly (also when beta underflows)."""
+  gap, beta = _float(gap), _float(beta)
+  return jnp.where(gap == 0, 0.0, gap / beta)
+
+
+def _aligned_logit(p, gap, beta):
+  """``logit p + gap/beta`` with the edges explicit: -inf at p = 0 and +inf at p = 1 for
+  every gap and beta, so an overflowing ``gap/beta = +-inf`` never meets ``logit p = -+inf``."""
+  p = _float(p)
+  interior = (p > 0) & (p < 1)
+  safe_p = jnp.where(interior, p, 0.5)
+  logit = log_odds(safe_p) + _ratio(gap, beta)
+  return jnp.where(p <= 0, -jnp.inf, jnp.where(p >= 1, jnp.inf, logit))
+
+
+def _check_two_level(recall, gap, beta, beta_name="beta"):
   _validate.recall(recall)
   _validate.gap(gap)
-  _validate.beta(beta)
-  errors.check_broadcastable(recall=recall, gap=gap, beta=beta)
-  return log_odds(recall) + _float(gap) / _float(beta)
+  _validate.beta(beta, beta_name)
+  errors.check_broadcastable(recall=recall, gap=gap, **{beta_name: beta})
+
+
+def aligned_logit(recall, gap, beta) -> jax.Array:
+  """``logit pi*(A) = logit p + gap / beta`` (reverse-KL optimum, two-level reward).
+
+  Exactly ``-inf`` at p = 0 and ``+inf`` at p = 1 whatever gap/beta (even when it overflows).
+  """
+  _check_two_level(recall, gap, beta)
+  return _aligned_logit(recall, gap, beta)
 
 
 def aligned_mass(recall, gap, beta) -> jax.Array:
   """Target mass of the KL-regularized optimum under a two-level reward.
 
-  ``pi*(A) = sigmoid(logit p + gap / beta)`` with ``p = recall = pi_ref(A)``.
+  ``pi*(A) = sigmoid(logit p + gap / beta)`` with ``p = recall = pi_ref(A)``, computed in
+  log-odds with the limits explicit (never ``inf - inf``): exactly 0 at p = 0 and 1 at p = 1
+  even when ``gap/beta`` overflows (gap 1e300, beta 1e-10), 0/1 when it is -+inf inside.
 
   Args:
     recall: reference mass on the target set, in [0, 1] (broadcasts).
@@ -56,7 +81,7 @@ def aligned_mass(recall, gap, beta) -> jax.Array:
     beta: KL coefficient, > 0 (broadcasts).
 
   Returns:
-    The aligned mass, with the broadcast shape; exactly 0 at recall 0 and 1 at recall 1.
+    The aligned mass, with the broadcast shape.
 
   Example:
     >>> aligned_mass(1e-6, gap=10.0, beta=1.0)   # 1e-6 * e^10 / (1 - 1e-6 + 1e-6 e^10)
@@ -64,39 +89,69 @@ def aligned_mass(recall, gap, beta) -> jax.Array:
 
   Reference: theory.md item 2; Korbak et al. (2022).
   """
-  _validate.recall(recall)
-  _validate.gap(gap)
-  _validate.beta(beta)
-  errors.check_broadcastable(recall=recall, gap=gap, beta=beta)
-  return jax.nn.sigmoid(aligned_logit(recall, gap, beta))
+  _check_two_level(recall, gap, beta)
+  return jax.nn.sigmoid(_aligned_logit(recall, gap, beta))
 
 
 def aligned_log_mass(recall, gap, beta) -> jax.Array:
-  """``log pi*(A)`` (accurate when the mass itself underflows)."""
-  return jax.nn.log_sigmoid(aligned_logit(recall, gap, beta))
+  """``log pi*(A)`` (accurate when the mass itself underflows; -inf at p = 0, 0 at p = 1)."""
+  _check_two_level(recall, gap, beta)
+  return jax.nn.log_sigmoid(_aligned_logit(recall, gap, beta))
 
 
 def required_gap(recall, target_mass, beta) -> jax.Array:
   """Reward gap that lifts recall p to aligned mass t: ``beta (logit t - logit p)``.
 
-  +inf when p = 0 < t (no finite gap escapes the trap).
+  Exactly 0 when t = p (also at p = t = 0 and p = t = 1, where the logits are infinite);
+  +inf when p = 0 < t or t = 1 > p (no finite gap reaches), -inf when t = 0 < p or p = 1 > t.
   """
   _validate.recall(recall)
   _validate.recall(target_mass, "target_mass")
   _validate.beta(beta)
-  return _float(beta) * (log_odds(target_mass) - log_odds(recall))
+  errors.check_broadcastable(recall=recall, target_mass=target_mass, beta=beta)
+  p, t, beta = _float(recall), _float(target_mass), _float(beta)
+  logit_t, logit_p = log_odds(t), log_odds(p)
+  # inf - inf only happens at t = p in {0, 1}; there the answer is 0.
+  diff = jnp.where(t == p, 0.0, logit_t - logit_p)
+  return jnp.where(diff == 0, 0.0, beta * diff)
 
 
 def bernoulli_kl(a, b) -> jax.Array:
   """``kl(a || b) = a log(a/b) + (1-a) log((1-a)/(1-b))`` with 0 log 0 = 0.
 
-  +inf when b in {0, 1} and a differs from b.
+  +inf when b in {0, 1} and a differs from b. Near ``a = b`` the two logarithms cancel to
+  first order, so there ``d = a - b`` and
+
+      kl = d^2 / (b (1-b)) + a f(d/b) + (1-a) f(-d/(1-b)),   f(x) = log(1+x) - x,
+
+  with f from a series: ``kl(0.3 || 0.3 + 1e-12) = 2.38e-24`` to full precision (the
+  direct form returns 0).
   """
   _validate.recall(a, "a")
   _validate.recall(b, "b")
   errors.check_broadcastable(a=a, b=b)
   a, b = _float(a), _float(b)
-  return _bernoulli_kl_logs(jnp.log(a), jnp.log1p(-a), jnp.log(b), jnp.log1p(-b))
+  direct = _bernoulli_kl_logs(jnp.log(a), jnp.log1p(-a), jnp.log(b), jnp.log1p(-b))
+  inside = (b > 0) & (b < 1)
+  safe_b = jnp.where(inside, b, 0.5)
+  d = a - safe_b
+  x_in, x_out = d / safe_b, -d / (1.0 - safe_b)
+  near = inside & (jnp.abs(x_in) < 0.25) & (jnp.abs(x_out) < 0.25)
+  series = (d * d / (safe_b * (1.0 - safe_b)) + a * _log1p_minus_x(jnp.where(near, x_in, 0.0))
+            + (1.0 - a) * _log1p_minus_x(jnp.where(near, x_out, 0.0)))
+  return jnp.where(near, jnp.maximum(series, 0.0), direct)
+
+
+def _log1p_minus_x(x):
+  """``log(1 + x) - x`` without cancellation for |x| < 1/4: with ``y = x/(2+x)``,
+  ``log(1+x) = 2 atanh y`` and ``x - 2y = x y``, so it is ``2 (atanh y - y) - x y`` and
+  ``atanh y - y = y^3 (1/3 + y^2/5 + y^4/7 + ...)`` (|y| < 1/7: 16 terms reach 1e-27)."""
+  y = x / (2.0 + x)
+  y2 = y * y
+  tail = jnp.zeros_like(y)
+  for k in range(16, 0, -1):
+    tail = 1.0 / (2 * k + 1) + y2 * tail
+  return 2.0 * y * y2 * tail - x * y
 
 
 def _bernoulli_kl_logs(log_a, log1m_a, log_b, log1m_b) -> jax.Array:
@@ -110,10 +165,8 @@ def _bernoulli_kl_logs(log_a, log1m_a, log_b, log1m_b) -> jax.Array:
 
 def aligned_kl(recall, gap, beta) -> jax.Array:
   """``KL(pi* || pi_ref) = kl(pi*(A) || p)`` for the two-level reward (theory item 3)."""
-  _validate.recall(recall)
-  _validate.gap(gap)
-  _validate.beta(beta)
-  x = aligned_logit(recall, gap, beta)
+  _check_two_level(recall, gap, beta)
+  x = _aligned_logit(recall, gap, beta)
   p = _float(recall)
   return _bernoulli_kl_logs(jax.nn.log_sigmoid(x), jax.nn.log_sigmoid(-x), jnp.log(p), jnp.log1p(-p))
 

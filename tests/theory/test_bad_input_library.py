@@ -1,0 +1,188 @@
+"""Issue 9, library part: every extreme or bad call of the theory core and the divergences,
+one row each. Bad input raises one named InputError -- eagerly, and with the same message
+under ``jax.jit`` and ``jax.vmap`` through ``errors.checked`` (checkify). Edge values are
+exact (no NaN) under overflow, underflow and at the recall edges 0 and 1.
+"""
+
+import contextlib
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from recall_theory import divergences, errors
+from recall_theory import theory as th
+
+LOG_REF = np.log(np.array([0.2, 0.3, 0.5]))
+REWARD = np.array([1.0, 0.0, -1.0])
+NEG_INF = -np.inf
+
+
+def _x64(flag):
+  return th.float64() if flag else contextlib.nullcontext()
+
+
+# (id, x64, function, args, message regex). Every row failed before the fix (NaN, a number,
+# a bare TypeError, or silently wrong), except where the comment says it pins a kept behaviour.
+BAD = [
+    # two-level closed forms
+    ("aligned_mass/negative-recall", False, th.aligned_mass, (-0.1, 1.0, 1.0), r"^recall must lie in \[0, 1\], got -0\.1$"),
+    ("aligned_mass/subnormal-beta", True, th.aligned_mass, (0.0, 1.0, 1e-310), r"^beta = 1e-310 is below the smallest normal float64"),
+    ("aligned_mass/subnormal-beta-recall-1", True, th.aligned_mass, (1.0, 1.0, 1e-310), r"^beta = 1e-310 is below"),
+    ("aligned_mass/float32-subnormal-recall", False, th.aligned_mass, (np.float32(1e-40), 1.0, 1.0),
+     r"^recall = 9\.99995e-41 is below the smallest normal float32 \(1\.17549e-38\) and would be flushed to zero; use float64"),
+    ("aligned_kl/float32-subnormal-recall", False, th.aligned_kl, (1e-40, 1.0, 1.0),
+     r"^recall = 9\.99995e-41 is below the smallest normal float32"),
+    ("ipo_aligned_mass/subnormal-tau", True, th.ipo_aligned_mass, (0.0, 1.0, 1e-310), r"^tau = 1e-310 is below the smallest normal float64"),
+    ("bernoulli_kl/a-above-one", False, th.bernoulli_kl, (2.0, 0.3), r"^a must lie in \[0, 1\], got 2$"),
+    ("kl_ceiling/negative-recall", False, th.kl_ceiling, (-0.1, 1.0), r"^recall must lie in \[0, 1\], got -0\.1$"),
+    ("best_of_n/n-below-one", False, th.best_of_n, (LOG_REF, REWARD, 0.5), r"^n must be >= 1, got 0\.5$"),
+    ("best_of_n_aligned_mass/n-below-one", False, th.best_of_n_aligned_mass, (0.3, 0.5), r"^n must be >= 1, got 0\.5$"),
+    # shapes: a named InputError, not a bare broadcasting TypeError
+    ("required_gap/shapes", False, th.required_gap, (np.full(3, 0.1), np.full(4, 0.5), 1.0),
+     r"^shapes do not broadcast: recall\[3\], target_mass\[4\], beta\[\]$"),
+    ("kl_ceiling_loose/shapes", False, th.kl_ceiling_loose, (np.full(3, 0.1), np.ones(4)),
+     r"^shapes do not broadcast: recall\[3\], budget\[4\]$"),
+    ("dpo_loss_exact/shapes", False, th.dpo_loss_exact, (LOG_REF, LOG_REF, np.zeros(4), 1.0),
+     r"^shapes must match: log_pi\[3\], log_ref\[3\], reward\[4\]$"),
+    ("forward_kl/shapes", False, divergences.forward_kl, (LOG_REF, np.log(np.full(4, 0.25))),
+     r"^shapes do not broadcast: log_p\[3\], log_q\[4\]$"),
+    # references
+    ("gibbs/all-minus-inf-reference", False, th.gibbs, (np.full(3, NEG_INF), REWARD, 1.0),
+     r"^log_ref is -inf everywhere along axis -1: no reference mass anywhere$"),
+    ("gibbs/probabilities-as-log-ref", False, th.gibbs, (np.array([0.2, 0.3, 0.5]), REWARD, 1.0),
+     r"^log_ref must be log-probabilities \(<= 0\), got 0\.2 \(pass log\(p\), not p\)$"),
+    ("forward_kl_optimum/probabilities-as-log-ref", False, th.forward_kl_optimum,
+     (np.array([0.2, 0.3, 0.5]), REWARD, 1.0), r"^log_ref must be log-probabilities"),
+    ("chi2_kl_optimum/all-minus-inf-reference", False, th.chi2_kl_optimum, (np.full(3, NEG_INF), REWARD, 1.0),
+     r"^log_ref is -inf everywhere"),
+    # DPO
+    ("dpo_loss_exact/nan-log-pi", False, th.dpo_loss_exact, (np.array([np.nan, -1.0, -1.0]), LOG_REF, REWARD, 1.0),
+     r"^log_pi must not contain NaN$"),
+    ("dpo_loss_exact/inf-reward", False, th.dpo_loss_exact, (LOG_REF, LOG_REF, np.array([np.inf, 0.0, 0.0]), 1.0),
+     r"^reward must be finite \(no NaN or inf\)$"),
+    ("dpo_loss_exact/probabilities-as-log-pi", False, th.dpo_loss_exact, (np.exp(LOG_REF), LOG_REF, REWARD, 1.0),
+     r"^log_pi must be log-probabilities"),
+    # divergences
+    ("jsd/beta-above-one", False, divergences.jsd, (LOG_REF, LOG_REF[::-1], 2.0), r"^beta must lie in \[0, 1\], got 2$"),
+    ("skew_kl/negative-alpha", False, divergences.skew_kl, (LOG_REF, LOG_REF[::-1], -1.0),
+     r"^alpha must lie in \[0, 1\], got -1$"),
+    ("forward_kl/nan", False, divergences.forward_kl, (np.array([np.nan, 0.0]), np.log([0.5, 0.5])),
+     r"^log_p must not contain NaN$"),
+    ("reverse_kl/probabilities", False, divergences.reverse_kl, (np.array([0.5, 0.5]), np.array([0.9, 0.1])),
+     r"^log_p must be log-probabilities \(<= 0\), got 0\.5"),
+    ("tv/unnormalised", False, divergences.tv, (np.log([0.5, 0.6]), np.log([0.5, 0.5])),
+     r"^log_p must be normalised log-probabilities \(logsumexp = 0 along axis -1\), got logsumexp 0\.0953102$"),
+]
+
+
+@pytest.mark.parametrize("row", BAD, ids=[r[0] for r in BAD])
+def test_bad_input_named_eager_jit_and_vmap(row):
+  _, x64, fn, args, pattern = row
+  with _x64(x64):
+    args = tuple(a if isinstance(a, np.ndarray) else np.asarray(a) for a in args)
+    with pytest.raises(errors.InputError, match=pattern) as eager:
+      fn(*args)
+    message = str(eager.value)
+    assert "\n" not in message
+    # the same error, same text, through checkify under jit and under vmap
+    with pytest.raises(errors.InputError) as jitted:
+      errors.checked(fn)(*args)
+    assert str(jitted.value) == message
+    batched = tuple(np.stack([a, a]) for a in args)
+    with pytest.raises(errors.InputError) as vmapped:
+      errors.checked(jax.vmap(fn))(*batched)
+    assert str(vmapped.value) == message
+
+
+def test_plain_jit_stays_jittable_and_unchecked_path_has_no_error():
+  # Without `checked` the staged checks compile to nothing: jit/vmap work as before.
+  assert float(jax.jit(th.aligned_mass)(0.5, 0.0, 1.0)) == 0.5
+  np.testing.assert_allclose(np.asarray(jax.vmap(th.aligned_mass, (0, None, None))(jnp.array([0.1, 0.5]), 0.0, 1.0)),
+                             [0.1, 0.5],
+                             rtol=1e-6)
+  # valid input through `checked` returns the value
+  assert float(errors.checked(th.aligned_mass)(0.5, 0.0, 1.0)) == 0.5
+
+
+def test_validation_opt_out():
+  with errors.validation(False):
+    assert not errors.validation_enabled()
+    th.bernoulli_kl(np.nan, 0.3)  # unchecked: valid input is the caller's promise
+    th.kl_ceiling(-0.1, 1.0)
+  assert errors.validation_enabled()
+  with pytest.raises(errors.InputError):
+    th.bernoulli_kl(np.nan, 0.3)
+
+
+# (id, x64, function, args, expected): exact values where the old code gave NaN or 0.
+EXACT = [
+    ("aligned_mass/recall-0-overflowing-gap", True, th.aligned_mass, (0.0, 1e300, 1e-10), 0.0),
+    ("aligned_mass/recall-1-overflowing-gap", True, th.aligned_mass, (1.0, 1e300, 1e-10), 1.0),
+    ("aligned_mass/recall-1-overflowing-negative-gap", True, th.aligned_mass, (1.0, -1e300, 1e-10), 1.0),
+    ("aligned_mass/recall-0-float32-gap-1e30", False, th.aligned_mass, (0.0, 1e30, 1e-10), 0.0),
+    ("aligned_mass/recall-1-float32-gap-1e30", False, th.aligned_mass, (1.0, 1e30, 1e-10), 1.0),
+    ("aligned_mass/interior-float32-gap-1e30", False, th.aligned_mass, (0.5, 1e30, 1e-10), 1.0),
+    ("aligned_log_mass/recall-0", True, th.aligned_log_mass, (0.0, 1e300, 1e-10), -np.inf),
+    ("aligned_kl/recall-0-overflowing-gap", True, th.aligned_kl, (0.0, 1e300, 1e-10), 0.0),
+    ("chi2_kl_aligned_mass/recall-0-beta-1e-300", True, th.chi2_kl_aligned_mass, (0.0, 1.0, 1e-300), 0.0),
+    ("chi2_kl_aligned_mass/recall-1-beta-1e-300", True, th.chi2_kl_aligned_mass, (1.0, 1.0, 1e-300), 1.0),
+    ("ipo_aligned_mass/recall-0-tau-1e-300", True, th.ipo_aligned_mass, (0.0, 1.0, 1e-300), 0.0),
+    ("forward_kl_aligned_mass/recall-0-overflowing-gap", True, th.forward_kl_aligned_mass, (0.0, 1e300, 1e-10), 1.0),
+    ("required_gap/0-to-0", False, th.required_gap, (0.0, 0.0, 1.0), 0.0),
+    ("required_gap/1-to-1", False, th.required_gap, (1.0, 1.0, 1.0), 0.0),
+    ("required_gap/0-to-half", False, th.required_gap, (0.0, 0.5, 1.0), np.inf),
+    ("required_gap/1-to-0", False, th.required_gap, (1.0, 0.0, 1.0), -np.inf),
+    ("bernoulli_kl/near-equal", True, th.bernoulli_kl, (0.3, 0.3 + 1e-12), 2.3808470405901375e-24),  # mpmath, 50 digits
+]
+
+
+@pytest.mark.parametrize("row", EXACT, ids=[r[0] for r in EXACT])
+def test_edges_exact(row):
+  _, x64, fn, args, expected = row
+  with _x64(x64):
+    value = float(fn(*args))
+    jitted = float(jax.jit(fn)(*args))
+  if expected == 0.0 or math.isinf(expected):
+    assert value == expected and jitted == expected
+  else:
+    assert value == pytest.approx(expected, rel=1e-12) and jitted == pytest.approx(expected, rel=1e-6)
+
+
+def test_gibbs_float32_overflowing_tilt():
+  log_pi, log_z = th.gibbs(jnp.log(jnp.array([0.5, 0.5], jnp.float32)), jnp.array([0.0, 1e30], jnp.float32), 1e-10)
+  np.testing.assert_array_equal(np.exp(np.asarray(log_pi)), [0.0, 1.0])
+  assert float(log_z) == math.inf  # log Z = 1e40 + log(1/2) itself overflows float32
+  # the set-mass law agrees and stays exact
+  in_set = jnp.array([False, True])
+  assert float(th.set_mass(jnp.log(jnp.array([0.5, 0.5])), jnp.array([0.0, 1e30]), 1e-10, in_set)) == 1.0
+
+
+def test_chi2_kl_optimum_tiny_beta_is_argmax():
+  with th.float64():
+    pi = np.exp(np.asarray(th.chi2_kl_optimum(LOG_REF, REWARD, 1e-300)))
+    tied = np.exp(np.asarray(th.chi2_kl_optimum(LOG_REF, np.array([1.0, 1.0, -1.0]), 1e-300)))
+  np.testing.assert_allclose(pi, [1.0, 0.0, 0.0], atol=1e-15)
+  np.testing.assert_allclose(tied, [0.4, 0.6, 0.0], rtol=1e-12, atol=1e-15)  # ties keep reference shares
+
+
+def test_dpo_loss_zero_policy_mass_on_supported_output_is_inf():
+  log_pi = np.array([NEG_INF, np.log(0.5), np.log(0.5)])
+  assert float(th.dpo_loss_exact(log_pi, LOG_REF, REWARD, 1.0)) == math.inf
+  assert float(th.ipo_loss_exact(log_pi, LOG_REF, REWARD, 1.0)) == math.inf
+  # at pi = pi_ref every implicit reward is 0: log 2 exactly as before
+  assert float(th.dpo_loss_exact(LOG_REF, LOG_REF, REWARD, 1.0)) == pytest.approx(math.log(2), rel=1e-6)
+
+
+def test_log_lambert_w_exp_huge_arguments():
+  # Halley's f'^2 overflowed for z > 1e154 (float64) / 1e19 (float32): check e^w + w = z
+  with th.float64():
+    z = np.array([1e154, 1e200, 1e300, 1.7e308])
+    w = np.asarray(th.log_lambert_w_exp(z))
+  np.testing.assert_allclose(np.exp(w) + w, z, rtol=1e-12)
+  z32 = jnp.array([1e19, 1e30, 3e38], jnp.float32)
+  w32 = th.log_lambert_w_exp(z32)
+  np.testing.assert_allclose(np.exp(np.asarray(w32, np.float64)) + np.asarray(w32), np.asarray(z32, np.float64),
+                             rtol=1e-4)
