@@ -14,24 +14,58 @@ reference's recall ``p = pi_ref(A)``:
   (m ~ N p) equals the Gibbs odds ratio e^{gap/beta}; capped at the largest float.
 
 Two maps: ``gap_over_beta`` (y = gap/beta at fixed beta) and ``beta`` (y = beta at fixed
-gap). Plus the KL-budget ceiling ``kl_ceiling(p, K)`` for a few budgets K. All of it is
-one jitted, vectorised call per map.
+gap). Beside each cell, the law's columns (:mod:`recall_theory.schema`):
+``predicted_mass = sigmoid(logit p + gap/beta)`` (the reverse-KL law, the same for every
+regularizer), the KL paid and ``kl_ceiling = t*(p, kl)``, the most target mass any policy
+within that KL can have (theory item 4; every regularizer's optimum sits on it). Plus the
+KL-budget ceiling ``kl_ceiling(p, K)`` for a few budgets K.
+
+Bounded memory: the grid is evaluated in blocks of at most ``chunk_cells`` cells, one
+jitted program per regularizer (compiled once: every block has the same shape), and
+:func:`write_sweep` streams each block to the CSV (text formatted by XLA,
+:mod:`recall_theory.textformat`) and to memory-mapped arrays that become the ``.npz``.
+Peak memory depends on ``chunk_cells``, not on the resolution
+(:func:`estimate_memory_bytes`); :func:`compute_sweep` is the in-memory variant for
+small grids and tests.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import dataclasses
+import functools
 import math
+import os
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Callable, Iterator
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from recall_theory import errors
+from recall_theory import schema
+from recall_theory import textformat
 from recall_theory import theory as th
+from recall_theory.theory import law
 
 REGULARIZERS = ("reverse_kl", "forward_kl", "chi2_kl", "ipo", "best_of_n")
 MAPS = ("gap_over_beta", "beta")
+CSV_COLUMNS = ("map", "regularizer", "recall", "beta", "gap", "gap_over_beta", "aligned_mass", "kl",
+               "reference_recall", "predicted_mass", "kl_ceiling")
+MAX_RESOLUTION = 10_000
+DEFAULT_CHUNK_CELLS = 1 << 20
+# Bytes per grid cell of one block in flight, measured (peak RSS over resolution 200..4000,
+# experiments/bench_theory.py --memory): XLA's temporaries of the chi^2 solve and the
+# text (about 140 bytes per row) twice (the block being formatted and the one being written).
+BYTES_PER_CHUNK_CELL = 900
+BASE_MEMORY_BYTES = 600 * 2 ** 20  # python + jax + matplotlib, measured
+CSV_BYTES_PER_ROW_MAX = 25 + 9 * 16  # prefix + 9 numbers with separators, 3-digit exponents
+_NEWTON_STEPS = 6  # cap: from the regularizer's own mass 1-3 steps reach float precision; the rest bisect
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,35 +84,47 @@ class SweepConfig:
   budgets: tuple[float, ...] = (0.1, 1.0, 10.0)
   regularizers: tuple[str, ...] = REGULARIZERS
   dtype: str = "float64"
+  chunk_cells: int = DEFAULT_CHUNK_CELLS  # cells per evaluated block (memory bound)
 
   def validate(self) -> "SweepConfig":
+    if self.dtype not in ("float32", "float64"):
+      raise errors.InputError(f"--dtype must be float32 or float64, got {self.dtype!r}")
     errors.check_probability("--recall-min", self.recall_min)
     errors.check_probability("--recall-max", self.recall_max)
     if not 0 < self.recall_min < self.recall_max <= 1:
       raise errors.InputError(
           f"--recall-min/--recall-max must satisfy 0 < min < max <= 1, got {self.recall_min:g}, {self.recall_max:g}")
-    if self.dtype == "float32" and self.recall_min < 1e-37:
-      raise errors.InputError(f"--recall-min must be >= 1e-37 with --dtype float32, got {self.recall_min:g}")
+    tiny = float(np.finfo(self.dtype).tiny)
+    if self.recall_min < tiny:  # subnormal: log-space formulas lose every digit there
+      raise errors.InputError(f"--recall-min must be >= {tiny!r} (the smallest normal {self.dtype}), "
+                              f"got {self.recall_min:g}")
     for name, lo, hi in (("--ratio-min/--ratio-max", self.ratio_min, self.ratio_max),
                          ("--beta-min/--beta-max", self.beta_min, self.beta_max)):
       errors.check_positive(name, lo)
       errors.check_positive(name, hi)
       if not lo < hi:
         raise errors.InputError(f"{name} must satisfy 0 < min < max, got {lo:g}, {hi:g}")
-    errors.check_int_range("--resolution", self.n_recall, 2, 4000)
-    errors.check_int_range("--resolution", self.n_y, 2, 4000)
+    errors.check_int_range("--resolution", self.n_recall, 2, MAX_RESOLUTION)
+    errors.check_int_range("--resolution", self.n_y, 2, MAX_RESOLUTION)
     errors.check_positive("--beta", self.fixed_beta)
     errors.check_finite("--gap", self.fixed_gap)
     errors.check_nonnegative("--gap", self.fixed_gap)
+    if not self.budgets:
+      raise errors.InputError("--budgets must list at least one budget")
     errors.check_nonnegative("--budgets", list(self.budgets))
     unknown = sorted(set(self.regularizers) - set(REGULARIZERS))
     if unknown or not self.regularizers:
       raise errors.InputError(f"--regularizers must be a non-empty subset of {list(REGULARIZERS)}, got {unknown or '[]'}")
-    if self.dtype not in ("float32", "float64"):
-      raise errors.InputError(f"--dtype must be float32 or float64, got {self.dtype!r}")
+    errors.check_int_range("chunk_cells", self.chunk_cells, 1)
     return self
 
+  @property
+  def rows_per_chunk(self) -> int:
+    """y rows per evaluated block: every block is ``[rows_per_chunk, n_recall]``."""
+    return max(1, min(self.n_y, self.chunk_cells // self.n_recall))
 
+
+# ------------------------------------------------------------------------------ the math
 def aligned_mass_by_regularizer(name: str, recall, gap, beta):
   """Exact two-level target mass of regularizer ``name`` (broadcasting arrays)."""
   if name == "reverse_kl":
@@ -100,58 +146,467 @@ def _kl_of_mass(mass, recall):
   return th.bernoulli_kl(jnp.clip(mass, 0.0, 1.0), recall)
 
 
-def _grid(recall, gap, beta, regularizers):
-  masses, kls = [], []
-  for name in regularizers:
-    mass = aligned_mass_by_regularizer(name, recall, gap, beta)
-    masses.append(mass)
-    kls.append(th.aligned_kl(recall, gap, beta) if name == "reverse_kl" else _kl_of_mass(mass, recall))
-  return jnp.stack(masses), jnp.stack(kls)
+def kl_ceiling_from(recall, kl, start):
+  """``t*(p, K) = max{t >= p : kl(t || p) <= K}`` by safeguarded Newton from ``start``.
+
+  The same quantity as :func:`recall_theory.theory.kl_ceiling` (which bisects 120 times
+  from scratch), solved in logit space ``x`` with ``g(x) = kl(sigmoid x || p) - K`` and
+  ``g'(x) = (x - logit p) t (1 - t)``: from a start near the answer (the regularizer's own
+  mass, which lies on the ceiling of its own KL) a few steps reach float precision.
+  Steps leaving the bracket ``[logit p, logit(1 - eps)]`` are replaced by bisection.
+
+  Returns ``(ceiling, converged)``; the caller recomputes unconverged cells with
+  ``theory.kl_ceiling``. Shapes broadcast; float dtype of ``recall``.
+  """
+  dtype = jnp.result_type(recall, kl)
+  p, budget = jnp.broadcast_arrays(jnp.asarray(recall, dtype), jnp.asarray(kl, dtype))
+  eps, tiny = jnp.finfo(dtype).eps, jnp.finfo(dtype).tiny
+  log_p, log1m_p = jnp.log(p), jnp.log1p(-p)
+  logit_p = th.log_odds(jnp.clip(p, tiny, 1 - eps))
+  x_top = th.log_odds(jnp.asarray(1.0 - eps, dtype))
+
+  def g(x):
+    # both log-sigmoids: log sigmoid(x) - x would cancel for x << 0, where log(1 - t) ~ -t
+    return th.two_level._bernoulli_kl_logs(jax.nn.log_sigmoid(x), jax.nn.log_sigmoid(-x), log_p, log1m_p) - budget
+
+  x = jnp.clip(th.log_odds(jnp.clip(jnp.asarray(start, dtype), tiny, 1 - eps)), logit_p, x_top)
+  below = g(x) <= 0
+  lo, hi = jnp.where(below, x, logit_p), jnp.where(below, x_top, x)
+
+  def done(x, lo, hi, moved):
+    # the last step moved t = sigmoid(x) by a few ulp of t (dt = dx t (1 - t)): where the
+    # curve is flat the noise of kl itself moves x further, but not t; or the bracket closed
+    return (moved * (1 - jax.nn.sigmoid(x)) <= 64 * eps) | (hi - lo <= 64 * eps * jnp.maximum(1.0, jnp.abs(x)))
+
+  def step(state):
+    i, lo, hi, x, moved = state
+    value = g(x)
+    lo, hi = jnp.where(value <= 0, x, lo), jnp.where(value <= 0, hi, x)
+    t = jax.nn.sigmoid(x)
+    slope = (x - logit_p) * t * (1 - t)
+    newton = x - value / jnp.where(slope > 0, slope, 1.0)
+    inside = (slope > 0) & (newton >= lo) & (newton <= hi)
+    new_x = jnp.where(inside, newton, 0.5 * (lo + hi))
+    finished = done(x, lo, hi, moved)  # converged cells stay where they are
+    return i + 1, lo, hi, jnp.where(finished, x, new_x), jnp.where(finished, moved, jnp.abs(new_x - x))
+
+  def unfinished(state):
+    i, lo, hi, x, moved = state
+    return (i < _NEWTON_STEPS) & ~jnp.all(done(x, lo, hi, moved))
+
+  state = (0, lo, hi, x, jnp.full_like(x, jnp.inf))
+  _, lo, hi, x, moved = jax.lax.while_loop(unfinished, step, state)
+  converged = done(x, lo, hi, moved)
+  ceiling = jax.nn.sigmoid(x)
+  # the exact ends, as theory.kl_ceiling: K >= -log p reaches 1, K = 0 stays at p, p = 0 reaches nothing
+  ceiling = jnp.where(budget >= -log_p, 1.0, ceiling)
+  ceiling = jnp.where(budget <= 0, p, jnp.where(p <= 0, 0.0, ceiling))
+  converged = converged | (budget >= -log_p) | (budget <= 0) | (p <= 0)
+  return ceiling, converged
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _mass_and_kl(name: str, recall_R, gap_Y, beta_Y):
+  p, gap, beta = recall_R[None, :], gap_Y[:, None], beta_Y[:, None]
+  mass = aligned_mass_by_regularizer(name, p, gap, beta)
+  kl = th.aligned_kl(p, gap, beta) if name == "reverse_kl" else _kl_of_mass(mass, p)
+  return mass, kl
+
+
+@jax.jit
+def _law_block(recall_R, gap_Y, beta_Y, mass_YxR, kl_YxR):
+  p = recall_R[None, :]
+  predicted = law.predicted_mass(p, gap_Y[:, None] / beta_Y[:, None])
+  ceiling, converged = kl_ceiling_from(p, kl_YxR, mass_YxR)
+  return jnp.stack([mass_YxR, kl_YxR, jnp.broadcast_to(predicted, mass_YxR.shape), ceiling]), converged
+
+
+def cell_block(name: str, recall_R, gap_Y, beta_Y):
+  """One block of the grid for regularizer ``name``: every law column of every cell.
+
+  Args: ``recall_R [R]``, ``gap_Y [Y]``, ``beta_Y [Y]`` (one y row per gap/beta pair).
+  Returns ``values [4, Y, R]`` = (aligned_mass, kl, predicted_mass, kl_ceiling) and
+  ``converged [Y, R]`` (the Newton ceiling; see :func:`kl_ceiling_from`). One small
+  program per regularizer, one shared program for the law's columns.
+  """
+  mass, kl = _mass_and_kl(name, recall_R, gap_Y, beta_Y)
+  return _law_block(recall_R, gap_Y, beta_Y, mass, kl)
+
+
+# ---------------------------------------------------------------------------- the grid
+def axes(config: SweepConfig) -> dict[str, np.ndarray]:
+  """``recall [R]``, ``ratio [Y]`` (gap/beta), ``beta_axis [Y]``: log grids in ``config.dtype``."""
+  log = lambda lo, hi, n: np.logspace(math.log10(lo), math.log10(hi), n).astype(config.dtype)
+  recall = log(config.recall_min, config.recall_max, config.n_recall)
+  # logspace's end points carry the rounding of 10**log10(x): pin them to the requested values
+  recall[[0, -1]] = np.asarray([config.recall_min, config.recall_max], config.dtype)
+  ratio = log(config.ratio_min, config.ratio_max, config.n_y)
+  beta_axis = log(config.beta_min, config.beta_max, config.n_y)
+  return dict(recall=recall, ratio=ratio, beta_axis=beta_axis)
+
+
+def map_rows(config: SweepConfig, map_name: str, grid: dict) -> tuple[np.ndarray, np.ndarray]:
+  """``(gap [Y], beta [Y])`` of each y row of a map."""
+  if map_name == "gap_over_beta":
+    beta = np.full(config.n_y, config.fixed_beta, config.dtype)
+    return (grid["ratio"] * beta).astype(config.dtype), beta
+  return np.full(config.n_y, config.fixed_gap, config.dtype), grid["beta_axis"]
+
+
+@dataclasses.dataclass
+class Block:
+  """One evaluated block: map, regularizer index, y rows ``[y0, y1)`` and host arrays."""
+  map_name: str
+  reg_index: int
+  y0: int
+  y1: int
+  gap: np.ndarray        # [rows]
+  beta: np.ndarray       # [rows]
+  values: jax.Array      # [4, rows_per_chunk, R] on device (rows past y1 - y0 are padding)
+  bisection_fallbacks: int = 0  # cells whose Newton ceiling did not converge (recomputed)
+
+  @property
+  def rows(self) -> int:
+    return self.y1 - self.y0
+
+
+def _dtype_context(dtype: str):
+  return jax.enable_x64(dtype == "float64")
+
+
+def iter_blocks(config: SweepConfig, grid: dict) -> Iterator[Block]:
+  """Evaluate the grid block by block, in CSV row order (map, regularizer, y, recall).
+
+  Every block has shape ``[rows_per_chunk, R]`` (the last one of a map padded by
+  repeating its last row), so each regularizer compiles once. Unconverged Newton
+  ceilings are recomputed with ``theory.kl_ceiling``. Call inside the dtype's x64 context.
+  """
+  rows = config.rows_per_chunk
+  recall = jnp.asarray(grid["recall"])
+  for map_name in MAPS:
+    gap_all, beta_all = map_rows(config, map_name, grid)
+    for g, name in enumerate(config.regularizers):
+      for y0 in range(0, config.n_y, rows):
+        y1 = min(config.n_y, y0 + rows)
+        pad = np.arange(y0, y0 + rows).clip(max=y1 - 1)
+        values, converged = cell_block(name, recall, jnp.asarray(gap_all[pad]), jnp.asarray(beta_all[pad]))
+        fallbacks = int(np.count_nonzero(~np.asarray(converged)[:y1 - y0]))
+        if fallbacks:
+          values = _fix_unconverged(values, converged, recall)
+        yield Block(map_name, g, y0, y1, gap_all[y0:y1], beta_all[y0:y1], values, fallbacks)
+
+
+def _fix_unconverged(values, converged, recall):
+  """Recompute the ceiling of unconverged cells with the bisection of theory.kl_ceiling."""
+  host = np.array(values)
+  bad = ~np.asarray(converged)
+  p = np.broadcast_to(np.asarray(recall)[None, :], bad.shape)[bad]
+  size = 1 << max(6, int(p.size - 1).bit_length())  # padded to a power of two: few compilations
+  padded = lambda v: np.concatenate([v, np.full(size - v.size, v[-1], v.dtype)])
+  host[3][bad] = np.asarray(th.kl_ceiling(padded(p), padded(host[1][bad])))[:p.size]
+  return jnp.asarray(host)
+
+
+def ceilings(config: SweepConfig, recall: np.ndarray) -> dict[str, np.ndarray]:
+  """``budgets [B]``, ``ceiling / ceiling_loose [B, R]``, ``half_mass_ratio [R]``."""
+  budgets = jnp.asarray(config.budgets, config.dtype)
+  r = jnp.asarray(recall)
+  out = dict(budgets=budgets, ceiling=th.kl_ceiling(r[None, :], budgets[:, None]),
+             ceiling_loose=th.kl_ceiling_loose(r[None, :], budgets[:, None]),
+             half_mass_ratio=-th.log_odds(r))
+  return {k: np.asarray(v) for k, v in out.items()}
+
+
+def _scalars(config: SweepConfig) -> dict[str, np.ndarray]:
+  return dict(regularizers=np.asarray(config.regularizers), fixed_beta=np.asarray(config.fixed_beta),
+              fixed_gap=np.asarray(config.fixed_gap))
+
+
+def array_shapes(config: SweepConfig) -> dict[str, tuple[int, ...]]:
+  """The per-cell arrays of the result: ``mass/kl/kl_ceiling_{map} [G, Y, R]``, ``predicted_mass_{map} [Y, R]``."""
+  g, y, r = len(config.regularizers), config.n_y, config.n_recall
+  shapes = {}
+  for map_name in MAPS:
+    for key in ("mass", "kl", "kl_ceiling"):
+      shapes[f"{key}_{map_name}"] = (g, y, r)
+    shapes[f"predicted_mass_{map_name}"] = (y, r)
+  return shapes
+
+
+def _store_block(arrays: dict, block: Block, values: np.ndarray) -> None:
+  sl = slice(block.y0, block.y1)
+  m, g = block.map_name, block.reg_index
+  arrays[f"mass_{m}"][g, sl] = values[0, :block.rows]
+  arrays[f"kl_{m}"][g, sl] = values[1, :block.rows]
+  if g == 0:
+    arrays[f"predicted_mass_{m}"][sl] = values[2, :block.rows]
+  arrays[f"kl_ceiling_{m}"][g, sl] = values[3, :block.rows]
 
 
 def compute_sweep(config: SweepConfig) -> dict[str, np.ndarray]:
-  """Evaluate both maps and the ceilings; returns host arrays.
+  """Evaluate both maps and the ceilings in memory; returns host arrays.
 
   Keys: ``recall [R]``, ``ratio [Y]`` (gap/beta), ``beta_axis [Y]``,
-  ``mass_gap_over_beta / kl_gap_over_beta [G, Y, R]``, ``mass_beta / kl_beta [G, Y, R]``
-  (G regularizers in ``config.regularizers`` order), ``budgets [B]``,
-  ``ceiling / ceiling_loose [B, R]``, ``half_mass_ratio [R]`` (gap/beta where the
-  reverse-KL optimum reaches mass 1/2: the trap boundary).
+  ``mass_{map} / kl_{map} / kl_ceiling_{map} [G, Y, R]`` and ``predicted_mass_{map} [Y, R]``
+  for map in (gap_over_beta, beta) (G regularizers in ``config.regularizers`` order),
+  ``budgets [B]``, ``ceiling / ceiling_loose [B, R]``, ``half_mass_ratio [R]`` (gap/beta
+  where the reverse-KL optimum reaches mass 1/2: the trap boundary). Memory grows with
+  the grid (about 60 bytes per cell); :func:`write_sweep` streams large grids to disk.
   """
   config.validate()
-  ctx = jax.enable_x64(True) if config.dtype == "float64" else jax.enable_x64(False)
-  with ctx:
-    dtype = jnp.dtype(config.dtype)
-    recall = jnp.logspace(math.log10(config.recall_min), math.log10(config.recall_max), config.n_recall, dtype=dtype)
-    ratio = jnp.logspace(math.log10(config.ratio_min), math.log10(config.ratio_max), config.n_y, dtype=dtype)
-    beta_axis = jnp.logspace(math.log10(config.beta_min), math.log10(config.beta_max), config.n_y, dtype=dtype)
-    regs = tuple(config.regularizers)
-    grid = jax.jit(_grid, static_argnums=3)
-    r = recall[None, :]
-    mass_a, kl_a = grid(r, ratio[:, None] * config.fixed_beta, jnp.asarray(config.fixed_beta, dtype), regs)
-    mass_b, kl_b = grid(r, jnp.asarray(config.fixed_gap, dtype), beta_axis[:, None], regs)
-    budgets = jnp.asarray(config.budgets, dtype)
-    ceiling = th.kl_ceiling(recall[None, :], budgets[:, None])
-    loose = th.kl_ceiling_loose(recall[None, :], budgets[:, None])
-    half = -th.log_odds(recall)
-    out = dict(recall=recall, ratio=ratio, beta_axis=beta_axis, mass_gap_over_beta=mass_a,
-               kl_gap_over_beta=kl_a, mass_beta=mass_b, kl_beta=kl_b, budgets=budgets,
-               ceiling=ceiling, ceiling_loose=loose, half_mass_ratio=half)
-    out = {k: np.asarray(v) for k, v in out.items()}
-  out["regularizers"] = np.asarray(regs)
-  out["fixed_beta"] = np.asarray(config.fixed_beta)
-  out["fixed_gap"] = np.asarray(config.fixed_gap)
+  with _dtype_context(config.dtype):
+    grid = axes(config)
+    arrays = {k: np.empty(s, config.dtype) for k, s in array_shapes(config).items()}
+    for block in iter_blocks(config, grid):
+      _store_block(arrays, block, np.asarray(block.values))
+    out = {**grid, **arrays, **ceilings(config, grid["recall"])}
+  out.update(_scalars(config))
+  return out
+
+
+# -------------------------------------------------------------------- streaming to disk
+def csv_bytes_estimate(config: SweepConfig) -> int:
+  """Upper bound on the size of recall_sweep.csv."""
+  return 2 * len(config.regularizers) * config.n_y * config.n_recall * CSV_BYTES_PER_ROW_MAX
+
+
+def npz_bytes_estimate(config: SweepConfig) -> int:
+  itemsize = np.dtype(config.dtype).itemsize
+  return sum(math.prod(s) for s in array_shapes(config).values()) * itemsize
+
+
+def disk_bytes_estimate(config: SweepConfig) -> int:
+  """Disk the run needs at its peak: the CSV, the arrays and the .npz built from them."""
+  return csv_bytes_estimate(config) + 2 * npz_bytes_estimate(config)
+
+
+def estimate_memory_bytes(config: SweepConfig, figure_points: int = 0) -> int:
+  """Peak resident memory of :func:`write_sweep`: independent of the resolution beyond
+  the block size (the arrays are memory-mapped files, the figure reads a subsampled grid)."""
+  cells = config.rows_per_chunk * config.n_recall
+  figure = 2 * 3 * len(config.regularizers) * figure_points ** 2 * 8
+  axes_bytes = 8 * (config.n_recall * (8 + len(config.budgets) * 2) + 4 * config.n_y)
+  return BASE_MEMORY_BYTES + BYTES_PER_CHUNK_CELL * cells + figure + axes_bytes
+
+
+def available_memory_bytes() -> int:
+  """MemAvailable of /proc/meminfo (physical memory where that is not readable)."""
+  try:
+    with open("/proc/meminfo") as fh:
+      for line in fh:
+        if line.startswith("MemAvailable:"):
+          return int(line.split()[1]) * 1024
+  except OSError:  # pragma: no cover - not Linux
+    pass
+  return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def free_disk_bytes(path: str | os.PathLike) -> int:
+  """Free bytes on the file system that holds ``path`` (or its nearest existing parent)."""
+  folder = Path(os.path.abspath(path))
+  while not folder.exists() and folder != folder.parent:
+    folder = folder.parent
+  return shutil.disk_usage(folder).free
+
+
+def check_resources(config: SweepConfig, out: str | os.PathLike, figure_points: int = 0) -> None:
+  """Refuse up front (InputError, one line: estimate and limit) a grid that cannot finish."""
+  need, have = estimate_memory_bytes(config, figure_points), available_memory_bytes()
+  if need > have:
+    raise errors.InputError(f"--resolution {config.n_recall}: needs about {need / 2**30:.2f} GiB of memory, "
+                            f"{have / 2**30:.2f} GiB available")
+  need, have = disk_bytes_estimate(config), free_disk_bytes(out)
+  if need > have:
+    raise errors.InputError(f"--resolution {config.n_recall}: writes about {need / 2**30:.1f} GiB, "
+                            f"{have / 2**30:.1f} GiB free on the disk of --out")
+
+
+@functools.partial(jax.jit, static_argnames=("layout",))
+def _format_block(values_CxYxR, recall_R, rows_BxY, layout):
+  """Text of one block without the (map, regularizer) prefix: ``uint8 [Y, R, width]``.
+
+  Row: recall, beta, gap, gap_over_beta, aligned_mass, kl, reference_recall,
+  predicted_mass, kl_ceiling. ``layout`` = (exp_digits, signed) of the recall, y-row and
+  cell groups.
+  """
+  (x_exp, x_sign), (y_exp, y_sign), (c_exp, c_sign) = layout
+  _, n_y, n_r = values_CxYxR.shape
+  x = textformat.format_scientific(recall_R, exp_digits=x_exp, signed=x_sign)          # [R, w]
+  y = textformat.format_scientific(rows_BxY, exp_digits=y_exp, signed=y_sign)          # [3, Y, w]
+  c = textformat.format_scientific(values_CxYxR, exp_digits=c_exp, signed=c_sign)      # [4, Y, R, w]
+  sep = lambda ch: jnp.full((n_y, n_r, 1), ord(ch), jnp.uint8)
+  xb = jnp.broadcast_to(x[None], (n_y, n_r, x.shape[-1]))
+  yb = [jnp.broadcast_to(y[i][:, None], (n_y, n_r, y.shape[-1])) for i in range(3)]
+  parts = [xb, sep(","), yb[0], sep(","), yb[1], sep(","), yb[2], sep(","), c[0], sep(","), c[1], sep(","),
+           xb, sep(","), c[2], sep(","), c[3], sep("\n")]
+  return jnp.concatenate(parts, axis=-1)
+
+
+@jax.jit
+def _flags(values_CxYxR, recall_R, rows_BxY):
+  return jnp.stack([textformat.block_flags(recall_R), textformat.block_flags(rows_BxY),
+                    textformat.block_flags(values_CxYxR)])
+
+
+def block_text(block: Block, recall: np.ndarray, regularizer: str) -> np.ndarray:
+  """The CSV rows of one block as ``uint8 [rows * R, width]`` (or ``[n_bytes]`` for blocks
+  with non-finite values, formatted by Python)."""
+  rows = block.values.shape[1]
+  pad = np.arange(rows).clip(max=block.rows - 1)
+  y_rows = np.stack([block.beta[pad], block.gap[pad], (block.gap / block.beta)[pad]])
+  prefix = np.frombuffer(f"{block.map_name},{regularizer},".encode(), np.uint8)
+  with jax.enable_x64(True):  # the digits need float64 arithmetic, whatever the sweep's dtype
+    flags = np.asarray(_flags(block.values, recall, y_rows))
+    if not flags[:, 0].all():
+      return np.frombuffer(_python_text(block, recall, y_rows, prefix.tobytes()).encode(), np.uint8)
+    layout = tuple((3 if big else 2, bool(signed)) for _, big, signed in flags)
+    body = np.asarray(_format_block(block.values, recall, y_rows, layout))[:block.rows]
+  body = body.reshape(block.rows * recall.size, -1)
+  text = np.empty((body.shape[0], prefix.size + body.shape[1]), np.uint8)
+  text[:, :prefix.size] = prefix
+  text[:, prefix.size:] = body
+  return text
+
+
+def _python_text(block: Block, recall: np.ndarray, y_rows: np.ndarray, prefix: bytes) -> str:
+  """Slow path for blocks holding NaN/inf: ``'%.8e'`` per value (inf/nan spelled out)."""
+  fmt = textformat.format_with_python
+  values = np.asarray(block.values)[:, :block.rows]
+  xs, ys, cells = fmt(recall), fmt(y_rows[:, :block.rows]), fmt(values)
+  lines = []
+  for j in range(block.rows):
+    for i in range(recall.size):
+      row = [xs[i], ys[0, j], ys[1, j], ys[2, j], cells[0, j, i], cells[1, j, i], xs[i], cells[2, j, i],
+             cells[3, j, i]]
+      lines.append(prefix.decode() + ",".join(row) + "\n")
+  return "".join(lines)
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+  """``np.savez``'s layout (stored zip, one ``KEY.npy`` per array), each array streamed in
+  bounded slices (``np.lib.format.write_array`` buffers 16 MiB at a time)."""
+  with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+    for key, array in arrays.items():
+      with zf.open(f"{key}.npy", "w", force_zip64=True) as member:
+        np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+
+
+@dataclasses.dataclass
+class SweepFiles:
+  """What :func:`stream_sweep` wrote: the paths, the result (per-cell arrays as read-only
+  memory maps, valid inside the ``with`` block), and two counts that must be zero:
+  cells whose ceiling needed the bisection fallback and cells above their KL ceiling."""
+  paths: list[Path]
+  result: dict[str, np.ndarray]
+  bisection_fallbacks: int
+  above_ceiling: int
+
+
+@contextlib.contextmanager
+def stream_sweep(config: SweepConfig, out: str | os.PathLike,
+                 on_block: Callable[[Block], None] | None = None) -> Iterator[SweepFiles]:
+  """Evaluate the grid block by block and stream it to ``out``; yields :class:`SweepFiles`.
+
+  Writes ``recall_sweep.csv`` (:data:`CSV_COLUMNS`, one row per map, regularizer, y and
+  recall, in that order; 9 significant digits, fixed width), ``recall_sweep.npz`` (the
+  arrays of :func:`compute_sweep`) and ``recall_ceiling.csv``, each whole or not at all.
+  The per-cell arrays live in memory-mapped scratch files under ``out`` until the ``with``
+  block ends (then they are removed), so figures and summaries read a subsampled grid of
+  any size without loading it. ``on_block`` is called after each block (progress).
+
+  Example::
+
+    with stream_sweep(SweepConfig(n_recall=1000, n_y=1000), "results/sweep") as files:
+      coarse = subsample(files.result, 400)
+  """
+  from recall_theory import io
+  config.validate()
+  out = Path(out)
+  scratch = Path(tempfile.mkdtemp(prefix=f".recall_sweep{io.PARTIAL_TAG}", dir=out))
+  try:
+    with _dtype_context(config.dtype):
+      grid = axes(config)
+      maps = {k: np.lib.format.open_memmap(scratch / f"{k}.npy", mode="w+", dtype=config.dtype, shape=s)
+              for k, s in array_shapes(config).items()}
+      recall_dev = jnp.asarray(grid["recall"])
+      counts = dict(fallbacks=0, above=0)
+      with io.atomic_path(out / "recall_sweep.csv") as tmp, open(tmp, "wb") as fh, \
+          concurrent.futures.ThreadPoolExecutor(max_workers=1) as writer:
+        fh.write((",".join(CSV_COLUMNS) + "\n").encode())
+
+        def write(block: Block, text: np.ndarray, values: np.ndarray) -> None:
+          fh.write(memoryview(np.ascontiguousarray(text)).cast("B"))
+          _store_block(maps, block, values)
+
+        pending = None
+        for block in iter_blocks(config, grid):
+          # XLA formats this block while the writer thread puts the previous one on disk;
+          # at most two blocks are in flight (the memory bound).
+          text = block_text(block, recall_dev, config.regularizers[block.reg_index])
+          values = np.asarray(block.values)
+          counts["fallbacks"] += block.bisection_fallbacks
+          counts["above"] += int(np.sum(values[0, :block.rows] > values[3, :block.rows] + schema.CEILING_TOLERANCE))
+          if pending is not None:
+            pending.result()
+          pending = writer.submit(write, block, text, values)
+          if on_block is not None:
+            on_block(block)
+        if pending is not None:
+          pending.result()
+      ceiling = ceilings(config, grid["recall"])
+    for array in maps.values():
+      array.flush()
+    with io.atomic_path(out / "recall_sweep.npz") as tmp:
+      _write_npz(tmp, {**grid, **maps, **ceiling, **_scalars(config)})
+    budgets, recall = ceiling["budgets"], grid["recall"]
+    paths = [out / "recall_sweep.csv", out / "recall_sweep.npz"]
+    paths.append(io.write_columns_csv(out / "recall_ceiling.csv", {
+        "budget": budgets.repeat(recall.size), "recall": np.tile(recall, budgets.size),
+        "ceiling": ceiling["ceiling"].ravel(), "ceiling_loose": ceiling["ceiling_loose"].ravel()}))
+    readonly = {k: np.load(scratch / f"{k}.npy", mmap_mode="r") for k in maps}
+    del maps
+    yield SweepFiles(paths=paths, result={**grid, **readonly, **ceiling, **_scalars(config)},
+                     bisection_fallbacks=counts["fallbacks"], above_ceiling=counts["above"])
+  finally:
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def subsample(result: dict, max_points: int) -> dict[str, np.ndarray]:
+  """A coarse view of a sweep result for figures: at most ``max_points`` per axis.
+
+  Keeps the first and last grid point of each axis (indices ``round(linspace)``), so the
+  figure spans the same ranges; adds ``recall_index [r]`` and ``y_index [y]``.
+  """
+  def pick(n):
+    return np.unique(np.round(np.linspace(0, n - 1, min(n, max_points))).astype(int))
+  ri, yi = pick(result["recall"].size), pick(result["ratio"].size)
+  out = {}
+  for key, value in result.items():
+    value = np.asarray(value) if np.ndim(value) == 0 or key in ("regularizers", "budgets") else value
+    if key in ("recall", "half_mass_ratio"):
+      out[key] = np.asarray(value[ri])
+    elif key in ("ratio", "beta_axis"):
+      out[key] = np.asarray(value[yi])
+    elif key in ("ceiling", "ceiling_loose"):
+      out[key] = np.asarray(value[:, ri])
+    elif key.startswith("predicted_mass_"):
+      out[key] = np.asarray(value[yi][:, ri])
+    elif key.startswith(("mass_", "kl_")):
+      out[key] = np.asarray(value[:, yi][:, :, ri])
+    else:
+      out[key] = np.asarray(value)
+  out["recall_index"], out["y_index"] = ri, yi
   return out
 
 
 def tidy_columns(result: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-  """One row per (map, regularizer, y, recall): map, regularizer, recall, beta, gap,
-  gap_over_beta, aligned_mass, kl."""
+  """The CSV's rows as columns (:data:`CSV_COLUMNS`; small grids, tests): one row per
+  (map, regularizer, y, recall)."""
   regs = list(result["regularizers"])
   recall = result["recall"]
-  cols = {k: [] for k in ("map", "regularizer", "recall", "beta", "gap", "gap_over_beta", "aligned_mass", "kl")}
+  cols = {k: [] for k in CSV_COLUMNS}
   for map_name in MAPS:
-    mass, kl = result[f"mass_{map_name}"], result[f"kl_{map_name}"]
+    mass = result[f"mass_{map_name}"]
     n_y, n_r = mass.shape[1:]
     if map_name == "gap_over_beta":
       beta = np.full(n_y, float(result["fixed_beta"]))
@@ -163,9 +618,12 @@ def tidy_columns(result: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
       cols["map"].append(np.full(n_y * n_r, map_name))
       cols["regularizer"].append(np.full(n_y * n_r, name))
       cols["recall"].append(np.tile(recall, n_y))
+      cols["reference_recall"].append(np.tile(recall, n_y))
       cols["beta"].append(np.repeat(beta, n_r))
       cols["gap"].append(np.repeat(gap, n_r))
       cols["gap_over_beta"].append(np.repeat(gap / beta, n_r))
       cols["aligned_mass"].append(mass[g].ravel())
-      cols["kl"].append(kl[g].ravel())
+      cols["kl"].append(result[f"kl_{map_name}"][g].ravel())
+      cols["predicted_mass"].append(result[f"predicted_mass_{map_name}"].ravel())
+      cols["kl_ceiling"].append(result[f"kl_ceiling_{map_name}"][g].ravel())
   return {k: np.concatenate(v) for k, v in cols.items()}

@@ -1,11 +1,14 @@
 """`recall-theory sweep` end to end at small resolution, and its bad-input contract."""
 
+import contextlib
 import csv
+import io as _io
 
 import jax
 import numpy as np
 import pytest
 
+from recall_theory import sweep
 from recall_theory import theory as th
 from recall_theory.cli.main import main
 
@@ -13,15 +16,13 @@ RESOLUTION = 12
 EXPECTED_FILES = {
     "recall_sweep.csv", "recall_sweep.npz", "recall_ceiling.csv",
     "recall_phase.pdf", "recall_phase.png", "recall_phase_data.npz",
-    "recall_ceiling.pdf", "recall_ceiling.png", "recall_ceiling_data.npz",
+    "recall_ceiling.pdf", "recall_ceiling.png", "recall_ceiling_data.npz", "run.json",
 }
 
 
 @pytest.fixture(scope="module")
 def sweep_run(tmp_path_factory):
   out = tmp_path_factory.mktemp("sweep") / "out"
-  import contextlib
-  import io as _io
   stdout = _io.StringIO()
   with contextlib.redirect_stdout(stdout):
     rc = main(["sweep", "--resolution", str(RESOLUTION), "--out", str(out)])
@@ -38,15 +39,17 @@ def test_sweep_writes_expected_files_and_nothing_else(sweep_run):
   assert rc == 0
   names = {p.name for p in out.iterdir()}
   assert names == EXPECTED_FILES
-  assert not [n for n in names if n.startswith(".")]  # no temporaries left behind
-  for name in EXPECTED_FILES:
-    assert f"wrote {out / name}" in stdout
+  assert not [n for n in names if n.startswith(".")]  # no temporaries or scratch arrays left behind
+  for name in EXPECTED_FILES:  # one "wrote" line per file, printed by the command line, not twice
+    assert stdout.count(f"{name}\n") == 1, name
+  assert "non-default options: --resolution 12 --out" in stdout
 
 
 def test_sweep_csv_columns_rows_and_values(sweep_run):
   _, out, _ = sweep_run
   rows = _rows(out / "recall_sweep.csv")
-  assert list(rows[0]) == ["map", "regularizer", "recall", "beta", "gap", "gap_over_beta", "aligned_mass", "kl"]
+  assert list(rows[0]) == list(sweep.CSV_COLUMNS)
+  assert list(rows[0])[:8] == ["map", "regularizer", "recall", "beta", "gap", "gap_over_beta", "aligned_mass", "kl"]
   assert len(rows) == 2 * 5 * RESOLUTION * RESOLUTION
   assert {r["map"] for r in rows} == {"gap_over_beta", "beta"}
   assert {r["regularizer"] for r in rows} == {"reverse_kl", "forward_kl", "chi2_kl", "ipo", "best_of_n"}
@@ -55,6 +58,7 @@ def test_sweep_csv_columns_rows_and_values(sweep_run):
     assert np.all(np.isfinite(v)), k
   np.testing.assert_allclose(values["recall"].min(), 1e-12, rtol=1e-8)
   np.testing.assert_allclose(values["recall"].max(), 0.5, rtol=1e-8)
+  np.testing.assert_array_equal(values["reference_recall"], values["recall"])
   rev = np.array([r["regularizer"] == "reverse_kl" for r in rows])
   p, gap, beta = values["recall"][rev], values["gap"][rev], values["beta"][rev]
   # the CSV keeps 9 significant digits of recall, gap and beta too; a relative input error of
@@ -63,6 +67,14 @@ def test_sweep_csv_columns_rows_and_values(sweep_run):
     np.testing.assert_allclose(values["aligned_mass"][rev], np.asarray(th.aligned_mass(p, gap, beta)), rtol=1e-6)
     np.testing.assert_allclose(values["kl"][rev], np.asarray(th.aligned_kl(p, gap, beta)), rtol=1e-6,
                                atol=1e-15)
+    # the law's columns: predicted = sigmoid(logit p + gap/beta) on every row (all regularizers),
+    # kl_ceiling = theory.kl_ceiling(p, kl), which for every exact optimum is its own mass
+    everything = values["recall"], values["gap"], values["beta"]
+    np.testing.assert_allclose(values["predicted_mass"], np.asarray(th.aligned_mass(*everything)), rtol=1e-6)
+    np.testing.assert_allclose(values["kl_ceiling"],
+                               np.asarray(th.kl_ceiling(values["recall"], values["kl"])), rtol=1e-6)
+  np.testing.assert_allclose(values["kl_ceiling"], values["aligned_mass"], rtol=1e-6)
+  np.testing.assert_array_equal(values["predicted_mass"][rev], values["aligned_mass"][rev])
   # gap/beta map at beta = 1 spans 1e-2..1e2; beta map at gap = 1 spans beta 1e-3..1e3
   g_rows = np.array([r["map"] == "gap_over_beta" for r in rows])
   np.testing.assert_allclose(values["beta"][g_rows], 1.0)
@@ -70,6 +82,19 @@ def test_sweep_csv_columns_rows_and_values(sweep_run):
                              [1e-2, 1e2], rtol=1e-8)
   np.testing.assert_allclose([values["beta"][~g_rows].min(), values["beta"][~g_rows].max()], [1e-3, 1e3],
                              rtol=1e-8)
+
+
+def test_sweep_csv_equals_the_arrays_to_nine_digits(sweep_run):
+  """The CSV is the .npz's numbers as text: same row order, every value within half a unit
+  of its 9th significant digit."""
+  _, out, _ = sweep_run
+  rows = _rows(out / "recall_sweep.csv")
+  with np.load(out / "recall_sweep.npz") as data:
+    cols = sweep.tidy_columns({k: data[k] for k in data.files})
+  assert [r["regularizer"] for r in rows] == list(cols["regularizer"])
+  for key in sweep.CSV_COLUMNS[2:]:
+    text = np.array([float(r[key]) for r in rows])
+    np.testing.assert_allclose(text, cols[key], rtol=5.000001e-9, atol=0, err_msg=key)
 
 
 def test_sweep_ceiling_csv_and_npz(sweep_run):
@@ -84,12 +109,14 @@ def test_sweep_ceiling_csv_and_npz(sweep_run):
                                  rtol=1e-7)
   with np.load(out / "recall_sweep.npz") as data:
     assert data["mass_gap_over_beta"].shape == (5, RESOLUTION, RESOLUTION)
+    assert data["kl_ceiling_beta"].shape == (5, RESOLUTION, RESOLUTION)
+    assert data["predicted_mass_beta"].shape == (RESOLUTION, RESOLUTION)
     assert data["recall"].dtype == np.float64
     assert list(data["regularizers"]) == ["reverse_kl", "forward_kl", "chi2_kl", "ipo", "best_of_n"]
   with np.load(out / "recall_ceiling_data.npz") as data:
     assert set(data.files) == {"recall", "budgets", "ceiling", "ceiling_loose"}
   with np.load(out / "recall_phase_data.npz") as data:
-    assert "mass_beta" in data.files
+    assert "mass_beta" in data.files and data["mass_beta"].shape == (5, RESOLUTION, RESOLUTION)
   for name in ("recall_phase.pdf", "recall_ceiling.pdf"):
     assert (out / name).read_bytes().startswith(b"%PDF"), name
   for name in ("recall_phase.png", "recall_ceiling.png"):
@@ -103,26 +130,101 @@ def test_sweep_pdfs_embed_truetype_fonts(sweep_run):
     assert b"/FontFile2" in pdf and b"/Type3" not in pdf, name
 
 
-@pytest.mark.parametrize("args", [
-    ["--beta", "0"],
-    ["--recall-min", "2"],
-    ["--recall-min", "1e-3", "--recall-max", "1e-4"],
-    ["--regularizers", "foo"],
-    ["--resolution", "1"],
-    ["--gap", "-1"],
-    ["--budgets", "1,-2"],
-    ["--dtype", "float32", "--recall-min", "1e-40"],
-    ["--beta-min", "10", "--beta-max", "1"],
+def test_default_out_is_results_sweep():
+  from recall_theory.cli.main import build_parser
+  args = build_parser().parse_args(["sweep"])
+  assert args.out == "results/sweep"
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--beta", "0"], "--beta"),
+    (["--recall-min", "2"], "--recall-min"),
+    (["--recall-min", "1e-3", "--recall-max", "1e-4"], "--recall-min/--recall-max"),
+    (["--regularizers", "foo"], "--regularizers"),
+    (["--resolution", "1"], "--resolution"),
+    (["--resolution", "10001"], "--resolution"),
+    (["--gap", "-1"], "--gap"),
+    (["--budgets", "1,-2"], "--budgets"),
+    (["--budgets", ""], "--budgets"),
+    (["--dtype", "float32", "--recall-min", "1e-40"], "--recall-min"),
+    (["--beta-min", "10", "--beta-max", "1"], "--beta-min/--beta-max"),
+    (["--beta-min", "5", "--beta-max", "1"], "got 5, 1"),
+    (["--out", ""], "--out"),
+    (["--out", "  "], "--out"),
+    # options of the other model are errors naming the flag, not silently ignored
+    (["--betas", "1,2"], "--betas applies only to --model mog"),
+    # subnormal recall: rejected with the smallest normal number of the dtype
+    (["--recall-min", "1e-320"], "2.2250738585072014e-308"),
+    (["--dtype", "float32", "--recall-min", "1e-39"], "1.1754943508222875e-38"),
 ])
-def test_sweep_bad_input_one_line_exit_2_no_files(tmp_path, capsys, args):
+def test_sweep_bad_input_one_line_exit_2_no_files(tmp_path, capsys, args, needle):
   out = tmp_path / "out"
-  rc = main(["sweep", "--resolution", "4", *args, "--out", str(out)])
+  argv = ["sweep", "--resolution", "4", "--out", str(out), *args]
+  rc = main(argv)
   captured = capsys.readouterr()
   assert rc == 2
   lines = captured.err.strip().splitlines()
   assert len(lines) == 1, captured.err
   assert lines[0].startswith("recall-theory sweep: error: --")
-  assert not out.exists() or not any(out.iterdir())
+  assert needle in lines[0]
+  assert "wrote" not in captured.out
+  assert list(tmp_path.iterdir()) == []  # nothing written: no folder, no lock, no staging
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--regularizers", "foo"], "--regularizers does not apply to --model mog"),
+    (["--budgets=-1"], "--budgets does not apply"),
+    (["--beta", "2", "--gap", "3"], "--beta, --gap do not apply"),
+    (["--ratio-min", "1"], "--ratio-min does not apply"),
+    (["--beta-min", "5", "--beta-max", "1"], "--beta-min, --beta-max do not apply"),
+    (["--no-figures"], "--no-figures does not apply"),
+    (["--resolution", "1"], "--resolution must be an integer in [2, 10000], got 1"),
+    (["--resolution", "10001"], "--resolution"),
+    (["--recall-min", "0.5", "--recall-max", "0.1"], "--recall-min/--recall-max"),
+    (["--recall-max", "1"], "--recall-min/--recall-max must satisfy 0 < min < max < 1"),
+    (["--recall-min", "-1"], "--recall-min must lie in [0, 1]"),
+    (["--recall-min", "1e-320"], "--recall-min must be >= 2.2250738585072014e-308"),
+    (["--betas", "0.1,-1"], "--betas must be > 0"),
+    (["--betas", ""], "--betas must list at least one beta"),
+])
+def test_sweep_mog_errors_name_the_flag_typed(tmp_path, capsys, args, needle):
+  out = tmp_path / "out"
+  rc = main(["sweep", "--model", "mog", "--out", str(out), *args])
+  captured = capsys.readouterr()
+  assert rc == 2
+  lines = captured.err.strip().splitlines()
+  assert len(lines) == 1, captured.err
+  assert needle in lines[0], lines[0]
+  for internal in ("n_weights", "weight_min", "weight_max", "dpo_pairs", "tau", "n_devices", "fsdp"):
+    assert internal not in lines[0]
+  assert list(tmp_path.iterdir()) == []
+
+
+def test_sweep_refuses_grid_that_does_not_fit_in_memory(tmp_path, capsys, monkeypatch):
+  monkeypatch.setattr(sweep, "available_memory_bytes", lambda: 100 * 2 ** 20)
+  out = tmp_path / "out"
+  assert main(["sweep", "--resolution", "4", "--out", str(out)]) == 2
+  line, = capsys.readouterr().err.strip().splitlines()
+  assert "--resolution 4: needs about" in line and "GiB of memory, 0.10 GiB available" in line
+  assert list(tmp_path.iterdir()) == []
+
+
+def test_sweep_refuses_grid_that_does_not_fit_on_disk(tmp_path, capsys):
+  # resolution 10000: 1e9 CSV rows (~170 GB), more than this disk holds; refused before computing
+  config = sweep.SweepConfig(n_recall=10_000, n_y=10_000)
+  if sweep.disk_bytes_estimate(config) <= sweep.free_disk_bytes(tmp_path):  # pragma: no cover
+    pytest.skip("this disk could hold the resolution-10000 sweep")
+  out = tmp_path / "out"
+  assert main(["sweep", "--resolution", "10000", "--no-figures", "--out", str(out)]) == 2
+  line, = capsys.readouterr().err.strip().splitlines()
+  assert "--resolution 10000: writes about" in line and "GiB free on the disk of --out" in line
+  assert list(tmp_path.iterdir()) == []
+
+
+def test_memory_estimate_does_not_grow_with_resolution():
+  small = sweep.estimate_memory_bytes(sweep.SweepConfig(n_recall=1000, n_y=1000))
+  large = sweep.estimate_memory_bytes(sweep.SweepConfig(n_recall=10_000, n_y=10_000))
+  assert large < 1.05 * small < 2 * 2 ** 30  # blocks of ~2^20 cells whatever the resolution
 
 
 def test_sweep_out_below_regular_file(tmp_path, capsys):
@@ -153,20 +255,13 @@ def test_sweep_no_figures_float32_subset(tmp_path, capsys):
   rc = main(["sweep", "--resolution", "4", "--no-figures", "--dtype", "float32", "--regularizers", "reverse_kl,ipo",
              "--budgets", "0.5", "--out", str(out)])
   assert rc == 0
-  assert {p.name for p in out.iterdir()} == {"recall_sweep.csv", "recall_sweep.npz", "recall_ceiling.csv"}
+  assert {p.name for p in out.iterdir()} == {"recall_sweep.csv", "recall_sweep.npz", "recall_ceiling.csv", "run.json"}
   rows = _rows(out / "recall_sweep.csv")
   assert len(rows) == 2 * 2 * 4 * 4
   assert {r["regularizer"] for r in rows} == {"reverse_kl", "ipo"}
-  assert all(np.isfinite(float(r["aligned_mass"])) and np.isfinite(float(r["kl"])) for r in rows)
+  for key in sweep.CSV_COLUMNS[2:]:
+    assert all(np.isfinite(float(r[key])) for r in rows), key
   with np.load(out / "recall_sweep.npz") as data:
     assert data["mass_beta"].dtype == np.float32
   assert len(_rows(out / "recall_ceiling.csv")) == 4
   assert "computed 2 regularizers x 2 maps x 4 x 4 cells" in capsys.readouterr().out
-
-
-def test_sweep_empty_budgets_is_bad_input(tmp_path, capsys):
-  out = tmp_path / "out"
-  assert main(["sweep", "--budgets", "", "--out", str(out)]) == 2
-  lines = capsys.readouterr().err.strip().splitlines()
-  assert len(lines) == 1 and "--budgets" in lines[0]
-  assert not out.exists()
