@@ -87,17 +87,21 @@ def run(args: argparse.Namespace) -> int:
   prompt = jnp.tile(jnp.asarray([ids], jnp.int32), (args.num_samples, 1))
   key = jax.random.key(args.seed)
   decode = dict(max_new_tokens=args.max_new_tokens, eos_id=lm.eos_id)
-  with progress.stage("compile sampler"):
+  with progress.stage("compile sampler", total=1) as bar:
     # Ahead-of-time compile of the very executable generate() calls next (same jitted
     # function and shapes; jit reuses it), so compilation shows as its own stage.
     graphdef, state = nnx.split(lm.model)
     sampling._sampler(not args.no_cache).lower(
         graphdef, state, prompt, key, jnp.float32(args.temperature), jnp.float32(args.top_p),
         **decode).compile()
-  with progress.stage(f"decode {args.max_new_tokens} tokens x {args.num_samples}"):
+    bar.update(1)
+  n_tokens = args.max_new_tokens * args.num_samples
+  with progress.stage(f"decode {args.max_new_tokens} tokens x {args.num_samples}",
+                      total=n_tokens) as bar:
     out = jax.device_get(sampling.generate(
         lm.model, prompt, key, temperature=args.temperature, top_p=args.top_p,
         use_cache=not args.no_cache, **decode))
+    bar.set(n_tokens, tokens_per_s=n_tokens / max(bar.elapsed, 1e-9))
   for row in out.tolist():
     if lm.eos_id is not None and lm.eos_id in row:
       row = row[:row.index(lm.eos_id)]

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
   if args.resume and args.checkpoint_dir is None:
     raise InputError("--resume needs --checkpoint-dir")
 
-  from recall_theory import io, schema
+  from recall_theory import io, progress, schema
   from recall_theory.cli.main import describe_options
   from recall_theory.lm import report
   from recall_theory.lm.hub import experiment as exp
@@ -75,10 +75,15 @@ def run(args: argparse.Namespace) -> int:
   preset = dataclasses.replace(preset, pstar=pstar.validate(), comparison=comparison)
   out = io.prepare_output_dir(args.out)
 
-  rows, info = exp.run_experiment(preset, seeds, checkpoint_dir=args.checkpoint_dir,
-                                  resume=args.resume, progress=not args.quiet,
-                                  n_devices=args.n_devices, cache_dir=args.cache_dir,
-                                  preset=args.preset)
+  was_enabled = progress.is_enabled()
+  progress.set_enabled(was_enabled and not args.quiet)  # the p* load stages too
+  try:
+    rows, info = exp.run_experiment(preset, seeds, checkpoint_dir=args.checkpoint_dir,
+                                    resume=args.resume, progress=not args.quiet,
+                                    n_devices=args.n_devices, cache_dir=args.cache_dir,
+                                    preset=args.preset)
+  finally:
+    progress.set_enabled(was_enabled)
   violations = schema.report_ceiling_violations(rows, where="smollm2")
   options = describe_options(getattr(args, "non_default_options", {}))
   summary = exp.summary_markdown(rows, info, preset=args.preset, seeds=seeds, pstar=pstar,

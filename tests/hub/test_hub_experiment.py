@@ -112,6 +112,9 @@ def test_smoke_path_writes_the_law_beside_every_aligned_model(tmp_path, monkeypa
   assert main(["smollm2", "--seeds", "2", "--out", str(out), "--quiet"]) == 0
   printed = capsys.readouterr()
   assert "LAW VIOLATION" not in printed.err
+  assert "teacher:" not in printed.err  # --quiet: no progress lines ...
+  from recall_theory import progress
+  assert progress.is_enabled()          # ... and it is not left switched off
 
   rows = schema.read_results(out / "smollm2_results.csv")  # checks every shared column
   assert {r["track"] for r in rows} == {"smollm2"}

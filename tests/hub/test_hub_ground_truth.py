@@ -115,11 +115,8 @@ def test_oracle_command_reports_progress_rates_and_bad_flags(tmp_path, capsys):
   from recall_theory import progress, stats
   from recall_theory.lm.hub import oracle
   path = write_tiny_gguf(tmp_path / "tiny.gguf", tiny_tensors(seed=7))
-  try:
-    assert oracle.main(["--model", str(path), "--prompt", "the", "--samples", "40",
-                        "--lengths", "2,3", "--chunk", "16"]) == 0
-  finally:
-    progress.set_enabled(True)
+  assert oracle.main(["--model", str(path), "--prompt", "the", "--samples", "40",
+                      "--lengths", "2,3", "--chunk", "16"]) == 0
   out, err = capsys.readouterr()
   for stage in ("read tiny.gguf", "dequantise tiny.gguf", "un-permute q/k rows",
                 "place weights", "sample p* (T=3): 40/40"):
@@ -134,3 +131,6 @@ def test_oracle_command_reports_progress_rates_and_bad_flags(tmp_path, capsys):
     assert oracle.main(["--model", str(path)] + argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and flag in err and "Traceback" not in err
+  assert oracle.main(["--model", str(path), "--prompt", "the", "--samples", "8", "--lengths", "2",
+                      "--chunk", "8", "--quiet"]) == 0
+  assert capsys.readouterr().err == "" and progress.is_enabled()  # --quiet is not sticky

@@ -137,7 +137,7 @@ def read_gguf(path: str | os.PathLike, *, max_seq_len: int | None = None) -> Lla
   path = Path(path)
   with progress.stage(f"read {path.name}") as bar:
     reader = _open(path)
-    bar.set(len(reader.tensors), tensors=len(reader.tensors))
+    bar.set(len(reader.tensors))  # tensors listed (their data is memory-mapped)
   src = str(path)
   arch = _field(reader, "general.architecture")
   if arch != "llama":

@@ -149,11 +149,15 @@ def main(argv=None) -> int:
     check_int_range("--chunk", args.chunk, 1, 65536)
     if not args.prompt:
       raise InputError("--prompt must not be empty")
-    progress.set_enabled(not args.quiet)
-    gt = PretrainedGroundTruth.load(PStarConfig(model=args.model, prompt_text=args.prompt,
-                                                seq_len=max(lengths), chunk=args.chunk))
-    rates = prefix_base_rates(gt, jax.random.key(args.seed), args.samples, lengths,
-                              show_progress=not args.quiet)
+    was_enabled = progress.is_enabled()
+    progress.set_enabled(was_enabled and not args.quiet)
+    try:
+      gt = PretrainedGroundTruth.load(PStarConfig(model=args.model, prompt_text=args.prompt,
+                                                  seq_len=max(lengths), chunk=args.chunk))
+      rates = prefix_base_rates(gt, jax.random.key(args.seed), args.samples, lengths,
+                                show_progress=not args.quiet)
+    finally:
+      progress.set_enabled(was_enabled)
   except InputError as err:
     print(f"{parser.prog}: error: {err}", file=sys.stderr)
     return 2
