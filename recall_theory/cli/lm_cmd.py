@@ -4,10 +4,16 @@ Trains the teacher on p* samples, distils the student at temperature tau, then f
 seed and alignment algorithm runs K-A, A-K and K-A with the teacher as reference, and
 writes into ``--out``:
 
-* ``lm_results.csv``: one row per (pipeline, algorithm, seed) with the metrics;
-* ``lm_summary.md``: means ± standard deviations over seeds;
+* ``lm_results.csv``: one row per (pipeline, algorithm, seed) with the metrics, the
+  law's columns (:data:`recall_theory.schema.LAW_COLUMNS`) and the stages' cost;
+* ``lm_summary.md``: means ± sample sd over seeds, measured against predicted mass,
+  and why the preset's operating point puts K-A inside the trap;
 * ``lm_comparison.{pdf,png}`` and ``lm_comparison_data.npz``: the figure and its data;
 * ``lm_config.json``: the configuration that produced them.
+
+With ``--taus 0.3,0.45,...`` it runs the recall sweep instead
+(:mod:`recall_theory.lm.tau_sweep`): ``lm_tau_sweep.csv``, ``lm_tau_summary.md``,
+``lm_tau_sweep.{pdf,png}`` and its data, and ``lm_config.json``.
 
 Heavy imports (jax, flax) happen inside :func:`run`, so ``recall-theory --help`` is fast.
 """
@@ -15,6 +21,7 @@ Heavy imports (jax, flax) happen inside :func:`run`, so ``recall-theory --help``
 from __future__ import annotations
 
 import argparse
+import math
 
 from recall_theory.errors import InputError
 
@@ -62,6 +69,9 @@ def register(subparsers) -> None:
                  help=f"comma list from {','.join(ALGORITHM_NAMES)} (default: the preset's)")
   p.add_argument("--tau", type=float, default=None,
                  help="distillation temperature (default: the preset's, 0.6)")
+  p.add_argument("--taus", default=None,
+                 help="comma list of distillation temperatures (e.g. 0.3,0.45,0.6,0.8,1.0): run "
+                      "the recall sweep (K-A and A-K against the student's recall) instead")
   p.add_argument("--kd", default=None, choices=("sequence", "forward_kl", "reverse_kl", "jsd"),
                  help="distillation loss: sequence-level KD on teacher samples at tau, or "
                       "token-level KD on the teacher's tempered logits (default sequence)")
@@ -80,12 +90,22 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
   import dataclasses
-  import sys
+  import math
   import time
   from pathlib import Path
 
   seeds = parse_seeds(args.seeds)
   algorithms = parse_algorithms(args.algorithms)
+  taus = None
+  if args.taus is not None:
+    from recall_theory.lm.tau_sweep import parse_taus
+    taus = parse_taus(args.taus)
+    if args.tau is not None:
+      raise InputError("--tau and --taus exclude each other (--taus sweeps the temperature)")
+    if args.checkpoint_dir is not None or args.resume:
+      raise InputError("--taus runs without checkpoints: drop --checkpoint-dir / --resume")
+  if args.tau is not None and not (math.isfinite(args.tau) and args.tau > 0):
+    raise InputError(f"--tau must be a positive finite temperature, got {args.tau}")
   if args.resume and args.checkpoint_dir is None:
     raise InputError("--resume needs --checkpoint-dir")
   if args.preset not in PRESET_NAMES:
@@ -94,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
       and not Path(args.checkpoint_dir).is_dir():
     raise InputError(f"--checkpoint-dir {args.checkpoint_dir!r} is not a folder")
 
-  from recall_theory import io
+  from recall_theory import io, progress
+  from recall_theory.cli.main import describe_options
   from recall_theory.lm import pipeline, presets, report
 
   config = presets.get_preset(args.preset)
@@ -107,23 +128,52 @@ def run(args: argparse.Namespace) -> int:
   if args.kd is not None:
     config = dataclasses.replace(config, kd=args.kd)
   config.validate()
+  if taus is not None:
+    for tau in taus:
+      dataclasses.replace(config, tau=tau).validate()
   out = io.prepare_output_dir(args.out)
+  if args.quiet:
+    progress.set_enabled(False)
+  options = ("Non-default options: "
+             + describe_options(getattr(args, "non_default_options", {})) + ".")
+  if taus is not None:
+    return _run_sweep(args, config, taus, seeds, out, options)
 
   start = time.perf_counter()
+  setting = f"preset={args.preset};tau={config.tau:g}"
   rows = pipeline.run_comparison(config, seeds, checkpoint_dir=args.checkpoint_dir,
                                  resume=args.resume, progress=not args.quiet,
-                                 n_devices=args.n_devices)
+                                 n_devices=args.n_devices, setting=setting)
   elapsed = time.perf_counter() - start
-  summary = report.summarize(rows)
-  table = report.markdown_table(summary)
   io.write_csv(out / "lm_results.csv", rows)
-  io.write_text(out / "lm_summary.md",
-                f"# Transformer track, preset `{args.preset}`, seeds {seeds}\n\n"
-                f"Means ± standard deviations over seeds ({elapsed:.0f} s wall clock).\n\n" + table)
+  text = report.summary_markdown(rows, config, preset=args.preset, seeds=seeds, elapsed=elapsed,
+                                 options=options)
+  io.write_text(out / "lm_summary.md", text)
   io.write_json(out / "lm_config.json", {"preset": args.preset, "seeds": seeds,
                                          "wall_seconds": elapsed, "config": config.to_dict()})
   report.plot_comparison(rows, out)
-  print(table, end="")
-  print(f"wrote {out / 'lm_results.csv'}, lm_summary.md, lm_comparison.pdf/png "
-        f"({elapsed:.0f} s)", file=sys.stderr)
+  if not args.quiet:
+    print(text, end="")
+  return 0
+
+
+def _run_sweep(args, config, taus, seeds, out, options) -> int:
+  import time
+
+  from recall_theory import io
+  from recall_theory.lm import tau_sweep
+
+  start = time.perf_counter()
+  rows = tau_sweep.run_tau_sweep(config, taus, seeds, progress=not args.quiet,
+                                 n_devices=args.n_devices, setting_prefix=f"preset={args.preset};")
+  elapsed = time.perf_counter() - start
+  io.write_csv(out / "lm_tau_sweep.csv", rows)
+  text = tau_sweep.markdown_report(rows, preset=args.preset, seeds=seeds, elapsed=elapsed,
+                                   options=options)
+  io.write_text(out / "lm_tau_summary.md", text)
+  io.write_json(out / "lm_config.json", {"preset": args.preset, "seeds": seeds, "taus": taus,
+                                         "wall_seconds": elapsed, "config": config.to_dict()})
+  tau_sweep.plot_tau_sweep(rows, out)
+  if not args.quiet:
+    print(text, end="")
   return 0

@@ -22,6 +22,15 @@ everything after them (preference data, online samples, the A-K student's
 initialisation and data, evaluation samples), which is the variance the paper
 reports. Every final model is scored by :func:`recall_theory.lm.metrics.evaluate`.
 
+Every aligned model's row carries the law's columns (:data:`recall_theory.schema.LAW_COLUMNS`,
+theory.md item 12; estimators in :mod:`recall_theory.lm.law`): the recall ``p_ref`` of the
+reference it is anchored to and ``Delta/beta`` of the reward its optimum tilts by, both from
+``reference_samples`` samples of that reference (:class:`LawBook`), the predicted optimum,
+the measured mass with its Wilson interval, the draws it trained on (2 per preference
+pair, every on-policy RLOO sample; counted in A as ``target_samples_drawn``), the KL paid
+and its ceiling; a mass above its ceiling is reported loudly on stderr. Rows also carry
+the training steps and wall time of the stages that made the model.
+
 Only the :class:`~recall_theory.lm.groundtruth.GroundTruth` protocol of p* is used, so
 ``run_comparison(config, groundtruth=my_pretrained_pstar)`` runs the same pipelines
 against a pretrained stand-in.
@@ -31,6 +40,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
+import time
 import zlib
 from typing import Callable, Sequence
 
@@ -39,12 +50,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from recall_theory import schema
 from recall_theory.errors import InputError, check_positive
 from recall_theory.lm import checkpoint as ckpt_lib
+from recall_theory.lm import law as law_lib
 from recall_theory.lm import losses, metrics, sharding
 from recall_theory.lm.groundtruth import GroundTruth, MarkovMixture, MarkovMixtureConfig
 from recall_theory.lm.model import ModelConfig, Transformer
-from recall_theory.lm.progress import ProgressBar
+from recall_theory import progress as progress_lib
 from recall_theory.lm.train import (check_finite_metrics, init_train_state, make_optimizer,
                                     make_train_step, place_state)
 
@@ -89,10 +102,12 @@ class ExperimentConfig:
   beta: float = 0.1
   bt_scale: float = 10.0
   simpo_gamma: float = 0.5
+  ipo_beta: float = 0.1
   rloo_train: StageConfig = StageConfig(60, 64, 5e-4)
   rloo_beta: float = 0.05
   rloo_group: int = 4
   eval_samples: int = 2048
+  reference_samples: int = 8192
   checkpoint_every: int = 50
   fsdp: int = 1
   seed: int = 0
@@ -111,6 +126,11 @@ class ExperimentConfig:
       raise InputError(f"algorithms must be a non-empty subset of {ALGORITHMS}, got {bad or '()'}")
     check_positive("beta", self.beta)
     check_positive("rloo_beta", self.rloo_beta)
+    check_positive("ipo_beta", self.ipo_beta)
+    for name in ("eval_samples", "reference_samples", "n_pairs", "distill_samples"):
+      v = getattr(self, name)
+      if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise InputError(f"{name} must be a positive integer, got {v!r}")
     check_positive("bt_scale", self.bt_scale)
     if self.rloo_group < 2 or self.rloo_train.batch_size % self.rloo_group:
       raise InputError(f"rloo_group={self.rloo_group} must be >= 2 and divide "
@@ -155,6 +175,9 @@ class Runner:
     self.progress = progress
     self.interrupt_after = interrupt_after
     self.steps_run = 0
+    # stage name -> {"steps", "first_step", "seconds"}: what each stage cost (seconds: in
+    # this process, so a resumed stage counts only its remaining steps' time)
+    self.stage_costs: dict[str, dict] = {}
 
   def _step_fn(self, key, graphdef, tx, loss_fn):
     # Shared across runners: a resumed or repeated run reuses the compiled steps.
@@ -179,7 +202,8 @@ class Runner:
       state = self.ckpt.restore(meta, state)
       start = int(meta["step"])
     step_fn = self._step_fn((loss_key, dataclasses.astuple(cfg), graphdef), graphdef, tx, loss_fn)
-    with ProgressBar(stage, cfg.steps, enabled=self.progress) as bar:
+    started = time.perf_counter()
+    with progress_lib.stage(stage, total=cfg.steps, enabled=self.progress) as bar:
       bar.set(start, resumed=start) if start else None
       for step in range(start, cfg.steps):
         batch = make_batch(step, lambda: nnx.merge(graphdef, state.params))
@@ -192,6 +216,9 @@ class Runner:
         self.steps_run += 1
         if self.interrupt_after is not None and self.steps_run >= self.interrupt_after:
           raise RunInterrupted(f"interrupted after {self.steps_run} steps (stage {stage!r})")
+    # steps: the stage's total (a resumed stage ran only those after first_step here)
+    self.stage_costs[stage] = {"steps": cfg.steps, "first_step": start,
+                               "seconds": time.perf_counter() - started}
     return nnx.merge(graphdef, state.params)
 
 
@@ -234,7 +261,8 @@ def preference_pairs(reference: Transformer, groundtruth: GroundTruth, key, n_pa
   rejected = jnp.where(first_wins[:, None], y2, y1)
   return {"chosen": chosen, "rejected": rejected,
           "ref_chosen": jnp.asarray(metrics.model_log_prob(reference, chosen, p)),
-          "ref_rejected": jnp.asarray(metrics.model_log_prob(reference, rejected, p))}
+          "ref_rejected": jnp.asarray(metrics.model_log_prob(reference, rejected, p)),
+          "n_target": int(jnp.sum(groundtruth.shows_target(both)))}
 
 
 # -- stages ----------------------------------------------------------------------------
@@ -248,15 +276,24 @@ def train_teacher(runner: Runner, config: ExperimentConfig, groundtruth: GroundT
   def make_batch(step, _):
     return {"tokens": groundtruth.sample(jax.random.fold_in(key, step), cfg.batch_size)}
 
-  return runner.train(stage, init_model(config.teacher, config.seed), ("mle", p),
-                      losses.make_mle_loss(p), cfg, make_batch)
+  model = runner.train(stage, init_model(config.teacher, config.seed), ("mle", p),
+                       losses.make_mle_loss(p), cfg, make_batch)
+  runner.stage_costs[stage]["samples"] = cfg.steps * cfg.batch_size  # fresh p* samples
+  return model
 
 
 def distill(runner: Runner, config: ExperimentConfig, groundtruth: GroundTruth,
-            teacher: Transformer, stage: str, init_seed: int, data_seed: int) -> Transformer:
-  """Distill ``teacher`` into a fresh student at temperature tau (sequence or token KD)."""
+            teacher: Transformer, stage: str, init_seed: int, data_seed: int,
+            data_stage: str | None = None) -> Transformer:
+  """Distill ``teacher`` into a fresh student at temperature tau (sequence or token KD).
+
+  The random stream (teacher samples, minibatches) is keyed by ``data_stage`` (default
+  ``stage``): stages that share it differ only in what their arguments change (the
+  tau sweep's students share the comparison's stream, so its tau = default column is
+  the comparison's student).
+  """
   p = int(np.shape(groundtruth.prompt)[0])
-  key = _stage_key(data_seed, stage)
+  key = _stage_key(data_seed, stage if data_stage is None else data_stage)
   cfg = config.student_train
   data = {"tokens": metrics.sample_model(teacher, groundtruth, jax.random.fold_in(key, _DATA_STREAM),
                                          config.distill_samples, temperature=config.tau)}
@@ -275,27 +312,38 @@ def distill(runner: Runner, config: ExperimentConfig, groundtruth: GroundTruth,
       batch["teacher_logits"] = _continuation_log_probs(t_graphdef, t_state, batch["tokens"], p)
       return batch
 
-  return runner.train(stage, init_model(config.student, init_seed), loss_key, loss_fn, cfg,
-                      make_batch)
+  model = runner.train(stage, init_model(config.student, init_seed), loss_key, loss_fn, cfg,
+                       make_batch)
+  runner.stage_costs[stage]["samples"] = config.distill_samples  # teacher samples at tau
+  return model
 
 
 def align(runner: Runner, config: ExperimentConfig, groundtruth: GroundTruth,
           policy: Transformer, reference: Transformer, algorithm: str, stage: str,
-          seed: int) -> Transformer:
-  """Align a copy of ``policy`` against the frozen ``reference`` with ``algorithm``."""
+          seed: int, draws: dict | None = None, data_stage: str | None = None) -> Transformer:
+  """Align a copy of ``policy`` against the frozen ``reference`` with ``algorithm``.
+
+  ``draws`` (optional, filled in): ``samples`` drawn for training (2 per preference
+  pair; every on-policy RLOO sample) and ``target`` (how many of them lie in A). For an
+  RLOO stage resumed from a checkpoint the count covers only the steps run here, and
+  ``complete`` is False. ``data_stage``: as in :func:`distill`.
+  """
   p = int(np.shape(groundtruth.prompt)[0])
-  key = _stage_key(seed, stage)
+  key = _stage_key(seed, stage if data_stage is None else data_stage)
+  draws = {} if draws is None else draws
   if algorithm in PREFERENCE_ALGORITHMS:
     cfg = config.preference_train
     data = preference_pairs(reference, groundtruth, jax.random.fold_in(key, _DATA_STREAM), config.n_pairs,
                             config.bt_scale)
+    draws.update(samples=2 * config.n_pairs, target=data.pop("n_target"), complete=True)
     if algorithm == "simpo":
       data = {k: data[k] for k in ("chosen", "rejected")}
       loss_key = ("simpo", p, config.beta, config.simpo_gamma)
       loss_fn = losses.make_simpo_loss(p, config.beta, config.simpo_gamma)
     else:
-      loss_key = (algorithm, p, config.beta)
-      loss_fn = losses.make_dpo_loss(p, config.beta, variant=algorithm)
+      beta = config.ipo_beta if algorithm == "ipo" else config.beta
+      loss_key = (algorithm, p, beta)
+      loss_fn = losses.make_dpo_loss(p, beta, variant=algorithm)
 
     def make_batch(step, _):
       return _minibatch(jax.random.fold_in(key, step), data, cfg.batch_size)
@@ -303,30 +351,124 @@ def align(runner: Runner, config: ExperimentConfig, groundtruth: GroundTruth,
     cfg = config.rloo_train
     loss_key = ("rloo", p, config.rloo_beta, config.rloo_group)
     loss_fn = losses.make_rloo_loss(p, config.rloo_beta, config.rloo_group)
+    seen: dict[int, int] = {}
 
     def make_batch(step, current_model):
       tokens = metrics.sample_model(current_model(), groundtruth, jax.random.fold_in(key, step),
                                     cfg.batch_size)
+      seen[step] = int(jnp.sum(groundtruth.shows_target(tokens)))
       return {"tokens": tokens, "reward": groundtruth.reward(tokens),
               "ref_logp": jnp.asarray(metrics.model_log_prob(reference, tokens, p))}
   else:
     raise InputError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
-  return runner.train(stage, _copy(policy), loss_key, loss_fn, cfg, make_batch)
+  model = runner.train(stage, _copy(policy), loss_key, loss_fn, cfg, make_batch)
+  if algorithm == "rloo":
+    draws.update(samples=cfg.steps * cfg.batch_size, target=sum(seen.values()),
+                 complete=len(seen) == cfg.steps)
+  runner.stage_costs[stage]["samples"] = draws["samples"]
+  return model
+
+
+# -- the law beside every aligned model -----------------------------------------------------
+def reference_sample(model: Transformer, groundtruth: GroundTruth, key, n: int) -> dict:
+  """n samples of a reference: their oracle rewards R [n] and membership in A [n] (numpy)."""
+  x = metrics.sample_model(model, groundtruth, key, n)
+  return {"reward": np.asarray(groundtruth.reward(x), np.float64),
+          "in_target": np.asarray(groundtruth.shows_target(x), bool)}
+
+
+class LawBook:
+  """The law's inputs per reference model, computed once and reused by every row.
+
+  ``add_reference(name, model)`` draws ``config.reference_samples`` samples of it;
+  ``stats(name, algorithm)`` gives ``p_ref`` and ``Delta/beta`` with intervals
+  (:func:`recall_theory.lm.law.reference_statistics`).
+  """
+
+  def __init__(self, config: ExperimentConfig, groundtruth: GroundTruth, seed: int = 0):
+    self.config, self.groundtruth = config, groundtruth
+    self.samples: dict[str, dict] = {}
+    self._stats: dict[tuple, dict] = {}
+    self._streams: dict[str, str] = {}
+    self._key = jax.random.fold_in(jax.random.key(3_000_017), seed)
+
+  def add_reference(self, name: str, model: Transformer, stream: str | None = None) -> None:
+    """Sample ``model`` as reference ``name``; ``stream`` (default ``name``) keys the draws
+    and the bootstrap, so references sharing a stream use common random numbers."""
+    stream = name if stream is None else stream
+    self._streams[name] = stream
+    key = jax.random.fold_in(self._key, zlib.crc32(stream.encode()) & 0x7FFFFFFF)
+    self.samples[name] = reference_sample(model, self.groundtruth, key,
+                                          self.config.reference_samples)
+
+  def stats(self, name: str, algorithm: str) -> dict:
+    if (name, algorithm) not in self._stats:
+      c = self.config
+      ref = self.samples[name]
+      stream = self._streams.get(name, name)
+      rng = np.random.default_rng(zlib.crc32(f"{stream}/{algorithm}".encode()))
+      self._stats[(name, algorithm)] = law_lib.reference_statistics(
+          ref["reward"], ref["in_target"], algorithm=algorithm, beta=c.beta,
+          rloo_beta=c.rloo_beta, ipo_beta=c.ipo_beta, bt_scale=c.bt_scale, rng=rng)
+    return self._stats[(name, algorithm)]
+
+
+def law_row(book: LawBook, *, algorithm: str, reference: str, sampler: str, draws: dict,
+            measured: dict, n_eval: int, note: str = "") -> dict:
+  """The law's columns (:data:`recall_theory.schema.LAW_COLUMNS`) for one aligned model.
+
+  Args:
+    book: the references' statistics.
+    algorithm: the alignment algorithm.
+    reference: name in ``book`` of the model the objective is anchored to (SimPO: the
+      policy it started from).
+    sampler: name in ``book`` of the model the training draws came from (preference
+      pairs: the reference; RLOO: the initial policy).
+    draws: :func:`align`'s draw counts (``samples``, ``target``, ``complete``).
+    measured: the model's metrics (``target_share``, ``kl_ref``).
+    n_eval: evaluation samples behind ``target_share`` (Wilson interval).
+    note: appended to the estimator string.
+  """
+  ref = book.stats(reference, algorithm)
+  smp = book.stats(sampler, algorithm)
+  k = int(round(measured["target_share"] * n_eval))
+  mass = law_lib.target_rate(np.arange(n_eval) < k)
+  estimator = (f"{ref['estimator']}; aligned mass: monte-carlo n={n_eval}, wilson 95%; "
+               f"kl: monte-carlo mean of log pi - log pi_ref over the {n_eval} samples")
+  cols = schema.law_columns(
+      reference_recall=ref["reference_recall"], delta_over_beta=ref["delta_over_beta"],
+      aligned_mass=mass["rate"], kl=measured["kl_ref"], n_samples=draws["samples"],
+      sampler_recall=smp["reference_recall"],
+      reference_recall_interval=ref["reference_recall_interval"],
+      delta_over_beta_interval=ref["delta_over_beta_interval"],
+      aligned_mass_interval=(mass["low"], mass["high"]),
+      estimator=estimator + (f"; {note}" if note else ""))
+  row = schema.law_rows(cols)[0]
+  if algorithm not in law_lib.LAW_ALGORITHMS:  # no Gibbs optimum: no prediction
+    row.update(predicted_mass=math.nan, predicted_mass_low=math.nan, predicted_mass_high=math.nan)
+  row.update(law_reference=reference, sampler=sampler,
+             target_samples_drawn=draws["target"] if draws.get("complete") else math.nan)
+  return row
+
+
+def empty_law_row(note: str) -> dict:
+  """Law columns of a model that is not aligned (teacher, student): all n/a."""
+  row = {name: math.nan for name in schema.LAW_COLUMNS}
+  row.update(above_ceiling=False, estimator=note, law_reference="", sampler="",
+             target_samples_drawn=math.nan)
+  return row
 
 
 # -- the whole comparison ----------------------------------------------------------------
-def run_comparison(config: ExperimentConfig, seeds: Sequence[int], *,
-                   groundtruth: GroundTruth | None = None, checkpoint_dir=None,
-                   resume: bool = False, progress: bool = True, n_devices: int | None = None,
-                   interrupt_after: int | None = None) -> list[dict]:
-  """Teacher, student, then K-A, A-K and the control per seed and algorithm.
+A_K_NOTE = ("A-K: predicted is the optimum of its aligned teacher A (reference teacher); the "
+            "distillation at tau after it is not part of the law")
 
-  Returns one row per (pipeline, algorithm, seed) with the metrics of
-  :mod:`recall_theory.lm.metrics`; ``teacher``, ``student`` and ``A`` (the aligned
-  teacher before distillation) are included as reference rows. ``kl_ref`` is taken
-  against the pipeline's alignment reference (K-A: the student; A, A-K and the
-  control: the teacher; the student row: the teacher it was distilled from).
-  """
+
+def prepare_run(config: ExperimentConfig, seeds: Sequence[int], *, groundtruth=None,
+                checkpoint_dir=None, resume: bool = False, progress: bool = True,
+                n_devices: int | None = None, interrupt_after: int | None = None,
+                fingerprint: dict | None = None):
+  """Validate, build the mesh and the checkpointer: ``(groundtruth, runner, seeds)``."""
   groundtruth = MarkovMixture(config.groundtruth) if groundtruth is None else groundtruth
   config.validate(groundtruth)
   seeds = [int(s) for s in seeds]
@@ -343,35 +485,113 @@ def run_comparison(config: ExperimentConfig, seeds: Sequence[int], *,
   checkpointer = ckpt_lib.Checkpointer(checkpoint_dir)
   checkpointer.check_or_write_fingerprint(
       {"config": config.to_dict(), "seeds": seeds, "groundtruth": type(groundtruth).__name__,
-       "n_devices": int(mesh.devices.size)}, resume)
+       "n_devices": int(mesh.devices.size), **(fingerprint or {})}, resume)
   runner = Runner(mesh=mesh, checkpointer=checkpointer, checkpoint_every=config.checkpoint_every,
                   progress=progress, interrupt_after=interrupt_after)
+  return groundtruth, runner, seeds
 
+
+class Recorder:
+  """Evaluates models into result rows: ID columns, metrics, the law's columns, cost."""
+
+  def __init__(self, config: ExperimentConfig, groundtruth: GroundTruth, runner: Runner,
+               seeds: Sequence[int], book: LawBook, setting: str):
+    self.config, self.groundtruth, self.runner = config, groundtruth, runner
+    self.book, self.setting = book, setting
+    self.rows: list[dict] = []
+    self.gt_samples = {s: groundtruth.sample(jax.random.fold_in(jax.random.key(2_000_003), s),
+                                             config.eval_samples) for s in seeds}
+
+  def __call__(self, pipeline: str, algorithm: str, seed: int, model, ref, *, stages=(),
+               law: dict | None = None, extra: dict | None = None) -> dict:
+    """Evaluate ``model`` (KL against ``ref``); ``law``: :func:`law_row` keywords or None.
+
+    ``stages``: every training stage of the pipeline that made this model, in order
+    (shared ones included: K-A = teacher, student, K-A). The last one's cost goes into
+    ``stage_steps``, ``stage_samples_drawn``, ``stage_seconds``; the sums over all into
+    ``pipeline_steps``, ``pipeline_samples_drawn``, ``pipeline_seconds`` (samples drawn
+    from p*, the teacher or a policy for training; evaluation and the law's reference
+    samples are kept apart, in ``eval_seconds``).
+    """
+    key = jax.random.fold_in(jax.random.key(1_000_003), seed)
+    row = {"track": "lm", "pipeline": pipeline, "algorithm": algorithm, "seed": seed,
+           "setting": self.setting}
+    row.update(extra or {})
+    started = time.perf_counter()
+    measured = metrics.evaluate(model, self.groundtruth, key, n=self.config.eval_samples,
+                                ref_model=ref, groundtruth_samples=self.gt_samples[seed])
+    row.update(measured)
+    if law is None:
+      row.update(empty_law_row("not aligned: reference row"))
+    else:
+      row.update(law_row(self.book, measured=measured, n_eval=self.config.eval_samples, **law))
+    costs = [self.runner.stage_costs.get(st, {}) for st in stages]
+    own = costs[-1] if costs else {}
+    row.update(stage_steps=own.get("steps", 0), stage_samples_drawn=own.get("samples", 0),
+               stage_seconds=own.get("seconds", 0.0),
+               pipeline_steps=sum(c.get("steps", 0) for c in costs),
+               pipeline_samples_drawn=sum(c.get("samples", 0) for c in costs),
+               pipeline_seconds=sum(c.get("seconds", 0.0) for c in costs),
+               eval_seconds=time.perf_counter() - started)
+    self.rows.append(row)
+    return row
+
+
+def sampler_of(algorithm: str, reference: str, policy: str) -> str:
+  """Where an algorithm's training draws come from: pairs from the reference, RLOO on-policy."""
+  return policy if algorithm == "rloo" else reference
+
+
+def run_comparison(config: ExperimentConfig, seeds: Sequence[int], *,
+                   groundtruth: GroundTruth | None = None, checkpoint_dir=None,
+                   resume: bool = False, progress: bool = True, n_devices: int | None = None,
+                   interrupt_after: int | None = None, setting: str = "") -> list[dict]:
+  """Teacher, student, then K-A, A-K and the control per seed and algorithm.
+
+  Returns one row per (pipeline, algorithm, seed) with the metrics of
+  :mod:`recall_theory.lm.metrics`, the law's columns (:func:`law_row`; n/a on the
+  reference rows) and the stages' cost; ``teacher``, ``student`` and ``A`` (the
+  aligned teacher before distillation) are included as reference rows. ``kl_ref`` is
+  taken against the pipeline's alignment reference (K-A: the student; A, A-K and the
+  control: the teacher; the student row: the teacher it was distilled from). SimPO is
+  reference-free, so it has no control row (the "teacher reference" would only change
+  where its pairs come from).
+  """
+  groundtruth, runner, seeds = prepare_run(
+      config, seeds, groundtruth=groundtruth, checkpoint_dir=checkpoint_dir, resume=resume,
+      progress=progress, n_devices=n_devices, interrupt_after=interrupt_after)
   teacher = train_teacher(runner, config, groundtruth)
   student = distill(runner, config, groundtruth, teacher, "student", config.seed + 1, config.seed)
-  rows = []
-
-  def record(pipeline, algorithm, seed, model, ref):
-    key = jax.random.fold_in(jax.random.key(1_000_003), seed)
-    row = {"pipeline": pipeline, "algorithm": algorithm, "seed": seed}
-    row.update(metrics.evaluate(model, groundtruth, key, n=config.eval_samples, ref_model=ref,
-                                groundtruth_samples=gt_samples[seed]))
-    rows.append(row)
-
-  gt_samples = {s: groundtruth.sample(jax.random.fold_in(jax.random.key(2_000_003), s),
-                                      config.eval_samples) for s in seeds}
+  book = LawBook(config, groundtruth)
+  book.add_reference("teacher", teacher)
+  book.add_reference("student", student)
+  record = Recorder(config, groundtruth, runner, seeds, book, setting)
   for seed in seeds:
-    record("teacher", "none", seed, teacher, None)
-    record("student", "none", seed, student, teacher)
+    record("teacher", "none", seed, teacher, None, stages=("teacher",))
+    record("student", "none", seed, student, teacher, stages=("teacher", "student"))
     for alg in config.algorithms:
-      ka = align(runner, config, groundtruth, student, student, alg, f"K-A/{alg}/seed{seed}", seed)
-      record("K-A", alg, seed, ka, student)
-      a = align(runner, config, groundtruth, teacher, teacher, alg, f"A/{alg}/seed{seed}", seed)
-      record("A", alg, seed, a, teacher)
-      ak = distill(runner, config, groundtruth, a, f"A-K/{alg}/seed{seed}",
+      draws: dict = {}
+      stage = f"K-A/{alg}/seed{seed}"
+      ka = align(runner, config, groundtruth, student, student, alg, stage, seed, draws)
+      record("K-A", alg, seed, ka, student, stages=("teacher", "student", stage),
+             law=dict(algorithm=alg, reference="student", sampler="student", draws=draws))
+      a_draws: dict = {}
+      a_stage = f"A/{alg}/seed{seed}"
+      a = align(runner, config, groundtruth, teacher, teacher, alg, a_stage, seed, a_draws)
+      record("A", alg, seed, a, teacher, stages=("teacher", a_stage),
+             law=dict(algorithm=alg, reference="teacher", sampler="teacher", draws=a_draws))
+      stage = f"A-K/{alg}/seed{seed}"
+      ak = distill(runner, config, groundtruth, a, stage,
                    init_seed=config.seed + 1 + 7919 * (seed + 1), data_seed=seed)
-      record("A-K", alg, seed, ak, teacher)
-      ctrl = align(runner, config, groundtruth, student, teacher, alg,
-                   f"K-A(teacher-ref)/{alg}/seed{seed}", seed)
-      record("K-A(teacher-ref)", alg, seed, ctrl, teacher)
-  return rows
+      record("A-K", alg, seed, ak, teacher, stages=("teacher", a_stage, stage),
+             law=dict(algorithm=alg, reference="teacher", sampler="teacher", draws=a_draws,
+                      note=A_K_NOTE))
+      if alg in law_lib.LAW_ALGORITHMS:  # SimPO has no reference to swap
+        draws = {}
+        stage = f"K-A(teacher-ref)/{alg}/seed{seed}"
+        ctrl = align(runner, config, groundtruth, student, teacher, alg, stage, seed, draws)
+        record("K-A(teacher-ref)", alg, seed, ctrl, teacher, stages=("teacher", "student", stage),
+               law=dict(algorithm=alg, reference="teacher",
+                        sampler=sampler_of(alg, "teacher", "student"), draws=draws))
+  schema.report_ceiling_violations(record.rows, where="lm")
+  return record.rows

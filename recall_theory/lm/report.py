@@ -1,10 +1,14 @@
 """Tables and the figure of a comparison run (rows from :func:`pipeline.run_comparison`).
 
-* :func:`summarize`: mean and standard deviation over seeds per (pipeline, algorithm);
-* :func:`markdown_table`: that summary as a Markdown table ("mean ± sd");
-* :func:`plot_comparison`: reward, target share, precision and recall per pipeline and
-  algorithm, one dot per seed with mean ± sd, teacher and student as reference lines;
-  saved with its data through :func:`recall_theory.plotting.save_figure`.
+* :func:`summarize`: mean and sample sd (ddof = 1) over seeds per (pipeline, algorithm),
+  with the law's prediction beside the measured mass;
+* :func:`markdown_table` / :func:`law_table`: those summaries as Markdown tables;
+* :func:`operating_point` / :func:`summary_markdown`: why the preset's operating point
+  puts K-A inside the trap, generated from the run's numbers;
+* :func:`plot_comparison`: target share (measured against the law's optimum), target
+  precision, precision and recall per pipeline and algorithm, one dot per seed with
+  mean ± sample sd, teacher and student as reference lines; saved with its data through
+  :func:`recall_theory.plotting.save_figure`.
 """
 
 from __future__ import annotations
@@ -14,24 +18,42 @@ from pathlib import Path
 
 import numpy as np
 
+from recall_theory import stats
 from recall_theory.lm.metrics import METRIC_NAMES
 
 ROW_ORDER = ("teacher", "student", "K-A", "K-A(teacher-ref)", "A", "A-K")
 PLOT_PIPELINES = ("K-A", "K-A(teacher-ref)", "A-K")
+ALGORITHM_NAMES = {"dpo": "DPO", "ipo": "IPO", "simpo": "SimPO", "rloo": "RLOO", "none": "none"}
 LABELS = {
     "reward": "reward $E_q[R]$",
-    "target_share": "target share",
+    "target_share": "target share (log-odds axis)",
     "target_precision": "target precision",
     "precision": "precision",
     "recall": "recall",
     "kl_ref": "KL(q || ref) (nats)",
 }
-YLABELS = {"target_precision": "$E_q[\\log p^*(x|t)]/T$", "precision": "$E_q[\\log p^*]/T$",
-           "recall": "$E_{p^*}[\\log q]/T$", "target_share": "share of samples"}
+YLABELS = {"target_precision": "$E_q[\\log p^*(x|t)]/T$ (nats/token)",
+           "precision": "$E_q[\\log p^*(x)]/T$ (nats/token)",
+           "recall": "$E_{p^*}[\\log q(y)]/T$ (nats/token)",
+           "target_share": "share of samples in A"}
+LAW_SUMMARY = ("reference_recall", "delta_over_beta", "predicted_mass", "predicted_mass_low",
+               "predicted_mass_high", "aligned_mass", "expected_target_samples",
+               "target_samples_drawn", "kl", "kl_ceiling")
+
+
+def algorithm_name(alg: str) -> str:
+  return ALGORITHM_NAMES.get(alg, alg.upper())
+
+
+def _within(row: dict) -> bool:
+  """The measured interval overlaps the prediction's interval."""
+  return bool(row["predicted_mass_low"] <= row["aligned_mass_high"]
+              and row["aligned_mass_low"] <= row["predicted_mass_high"])
 
 
 def summarize(rows: list[dict]) -> list[dict]:
-  """One dict per (pipeline, algorithm): n seeds, and METRIC_mean / METRIC_sd (ddof=1)."""
+  """One dict per (pipeline, algorithm): n seeds, METRIC_mean / METRIC_sd (sample sd),
+  the law's columns averaged over seeds, and ``n_within`` (seeds inside the prediction)."""
   groups: dict[tuple, list[dict]] = {}
   for row in rows:
     groups.setdefault((row["pipeline"], row["algorithm"]), []).append(row)
@@ -40,82 +62,209 @@ def summarize(rows: list[dict]) -> list[dict]:
   for (pipe, alg), rs in sorted(groups.items(), key=lambda kv: (kv[0][1] != "none", kv[0][1],
                                                                 order.get(kv[0][0], 99))):
     entry = {"pipeline": pipe, "algorithm": alg, "n_seeds": len(rs)}
-    for m in METRIC_NAMES:
-      vals = np.array([r[m] for r in rs], float)
-      entry[f"{m}_mean"] = float(np.mean(vals))
-      entry[f"{m}_sd"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else float("nan")
+    for m in METRIC_NAMES + tuple(k for k in LAW_SUMMARY if k in rs[0]):
+      mean, sd, _ = stats.mean_sd([float(r[m]) for r in rs])
+      entry[f"{m}_mean"], entry[f"{m}_sd"] = mean, sd
+    finite = [r for r in rs if math.isfinite(float(r.get("predicted_mass", math.nan)))]
+    entry["n_within"] = sum(_within(r) for r in finite) if finite else None
+    entry["n_above_ceiling"] = sum(bool(r.get("above_ceiling")) for r in rs)
     out.append(entry)
   return out
 
 
-def _fmt(mean: float, sd: float) -> str:
+def _fmt(mean: float, sd: float, fmt: str = ".3f") -> str:
   if math.isnan(mean):
     return "n/a"
-  return f"{mean:.3f}" if math.isnan(sd) else f"{mean:.3f} ± {sd:.3f}"
+  return f"{mean:{fmt}}" if math.isnan(sd) else f"{mean:{fmt}} ± {sd:{fmt}}"
 
 
 def markdown_table(summary: list[dict], metrics=METRIC_NAMES) -> str:
-  """Markdown table of means ± standard deviations over seeds."""
+  """Markdown table of means ± sample sd over seeds (metrics)."""
   head = "| pipeline | algorithm | seeds | " + " | ".join(metrics) + " |"
   rule = "|" + "---|" * (3 + len(metrics))
   lines = [head, rule]
   for e in summary:
     cells = [_fmt(e[f"{m}_mean"], e[f"{m}_sd"]) for m in metrics]
-    lines.append(f"| {e['pipeline']} | {e['algorithm']} | {e['n_seeds']} | " + " | ".join(cells)
-                 + " |")
+    lines.append(f"| {e['pipeline']} | {algorithm_name(e['algorithm'])} | {e['n_seeds']} | "
+                 + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
 
 
+def law_table(summary: list[dict]) -> str:
+  """Markdown table: the law's prediction beside the measured mass, per aligned pipeline."""
+  lines = ["| pipeline | algorithm | seeds | p_ref | Delta/beta | predicted mass [interval] | "
+           "measured mass | within | E[#target samples] | drawn | KL paid | KL ceiling |",
+           "|" + "---|" * 12]
+  for e in summary:
+    if e["algorithm"] == "none" or "predicted_mass_mean" not in e:
+      continue
+    pred = e["predicted_mass_mean"]
+    pred_txt = ("n/a (reference-free)" if math.isnan(pred) else
+                f"{pred:.3g} [{e['predicted_mass_low_mean']:.3g}, {e['predicted_mass_high_mean']:.3g}]")
+    within = "n/a" if e["n_within"] is None else f"{e['n_within']}/{e['n_seeds']}"
+    lines.append(
+        f"| {e['pipeline']} | {algorithm_name(e['algorithm'])} | {e['n_seeds']} | "
+        f"{e['reference_recall_mean']:.3g} | {_fmt(e['delta_over_beta_mean'], math.nan, '.2f')} | "
+        f"{pred_txt} | {_fmt(e['aligned_mass_mean'], e['aligned_mass_sd'], '.3g')} | {within} | "
+        f"{e['expected_target_samples_mean']:.3g} | {_fmt(e['target_samples_drawn_mean'], math.nan, '.3g')} | "
+        f"{_fmt(e['kl_mean'], e['kl_sd'], '.3g')} | {e['kl_ceiling_mean']:.3g} |")
+  return "\n".join(lines) + "\n"
+
+
+def operating_point(rows: list[dict], config) -> str:
+  """Why K-A sits inside the trap at this operating point, in numbers from ``rows``."""
+  lines = []
+  for alg in config.algorithms:
+    def first(pipe):
+      return next((r for r in rows if r["pipeline"] == pipe and r["algorithm"] == alg), None)
+    ka, a = first("K-A"), first("A")
+    if ka is None or a is None:
+      continue
+    p_s, p_t = ka["reference_recall"], a["reference_recall"]
+    if not math.isfinite(ka["delta_over_beta"]):
+      lines.append(f"- {algorithm_name(alg)} is reference-free: the law gives no optimum, so the "
+                   f"operating point is not chosen by it.")
+      continue
+    b_s = math.log((1 - p_s) / p_s) if 0 < p_s < 1 else math.inf
+    b_t = math.log((1 - p_t) / p_t) if 0 < p_t < 1 else math.inf
+    inside = ka["predicted_mass"] < 0.5
+    coef = {"dpo": f"beta = {config.beta:g}, Bradley-Terry scale c = {config.bt_scale:g}",
+            "ipo": f"tau = ipo_beta = {config.ipo_beta:g}, c = {config.bt_scale:g}",
+            "rloo": f"beta = rloo_beta = {config.rloo_beta:g}"}.get(alg, "")
+    lines.append(
+        f"- {algorithm_name(alg)} ({coef}): the student keeps p = {p_s:.3g} "
+        f"[{ka['reference_recall_low']:.3g}, {ka['reference_recall_high']:.3g}] of the target, so "
+        f"its optimum needs Delta/beta >= log((1-p)/p) = {b_s:.2f} to reach 1/2; under the student "
+        f"Delta/beta = {ka['delta_over_beta']:.2f} [{ka['delta_over_beta_low']:.2f}, "
+        f"{ka['delta_over_beta_high']:.2f}], so K-A's optimum is {ka['predicted_mass']:.3g} "
+        f"[{ka['predicted_mass_low']:.3g}, {ka['predicted_mass_high']:.3g}]: "
+        + ("inside the trap" if inside else "NOT inside the trap")
+        + f". The teacher keeps p = {p_t:.3g} (boundary {b_t:.2f}) and Delta/beta = "
+        f"{a['delta_over_beta']:.2f} under it, so A's optimum is {a['predicted_mass']:.3g}"
+        + (" (it escapes)." if a["predicted_mass"] >= 0.5 else " (also trapped)."))
+  return "\n".join(lines) + "\n"
+
+
+def summary_markdown(rows: list[dict], config, *, preset: str, seeds, elapsed: float,
+                     options: str = "") -> str:
+  """The run's lm_summary.md: operating point, law table, metrics table, captions."""
+  summary = summarize(rows)
+  aligned = [r for r in rows if r["algorithm"] != "none"
+             and math.isfinite(float(r.get("predicted_mass", math.nan)))]
+  within = sum(_within(r) for r in aligned)
+  below = sum(r["aligned_mass_high"] < r["predicted_mass_low"] for r in aligned)
+  above = sum(bool(r.get("above_ceiling")) for r in rows)
+  return (
+      f"# Transformer track, preset `{preset}`, seeds {list(seeds)}, tau = {config.tau:g}\n\n"
+      f"Wall clock {elapsed:.0f} s. {options}\n\n"
+      "## Operating point (chosen from the law: K-A inside the trap)\n\n"
+      + operating_point(rows, config) +
+      "\n## The law beside every aligned model\n\n"
+      "p_ref = the reference's target share (Monte Carlo over its samples, Wilson 95%); "
+      "Delta/beta = soft-max reward gap of the reward the objective tilts by (bootstrap 95%); "
+      "predicted = sigmoid(logit p_ref + Delta/beta), its interval from the intervals of both "
+      "(mean over seeds); measured = aligned target share, mean ± sd; "
+      f"{stats.SD_CAPTION}; within = seeds whose Wilson 95% interval overlaps the prediction's; "
+      "E[#target samples] = training draws x the sampler's target share, drawn = counted; "
+      "KL paid = Monte Carlo KL(pi || pi_ref) (nats per sequence), ceiling = the most target "
+      "mass any policy within that KL can have. A-K's prediction is its aligned teacher A's "
+      "optimum (the distillation after it is not in the law).\n\n"
+      + law_table(summary) +
+      f"\n{within} of {len(aligned)} aligned models sit within their interval of the prediction, "
+      f"{below} below it; {above} above their KL ceiling.\n\n"
+      "## Metrics\n\n"
+      f"Means ± sd over seeds; {stats.SD_CAPTION}. precision, recall and target_precision in "
+      "nats per token; kl_ref in nats per sequence.\n\n"
+      + markdown_table(summary))
+
+
 def plot_comparison(rows: list[dict], out_dir: str | Path, name: str = "lm_comparison",
-                    metrics=("reward", "target_share", "target_precision", "precision",
+                    metrics=("target_share", "target_precision", "precision",
                              "recall")) -> list[Path]:
-  """Per-seed dots and mean ± sd for each pipeline, one panel per metric."""
+  """Per-seed dots and mean ± sample sd for each pipeline, one panel per metric.
+
+  The target-share panel (log-odds axis) also marks the law's optimum of each aligned
+  model (open diamonds with the prediction's interval).
+  """
   from recall_theory.plotting import (PIPELINE_COLORS, TEXT_WIDTH, figure_size, paper_style,
                                       save_figure)
   import matplotlib.pyplot as plt
+  from matplotlib.lines import Line2D
 
   algorithms = sorted({r["algorithm"] for r in rows if r["algorithm"] != "none"})
+  n_seeds = len({r["seed"] for r in rows})
   data: dict[str, np.ndarray] = {"algorithms": np.array(algorithms),
                                  "pipelines": np.array(PLOT_PIPELINES)}
+  floor = 1e-4  # target shares below are drawn at the floor (0 of n samples)
   with paper_style():
-    # One row of panels for up to two algorithms; a 3-column grid beyond, so labels fit.
-    ncols = len(metrics) if len(algorithms) <= 2 else 3
+    ncols = 2
     nrows = -(-len(metrics) // ncols)
     fig, axes = plt.subplots(nrows, ncols, squeeze=False,
-                             figsize=figure_size(TEXT_WIDTH, 0.27 if nrows == 1 else 0.3 * nrows))
+                             figsize=figure_size(TEXT_WIDTH, 0.36 * nrows))
     for ax in axes.ravel()[len(metrics):]:
       ax.set_axis_off()
     axes = axes.ravel()[:len(metrics)]
-    width = 0.22
+    width = 0.24
     for ax, m in zip(axes, metrics):
+      share = m == "target_share"
+      clip = (lambda v: np.clip(v, floor, 1 - floor)) if share else (lambda v: v)
       for j, pipe in enumerate(PLOT_PIPELINES):
         means, sds = [], []
         for i, alg in enumerate(algorithms):
-          vals = np.array([r[m] for r in rows if r["pipeline"] == pipe and r["algorithm"] == alg])
-          x = i + (j - 1) * width
-          ax.scatter(np.full(len(vals), x), vals, s=6, color=PIPELINE_COLORS[pipe], alpha=0.45,
-                     linewidths=0, zorder=2)
-          mean = vals.mean() if len(vals) else np.nan
-          sd = vals.std(ddof=1) if len(vals) > 1 else 0.0
-          ax.errorbar(x, mean, yerr=sd, fmt="o", ms=3.2, color=PIPELINE_COLORS[pipe], capsize=2,
-                      lw=0.9, zorder=3, label=pipe if (i == 0 and m == metrics[0]) else None)
+          sel = [r for r in rows if r["pipeline"] == pipe and r["algorithm"] == alg]
+          vals = np.array([r[m] for r in sel], float)
+          mean, sd, _ = stats.mean_sd(vals)
           means.append(mean)
           sds.append(sd)
           data[f"{m}__{pipe}__{alg}"] = vals
+          if not len(vals):
+            continue
+          x = i + (j - 1) * width
+          ax.scatter(np.full(len(vals), x), clip(vals), s=6, color=PIPELINE_COLORS[pipe],
+                     alpha=0.45, linewidths=0, zorder=2)
+          err = 0.0 if math.isnan(sd) else sd
+          lo, hi = clip(mean - err), clip(mean + err)
+          ax.errorbar(x, clip(mean), yerr=[[clip(mean) - lo], [hi - clip(mean)]], fmt="o",
+                      ms=3.2, color=PIPELINE_COLORS[pipe], capsize=2, lw=0.9, zorder=3)
+          if share and "predicted_mass" in sel[0]:
+            pred = np.array([r["predicted_mass"] for r in sel], float)
+            if np.isfinite(pred).all():
+              p_lo = float(np.mean([r["predicted_mass_low"] for r in sel]))
+              p_hi = float(np.mean([r["predicted_mass_high"] for r in sel]))
+              p_mid = float(np.mean(pred))
+              ax.errorbar(x + 0.09, clip(p_mid),
+                          yerr=[[clip(p_mid) - clip(p_lo)], [clip(p_hi) - clip(p_mid)]],
+                          fmt="D", ms=3.0, mfc="white", color=PIPELINE_COLORS[pipe], lw=0.7,
+                          capsize=1.5, zorder=3)
+              data[f"predicted_mass__{pipe}__{alg}"] = np.array([p_mid, p_lo, p_hi])
         data[f"{m}__{pipe}__mean"] = np.array(means)
         data[f"{m}__{pipe}__sd"] = np.array(sds)
       for ref, style in (("teacher", "--"), ("student", ":")):
-        vals = np.array([r[m] for r in rows if r["pipeline"] == ref])
+        vals = np.array([r[m] for r in rows if r["pipeline"] == ref], float)
         if len(vals):
-          ax.axhline(vals.mean(), color=PIPELINE_COLORS[ref], ls=style, lw=0.8,
-                     label=ref if m == metrics[0] else None, zorder=1)
+          ax.axhline(clip(vals.mean()), color=PIPELINE_COLORS[ref], ls=style, lw=0.8, zorder=1)
           data[f"{m}__{ref}"] = vals
-      ax.set_xticks(range(len(algorithms)), [a.upper() for a in algorithms])
+      if share:
+        ax.set_yscale("logit")
+        ax.set_ylim(floor, 1 - floor)
+        ticks = [1e-4, 1e-3, 1e-2, 0.1, 0.5, 0.9, 0.99, 0.999]
+        ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
+        ax.yaxis.set_minor_locator(plt.NullLocator())
+        ax.axhline(0.5, color="0.6", lw=0.5, ls="-.", zorder=0)
+      ax.set_xticks(range(len(algorithms)), [algorithm_name(a) for a in algorithms])
       ax.set_xlim(-0.5, len(algorithms) - 0.5)
       ax.set_title(LABELS.get(m, m))
       if m in YLABELS:
         ax.set_ylabel(YLABELS[m], labelpad=1)
-    fig.legend(loc="outside lower center", ncol=5)
+    handles = [Line2D([], [], color=PIPELINE_COLORS[p], marker="o", ms=3.2, lw=0.9, label=p)
+               for p in PLOT_PIPELINES]
+    handles += [Line2D([], [], color="0.3", marker="D", mfc="white", ms=3.0, lw=0,
+                       label="law's optimum [interval]"),
+                Line2D([], [], color=PIPELINE_COLORS["teacher"], ls="--", lw=0.8, label="teacher"),
+                Line2D([], [], color=PIPELINE_COLORS["student"], ls=":", lw=0.8, label="student")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=6)
+    fig.suptitle(f"dots: seeds; filled markers and bars: mean ± sample sd over {n_seeds} "
+                 "seeds (ddof = 1); shares below 1e-4 drawn at 1e-4", fontsize=6.5)
     return save_figure(fig, out_dir, name, data=data)
 
 
@@ -125,8 +274,13 @@ def load_rows(csv_path: str | Path) -> list[dict]:
   rows = []
   with open(csv_path, newline="") as fh:
     for r in csv.DictReader(fh):
-      row = {"pipeline": r.pop("pipeline"), "algorithm": r.pop("algorithm"),
-             "seed": int(r.pop("seed"))}
+      row = {k: r.pop(k) for k in _TEXT_COLUMNS if k in r}
+      row["seed"] = int(r.pop("seed"))
+      row["above_ceiling"] = str(row.get("above_ceiling", "False")).strip().lower() == "true"
       row.update({k: float(v) for k, v in r.items()})
       rows.append(row)
   return rows
+
+
+_TEXT_COLUMNS = ("track", "pipeline", "algorithm", "setting", "estimator", "above_ceiling",
+                 "law_reference", "sampler")

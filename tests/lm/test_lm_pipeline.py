@@ -40,9 +40,12 @@ def cli_out(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference_rows(cli_out):
   rows = list(csv.DictReader(open(cli_out / "lm_results.csv")))
+  text = {"track", "pipeline", "algorithm", "setting", "estimator", "law_reference", "sampler"}
   for r in rows:  # the CSV holds repr(float): an exact round trip
     for k in r:
-      if k not in ("pipeline", "algorithm"):
+      if k == "above_ceiling":
+        r[k] = r[k] == "True"
+      elif k not in text:
         r[k] = int(r[k]) if k == "seed" else float(r[k])
   return rows
 
@@ -80,9 +83,11 @@ def test_killed_run_resumes_to_identical_metrics(reference_rows, tmp_path):
   resumed = pipeline.run_comparison(CONFIG, SEEDS, checkpoint_dir=ckpt, resume=True,
                                     progress=False)
   assert len(resumed) == len(reference_rows)
+  # wall times differ between runs; the CLI run names its setting
+  wall_clock = {"stage_seconds", "pipeline_seconds", "eval_seconds", "setting"}
   for a, b in zip(reference_rows, resumed):
     assert a.keys() == b.keys()
-    for key in a:  # bit-identical metrics (NaN where a metric does not apply)
+    for key in a.keys() - wall_clock:  # bit-identical metrics (NaN where a metric does not apply)
       assert a[key] == b[key] or (a[key] != a[key] and b[key] != b[key]), (key, a, b)
 
 
@@ -149,7 +154,7 @@ def test_cli_writes_results_table_and_figure(cli_out, reference_rows):
   for name in ("lm_summary.md", "lm_comparison.pdf", "lm_comparison.png",
                "lm_comparison_data.npz", "lm_config.json"):
     assert (cli_out / name).exists(), name
-  assert "| A-K | dpo | 1 |" in (cli_out / "lm_summary.md").read_text()
+  assert "| A-K | DPO | 1 |" in (cli_out / "lm_summary.md").read_text()
   assert json.loads((cli_out / "lm_config.json").read_text())["seeds"] == [0]
 
 
@@ -196,3 +201,99 @@ def test_cpu_tiny_shows_align_before_distill():
       return np.mean([r[metric] for r in rows if r["pipeline"] == pipe and r["algorithm"] == alg])
     for metric in ("reward", "target_share", "target_precision"):
       assert mean("A-K", metric) > mean("K-A", metric), (alg, metric)
+
+
+# -- the law beside every aligned model (issue 8) -------------------------------------------
+def test_results_carry_the_law_and_never_exceed_the_ceiling(cli_out, reference_rows, capsys):
+  from recall_theory import schema
+  rows = schema.read_results(cli_out / "lm_results.csv")  # every shared column is present
+  aligned = [r for r in rows if r["algorithm"] != "none"]
+  assert {r["pipeline"] for r in aligned} == {"K-A", "A", "A-K", "K-A(teacher-ref)"}
+  for r in aligned:
+    assert r["track"] == "lm" and r["setting"] == "preset=test;tau=0.6"
+    for name in ("reference_recall", "delta_over_beta", "predicted_mass", "kl_ceiling",
+                 "aligned_mass"):
+      assert math.isfinite(r[name]), (name, r)
+    assert r["reference_recall_low"] <= r["reference_recall"] <= r["reference_recall_high"]
+    assert r["predicted_mass_low"] <= r["predicted_mass"] <= r["predicted_mass_high"]
+    assert r["n_samples"] == 2 * CONFIG.n_pairs  # DPO: two reference samples per pair
+    assert r["expected_target_samples"] == pytest.approx(r["n_samples"] * r["sampler_recall"])
+    assert r["aligned_mass"] == pytest.approx(r["target_share"])
+    assert not r["above_ceiling"]
+  assert schema.report_ceiling_violations(rows, where="test") == 0
+  assert "LAW VIOLATION" not in capsys.readouterr().err
+  summary = (cli_out / "lm_summary.md").read_text()
+  from recall_theory import stats
+  assert stats.SD_CAPTION in summary and "predicted mass" in summary
+  assert "Non-default options: --preset test --seeds 1 --algorithms dpo" in summary
+
+
+def test_ceiling_violation_is_reported_loudly(capsys):
+  from recall_theory import schema
+  book = pipeline.LawBook(CONFIG, MarkovMixture(CONFIG.groundtruth))
+  book.samples["ref"] = {"reward": np.r_[np.full(10, 0.9), np.zeros(990)],
+                         "in_target": np.r_[np.ones(10, bool), np.zeros(990, bool)]}
+  # measured mass 0.9 of 1000 samples at KL 0.01 against a reference with p = 1%: impossible
+  row = pipeline.law_row(book, algorithm="rloo", reference="ref", sampler="ref",
+                         draws={"samples": 64, "target": 1, "complete": True},
+                         measured={"target_share": 0.9, "kl_ref": 0.01}, n_eval=1000)
+  assert row["above_ceiling"]
+  assert schema.report_ceiling_violations([row], where="test") == 1
+  assert "LAW VIOLATION (test)" in capsys.readouterr().err
+
+
+def test_simpo_is_reference_free_in_rows():
+  config = dataclasses.replace(presets.TEST, algorithms=("simpo",))
+  rows = pipeline.run_comparison(config, [0], progress=False)
+  pipes = {r["pipeline"] for r in rows if r["algorithm"] == "simpo"}
+  assert pipes == {"K-A", "A", "A-K"}  # no teacher-reference control for reference-free SimPO
+  for r in rows:
+    if r["algorithm"] == "simpo":
+      assert math.isnan(r["predicted_mass"]) and math.isnan(r["delta_over_beta"])
+      assert math.isfinite(r["kl_ceiling"]) and not r["above_ceiling"]
+      assert "reference-free" in r["estimator"]
+
+
+# -- the recall sweep over tau -----------------------------------------------------------------
+@pytest.mark.parametrize("taus", ["", "0", "-0.5", "nan", "inf", "a,b", "0.5,0.5", ",,"])
+def test_bad_taus_one_line_exit_2(tmp_path, capsys, taus):
+  out = tmp_path / "never"
+  code = main(["lm", "--preset", "test", "--taus", taus, "--out", str(out), "--quiet"])
+  err = capsys.readouterr().err
+  assert code == 2 and "--taus" in err and len(err.strip().splitlines()) == 1, err
+  assert not out.exists() or not any(out.iterdir())
+
+
+def test_tau_sweep_cli_writes_csv_figure_and_repeats_the_comparison(tmp_path, reference_rows):
+  from recall_theory import schema
+  out = tmp_path / "taus"
+  assert main(["lm", "--preset", "test", "--seeds", "1", "--algorithms", "dpo", "--taus",
+               "1.0,0.6", "--out", str(out), "--quiet"]) == 0
+  for name in ("lm_tau_sweep.csv", "lm_tau_summary.md", "lm_tau_sweep.pdf", "lm_tau_sweep.png",
+               "lm_tau_sweep_data.npz", "lm_config.json"):
+    assert (out / name).exists(), name
+  rows = schema.read_results(out / "lm_tau_sweep.csv")
+  ka = [r for r in rows if r["pipeline"] == "K-A"]
+  assert sorted(r["tau"] for r in ka) == [0.6, 1.0]
+  assert {r["setting"] for r in ka} == {"preset=test;tau=0.6", "preset=test;tau=1"}
+  for r in ka:  # K-A is anchored to the student of its tau
+    assert r["reference_recall"] == r["student_recall"]
+    assert r["law_reference"] == f"student@tau={r['tau']:g}"
+  assert not any(r["above_ceiling"] for r in rows)
+  # common random numbers: the column at the comparison's tau (0.6) is the comparison
+  for pipe in ("K-A", "A-K", "A"):
+    swept = next(r for r in rows if r["pipeline"] == pipe and (pipe == "A" or r["tau"] == 0.6))
+    ref = next(r for r in reference_rows if r["pipeline"] == pipe and r["algorithm"] == "dpo")
+    for key in ("target_share", "recall", "precision", "kl_ref", "predicted_mass"):
+      assert swept[key] == ref[key], (pipe, key)
+  text = (out / "lm_tau_summary.md").read_text()
+  assert "K-A leaves the trap" in text and "--taus 1.0,0.6" in text
+
+
+def test_trap_exit_interpolates_in_log_odds():
+  from recall_theory.lm.tau_sweep import trap_exit
+  assert trap_exit([0.5, 1.0], [0.25, 0.75]) == {"status": "crosses", "tau": 0.75}
+  assert trap_exit([0.5, 1.0], [0.1, 0.2])["status"] == "never"
+  assert trap_exit([0.5, 1.0], [0.6, 0.9]) == {"status": "always", "tau": 0.5}
+  # first crossing wins; logit(0.1) = -2.197, logit(0.9) = +2.197 -> midpoint
+  assert trap_exit([0.3, 0.6, 0.9], [0.01, 0.1, 0.9])["tau"] == pytest.approx(0.75)
