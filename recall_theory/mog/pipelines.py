@@ -16,15 +16,14 @@ tilted teacher from the student, theory item 1), ``pg`` (:mod:`recall_theory.mog
 
 Why K-A can show *higher overall recall* (the reviewers' puzzle): E_{p*}[log q] is the
 log-density a model keeps on every mode of p*, so it is dominated by the modes it does not cover.
-(1) At mid-to-large beta K-A did not move: its reference gives the target almost no mass and the
-KL penalty forbids creating it, so it keeps the student's spread, while A-K's distillation of an
-aligned teacher spends the student's few components on the target. (2) At small beta both reach
-the target, but the tilt only reweights the student (its other modes stay at density e^{-D/beta}
-relative to the target), while A-K's student is refitted to an all-target teacher whose target
-mode the tilt has narrowed, so its Gaussian tails at the other modes are very thin. Neither is
-recall of the desirable behaviour. At equal target mass A-K has the higher recall: it reaches the
-target at a much larger beta, i.e. closer to its high-recall reference; A-K(tau) recovers more
-(``mog_notes.md`` of a run lists the numbers; ``mog_tradeoff`` plots recall against target mass).
+A model that kept its reference's spread (an aligned K-A that did not reach the target) can score
+a higher E_{p*}[log q] than one that moved its mass to the target; the Gibbs tilt only reweights
+the student, while A-K's student is refitted to an aligned teacher. Neither is recall of the
+desirable behaviour. ``mog_notes.md`` of a run lists, from that run's numbers, the betas at which
+each happens and the target masses beside them; ``mog_tradeoff`` plots recall against target mass.
+
+Every run also records "A", the aligned teacher (A-K's first step), so that each aligned model
+carries the law's prediction (:mod:`recall_theory.mog.report`).
 """
 
 from __future__ import annotations

@@ -118,15 +118,19 @@ def recall_sweep(config: MogConfig, weights: Sequence[float], betas: Sequence[fl
       log_ka_G, _ = tilt_on_grid(log_student_G, land.reward_G, beta, grid)
       ka_delta = (s_ia - jnp.log(p_student)) - (s_iac - jnp.log1p(-p_student))
       ak_delta = (t_ia - jnp.log(p_teacher)) - (t_iac - jnp.log1p(-p_teacher))
+      log_ak_G = log_density_on_grid(ak, grid)
+      ak_kl = kl_on_grid(log_normalize(log_ak_G, grid)[0], log_density_on_grid(teacher, grid), grid)
       return jnp.stack([p_student, tilted_mass(s_ia, s_iac), mixture_region_mass(ak, region),
                         tilted_mass(t_ia, t_iac), _grid_reward(log_ka_G, problem),
-                        _grid_reward(log_density_on_grid(ak, grid), problem), p_teacher, ka_delta, ak_delta])
+                        _grid_reward(log_ak_G, problem), p_teacher, ka_delta, ak_delta,
+                        tilt_kl(log_s_Q, reward_Q, beta, rule), tilt_kl(log_t_Q, reward_Q, beta, rule), ak_kl])
 
     return jax.vmap(per_beta)(b)
 
   out = np.asarray(jax.jit(lambda w: jax.lax.map(one_weight, w))(jnp.asarray(weights, dtype)))
   names = ("student_target_mass", "ka_target_mass", "ak_target_mass", "aligned_teacher_target_mass",
-           "ka_reward", "ak_reward", "teacher_target_mass", "ka_delta_over_beta", "ak_delta_over_beta")
+           "ka_reward", "ak_reward", "teacher_target_mass", "ka_delta_over_beta", "ak_delta_over_beta",
+           "ka_kl", "aligned_teacher_kl", "ak_kl")
   return {n: out[..., i] for i, n in enumerate(names)}
 
 
@@ -262,12 +266,36 @@ def tau_columns(taus, betas, res: dict, config: MogConfig, student: str) -> dict
   return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
+def recall_sweep_columns(weights, betas, res: dict, config: MogConfig, student: str) -> dict[str, np.ndarray]:
+  """Tidy rows (weight, beta, pipeline K-A / A-K / A) with the shared ids, the law's columns and,
+  on every row, the sweep's quantities of that (weight, beta)."""
+  from recall_theory import schema
+  ww, bb = (a.ravel() for a in np.meshgrid(weights, betas, indexing="ij"))
+  rows = {"K-A": ("ka_target_mass", "student_target_mass", "ka_delta_over_beta", "ka_kl"),
+          "A-K": ("ak_target_mass", "teacher_target_mass", "ak_delta_over_beta", "ak_kl"),
+          "A": ("aligned_teacher_target_mass", "teacher_target_mass", "ak_delta_over_beta", "aligned_teacher_kl")}
+  parts = []
+  for pipe, (mass, ref, delta, kl) in rows.items():
+    law = schema.law_columns(reference_recall=res[ref].ravel(), delta_over_beta=res[delta].ravel(),
+                             aligned_mass=res[mass].ravel(), kl=res[kl].ravel(), n_samples=0,
+                             estimator="exact: orthant cdf (mixtures), edge-aligned Gauss-Legendre (tilts)")
+    n = ww.size
+    parts.append({"track": np.full(n, "mog", dtype=object), "pipeline": np.full(n, pipe, dtype=object),
+                  "algorithm": np.full(n, "exact", dtype=object), "seed": np.zeros(n, int),
+                  "setting": np.asarray([f"student={student};teacher_target_weight={w:.6g};beta={b:g};"
+                                         f"target={config.target}" for w, b in zip(ww, bb)], dtype=object),
+                  "teacher_target_weight": ww, "beta": bb,
+                  **{k: v.ravel() for k, v in res.items()}, **law})
+  return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
 def run_recall_sweep(out_dir, *, weight_min: float = 1e-8, weight_max: float = 0.5, n_weights: int = 29,
                      betas: Sequence[float] = (0.1, 0.3, 1.0, 3.0), dtype: str = "float64",
                      student: str = "4-mode", target: str = "one") -> list[Path]:
   """Sweep the reference's (teacher's) weight on the target mode against aligned-mode mass.
 
-  Writes ``mog_recall_sweep.csv`` (one row per weight and beta) and the figure
+  Writes ``mog_recall_sweep.csv`` (one row per weight, beta and pipeline K-A / A-K / A, with the
+  law's columns; see :func:`recall_sweep_columns`) and the figure
   ``mog_recall_sweep`` (.pdf, .png, _data.npz) into ``out_dir``; returns the written paths.
   Raises InputError for 0 < weight_min < weight_max < 1 violated, n_weights < 2, beta <= 0,
   an unknown dtype, student or target.
@@ -291,8 +319,7 @@ def run_recall_sweep(out_dir, *, weight_min: float = 1e-8, weight_max: float = 0
   with _x64(jdtype):
     weights = np.geomspace(weight_min, weight_max, n_weights)
     res = recall_sweep(config, weights, betas_np, student=student, dtype=jdtype)
-  ww, bb = np.meshgrid(weights, betas_np, indexing="ij")
-  cols = {"teacher_target_weight": ww, "beta": bb, **res}
+  cols = recall_sweep_columns(weights, betas_np, res, config, student)
   paths = [io.write_columns_csv(out / "mog_recall_sweep.csv", cols)]
   from recall_theory.mog.figures import plot_recall_sweep
   paths += plot_recall_sweep(out, weights, betas_np, res)
