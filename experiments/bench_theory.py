@@ -1,20 +1,38 @@
-"""Benchmark: the jitted, vectorised recall sweep against a straightforward NumPy/SciPy one.
+"""Benchmark of the theory sweep: end to end (compute + files), memory, and the math alone.
 
-The baseline computes the same quantities as ``recall_theory.sweep.compute_sweep``
-the way one would without JAX: NumPy broadcasting for the closed forms and, for
-every grid cell, a SciPy ``brentq`` root (the chi^2+KL normaliser with
-``scipy.special.lambertw``, and the exact KL-budget ceiling). Both run in this process,
-on the same grid, in float64; the script checks that they agree and prints the ratio.
+Three measurements, each against a baseline measured in the same run, printed as ratios:
 
-    python experiments/bench_theory.py --resolution 200
+1. **End to end, files included** (``--resolution``, default 1000: 10 million CSV rows):
+   :func:`recall_theory.sweep.stream_sweep` (blocks of 2^20 cells, CSV text formatted by
+   XLA, arrays streamed to the ``.npz``) against the previous writer, reproduced here as
+   :func:`legacy_sweep`: the whole grid in memory, ``tidy_columns`` and pandas'
+   ``to_csv(float_format="%.9g")`` (8 columns: the legacy CSV had no law columns, so the
+   baseline writes less than the new one).
+2. **The command line** (``--cli``): ``recall-theory sweep --no-figures`` in a fresh process,
+   with an empty and with a filled compilation cache: wall time and peak resident memory
+   (``ru_maxrss`` of the child) at each resolution of ``--memory-resolutions``, to show that
+   memory does not grow with the grid.
+3. **The math alone** (``--compare-resolution``, default 200): the jitted grid against a
+   straightforward NumPy/SciPy one (per-cell ``brentq`` for the chi^2+KL normaliser and the
+   KL-budget ceiling); checks they agree.
+
+    python3 experiments/bench_theory.py                       # 1 and 3
+    python3 experiments/bench_theory.py --cli --memory-resolutions 200,1000,4000
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 from scipy import optimize, special
@@ -22,13 +40,10 @@ from scipy import optimize, special
 REGULARIZERS = ("reverse_kl", "forward_kl", "chi2_kl", "ipo", "best_of_n")
 
 
+# ------------------------------------------------------------------- numpy/scipy math
 def _logit(p):
   with np.errstate(divide="ignore"):
     return np.log(p) - np.log1p(-p)
-
-
-def _sigmoid(x):
-  return special.expit(x)
 
 
 def _bernoulli_kl(a, b):
@@ -65,14 +80,13 @@ def numpy_sweep(recall, ratio, beta_axis, fixed_beta, fixed_gap, budgets):
                               ("beta", np.full_like(beta_axis[:, None], fixed_gap), beta_axis[:, None])):
     p = np.broadcast_to(recall[None, :], (gap.shape[0], recall.size))
     s = np.broadcast_to(gap / beta, p.shape)
-    masses = []
-    masses.append(_sigmoid(_logit(p) + s))
+    masses = [special.expit(_logit(p) + s)]
     a = 1.0 - s
     root = np.sqrt(a * a + 4 * p * s)
     with np.errstate(divide="ignore", invalid="ignore"):
       masses.append(np.where(a >= 0, 2 * p / (a + root), (root - a) / (2 * s)))
     masses.append(np.vectorize(_chi2_mass_cell)(p, s))
-    masses.append(_sigmoid(_logit(p) + (special.expit(np.broadcast_to(gap, p.shape)) - 0.5) / beta))
+    masses.append(special.expit(_logit(p) + (special.expit(np.broadcast_to(gap, p.shape)) - 0.5) / beta))
     n = np.exp(np.minimum(s, 700.0))
     masses.append(-np.expm1(n * np.log1p(-p)))
     mass = np.stack(masses)
@@ -82,45 +96,181 @@ def numpy_sweep(recall, ratio, beta_axis, fixed_beta, fixed_gap, budgets):
   return out
 
 
+# ------------------------------------------------------------------ the legacy writer
+def legacy_sweep(config, out: Path) -> None:
+  """The sweep as written before streaming: whole grid in memory, pandas CSV, np.savez."""
+  import jax
+  import jax.numpy as jnp
+  from recall_theory import io, sweep
+  from recall_theory import theory as th
+
+  def grid(recall, gap, beta, regularizers):
+    masses, kls = [], []
+    for name in regularizers:
+      mass = sweep.aligned_mass_by_regularizer(name, recall, gap, beta)
+      masses.append(mass)
+      kls.append(th.aligned_kl(recall, gap, beta) if name == "reverse_kl" else sweep._kl_of_mass(mass, recall))
+    return jnp.stack(masses), jnp.stack(kls)
+
+  with jax.enable_x64(True):
+    axes = sweep.axes(config)
+    r = jnp.asarray(axes["recall"])[None, :]
+    compiled = jax.jit(grid, static_argnums=3)
+    regs = tuple(config.regularizers)
+    mass_a, kl_a = compiled(r, jnp.asarray(axes["ratio"])[:, None] * config.fixed_beta, config.fixed_beta, regs)
+    mass_b, kl_b = compiled(r, config.fixed_gap, jnp.asarray(axes["beta_axis"])[:, None], regs)
+    ceiling = sweep.ceilings(config, axes["recall"])
+    result = {**axes, "mass_gap_over_beta": np.asarray(mass_a), "kl_gap_over_beta": np.asarray(kl_a),
+              "mass_beta": np.asarray(mass_b), "kl_beta": np.asarray(kl_b), **ceiling,
+              "regularizers": np.asarray(regs), "fixed_beta": np.asarray(config.fixed_beta),
+              "fixed_gap": np.asarray(config.fixed_gap)}
+  cols = {k: [] for k in ("map", "regularizer", "recall", "beta", "gap", "gap_over_beta", "aligned_mass", "kl")}
+  for map_name in sweep.MAPS:
+    mass, kl = result[f"mass_{map_name}"], result[f"kl_{map_name}"]
+    n_y, n_r = mass.shape[1:]
+    if map_name == "gap_over_beta":
+      beta = np.full(n_y, config.fixed_beta)
+      gap = result["ratio"] * beta
+    else:
+      beta, gap = result["beta_axis"], np.full(n_y, config.fixed_gap)
+    for g, name in enumerate(regs):
+      cols["map"].append(np.full(n_y * n_r, map_name))
+      cols["regularizer"].append(np.full(n_y * n_r, name))
+      cols["recall"].append(np.tile(result["recall"], n_y))
+      cols["beta"].append(np.repeat(beta, n_r))
+      cols["gap"].append(np.repeat(gap, n_r))
+      cols["gap_over_beta"].append(np.repeat(gap / beta, n_r))
+      cols["aligned_mass"].append(mass[g].ravel())
+      cols["kl"].append(kl[g].ravel())
+  io.write_columns_csv(out / "recall_sweep.csv", {k: np.concatenate(v) for k, v in cols.items()})
+  io.save_npz(out / "recall_sweep.npz", **result)
+
+
+def _cpu() -> float:
+  usage = resource.getrusage(resource.RUSAGE_SELF)
+  return usage.ru_utime + usage.ru_stime
+
+
+def _timed(fn):
+  wall, cpu = time.perf_counter(), _cpu()
+  fn()
+  return time.perf_counter() - wall, _cpu() - cpu
+
+
+def _cli(resolution: int, cache: str, scratch: Path) -> tuple[float, float, float]:
+  """(wall s, child cpu s, peak RSS GiB) of one ``recall-theory sweep --no-figures`` process."""
+  out = scratch / f"cli-{resolution}"
+  before = resource.getrusage(resource.RUSAGE_CHILDREN)
+  start = time.perf_counter()
+  # a fresh child per run: ru_maxrss of RUSAGE_CHILDREN is the largest child so far, so run the
+  # resolutions in increasing order (or read it per child with os.wait4, as here)
+  proc = subprocess.Popen([sys.executable, "-m", "recall_theory", "--compile-cache", cache, "sweep",
+                           "--resolution", str(resolution), "--no-figures", "--out", str(out)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  _, status, usage = os.wait4(proc.pid, 0)
+  wall = time.perf_counter() - start
+  proc.returncode = os.waitstatus_to_exitcode(status)
+  if proc.returncode:
+    raise RuntimeError(f"sweep --resolution {resolution} failed: {proc.stderr.read().decode()[-500:]}")
+  shutil.rmtree(out, ignore_errors=True)
+  del before
+  return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 2 ** 20
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--resolution", type=int, default=200, help="grid points per axis (default 200)")
-  parser.add_argument("--repeats", type=int, default=3, help="timed repeats of the JAX sweep (best of)")
+  parser.add_argument("--resolution", type=int, default=1000, help="end-to-end grid points per axis (default 1000)")
+  parser.add_argument("--compare-resolution", type=int, default=200,
+                      help="grid of the math-only comparison with NumPy/SciPy (default 200; 0 skips it)")
+  parser.add_argument("--cli", action="store_true", help="also time the command line in fresh processes")
+  parser.add_argument("--memory-resolutions", default="200,1000",
+                      help="resolutions of the command-line runs (comma-separated, default 200,1000)")
+  parser.add_argument("--scratch", default=None, help="folder for the written files (default: a temporary one)")
+  parser.add_argument("--json", default=None, help="also write the results as JSON (experiments/bench_all.py)")
   args = parser.parse_args()
 
   import jax
-  from recall_theory.sweep import SweepConfig, compute_sweep
+  from recall_theory import bench
+  from recall_theory.sweep import SweepConfig, compute_sweep, stream_sweep
 
-  config = SweepConfig(n_recall=args.resolution, n_y=args.resolution, dtype="float64")
-  start = time.perf_counter()
-  result = compute_sweep(config)
-  first = time.perf_counter() - start
-  times = []
-  for _ in range(args.repeats):
-    start = time.perf_counter()
-    result = compute_sweep(config)
-    times.append(time.perf_counter() - start)
-  jax_time = min(times)
+  entries = []
+  scratch = Path(tempfile.mkdtemp(prefix="bench-theory-", dir=args.scratch))
+  try:
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, jax {jax.__version__} "
+          f"on {jax.devices()[0].platform}, {jax.device_count()} device(s); load average "
+          f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    # 1. end to end, files included
+    n = args.resolution
+    config = SweepConfig(n_recall=n, n_y=n, dtype="float64")
+    rows = 2 * len(REGULARIZERS) * n * n
+    new_dir, old_dir = scratch / "new", scratch / "old"
+    new_dir.mkdir()
+    old_dir.mkdir()
 
-  start = time.perf_counter()
-  base = numpy_sweep(result["recall"], result["ratio"], result["beta_axis"], config.fixed_beta,
-                     config.fixed_gap, config.budgets)
-  numpy_time = time.perf_counter() - start
+    def streamed():
+      with stream_sweep(config, new_dir):
+        pass
 
-  cells = 2 * len(REGULARIZERS) * args.resolution ** 2
-  worst = {}
-  for key in ("mass_gap_over_beta", "mass_beta", "ceiling"):
-    a, b = result[key], base[key]
-    rel = np.abs(a - b) / np.maximum(np.abs(b), 1e-300)
-    worst[key] = float(np.max(np.where(np.abs(a - b) < 1e-15, 0.0, rel)))
-  print(f"machine: {platform.processor() or platform.machine()}, jax {jax.__version__} on "
-        f"{jax.devices()[0].platform}, {jax.device_count()} device(s)")
-  print(f"grid: {args.resolution} x {args.resolution} x 2 maps x {len(REGULARIZERS)} regularizers "
-        f"= {cells} cells, + {len(config.budgets)} x {args.resolution} ceiling cells, float64")
-  print(f"jax sweep (jitted, warm, best of {args.repeats}): {jax_time:8.3f} s   (first call incl. compile: {first:.3f} s)")
-  print(f"numpy/scipy sweep (per-cell brentq)        : {numpy_time:8.3f} s")
-  print(f"speed-up (numpy / jax warm): {numpy_time / jax_time:8.1f}x   (numpy / jax incl. compile: {numpy_time / first:.1f}x)")
-  print("max relative disagreement: " + ", ".join(f"{k} {v:.1e}" for k, v in worst.items()))
+    new_cold = _timed(streamed)
+    new_warm = _timed(streamed)
+    old = _timed(lambda: legacy_sweep(config, old_dir))
+    size_new = (new_dir / "recall_sweep.csv").stat().st_size
+    size_old = (old_dir / "recall_sweep.csv").stat().st_size
+    print(f"end to end, resolution {n}: {rows:,} CSV rows + .npz, float64")
+    print(f"  streamed (11 columns, {size_new / 1e9:.2f} GB): first call {new_cold[0]:7.2f} s wall "
+          f"({new_cold[1]:.2f} s cpu), again (compiled) {new_warm[0]:7.2f} s wall ({new_warm[1]:.2f} s cpu)")
+    print(f"  legacy   ( 8 columns, {size_old / 1e9:.2f} GB): {old[0]:7.2f} s wall ({old[1]:.2f} s cpu)")
+    print(f"  speed-up (legacy / streamed): {old[0] / new_cold[0]:.1f}x first call, {old[0] / new_warm[0]:.1f}x "
+          f"compiled; cpu {old[1] / new_cold[1]:.1f}x / {old[1] / new_warm[1]:.1f}x")
+    entries.append(bench.entry(f"sweep end to end, resolution {n} ({rows:,} rows), first call", new_cold[0], "s",
+                               baseline="legacy writer (pandas to_csv, 8 columns)", baseline_value=old[0],
+                               run_s=new_warm[0], compile_s=new_cold[0] - new_warm[0]))
+    shutil.rmtree(new_dir)
+    shutil.rmtree(old_dir)
+
+    # 2. the command line, fresh processes
+    if args.cli:
+      cache = str(scratch / "jax-cache")
+      for res in sorted(int(v) for v in args.memory_resolutions.split(",") if v.strip()):
+        cold = _cli(res, cache, scratch)
+        warm = _cli(res, cache, scratch)
+        print(f"cli sweep --resolution {res} --no-figures: empty cache {cold[0]:7.2f} s wall ({cold[1]:.2f} s cpu), "
+              f"filled cache {warm[0]:7.2f} s wall ({warm[1]:.2f} s cpu); peak RSS {max(cold[2], warm[2]):.2f} GiB")
+        entries.append(bench.entry(f"cli sweep --resolution {res} --no-figures, filled cache", warm[0], "s",
+                                   baseline="empty cache", baseline_value=cold[0], run_s=warm[0],
+                                   peak_rss_gib=max(cold[2], warm[2])))
+
+    # 3. the math alone
+    if args.compare_resolution:
+      m = args.compare_resolution
+      cmp_config = SweepConfig(n_recall=m, n_y=m, dtype="float64")
+      start = time.perf_counter()
+      result = compute_sweep(cmp_config)
+      first = time.perf_counter() - start
+      start = time.perf_counter()
+      result = compute_sweep(cmp_config)
+      warm = time.perf_counter() - start
+      start = time.perf_counter()
+      base = numpy_sweep(result["recall"], result["ratio"], result["beta_axis"], cmp_config.fixed_beta,
+                         cmp_config.fixed_gap, cmp_config.budgets)
+      numpy_time = time.perf_counter() - start
+      worst = {}
+      for key in ("mass_gap_over_beta", "mass_beta", "ceiling"):
+        a, b = result[key], base[key]
+        rel = np.abs(a - b) / np.maximum(np.abs(b), 1e-300)
+        worst[key] = float(np.max(np.where(np.abs(a - b) < 1e-15, 0.0, rel)))
+      print(f"math only, resolution {m} ({2 * len(REGULARIZERS) * m * m:,} cells + law columns, in memory):")
+      print(f"  jax (jitted, warm): {warm:8.3f} s (first call incl. compile: {first:.3f} s)")
+      print(f"  numpy/scipy (per-cell brentq, no law columns): {numpy_time:8.3f} s")
+      print(f"  speed-up (numpy / jax warm): {numpy_time / warm:8.1f}x   (incl. compile: {numpy_time / first:.1f}x)")
+      print("  max relative disagreement: " + ", ".join(f"{k} {v:.1e}" for k, v in worst.items()))
+      entries.append(bench.entry(f"sweep math, resolution {m}, jitted", warm, "s",
+                                 baseline="numpy/scipy per-cell brentq", baseline_value=numpy_time,
+                                 compile_s=first - warm, run_s=warm))
+  finally:
+    shutil.rmtree(scratch, ignore_errors=True)
+  if args.json:
+    bench.write_report(args.json, "theory", entries)
 
 
 if __name__ == "__main__":

@@ -451,20 +451,33 @@ def _flags(values_CxYxR, recall_R, rows_BxY):
 def block_text(block: Block, recall: np.ndarray, regularizer: str) -> np.ndarray:
   """The CSV rows of one block as ``uint8 [rows * R, width]`` (or ``[n_bytes]`` for blocks
   with non-finite values, formatted by Python)."""
+  return assemble_text(*block_text_parts(block, recall, regularizer))
+
+
+def block_text_parts(block: Block, recall: np.ndarray, regularizer: str) -> tuple[bytes, np.ndarray]:
+  """``(prefix, body)``: the row prefix ``map,regularizer,`` and the rest of each row,
+  ``uint8 [rows * R, width]`` (or, for a block with non-finite values, the whole text as
+  ``uint8 [n_bytes]`` by Python, with an empty prefix). :func:`assemble_text` joins them."""
   rows = block.values.shape[1]
   pad = np.arange(rows).clip(max=block.rows - 1)
   y_rows = np.stack([block.beta[pad], block.gap[pad], (block.gap / block.beta)[pad]])
-  prefix = np.frombuffer(f"{block.map_name},{regularizer},".encode(), np.uint8)
+  prefix = f"{block.map_name},{regularizer},".encode()
   with jax.enable_x64(True):  # the digits need float64 arithmetic, whatever the sweep's dtype
     flags = np.asarray(_flags(block.values, recall, y_rows))
     if not flags[:, 0].all():
-      return np.frombuffer(_python_text(block, recall, y_rows, prefix.tobytes()).encode(), np.uint8)
+      return b"", np.frombuffer(_python_text(block, recall, y_rows, prefix).encode(), np.uint8)
     layout = tuple((3 if big else 2, bool(signed)) for _, big, signed in flags)
     body = np.asarray(_format_block(block.values, recall, y_rows, layout))[:block.rows]
-  body = body.reshape(block.rows * recall.size, -1)
-  text = np.empty((body.shape[0], prefix.size + body.shape[1]), np.uint8)
-  text[:, :prefix.size] = prefix
-  text[:, prefix.size:] = body
+  return prefix, body.reshape(block.rows * np.size(recall), -1)
+
+
+def assemble_text(prefix: bytes, body: np.ndarray) -> np.ndarray:
+  """Rows ``prefix + body[i]`` as one ``uint8 [rows, len(prefix) + width]`` array."""
+  if not prefix:
+    return body
+  text = np.empty((body.shape[0], len(prefix) + body.shape[1]), np.uint8)
+  text[:, :len(prefix)] = np.frombuffer(prefix, np.uint8)
+  text[:, len(prefix):] = body
   return text
 
 
@@ -534,21 +547,21 @@ def stream_sweep(config: SweepConfig, out: str | os.PathLike,
           concurrent.futures.ThreadPoolExecutor(max_workers=1) as writer:
         fh.write((",".join(CSV_COLUMNS) + "\n").encode())
 
-        def write(block: Block, text: np.ndarray, values: np.ndarray) -> None:
-          fh.write(memoryview(np.ascontiguousarray(text)).cast("B"))
+        def write(block: Block, prefix: bytes, body: np.ndarray, values: np.ndarray) -> None:
+          fh.write(memoryview(assemble_text(prefix, body)).cast("B"))
           _store_block(maps, block, values)
 
         pending = None
         for block in iter_blocks(config, grid):
-          # XLA formats this block while the writer thread puts the previous one on disk;
-          # at most two blocks are in flight (the memory bound).
-          text = block_text(block, recall_dev, config.regularizers[block.reg_index])
+          # XLA computes and formats this block while the writer thread joins the previous
+          # one's rows and puts them on disk; at most two blocks are in flight (the memory bound).
+          prefix, body = block_text_parts(block, recall_dev, config.regularizers[block.reg_index])
           values = np.asarray(block.values)
           counts["fallbacks"] += block.bisection_fallbacks
           counts["above"] += int(np.sum(values[0, :block.rows] > values[3, :block.rows] + schema.CEILING_TOLERANCE))
           if pending is not None:
             pending.result()
-          pending = writer.submit(write, block, text, values)
+          pending = writer.submit(write, block, prefix, body, values)
           if on_block is not None:
             on_block(block)
         if pending is not None:

@@ -202,7 +202,6 @@ _MOG_FLAGS = {"weight_min": "--recall-min", "weight_max": "--recall-max", "weigh
 
 def _run_mog(args: argparse.Namespace) -> int:
   import re
-  from recall_theory import io
   from recall_theory.errors import InputError
 
   kwargs = mog_arguments(args)
@@ -210,9 +209,10 @@ def _run_mog(args: argparse.Namespace) -> int:
     from recall_theory.mog.sweep import run_recall_sweep
   except ImportError as err:  # pragma: no cover
     raise InputError(f"--model mog needs the Mixture-of-Gaussians track: {err}") from err
-  out = io.prepare_output_dir(args.out)
   try:
-    run_recall_sweep(out, **kwargs)
+    # run_recall_sweep calls io.prepare_output_dir itself (after its own checks): hand it the
+    # target, not a staging folder of ours, or its files would be staged twice and never land
+    run_recall_sweep(args.out, **kwargs)
   except InputError as err:
     message = str(err)
     for name, flag in _MOG_FLAGS.items():

@@ -265,3 +265,13 @@ def test_sweep_no_figures_float32_subset(tmp_path, capsys):
     assert data["mass_beta"].dtype == np.float32
   assert len(_rows(out / "recall_ceiling.csv")) == 4
   assert "computed 2 regularizers x 2 maps x 4 x 4 cells" in capsys.readouterr().out
+
+
+def test_sweep_model_mog_lands_its_files_in_out(tmp_path, capsys):
+  """--model mog end to end on the smallest grid: the files land in --out (not in a staging folder)."""
+  out = tmp_path / "mog"
+  assert main(["sweep", "--model", "mog", "--resolution", "2", "--betas", "1", "--out", str(out)]) == 0
+  names = {p.name for p in out.iterdir()}
+  assert {"mog_recall_sweep.csv", "mog_recall_sweep.png", "run.json"} <= names
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["mog"]  # no staging folder or lock left over
+  assert "staging" not in capsys.readouterr().out
