@@ -133,6 +133,18 @@ def test_mog_recall_sweep(tmp_path):
   _assert_saved_ok(found, {"mog_recall_sweep"})
 
 
+def test_mog_taus(tmp_path):
+  """``mog --taus``: aligned mass against the student's recall over the KD temperature."""
+  from recall_theory.mog import figures
+  data = _npz("mog/taus/mog_taus_data.npz")
+  students = [str(s) for s in data["students"]]
+  results = {s: {key.rsplit("__", 1)[0]: value for key, value in data.items() if key.endswith(f"__{s}")}
+             for s in students}
+  with checking_saved_figures() as found:
+    figures.plot_taus(tmp_path, data["taus"], data["betas"], results)
+  _assert_saved_ok(found, {"mog_taus"})
+
+
 # --- transformer track and SmolLM2 (recall_theory/lm/report.py) -----------------------------
 
 @pytest.mark.parametrize("folder", ["lm", "lm/all_algorithms"])
@@ -142,6 +154,15 @@ def test_lm_comparison(tmp_path, folder):
   with checking_saved_figures() as found:
     report.plot_comparison(rows, tmp_path)
   _assert_saved_ok(found, {"lm_comparison"})
+
+
+def test_lm_tau_sweep(tmp_path):
+  """``lm --taus``: K-A / A-K share against the student's recall, with the law (lm/tau_sweep.py)."""
+  from recall_theory.lm import report, tau_sweep
+  rows = report.load_rows(_committed("lm/taus/lm_tau_sweep.csv"))
+  with checking_saved_figures() as found:
+    tau_sweep.plot_tau_sweep(rows, tmp_path)
+  _assert_saved_ok(found, {"lm_tau_sweep"})
 
 
 def test_smollm2_comparison(tmp_path):
