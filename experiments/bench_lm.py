@@ -196,8 +196,11 @@ def bench_config(args) -> int:
           f"{r['loss_first']:.3f} -> {r['loss_last']:.3f}")
   head = results[0]
   for r in results[1:]:
+    same = " (same attention path on this device: the ratio is timing noise)" \
+        if r["attention"] == head["attention"] and r["deterministic"] == head["deterministic"] \
+        else ""
     print(f"ratio [{head['label']}] / [{r['label']}]: "
-          f"{head['tokens_per_s'] / r['tokens_per_s']:.2f}x tokens/s")
+          f"{head['tokens_per_s'] / r['tokens_per_s']:.2f}x tokens/s{same}")
   if args.json:
     with open(args.json, "w") as fh:
       json.dump({"device": device.device_kind, "n_devices": n_dev, "config": args.config,
