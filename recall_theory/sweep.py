@@ -495,13 +495,47 @@ def _python_text(block: Block, recall: np.ndarray, y_rows: np.ndarray, prefix: b
   return "".join(lines)
 
 
-def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-  """``np.savez``'s layout (stored zip, one ``KEY.npy`` per array), each array streamed in
-  bounded slices (``np.lib.format.write_array`` buffers 16 MiB at a time)."""
+def _write_npz(path: Path, arrays: dict[str, "np.ndarray | Path"]) -> None:
+  """``np.savez``'s layout (stored zip, one ``KEY.npy`` per array). A value that is a path
+  names a finished ``.npy`` file, copied in 16 MiB pieces (never loaded whole)."""
   with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
     for key, array in arrays.items():
       with zf.open(f"{key}.npy", "w", force_zip64=True) as member:
-        np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+        if isinstance(array, Path):
+          with open(array, "rb") as source:
+            shutil.copyfileobj(source, member, 1 << 24)
+        else:
+          np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+
+
+class NpyRows:
+  """A ``.npy`` file written in contiguous row blocks with ``os.pwrite`` (no memory map).
+
+  ``rows[g, y0:y1] = values`` (or ``rows[y0:y1] = values`` for 2-D) writes the block at its
+  byte offset. Unlike a writable ``np.memmap``, the written pages are not mapped into the
+  process, so resident memory does not grow with the array.
+  """
+
+  def __init__(self, path: Path, shape: tuple[int, ...], dtype):
+    self.path, self.shape, self.dtype = Path(path), tuple(shape), np.dtype(dtype)
+    with open(self.path, "wb") as fh:
+      np.lib.format.write_array_header_2_0(
+          fh, {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape})
+      self.offset = fh.tell()
+      fh.truncate(self.offset + math.prod(self.shape) * self.dtype.itemsize)
+    self.fd = os.open(self.path, os.O_WRONLY)
+
+  def __setitem__(self, index, values) -> None:
+    index = index if isinstance(index, tuple) else (index,)
+    *lead, rows = index
+    inner = math.prod(self.shape[len(index):])
+    first = int(np.ravel_multi_index((*lead, rows.start), self.shape[:len(index)])) if lead else rows.start
+    data = np.ascontiguousarray(values, self.dtype)
+    assert data.size == (rows.stop - rows.start) * inner
+    os.pwrite(self.fd, data.tobytes(), self.offset + first * inner * self.dtype.itemsize)
+
+  def close(self) -> None:
+    os.close(self.fd)
 
 
 @dataclasses.dataclass
@@ -539,8 +573,7 @@ def stream_sweep(config: SweepConfig, out: str | os.PathLike,
   try:
     with _dtype_context(config.dtype):
       grid = axes(config)
-      maps = {k: np.lib.format.open_memmap(scratch / f"{k}.npy", mode="w+", dtype=config.dtype, shape=s)
-              for k, s in array_shapes(config).items()}
+      maps = {k: NpyRows(scratch / f"{k}.npy", s, config.dtype) for k, s in array_shapes(config).items()}
       recall_dev = jnp.asarray(grid["recall"])
       counts = dict(fallbacks=0, above=0)
       with io.atomic_path(out / "recall_sweep.csv") as tmp, open(tmp, "wb") as fh, \
@@ -568,9 +601,9 @@ def stream_sweep(config: SweepConfig, out: str | os.PathLike,
           pending.result()
       ceiling = ceilings(config, grid["recall"])
     for array in maps.values():
-      array.flush()
+      array.close()
     with io.atomic_path(out / "recall_sweep.npz") as tmp:
-      _write_npz(tmp, {**grid, **maps, **ceiling, **_scalars(config)})
+      _write_npz(tmp, {**grid, **{k: v.path for k, v in maps.items()}, **ceiling, **_scalars(config)})
     budgets, recall = ceiling["budgets"], grid["recall"]
     paths = [out / "recall_sweep.csv", out / "recall_sweep.npz"]
     paths.append(io.write_columns_csv(out / "recall_ceiling.csv", {

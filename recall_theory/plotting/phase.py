@@ -189,11 +189,21 @@ def trapped_share(result: dict) -> dict[tuple[str, str], float]:
 def phase_caption(result: dict, n_recall: int | None = None, n_y: int | None = None) -> str:
   """Caption of ``recall_phase`` written from the sweep's arrays (ranges, grid, trapped shares).
 
-  ``n_recall``/``n_y`` give the computed grid's size when ``result`` is a subsampled view.
+  ``result`` may be the figure's saved data (``recall_phase_data.npz``): a subsampled view
+  carries ``recall_index``/``y_index``, from which the computed grid's size is read
+  (``n_recall``/``n_y`` override it).
+
+  Example::
+
+    with np.load("figures/recall_phase_data.npz") as data:
+      text = phase_caption(data)
   """
   recall, ratio, beta_axis = (np.asarray(result[k]) for k in ("recall", "ratio", "beta_axis"))
-  n_recall = recall.size if n_recall is None else n_recall
-  n_y = ratio.size if n_y is None else n_y
+  files = getattr(result, "files", result)
+  if n_recall is None:
+    n_recall = int(np.asarray(result["recall_index"])[-1]) + 1 if "recall_index" in files else recall.size
+  if n_y is None:
+    n_y = int(np.asarray(result["y_index"])[-1]) + 1 if "y_index" in files else ratio.size
   shares = trapped_share(result)
   regs = [str(r) for r in result["regularizers"]]
 

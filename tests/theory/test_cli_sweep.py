@@ -275,3 +275,26 @@ def test_sweep_model_mog_lands_its_files_in_out(tmp_path, capsys):
   assert {"mog_recall_sweep.csv", "mog_recall_sweep.png", "run.json"} <= names
   assert sorted(p.name for p in tmp_path.iterdir()) == ["mog"]  # no staging folder or lock left over
   assert "staging" not in capsys.readouterr().out
+
+
+def test_captions_from_the_saved_figure_data(sweep_run):
+  """The README's captions come from the figure data files; every number in them is the data's."""
+  from recall_theory.plotting.phase import ceiling_caption, phase_caption, trapped_share
+  _, out, _ = sweep_run
+  with np.load(out / "recall_phase_data.npz") as data:
+    text = phase_caption(data)
+    shares = trapped_share(data)
+  assert f"({RESOLUTION} log-spaced points)" in text and "every point drawn" in text
+  assert "from 1e-12 to 0.5" in text and "gap/beta from 0.01 to 100 at beta = 1" in text
+  assert f"reverse KL (RLHF, DPO) {100 * shares[('gap_over_beta', 'reverse_kl')]:.0f}%" in text
+  assert "log10 pi*(A) = -9, -6, -3" in text
+  with np.load(out / "recall_ceiling_data.npz") as data:
+    text = ceiling_caption(data)
+    assert f"K = 0.1: {data['ceiling'][0, 0]:.3g}" in text
+
+
+def test_phase_caption_counts_the_computed_grid_of_a_subsampled_view():
+  from recall_theory.plotting.phase import phase_caption
+  result = sweep.compute_sweep(sweep.SweepConfig(n_recall=9, n_y=7))
+  text = phase_caption(sweep.subsample(result, 4))
+  assert "(9 log-spaced points)" in text and "(7 points each; drawn from 4 x 4 of the points)" in text
