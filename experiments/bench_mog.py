@@ -6,7 +6,9 @@
 2. The closed-form quadratic tilt of an 8-component mixture against its quadrature reference on a
    2-D grid: time per evaluation and the largest log-density difference.
 
-Usage:  python experiments/bench_mog.py [--seeds 4] [--betas 2] [--repeats 3] [--dtype float64]
+3. ``--stages``: the grid run's profile, compile and run time of each stage (vmapped over the runs).
+
+Usage:  python experiments/bench_mog.py [--seeds 4] [--betas 2] [--repeats 3] [--dtype float64] [--stages]
 Prints a small table and the ratios.
 """
 
@@ -133,6 +135,107 @@ def bench_tilt(args) -> None:
   print(f"  max |log pi* closed - quadrature|  : {err:.2e}   max |log Z difference|: {err_z:.2e}")
 
 
+def bench_stages(args) -> None:
+  """Profile of the grid run, stage by stage: compile and run time of each jitted, vmapped stage.
+
+  Stages follow :func:`recall_theory.mog.pipelines.run_single`: the references (EM teacher, KD
+  student), the exact route (tilts, exact KD, the reverse-KL control), PG (3 runs), DPO (pairs and 3
+  runs), sampled KD of the aligned teachers (4 fits), the metrics (15 models), and the post-pass
+  (exact tilt masses on the region rule). Run time is best of ``--repeats``, excluding compile.
+  """
+  import jax
+  import jax.numpy as jnp
+  from recall_theory.mog import distill as kd
+  from recall_theory.mog.dpo import DPOConfig, make_preference_pairs, train_dpo
+  from recall_theory.mog.grid_run import build_problem, exact_tilt_masses
+  from recall_theory.mog.metrics import metrics_on_grid
+  from recall_theory.mog.params import from_mixture, to_mixture
+  from recall_theory.mog.pg import PGConfig, train_pg
+  from recall_theory.mog.pipelines import profile_for, references, selective
+  from recall_theory.mog.quadrature import log_density_on_grid, tilt_on_grid, tilted_components
+  from recall_theory.mog.setup import MogConfig
+
+  cfg = MogConfig()
+  if args.config == "quick":
+    cfg = dataclasses.replace(cfg, n_teacher_samples=1000, n_student_samples=1000, em_iters=30, pg_steps=60,
+                              dpo_steps=60, dpo_pairs=512, control_steps=40, grid_n=81)
+  dtype = getattr(jnp, args.dtype)
+  problem = build_problem(cfg, dtype)
+  grid, land = problem.grid, problem.land
+  s, b, v = (a.ravel() for a in np.meshgrid(np.arange(args.seeds), np.geomspace(0.03, 3.0, args.betas),
+                                            np.arange(len(cfg.students)), indexing="ij"))
+  seeds, betas, var = jnp.asarray(s, jnp.uint32), jnp.asarray(b, dtype), jnp.asarray(v, jnp.int32)
+  refs = jax.jit(jax.vmap(lambda sd, vr: references(sd, vr, problem, cfg)))(seeds, var)
+  teacher, student = refs
+
+  def exact(t, st, beta, vr):
+    prof = profile_for(t, problem.truth, problem.table.log_profile_SxK[vr])
+    lw, comp, mu, cov = tilted_components(t, land.reward_G, beta, grid)
+    qs = [kd.distill_forward_grid(kd.selective_log_weights(lw, prof, tau), comp, mu, cov, grid,
+                                  problem.table.active_SxC[vr], n_iter=cfg.em_iters)
+          for tau in (cfg.kd_temperature, cfg.kd_recovery_temperature)]
+    log_at, _ = tilt_on_grid(log_density_on_grid(t, grid), land.reward_G, beta, grid)
+    control, _ = kd.distill_reverse_kl_grid(st, log_at, grid, n_steps=cfg.control_steps,
+                                           learning_rate=cfg.control_lr)
+    return qs, control
+
+  def pg(t, st, beta):
+    stack = lambda *xs: jax.tree_util.tree_map(lambda *a: jnp.stack(a), *xs)
+    inits = stack(from_mixture(st), from_mixture(t), from_mixture(st))
+    return jax.vmap(train_pg, in_axes=(0, 0, 0, None, None, None))(
+        jax.random.split(jax.random.PRNGKey(0), 3), inits, stack(st, t, t), problem.reward, beta,
+        PGConfig(n_steps=cfg.pg_steps, batch_size=cfg.pg_batch, learning_rate=cfg.pg_lr))[0]
+
+  def dpo(t, st, beta):
+    stack = lambda *xs: jax.tree_util.tree_map(lambda *a: jnp.stack(a), *xs)
+    pairs = jax.vmap(make_preference_pairs, in_axes=(0, 0, None, None, None))(
+        jax.random.split(jax.random.PRNGKey(1), 2), stack(st, t), problem.reward, cfg.dpo_pairs, 0.0)
+    pairs3 = jax.tree_util.tree_map(lambda a: a[jnp.asarray([0, 1, 1])], pairs)
+    inits = stack(from_mixture(st), from_mixture(t), from_mixture(st))
+    return jax.vmap(train_dpo, in_axes=(0, 0, None, None))(
+        inits, pairs3, beta, DPOConfig(n_steps=cfg.dpo_steps, learning_rate=cfg.dpo_lr, n_pairs=cfg.dpo_pairs))[0]
+
+  def sampled_kd(t, vr):
+    prof = profile_for(t, problem.truth, problem.table.log_profile_SxK[vr])
+    return [kd.distill_forward_samples(jax.random.PRNGKey(i), selective(t, prof, cfg.kd_temperature),
+                                       problem.table.active_SxC[vr], n_samples=cfg.n_student_samples,
+                                       n_iter=cfg.em_iters) for i in range(4)]
+
+  def metrics(t, st):
+    log_t = log_density_on_grid(t, grid)
+    log_s = log_density_on_grid(st, grid)
+    return jnp.stack([metrics_on_grid(log_s + 0.0 * i, log_t, land, grid, cfg.support_threshold)
+                      for i in range(15)])
+
+  stages = {
+      "references (EM teacher + KD student)": (lambda: jax.jit(jax.vmap(
+          lambda sd, vr: references(sd, vr, problem, cfg))), (seeds, var)),
+      "exact (tilts, exact KD x2, control)": (lambda: jax.jit(jax.vmap(exact)), (teacher, student, betas, var)),
+      "policy gradient (3 runs)": (lambda: jax.jit(jax.vmap(pg)), (teacher, student, betas)),
+      "DPO (pairs + 3 runs)": (lambda: jax.jit(jax.vmap(dpo)), (teacher, student, betas)),
+      "sampled KD of aligned teachers (4 fits)": (lambda: jax.jit(jax.vmap(sampled_kd)), (teacher, var)),
+      "metrics of 15 models on the grid": (lambda: jax.jit(jax.vmap(metrics)), (teacher, student)),
+  }
+  print(f"stages of the grid run, {len(s)} runs vmapped ({args.config} config, {args.dtype}, "
+        f"{jax.device_count()} {jax.devices()[0].platform} device(s))")
+  total_c = total_r = 0.0
+  for name, (make, inputs) in stages.items():
+    fn = make()
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*inputs))
+    first = time.perf_counter() - t0
+    run = _time(lambda: jax.block_until_ready(fn(*inputs)), args.repeats)
+    total_c += first - run
+    total_r += run
+    print(f"  {name:42s}: compile {first - run:7.2f} s  run {run:7.3f} s")
+  t0 = time.perf_counter()
+  flat_refs = jax.tree_util.tree_map(lambda a, c: jnp.concatenate([a, c]), student, teacher)
+  exact_tilt_masses(cfg, flat_refs, problem.reward, np.geomspace(0.03, 3.0, args.betas), dtype)
+  post = time.perf_counter() - t0
+  print(f"  {'post-pass: exact tilt masses (2 rules)':42s}: compile + run {post:7.2f} s")
+  print(f"  total: compile {total_c:.1f} s, run {total_r:.2f} s (+ post-pass {post:.1f} s)")
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--seeds", type=int, default=4)
@@ -141,10 +244,16 @@ def main() -> None:
   parser.add_argument("--grid-n", type=int, default=121)
   parser.add_argument("--map-batch", type=int, default=2, help="vmap chunk size inside lax.map")
   parser.add_argument("--dtype", choices=("float32", "float64"), default="float64")
+  parser.add_argument("--stages", action="store_true", help="profile the grid run stage by stage instead")
+  parser.add_argument("--config", choices=("default", "quick"), default="default",
+                      help="--stages: the default run's budget or --quick's")
   args = parser.parse_args()
   import jax
   if args.dtype == "float64":
     jax.config.update("jax_enable_x64", True)
+  if args.stages:
+    bench_stages(args)
+    return
   bench_tilt(args)
   bench_grid(args)
 

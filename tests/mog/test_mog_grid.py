@@ -21,7 +21,8 @@ SCRIPT = textwrap.dedent("""
     kw = dict(seeds=[0, 1, 2], betas=[0.05, 1.0])
     sharded = run_grid(cfg, devices=jax.devices(), **kw)
     single = run_grid(cfg, devices=jax.devices()[:1], **kw)
-    np.savez(sys.argv[1], sharded=sharded.metrics, single=single.metrics,
+    chunked = run_grid(cfg, devices=jax.devices()[:1], chunk_size=5, **kw)
+    np.savez(sys.argv[1], sharded=sharded.metrics, single=single.metrics, chunked=chunked.metrics,
              student_mass=sharded.student_target_mass, teacher_mass=sharded.teacher_target_mass)
     print(json.dumps({"devices": jax.device_count()}))
 """)
@@ -44,9 +45,14 @@ def grid_runs(tmp_path_factory):
 def test_eight_devices_equal_one_device(grid_runs):
   info, runs = grid_runs
   assert info["devices"] == 8
-  assert runs["sharded"].shape == (3, 2, 2, 4, 3, 8)  # seed, beta, student, pipeline, algorithm, metric
+  assert runs["sharded"].shape == (3, 2, 2, 5, 3, 8)  # seed, beta, student, pipeline (with A), algorithm, metric
   assert np.isfinite(runs["sharded"]).all()
   np.testing.assert_allclose(runs["sharded"], runs["single"], rtol=1e-6, atol=1e-9)
+
+
+def test_lax_map_chunks_equal_one_vmap(grid_runs):
+  _, runs = grid_runs
+  np.testing.assert_allclose(runs["chunked"], runs["single"], rtol=1e-6, atol=1e-9)
 
 
 def test_students_drop_the_target_and_exact_pipelines_order(grid_runs):
