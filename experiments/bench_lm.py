@@ -20,6 +20,8 @@ Usage::
   python experiments/bench_lm.py --config smollm2-135m                      # GPU: the goal run
   python experiments/bench_lm.py --config smollm2-135m --batch 1 --seq-len 64 --layers 2 \\
       --train-steps 2 --repeats 1                                          # CPU smoke (< 2 min)
+  python experiments/bench_lm.py --config smollm2-135m --batch 2 --layers 2 --compile-only
+                                                                           # memory: chunked vs full logits
   python experiments/bench_lm.py --preset gpu --batch 64 --seq-len 512
 
 Nothing is asserted about speed; numbers are printed (and written with --json).
@@ -127,6 +129,39 @@ def time_train(cfg: ModelConfig, batch: int, seq_len: int, steps: int, repeats: 
           "loss_last": losses_seen[-1]}
 
 
+def compiled_memory(cfg: ModelConfig, batch: int, seq_len: int, *, loss_chunk: int | None,
+                    mesh) -> dict:
+  """XLA's memory count of the train step, compiled from shapes only (nothing allocated)."""
+  tx = train_lib.make_optimizer(1e-4, 10 ** 6)
+  graphdef, abstract_state = nnx.eval_shape(lambda: train_lib.init_train_state(
+      Transformer(cfg, rngs=nnx.Rngs(0)), tx))
+  step = train_lib.make_train_step(graphdef, tx, mle_loss(loss_chunk), mesh)
+  data = {"tokens": jax.ShapeDtypeStruct((batch, seq_len + 1), jnp.int32)}
+  start = time.perf_counter()
+  mem = step.lower(abstract_state, data).compile().memory_analysis()
+  return {"compile_s": time.perf_counter() - start, "temp_bytes": int(mem.temp_size_in_bytes),
+          "argument_bytes": int(mem.argument_size_in_bytes)}
+
+
+def memory_report(args, cfg: ModelConfig, path: str, chunk: int | None, mesh) -> int:
+  """--compile-only: XLA's memory with the chunked loss head and with full logits."""
+  rows = []
+  for c in dict.fromkeys([chunk, None]):
+    r = compiled_memory(dataclasses.replace(cfg, attention=path), args.batch, args.seq_len,
+                        loss_chunk=c, mesh=mesh)
+    est = train_lib.estimate_train_memory(cfg, args.batch, args.seq_len, attention=path,
+                                          logits_chunk=c)
+    rows.append((c, r))
+    print(f"memory [loss head {'chunk ' + str(c) if c else 'full logits'}]: XLA temp "
+          f"{_gib(r['temp_bytes'])} + arguments {_gib(r['argument_bytes'])}; estimate total "
+          f"{_gib(est['total'])} (logits part {_gib(est['logits'])}); compile {r['compile_s']:.1f} s")
+  if len(rows) == 2:
+    saved = rows[1][1]["temp_bytes"] - rows[0][1]["temp_bytes"]
+    print(f"ratio: chunked / full-logits XLA temp memory = "
+          f"{rows[0][1]['temp_bytes'] / rows[1][1]['temp_bytes']:.2f} ({_gib(saved)} less)")
+  return 0
+
+
 def bench_config(args) -> int:
   device = jax.devices()[0]
   on_gpu = device.platform == "gpu"
@@ -151,7 +186,7 @@ def bench_config(args) -> int:
     est = train_lib.estimate_train_memory(cfg, per_device_batch, args.seq_len, attention=path,
                                           logits_chunk=chunk)
     estimates[path] = est
-    if free is not None and est["total"] > free:
+    if free is not None and est["total"] > free and not args.compile_only:  # allocates nothing
       raise BenchInputError(
           f"--config {args.config} --batch {args.batch} --seq-len {args.seq_len} needs about "
           f"{_gib(est['total'])} per device with {path} attention (estimate: state "
@@ -172,6 +207,8 @@ def bench_config(args) -> int:
     print(f"memory: free {_gib(free)} ({how}); estimate per device "
           + ", ".join(f"{p} attention {_gib(e['total'])}" for p, e in estimates.items()))
   mesh = sharding.make_mesh()
+  if args.compile_only:
+    return memory_report(args, cfg, main_path, chunk, mesh)
   runs = [(f"attention={args.attention} ({main_path})", main_path, False)]
   if main_path != "xla" or args.attention != "xla":
     runs.append(("baseline attention=xla", "xla", False))
@@ -334,6 +371,9 @@ def main(argv=None) -> int:
                       help="--config only: positions per chunk of the loss head (0: full logits)")
   parser.add_argument("--deterministic", action="store_true",
                       help="--config only: also time the step with XLA deterministic ops")
+  parser.add_argument("--compile-only", action="store_true",
+                      help="--config only: no timing; XLA's memory count with the chunked loss "
+                           "head and with full float32 logits, compiled from shapes")
   parser.add_argument("--train-steps", type=_positive("--train-steps"), default=None,
                       help="steps per timed repeat (default 10 with --config, 20 with --preset)")
   parser.add_argument("--repeats", type=_positive("--repeats"), default=3)
