@@ -109,8 +109,12 @@ def _is_concrete(value: Any) -> bool:
 
 
 def _as_array(name: str, value: Any) -> np.ndarray:
+  """``value`` on the host: float arrays as they are (no copy into float64: one pass less
+  per check on large inputs), anything else converted to float64."""
   try:
-    arr = np.asarray(value, dtype=np.float64)
+    arr = np.asarray(value)
+    if arr.dtype.kind != "f" or arr.dtype.itemsize < 4:
+      arr = arr.astype(np.float64)
   except (TypeError, ValueError) as err:
     raise InputError(f"{name} must be numeric, got {value!r}") from err
   return arr
@@ -215,14 +219,14 @@ def check_normal(name: str, value: Any) -> None:
              f"and would be flushed to zero; {hint}")
   if _is_concrete(value):
     # shown as the computation will see it (float32 1e-40 is 9.99995e-41), as under jit
-    with np.errstate(over="ignore"):
-      arr = np.abs(_as_array(name, value))
-      stored = arr.astype(np.dtype(dtype)).astype(np.float64)
+    arr = np.abs(_as_array(name, value))
     bad = (arr > 0) & (arr < tiny)
     if bad.any():
-      raise InputError(message.format(stored[bad].ravel()[0]))
-    huge = np.isfinite(arr) & (arr > float(jnp.finfo(dtype).max))
-    if huge.any():
+      with np.errstate(over="ignore"):
+        stored = arr[bad].ravel()[:1].astype(np.dtype(dtype)).astype(np.float64)
+      raise InputError(message.format(stored[0]))
+    huge = (arr > float(jnp.finfo(dtype).max)) & np.isfinite(arr) if arr.dtype.itemsize > np.dtype(dtype).itemsize else None
+    if huge is not None and huge.any():
       raise InputError(f"{name} = {arr[huge].ravel()[0]:g} overflows {np.dtype(dtype).name} "
                        f"(largest {float(jnp.finfo(dtype).max):g}); use float64")
     return

@@ -4,6 +4,15 @@ Every function is pure, jittable and vmappable, works in log space, and follows 
 inputs' dtype: enable float64 (``jax.config.update("jax_enable_x64", True)`` or the
 ``with recall_theory.theory.float64():`` context) for recalls below ~1e-38.
 
+Arguments are validated (one named :class:`recall_theory.errors.InputError`): eagerly on
+the host, and under ``jit``/``vmap`` through :func:`checked` (``checkify``), which raises
+the same error with the same message::
+
+    th.checked(jax.vmap(th.aligned_mass))(jnp.array([0.1, -0.1]), 1.0, 1.0)  # InputError
+
+A plain ``jax.jit`` compiles the checks away; ``with th.validation(False):`` skips them
+everywhere (hot loops). Measured cost: ``python tests/theory/bench_validation.py``.
+
 Identities (theory.md items), each checked numerically by ``recall-theory verify``:
 
 1. :func:`gibbs` -- the optimum ``pi* = pi_ref exp(r/beta)/Z`` and ``log Z``.
@@ -21,6 +30,7 @@ import contextlib
 
 import jax
 
+from recall_theory.errors import checked, validation
 from recall_theory.theory.ceiling import kl_ceiling, kl_ceiling_loose
 from recall_theory.theory.dpo import dpo_loss_exact, dpo_loss_minimum, ipo_loss_exact
 from recall_theory.theory.estimators import KL_ESTIMATORS, expected_estimator_gradient, k1, k2, k3

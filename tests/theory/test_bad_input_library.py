@@ -103,12 +103,31 @@ def test_plain_jit_stays_jittable_and_unchecked_path_has_no_error():
   np.testing.assert_allclose(np.asarray(jax.vmap(th.aligned_mass, (0, None, None))(jnp.array([0.1, 0.5]), 0.0, 1.0)),
                              [0.1, 0.5],
                              rtol=1e-6)
-  # valid input through `checked` returns the value
-  assert float(errors.checked(th.aligned_mass)(0.5, 0.0, 1.0)) == 0.5
+  # valid input through `checked` returns the value (theory re-exports the channel)
+  assert th.checked is errors.checked and th.validation is errors.validation
+  assert float(th.checked(th.aligned_mass)(0.5, 0.0, 1.0)) == 0.5
+  # composite jitted code: the check inside a lax.map body still surfaces as the InputError
+  body = lambda p: th.kl_ceiling(p, 1.0)
+  with pytest.raises(errors.InputError, match=r"^recall must lie in \[0, 1\], got -0\.1$"):
+    th.checked(lambda ps: jax.lax.map(body, ps))(jnp.array([0.2, -0.1]))
+  # static arguments pass through to jax.jit
+  safe_gibbs = th.checked(th.gibbs, static_argnames=("axis",))
+  with pytest.raises(errors.InputError, match="log_ref is -inf everywhere along axis 0"):
+    safe_gibbs(jnp.full((3, 2), -jnp.inf), jnp.zeros((3, 2)), 1.0, axis=0)
+
+
+def test_jit_traced_with_validation_off_stages_no_check():
+  # the opt-out is read at trace time: a function traced inside it carries no check at all
+  # (fresh lambdas: jax caches traces per function object, so a function traced before
+  # keeps the checks it was traced with)
+  with th.validation(False):
+    jaxpr = jax.make_jaxpr(lambda p, g, b: th.aligned_mass(p, g, b))(0.5, 1.0, 1.0)
+  assert "check" not in str(jaxpr)
+  assert "check" in str(jax.make_jaxpr(lambda p, g, b: th.aligned_mass(p, g, b))(0.5, 1.0, 1.0))
 
 
 def test_validation_opt_out():
-  with errors.validation(False):
+  with th.validation(False):
     assert not errors.validation_enabled()
     th.bernoulli_kl(np.nan, 0.3)  # unchecked: valid input is the caller's promise
     th.kl_ceiling(-0.1, 1.0)
