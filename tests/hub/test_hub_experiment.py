@@ -149,5 +149,5 @@ def test_smoke_path_writes_the_law_beside_every_aligned_model(tmp_path, monkeypa
   summary = (out / "smollm2_summary.md").read_text()
   assert "Options: --seeds 2 --out" in summary and "--quiet" in summary
   assert stats.SD_CAPTION in summary
-  assert "The law beside each aligned model" in summary and "| K-A | dpo | 2 |" in summary
+  assert "The law beside each aligned model" in summary and "| K-A | DPO | 2 |" in summary
   assert "Measured masses above their KL ceiling (lower end of the interval): 0." in summary

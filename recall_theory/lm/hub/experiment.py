@@ -247,6 +247,7 @@ def law_table(rows: list[dict]) -> str:
   algorithm (the reference is trained once), shown with their 95% intervals.
   """
   from recall_theory import stats
+  from recall_theory.lm import report
 
   def pm(values, fmt=".4f"):
     mean, sd, _ = stats.mean_sd(values)
@@ -269,7 +270,8 @@ def law_table(rows: list[dict]) -> str:
     first = group[0]
     seen = [r.get("target_samples_drawn", float("nan")) for r in group]
     lines.append(
-        f"| {pipe} | {alg} | {len(group)} | {pm([r['aligned_mass'] for r in group])} "
+        f"| {pipe} | {report.algorithm_name(alg)} | {len(group)} "
+        f"| {pm([r['aligned_mass'] for r in group])} "
         f"| {ci(first, 'predicted_mass')} | {ci(first, 'reference_recall')} "
         f"| {ci(first, 'delta_over_beta', '.3g')} | {pm([r['n_samples'] for r in group], '.0f')} "
         f"| {pm([r['expected_target_samples'] for r in group], '.3g')} "
