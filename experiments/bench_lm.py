@@ -181,20 +181,30 @@ def bench_config(args) -> int:
   n_dev = len(jax.devices())
   per_device_batch = max(args.batch // n_dev, 1)
   free, how = train_lib.free_device_memory(device)
-  estimates = {}
-  for path in dict.fromkeys([main_path, "xla"]):
-    est = train_lib.estimate_train_memory(cfg, per_device_batch, args.seq_len, attention=path,
-                                          logits_chunk=chunk)
-    estimates[path] = est
-    if free is not None and est["total"] > free and not args.compile_only:  # allocates nothing
-      raise BenchInputError(
+  if args.batch % n_dev:
+    raise BenchInputError(f"--batch {args.batch} must be divisible by the {n_dev} devices")
+
+  def estimate(path, batch):
+    return train_lib.estimate_train_memory(cfg, batch // n_dev, args.seq_len, attention=path,
+                                           logits_chunk=chunk)
+
+  est = estimate(main_path, args.batch)
+  if free is not None and est["total"] > free and not args.compile_only:  # allocates nothing
+    path = main_path
+    raise BenchInputError(
           f"--config {args.config} --batch {args.batch} --seq-len {args.seq_len} needs about "
           f"{_gib(est['total'])} per device with {path} attention (estimate: state "
           f"{_gib(est['state'])}, activations {_gib(est['activations'])}, attention "
           f"{_gib(est['attention'])}, logits {_gib(est['logits'])}) but {device.device_kind} has "
           f"{_gib(free)} free ({how}); lower --batch or --seq-len")
-  if args.batch % n_dev:
-    raise BenchInputError(f"--batch {args.batch} must be divisible by the {n_dev} devices")
+  # The XLA baseline materialises [B, H, L, L] scores: where the requested batch does not
+  # fit, it runs at the largest halved batch that does (its label names that batch).
+  baseline_batch = args.batch
+  while (free is not None and baseline_batch > n_dev
+         and estimate("xla", baseline_batch)["total"] > free):
+    baseline_batch = max(n_dev, (baseline_batch // 2) // n_dev * n_dev)
+  baseline_fits = free is None or estimate("xla", baseline_batch)["total"] <= free
+  estimates = {main_path: est, "xla": estimate("xla", baseline_batch)}
   flops_tok = cfg.flops_per_token(args.seq_len)
   peak = peak_flops(device)
   print(f"device: {device.device_kind} x{n_dev}; config {args.config}: "
@@ -204,24 +214,32 @@ def bench_config(args) -> int:
         f"loss head chunk {chunk or 'none (full logits)'}; "
         f"{flops_tok / 1e9:.3f} GFLOP/token (6N + attention)")
   if free is not None:
-    print(f"memory: free {_gib(free)} ({how}); estimate per device "
-          + ", ".join(f"{p} attention {_gib(e['total'])}" for p, e in estimates.items()))
+    print(f"memory: free {_gib(free)} ({how}); estimate per device: {main_path} attention "
+          f"{_gib(est['total'])} at batch {args.batch}"
+          + (f", xla baseline {_gib(estimates['xla']['total'])} at batch {baseline_batch}"
+             if main_path != "xla" else ""))
   mesh = sharding.make_mesh()
   if args.compile_only:
     return memory_report(args, cfg, main_path, chunk, mesh)
-  runs = [(f"attention={args.attention} ({main_path})", main_path, False)]
-  if main_path != "xla" or args.attention != "xla":
-    runs.append(("baseline attention=xla", "xla", False))
+  runs = [(f"attention={args.attention} ({main_path})", main_path, False, args.batch)]
+  if args.attention != "xla":
+    if baseline_fits:
+      label = "baseline attention=xla" + (f" batch {baseline_batch}"
+                                           if baseline_batch != args.batch else "")
+      runs.append((label, "xla", False, baseline_batch))
+    else:
+      print(f"baseline attention=xla skipped: even batch {baseline_batch} needs about "
+            f"{_gib(estimate('xla', baseline_batch)['total'])}, {_gib(free)} free")
   if args.deterministic:
-    runs.append((f"attention={main_path} deterministic", main_path, True))
+    runs.append((f"attention={main_path} deterministic", main_path, True, args.batch))
   results = []
-  for label, path, det in runs:
+  for label, path, det, batch in runs:
     run_cfg = dataclasses.replace(cfg, attention=path)
-    r = time_train(run_cfg, args.batch, args.seq_len, args.train_steps, args.repeats,
+    r = time_train(run_cfg, batch, args.seq_len, args.train_steps, args.repeats,
                    loss_chunk=chunk, deterministic=det, mesh=mesh)
     r["mfu"] = flops_tok * r["tokens_per_s"] / (peak * n_dev) if peak else None
-    r.update(label=label, attention=path, deterministic=det,
-             estimate_bytes=estimates.get(path, {}).get("total"))
+    r.update(label=label, attention=path, deterministic=det, batch=batch,
+             estimate_bytes=estimate(path, batch)["total"])
     results.append(r)
     mfu = (f"MFU {100 * r['mfu']:.1f}% of {peak / 1e12:.0f} TFLOP/s bf16 peak" if peak
            else "MFU n/a (no accelerator peak)")
