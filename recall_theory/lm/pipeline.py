@@ -53,6 +53,7 @@ from flax import nnx
 from recall_theory import schema
 from recall_theory.errors import InputError, check_positive
 from recall_theory.lm import checkpoint as ckpt_lib
+from recall_theory.lm import cost as cost_lib
 from recall_theory.lm import law as law_lib
 from recall_theory.lm import losses, metrics, sharding
 from recall_theory.lm.groundtruth import GroundTruth, MarkovMixture, MarkovMixtureConfig
@@ -222,6 +223,29 @@ class Runner:
     return nnx.merge(graphdef, state.params)
 
 
+# -- cost --------------------------------------------------------------------------------
+def stage_flops(*, trained: ModelConfig, train_sequences: int, seq_len: int, prompt_len: int,
+                sampler: ModelConfig | None = None, sampled: int = 0,
+                reference: ModelConfig | None = None, referenced: int = 0) -> dict:
+  """Training, sampling and reference FLOPs of one stage (:mod:`recall_theory.lm.cost`).
+
+  ``train_sequences`` sequences of ``seq_len = P + T`` tokens through forward + backward
+  of ``trained`` (the model sees the first ``L - 1``); ``sampled`` sequences drawn from
+  ``sampler`` with the KV cache (``T`` new tokens after ``P``); ``referenced`` sequences
+  scored by one forward of ``reference`` (log-prob precomputation, teacher logits).
+  """
+  positions = seq_len - 1  # tokens[:, :-1] go through the model
+  new_tokens = seq_len - prompt_len
+  return {
+      "train_flops": (train_sequences * positions
+                      * cost_lib.train_flops_per_token(trained, positions)),
+      "sampling_flops": (cost_lib.sampling_flops(sampler, sampled, prompt_len, new_tokens)
+                         if sampler is not None and sampled else 0.0),
+      "reference_flops": (cost_lib.reference_flops(reference, referenced, positions)
+                          if reference is not None and referenced else 0.0),
+  }
+
+
 # -- data builders ---------------------------------------------------------------------
 def _minibatch(key, arrays: dict, batch_size: int) -> dict:
   n = next(iter(arrays.values())).shape[0]
@@ -279,6 +303,9 @@ def train_teacher(runner: Runner, config: ExperimentConfig, groundtruth: GroundT
   model = runner.train(stage, init_model(config.teacher, config.seed), ("mle", p),
                        losses.make_mle_loss(p), cfg, make_batch)
   runner.stage_costs[stage]["samples"] = cfg.steps * cfg.batch_size  # fresh p* samples
+  runner.stage_costs[stage].update(stage_flops(
+      trained=config.teacher, train_sequences=cfg.steps * cfg.batch_size,
+      seq_len=p + groundtruth.seq_len, prompt_len=p))  # p* samples cost no model FLOPs
   return model
 
 
@@ -315,6 +342,11 @@ def distill(runner: Runner, config: ExperimentConfig, groundtruth: GroundTruth,
   model = runner.train(stage, init_model(config.student, init_seed), loss_key, loss_fn, cfg,
                        make_batch)
   runner.stage_costs[stage]["samples"] = config.distill_samples  # teacher samples at tau
+  runner.stage_costs[stage].update(stage_flops(
+      trained=config.student, train_sequences=cfg.steps * cfg.batch_size,
+      seq_len=p + groundtruth.seq_len, prompt_len=p, sampler=teacher.config,
+      sampled=config.distill_samples, reference=teacher.config,
+      referenced=0 if config.kd == "sequence" else cfg.steps * cfg.batch_size))
   return model
 
 
@@ -366,6 +398,18 @@ def align(runner: Runner, config: ExperimentConfig, groundtruth: GroundTruth,
     draws.update(samples=cfg.steps * cfg.batch_size, target=sum(seen.values()),
                  complete=len(seen) == cfg.steps)
   runner.stage_costs[stage]["samples"] = draws["samples"]
+  length = p + groundtruth.seq_len
+  if algorithm in PREFERENCE_ALGORITHMS:  # pairs from the reference, scored by it once
+    flops = stage_flops(trained=policy.config, train_sequences=2 * cfg.steps * cfg.batch_size,
+                        seq_len=length, prompt_len=p, sampler=reference.config,
+                        sampled=draws["samples"], reference=reference.config,
+                        referenced=0 if algorithm == "simpo" else draws["samples"])
+  else:  # on-policy samples, each scored by the reference
+    flops = stage_flops(trained=policy.config, train_sequences=cfg.steps * cfg.batch_size,
+                        seq_len=length, prompt_len=p, sampler=policy.config,
+                        sampled=draws["samples"], reference=reference.config,
+                        referenced=draws["samples"])
+  runner.stage_costs[stage].update(flops)
   return model
 
 
@@ -511,7 +555,9 @@ class Recorder:
     ``stage_steps``, ``stage_samples_drawn``, ``stage_seconds``; the sums over all into
     ``pipeline_steps``, ``pipeline_samples_drawn``, ``pipeline_seconds`` (samples drawn
     from p*, the teacher or a policy for training; evaluation and the law's reference
-    samples are kept apart, in ``eval_seconds``).
+    samples are kept apart, in ``eval_seconds``). FLOPs (:func:`stage_flops`, counted
+    from the configuration: training, KV-cache sampling, reference log-probs) likewise
+    as ``stage_*_flops`` and ``pipeline_*_flops`` with their sum ``pipeline_flops``.
     """
     key = jax.random.fold_in(jax.random.key(1_000_003), seed)
     row = {"track": "lm", "pipeline": pipeline, "algorithm": algorithm, "seed": seed,
@@ -528,11 +574,17 @@ class Recorder:
     costs = [self.runner.stage_costs.get(st, {}) for st in stages]
     own = costs[-1] if costs else {}
     row.update(stage_steps=own.get("steps", 0), stage_samples_drawn=own.get("samples", 0),
-               stage_seconds=own.get("seconds", 0.0),
-               pipeline_steps=sum(c.get("steps", 0) for c in costs),
+               stage_seconds=own.get("seconds", 0.0))
+    for kind in ("train_flops", "sampling_flops", "reference_flops"):
+      row[f"stage_{kind}"] = own.get(kind, 0.0)
+    row.update(pipeline_steps=sum(c.get("steps", 0) for c in costs),
                pipeline_samples_drawn=sum(c.get("samples", 0) for c in costs),
-               pipeline_seconds=sum(c.get("seconds", 0.0) for c in costs),
-               eval_seconds=time.perf_counter() - started)
+               pipeline_seconds=sum(c.get("seconds", 0.0) for c in costs))
+    for kind in ("train_flops", "sampling_flops", "reference_flops"):
+      row[f"pipeline_{kind}"] = sum(c.get(kind, 0.0) for c in costs)
+    row["pipeline_flops"] = sum(row[f"pipeline_{k}"] for k in ("train_flops", "sampling_flops",
+                                                                "reference_flops"))
+    row["eval_seconds"] = time.perf_counter() - started
     self.rows.append(row)
     return row
 

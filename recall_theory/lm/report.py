@@ -111,6 +111,29 @@ def law_table(summary: list[dict]) -> str:
   return "\n".join(lines) + "\n"
 
 
+COST_COLUMNS = ("pipeline_samples_drawn", "pipeline_steps", "pipeline_train_flops",
+                "pipeline_sampling_flops", "pipeline_reference_flops", "pipeline_flops",
+                "pipeline_seconds")
+
+
+def cost_table(rows: list[dict]) -> str:
+  """Markdown table: what each pipeline cost in total (mean over seeds) beside its outcome."""
+  if not rows or "pipeline_flops" not in rows[0]:
+    return ""
+  lines = ["| pipeline | algorithm | target share | samples drawn | steps | train GFLOPs | "
+           "sampling GFLOPs | reference GFLOPs | total GFLOPs | wall s |", "|" + "---|" * 10]
+  for e in summarize(rows):
+    rs = [r for r in rows if r["pipeline"] == e["pipeline"] and r["algorithm"] == e["algorithm"]]
+    mean = {k: float(np.mean([float(r[k]) for r in rs])) for k in COST_COLUMNS}
+    lines.append(
+        f"| {e['pipeline']} | {algorithm_name(e['algorithm'])} | "
+        f"{_fmt(e['target_share_mean'], e['target_share_sd'], '.3g')} | "
+        f"{mean['pipeline_samples_drawn']:.0f} | {mean['pipeline_steps']:.0f} | "
+        + " | ".join(f"{mean[k] / 1e9:.3g}" for k in COST_COLUMNS[2:6])
+        + f" | {mean['pipeline_seconds']:.0f} |")
+  return "\n".join(lines) + "\n"
+
+
 def operating_point(rows: list[dict], config) -> str:
   """Why K-A sits inside the trap at this operating point, in numbers from ``rows``."""
   lines = []
@@ -172,6 +195,14 @@ def summary_markdown(rows: list[dict], config, *, preset: str, seeds, elapsed: f
       + law_table(summary) +
       f"\n{within} of {len(aligned)} aligned models sit within their interval of the prediction, "
       f"{below} below it; {above} above their KL ceiling.\n\n"
+      "## Cost of each pipeline\n\n"
+      "Totals over every training stage of the pipeline (K-A: teacher, student, K-A; A-K: "
+      "teacher, A, distillation), mean over seeds: training draws (p*, teacher or policy "
+      "samples), optimiser steps, FLOPs counted from the configurations "
+      "(recall_theory.lm.cost: training forward+backward, KV-cache sampling, reference "
+      "log-probs), and wall time of the stages in this process (shared stages counted once "
+      "per pipeline; evaluation excluded).\n\n"
+      + cost_table(rows) + "\n"
       "## Metrics\n\n"
       f"Means ± sd over seeds; {stats.SD_CAPTION}. precision, recall and target_precision in "
       "nats per token; kl_ref in nats per sequence.\n\n"

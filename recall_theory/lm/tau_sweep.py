@@ -312,21 +312,33 @@ def plot_tau_sweep(rows: list[dict], out_dir: str | Path, name: str = "lm_tau_sw
           ax.plot(grid, np.clip(curve, floor, 1 - floor), "-", color="0.25", lw=0.7, zorder=2,
                   label="law: sigmoid(logit p + mean $\\Delta/\\beta$)")
           data[f"{alg}__law_curve_x"], data[f"{alg}__law_curve_y"] = grid, curve
+          # where the law lets K-A out: logit p + Delta/beta = 0
+          p_exit = 1 / (1 + math.exp(d))
+          ax.axvline(p_exit, ymax=0.5, color="0.25", lw=0.6, ls=(0, (1, 2)), zorder=1)  # below the labels
+          ax.annotate(f"law: K-A escapes\nfor p > {p_exit:.2g}", (p_exit, 0.5),
+                      textcoords="offset points", xytext=(3, -4), ha="left", va="top",
+                      fontsize=5.5, color="0.25")
+          data[f"{alg}__law_exit_recall"] = np.array(p_exit)
           for i, (e, x) in enumerate(zip(es, p)):  # staggered: close recalls do not collide
             ax.annotate(f"$\\tau$={e['tau']:g}", (x, 1 - floor),
                         textcoords="offset points", xytext=(0, -4 - 7 * (i % 3)), ha="center",
                         va="top", fontsize=5.5, color="0.35")
       ax.axhline(0.5, color="0.5", lw=0.6, ls=":", zorder=0)
       ax.axhspan(floor, 0.5, color="0.92", zorder=-1, lw=0)
-      ax.text(0.02, 0.03, "trap: share < 1/2", transform=ax.transAxes, fontsize=6, color="0.4")
+      ax.text(0.98, 0.03, "trap: share < 1/2", transform=ax.transAxes, fontsize=6, color="0.4",
+              ha="right")
       ax.set_xscale("log")
       ax.set_yscale("logit")
       ax.set_ylim(floor, 1 - floor)
       ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
       ax.yaxis.set_minor_locator(plt.NullLocator())
-      ax.set_xlabel(f"student recall $\\pi_{{student}}(A)$ (0 drawn at {x_floor:.1g})")
+      ax.set_xlabel("student recall $\\pi_{student}(A)$"
+                    + (f" (0 drawn at {x_floor:.1g})" if (recalls <= 0).any() else ""))
       ax.set_title(alg.upper() if alg != "simpo" else "SimPO")
     axes[0][0].set_ylabel("aligned target share $\\pi(A)$")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=3)
+    n_seeds = len({r["seed"] for r in rows})
+    fig.suptitle(f"small dots: seeds; large markers: mean over {n_seeds} seeds; bands: the law's "
+                 "95% interval; shares below 1e-4 drawn at 1e-4", fontsize=6.5)
     return save_figure(fig, out_dir, name, data=data)

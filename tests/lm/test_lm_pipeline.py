@@ -297,3 +297,28 @@ def test_trap_exit_interpolates_in_log_odds():
   assert trap_exit([0.5, 1.0], [0.6, 0.9]) == {"status": "always", "tau": 0.5}
   # first crossing wins; logit(0.1) = -2.197, logit(0.9) = +2.197 -> midpoint
   assert trap_exit([0.3, 0.6, 0.9], [0.01, 0.1, 0.9])["tau"] == pytest.approx(0.75)
+
+
+def test_rows_carry_each_pipelines_cost(reference_rows):
+  """Per-pipeline totals are the sums of their stages (issue 11): K-A = teacher + student + K-A."""
+  from recall_theory.lm import cost
+  by = {r["pipeline"]: r for r in reference_rows if r["seed"] == 0}
+  teacher, student, ka = by["teacher"], by["student"], by["K-A"]
+  for key in ("steps", "samples_drawn", "train_flops", "sampling_flops", "reference_flops"):
+    assert ka[f"pipeline_{key}"] == pytest.approx(
+        teacher[f"stage_{key}"] + student[f"stage_{key}"] + ka[f"stage_{key}"]), key
+  assert by["A-K"]["pipeline_steps"] == (CONFIG.teacher_train.steps + CONFIG.preference_train.steps
+                                         + CONFIG.student_train.steps)
+  # DPO: 2 samples per pair drawn from the reference (KV cache), each scored by it once
+  length, p = 1 + CONFIG.groundtruth.seq_len, 1
+  assert ka["stage_samples_drawn"] == 2 * CONFIG.n_pairs
+  assert ka["stage_sampling_flops"] == pytest.approx(
+      cost.sampling_flops(CONFIG.student, 2 * CONFIG.n_pairs, p, length - p))
+  assert ka["stage_reference_flops"] == pytest.approx(
+      cost.reference_flops(CONFIG.student, 2 * CONFIG.n_pairs, length - 1))
+  assert ka["stage_train_flops"] == pytest.approx(
+      2 * CONFIG.preference_train.steps * CONFIG.preference_train.batch_size * (length - 1)
+      * cost.train_flops_per_token(CONFIG.student, length - 1))
+  for r in reference_rows:
+    assert r["pipeline_flops"] == pytest.approx(
+        r["pipeline_train_flops"] + r["pipeline_sampling_flops"] + r["pipeline_reference_flops"])
