@@ -86,7 +86,8 @@ class DrawnText:
   artist: Text
   shown: str
   role: str
-  extent: Bbox
+  extent: Bbox  # the visible part: cut to the clip box of a clipped text
+  full_extent: Bbox
 
 
 def displayed_text(raw: str) -> str:
@@ -164,9 +165,8 @@ def _text_roles(fig: Figure) -> dict[int, str]:
   return roles
 
 
-def _visible_extent(text: Text, renderer) -> Bbox:
-  """The text's window extent, cut to its clip box when it is clipped."""
-  extent = text.get_window_extent(renderer)
+def _visible_extent(text: Text, extent: Bbox) -> Bbox:
+  """The part of a text's window extent inside its clip box (all of it when not clipped)."""
   clip = text.get_clip_box() if text.get_clip_on() else None
   if clip is not None:
     cut = Bbox.intersection(extent, clip)
@@ -177,33 +177,36 @@ def _visible_extent(text: Text, renderer) -> Bbox:
 def drawn_texts(fig: Figure) -> tuple[list[DrawnText], "matplotlib.backend_bases.RendererBase"]:
   """Draw ``fig`` with the Agg renderer and return every non-empty text it drew, in draw order.
 
-  The renderer's ``draw_text`` is wrapped on this one renderer instance (nothing global
-  changes), so exactly the texts that reach the picture are returned.
+  The renderer's ``draw_text`` and ``draw_tex`` are wrapped on this one renderer instance
+  (nothing global changes), so exactly the texts that reach the picture are returned.
   """
   if not isinstance(fig.canvas, FigureCanvasAgg):
     FigureCanvasAgg(fig)
   # The layout engine runs at the start of the draw (it measures texts without drawing them),
   # so one draw both lays the figure out and records the texts at their final places.
   renderer = fig.canvas.get_renderer()
-  seen: dict[int, Text] = {}
-  original = renderer.draw_text
+  seen: dict[int, Text] = {}  # id -> artist: each text once, however many lines it has
 
-  def recording_draw_text(gc, x, y, s, prop, angle, ismath=False, mtext=None):
-    if mtext is not None and s.strip():
-      seen.setdefault(id(mtext), mtext)
-    return original(gc, x, y, s, prop, angle, ismath=ismath, mtext=mtext)
+  def recording(method):
+    def record(gc, x, y, s, prop, angle, *args, mtext=None, **kwargs):
+      if mtext is not None and s.strip():
+        seen.setdefault(id(mtext), mtext)
+      return method(gc, x, y, s, prop, angle, *args, mtext=mtext, **kwargs)
+    return record
 
-  renderer.draw_text = recording_draw_text
+  renderer.draw_text = recording(renderer.draw_text)
+  renderer.draw_tex = recording(renderer.draw_tex)
   try:
     fig.canvas.draw()
   finally:
-    del renderer.draw_text
+    del renderer.draw_text, renderer.draw_tex  # back to the class's methods
   roles = _text_roles(fig)
   drawn = []
   for text in seen.values():
     shown = displayed_text(text.get_text())
     if shown:
-      drawn.append(DrawnText(text, shown, roles.get(id(text), "text"), _visible_extent(text, renderer)))
+      full = text.get_window_extent(renderer)
+      drawn.append(DrawnText(text, shown, roles.get(id(text), "text"), _visible_extent(text, full), full))
   return drawn, renderer
 
 
@@ -212,19 +215,20 @@ def _label(item: DrawnText) -> str:
   return f"{item.role} {raw if len(raw) <= 40 else raw[:37] + '...'!r}"
 
 
+def _intersections(boxes_Nx4: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Pairwise widths and heights (N, N) of the intersections of boxes (x0, y0, x1, y1); < 0: apart."""
+  x0, y0, x1, y1 = boxes_Nx4.T
+  width_NxN = np.minimum(x1[:, None], x1[None, :]) - np.maximum(x0[:, None], x0[None, :])
+  height_NxN = np.minimum(y1[:, None], y1[None, :]) - np.maximum(y0[:, None], y0[None, :])
+  return width_NxN, height_NxN
+
+
 def _overlaps(drawn: list[DrawnText], tolerance_px: float) -> list[str]:
-  problems = []
-  boxes = np.array([[d.extent.x0, d.extent.y0, d.extent.x1, d.extent.y1] for d in drawn]).reshape(-1, 4)
-  for i in range(len(drawn)):
-    for j in range(i + 1, len(drawn)):
-      if drawn[i].artist is drawn[j].artist:
-        continue
-      dx = min(boxes[i, 2], boxes[j, 2]) - max(boxes[i, 0], boxes[j, 0])
-      dy = min(boxes[i, 3], boxes[j, 3]) - max(boxes[i, 1], boxes[j, 1])
-      if dx > tolerance_px and dy > tolerance_px:
-        problems.append(f"overlap: {_label(drawn[i])} and {_label(drawn[j])} "
-                        f"({dx:.0f} x {dy:.0f} px)")
-  return problems
+  boxes_Nx4 = np.array([[d.extent.x0, d.extent.y0, d.extent.x1, d.extent.y1] for d in drawn]).reshape(-1, 4)
+  width_NxN, height_NxN = _intersections(boxes_Nx4)
+  hits = np.triu((width_NxN > tolerance_px) & (height_NxN > tolerance_px), k=1)  # i < j: each pair once
+  return [f"overlap: {_label(drawn[i])} and {_label(drawn[j])} "
+          f"({width_NxN[i, j]:.0f} x {height_NxN[i, j]:.0f} px)" for i, j in zip(*np.nonzero(hits))]
 
 
 def _off_canvas(fig: Figure, drawn: list[DrawnText], tolerance_px: float) -> list[str]:
@@ -242,7 +246,7 @@ def _clipped(drawn: list[DrawnText], renderer, tolerance_px: float) -> list[str]
   """Texts cut by their clip box (contour labels at an axes edge) by more than ``tolerance_px``."""
   problems = []
   for d in drawn:
-    full = d.artist.get_window_extent(renderer)
+    full = d.full_extent
     cut = max(d.extent.x0 - full.x0, full.x1 - d.extent.x1, d.extent.y0 - full.y0, full.y1 - d.extent.y1)
     if d.extent.width > 0 and cut > tolerance_px:
       problems.append(f"clipped: {_label(d)} is cut by {cut:.0f} px at the edge of its axes")
@@ -289,16 +293,17 @@ def _crowded_labels(drawn: list[DrawnText], overlap_px: float, clearance_px: flo
   return problems
 
 
-def _densified(polyline: np.ndarray, step_px: float) -> np.ndarray:
-  """Points along a polyline (N, 2) no more than ``step_px`` apart (vertices included)."""
-  polyline = polyline[np.all(np.isfinite(polyline), axis=1)]
-  if len(polyline) < 2:
-    return polyline
-  pieces = [polyline[:1]]
-  for start, end in zip(polyline[:-1], polyline[1:]):
-    n = max(int(np.ceil(np.hypot(*(end - start)) / step_px)), 1)
-    pieces.append(start + (end - start) * (np.arange(1, n + 1) / n)[:, None])
-  return np.concatenate(pieces)
+def _densified(polyline_Nx2: np.ndarray, step_px: float) -> np.ndarray:
+  """Points along a polyline (N, 2) no more than ``step_px`` apart, its vertices included."""
+  polyline_Nx2 = polyline_Nx2[np.all(np.isfinite(polyline_Nx2), axis=1)]
+  if len(polyline_Nx2) < 2:
+    return polyline_Nx2
+  start, step = polyline_Nx2[:-1], np.diff(polyline_Nx2, axis=0)
+  pieces = np.maximum(np.ceil(np.hypot(step[:, 0], step[:, 1]) / step_px), 1).astype(int)
+  segment = np.repeat(np.arange(len(step)), pieces)  # which segment each new point lies on
+  first = np.repeat(np.cumsum(pieces) - pieces, pieces)
+  fraction = (np.arange(segment.size) - first + 1) / pieces[segment]  # in (0, 1]
+  return np.concatenate([polyline_Nx2[:1], start[segment] + step[segment] * fraction[:, None]])
 
 
 def _line_points(ax, step_px: float) -> np.ndarray:
@@ -339,8 +344,8 @@ def _labels_on_lines(fig: Figure, drawn: list[DrawnText], renderer, tolerance_px
     size = upright.get_window_extent(renderer)
     angle = np.deg2rad(d.artist.get_rotation())
     cos, sin = np.cos(angle), np.sin(angle)
-    centre = np.array([(d.artist.get_window_extent(renderer).x0 + d.artist.get_window_extent(renderer).x1) / 2,
-                       (d.artist.get_window_extent(renderer).y0 + d.artist.get_window_extent(renderer).y1) / 2])
+    full = d.full_extent
+    centre = np.array([(full.x0 + full.x1) / 2, (full.y0 + full.y1) / 2])
     shifted = points - centre
     along = shifted[:, 0] * cos + shifted[:, 1] * sin
     across = -shifted[:, 0] * sin + shifted[:, 1] * cos
