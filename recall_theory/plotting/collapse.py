@@ -374,6 +374,7 @@ def summarize(table: dict[str, np.ndarray]) -> dict:
   fed = sampled & (table["expected_target_samples"] >= 1.0)
   summary["starved"], summary["starved_below"] = int(starved.sum()), int((starved & below).sum())
   summary["fed"], summary["fed_below"] = int(fed.sum()), int((fed & below).sum())
+  summary["below_colour_range"] = int((sampled & (table["expected_target_samples"] < 10.0 ** COLOUR_MIN)).sum())
   summary["zero_expected"] = int((sampled & (table["expected_target_samples"] <= 0)).sum())
   summary["duplicates"] = int(table.get("duplicates", 0))
   summary["no_prediction"] = [(str(k), int(v)) for k, v in table.get("no_prediction", [])]
@@ -425,7 +426,7 @@ def caption(summary: dict, *, skipped: Sequence[tuple[Path, str]] = (), options:
       f"aligned model against the law's optimum sigmoid(logit p_ref + Delta/beta), both on log-odds "
       f"axes; {summary['n']} models ({per_track}). Marker: track and algorithm; colour: log10 of the "
       f"expected number of target samples n q among the draws the algorithm trained on (hollow: exact "
-      f"tilt, no samples). Grey bars join each prediction to the KL ceiling t*(p_ref, KL paid) "
+      f"tilt, no samples{'; below 1e' + str(int(COLOUR_MIN)) + ' at the arrow of the colour bar' if summary['below_colour_range'] else ''}). Grey bars join each prediction to the KL ceiling t*(p_ref, KL paid) "
       f"(dash): no policy within that KL has more target mass. Whiskers: intervals where the "
       f"estimate is not exact. (b) The trap boundary Delta/beta = log((1 - p)/p); below it (shaded) "
       f"the optimum keeps pi(A) < 1/2; {summary['in_trap']} of the {summary['n']} runs lie inside it.",
@@ -449,8 +450,10 @@ def caption(summary: dict, *, skipped: Sequence[tuple[Path, str]] = (), options:
          if summary["ceiling_unknown"] else ""),
       f"**Axes.** Masses are clipped to [{floor}, 1 - {_fmt_floor(upper)}] on the logit axes "
       f"({_plural(summary['clipped'], 'model', 'models')} clipped; the verdict uses the same clipped "
-      f"logits): a mass of exactly 0 is drawn at the floor {floor}, a decade below the mass closest "
-      f"to 0 or 1, "
+      + (f"logits): a mass of exactly 0 is drawn at the floor {floor}, a decade below the mass closest "
+         f"to 0 or 1, " if summary["floor"] > FLOOR_MIN else
+         f"logits): masses below {floor} (exact zeros and exact masses smaller than that) are drawn at "
+         f"{floor}, ")
       + (f"a mass of exactly 1 at 1 - {floor}." if upper == summary["floor"] else
          f"a mass within {_fmt_floor(upper)} of 1 at 1 - {_fmt_floor(upper)} (results CSVs carry 9 "
          f"significant digits, so 1 - m below {_fmt_floor(upper)} is not resolved)."),
@@ -485,18 +488,26 @@ def _style_keys(table: dict[str, np.ndarray]) -> list[tuple[str, str]]:
                 key=lambda p: (order.get(p[0], 99), p[1]))
 
 
+COLOUR_MIN = -3.0  # log10 n q: below one target sample in a thousand runs, all look alike
+
+
 def _colour_values(table: dict[str, np.ndarray]) -> tuple[np.ndarray, float, float]:
-  """log10 expected target samples (NaN for exact tilts) and the colour range."""
+  """log10 expected target samples (NaN for exact tilts) and the colour range.
+
+  The range is cut at ``COLOUR_MIN`` below (the bar's arrow): the sampling trap turns on
+  around n q = 1, so the colours resolve that region, not 1e-22 against 1e-20.
+  """
   expected = table["expected_target_samples"]
   sampled = table["n_samples"] > 0
   with np.errstate(divide="ignore"):
     value = np.where(sampled, np.log10(np.where(expected > 0, expected, np.nan)), np.nan)
   finite = value[np.isfinite(value)]
   low, high = (math.floor(finite.min()), math.ceil(finite.max())) if finite.size else (0.0, 1.0)
+  low, high = max(low, COLOUR_MIN), max(high, 1.0)
   if high <= low:
     low, high = low - 1, high + 1
   # Sampled runs whose sampler never has target mass (n q = 0) sit at the bottom of the scale.
-  value = np.where(sampled & ~np.isfinite(value), low, value)
+  value = np.where(sampled & ~np.isfinite(value), -np.inf, value)
   return value, float(low), float(high)
 
 
@@ -590,7 +601,7 @@ def collapse_figure(table: dict[str, np.ndarray]):
     # Ceiling band: from each prediction (on the identity line) up to its KL ceiling.
     known = np.isfinite(ceiling)
     segments = [[(xi, xi), (xi, ci)] for xi, ci in zip(x[known], ceiling[known])]
-    ax_a.add_collection(LineCollection(segments, colors="0.75", linewidths=2.0, alpha=0.6, zorder=0,
+    ax_a.add_collection(LineCollection(segments, colors="0.8", linewidths=1.6, alpha=0.45, zorder=0,
                                        rasterized=rasterized))
     ax_a.scatter(x[known], ceiling[known], marker="_", s=size * 1.2, color="0.45", linewidths=0.8,
                  zorder=1, rasterized=rasterized)
@@ -652,8 +663,8 @@ def collapse_figure(table: dict[str, np.ndarray]):
 
     sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
     bar = fig.colorbar(sm, ax=[ax_a, ax_b], location="right", shrink=0.9, pad=0.01,
-                       extend="min" if (colour_value[~exact] <= c_low).any() else "neither")
-    bar.set_label(r"$\log_{10}$ expected target samples $n\,q$")
+                       extend="min" if (colour_value[~exact] < c_low).any() else "neither")
+    bar.set_label("expected target samples\n" + r"$\log_{10}\,n\,q$")
 
     def group_handle(key):
       only_exact = bool(exact[(table["track"] == key[0]) & (table["algorithm"] == key[1])].all())
