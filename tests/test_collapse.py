@@ -339,8 +339,14 @@ def test_figure_over_eighteen_decades_has_no_layout_problems(tmp_path):
          aligned=np.array([0.0, 1.0]))
   files, _ = collapse.find_result_files([tmp_path], strict=True)
   table = collapse.classify(collapse.load_points(files))
-  fig, _ = collapse.collapse_figure(table)
+  fig, data = collapse.collapse_figure(table)
   assert check_figure(fig) == []
+  # colours resolve n q from 1e-3 up; fewer expected target samples sit at the bar's arrow
+  starved = table["expected_target_samples"][table["n_samples"] > 0] < 1e-3
+  assert starved.any()
+  summary = collapse.summarize(table)
+  assert summary["below_colour_range"] == int(starved.sum())
+  assert "below 1e-3 at the arrow of the colour bar" in collapse.caption(summary)
   ticks, labels = collapse.probability_ticks(1e-9, 1 - 1e-9, 5)
   gaps = np.diff(_logit(np.asarray(ticks)))
   assert len(ticks) <= 6 and gaps.min() >= _logit(1 - 1e-9) * 2 / 5 * (1 - 1e-9)
