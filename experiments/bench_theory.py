@@ -157,24 +157,41 @@ def _timed(fn):
   return time.perf_counter() - wall, _cpu() - cpu
 
 
+def _peak_rss_of(proc: subprocess.Popen) -> float:
+  """Wait for ``proc``; return its peak resident memory in GiB (VmHWM, polled).
+
+  Not ``ru_maxrss``: Linux carries the parent's high-water mark into a forked child, so a
+  child of this (large) benchmark process would report the parent's memory.
+  """
+  peak = 0
+  while proc.poll() is None:
+    try:
+      with open(f"/proc/{proc.pid}/status") as fh:
+        for line in fh:
+          if line.startswith("VmHWM:"):
+            peak = max(peak, int(line.split()[1]))
+    except OSError:  # exited between poll and open
+      pass
+    time.sleep(0.05)
+  return peak / 2 ** 20
+
+
 def _cli(resolution: int, cache: str, scratch: Path) -> tuple[float, float, float]:
   """(wall s, child cpu s, peak RSS GiB) of one ``recall-theory sweep --no-figures`` process."""
   out = scratch / f"cli-{resolution}"
   before = resource.getrusage(resource.RUSAGE_CHILDREN)
   start = time.perf_counter()
-  # a fresh child per run: ru_maxrss of RUSAGE_CHILDREN is the largest child so far, so run the
-  # resolutions in increasing order (or read it per child with os.wait4, as here)
   proc = subprocess.Popen([sys.executable, "-m", "recall_theory", "--compile-cache", cache, "sweep",
                            "--resolution", str(resolution), "--no-figures", "--out", str(out)],
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-  _, status, usage = os.wait4(proc.pid, 0)
+  peak = _peak_rss_of(proc)
   wall = time.perf_counter() - start
-  proc.returncode = os.waitstatus_to_exitcode(status)
+  after = resource.getrusage(resource.RUSAGE_CHILDREN)
   if proc.returncode:
     raise RuntimeError(f"sweep --resolution {resolution} failed: {proc.stderr.read().decode()[-500:]}")
   shutil.rmtree(out, ignore_errors=True)
-  del before
-  return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 2 ** 20
+  cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+  return wall, cpu, peak
 
 
 def main() -> None:
@@ -199,6 +216,18 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, jax {jax.__version__} "
           f"on {jax.devices()[0].platform}, {jax.device_count()} device(s); load average "
           f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    # 2. the command line, fresh processes
+    if args.cli:
+      cache = str(scratch / "jax-cache")
+      for res in sorted(int(v) for v in args.memory_resolutions.split(",") if v.strip()):
+        cold = _cli(res, cache, scratch)
+        warm = _cli(res, cache, scratch)
+        print(f"cli sweep --resolution {res} --no-figures: empty cache {cold[0]:7.2f} s wall ({cold[1]:.2f} s cpu), "
+              f"filled cache {warm[0]:7.2f} s wall ({warm[1]:.2f} s cpu); peak RSS {max(cold[2], warm[2]):.2f} GiB")
+        entries.append(bench.entry(f"cli sweep --resolution {res} --no-figures, filled cache", warm[0], "s",
+                                   baseline="empty cache", baseline_value=cold[0], run_s=warm[0],
+                                   peak_rss_gib=max(cold[2], warm[2])))
+
     # 1. end to end, files included
     n = args.resolution
     config = SweepConfig(n_recall=n, n_y=n, dtype="float64")
@@ -227,18 +256,6 @@ def main() -> None:
                                run_s=new_warm[0], compile_s=new_cold[0] - new_warm[0]))
     shutil.rmtree(new_dir)
     shutil.rmtree(old_dir)
-
-    # 2. the command line, fresh processes
-    if args.cli:
-      cache = str(scratch / "jax-cache")
-      for res in sorted(int(v) for v in args.memory_resolutions.split(",") if v.strip()):
-        cold = _cli(res, cache, scratch)
-        warm = _cli(res, cache, scratch)
-        print(f"cli sweep --resolution {res} --no-figures: empty cache {cold[0]:7.2f} s wall ({cold[1]:.2f} s cpu), "
-              f"filled cache {warm[0]:7.2f} s wall ({warm[1]:.2f} s cpu); peak RSS {max(cold[2], warm[2]):.2f} GiB")
-        entries.append(bench.entry(f"cli sweep --resolution {res} --no-figures, filled cache", warm[0], "s",
-                                   baseline="empty cache", baseline_value=cold[0], run_s=warm[0],
-                                   peak_rss_gib=max(cold[2], warm[2])))
 
     # 3. the math alone
     if args.compare_resolution:

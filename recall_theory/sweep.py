@@ -58,13 +58,16 @@ MAPS = ("gap_over_beta", "beta")
 CSV_COLUMNS = ("map", "regularizer", "recall", "beta", "gap", "gap_over_beta", "aligned_mass", "kl",
                "reference_recall", "predicted_mass", "kl_ceiling")
 MAX_RESOLUTION = 10_000
-DEFAULT_CHUNK_CELLS = 1 << 20
-# Bytes per grid cell of one block in flight, measured (peak RSS over resolution 200..4000,
-# experiments/bench_theory.py --memory): XLA's temporaries of the chi^2 solve and the
-# text (about 140 bytes per row) twice (the block being formatted and the one being written).
-BYTES_PER_CHUNK_CELL = 900
-BASE_MEMORY_BYTES = 600 * 2 ** 20  # python + jax + matplotlib, measured
+DEFAULT_CHUNK_CELLS = 1 << 17  # 131072 cells: blocks small enough for the allocator to reuse their memory
+# Peak resident memory = BASE + BYTES_PER_CHUNK_CELL x cells per block, fitted above the peaks
+# measured (VmHWM, `recall-theory sweep --no-figures`): 0.65 GB with blocks of 2^17 cells and
+# 1.25 GB with 2^20 at resolution 1000 (experiments/bench_theory.py --cli reports it per resolution).
+# A block in flight: XLA's temporaries (chi^2 solve, Newton ceiling, text digits), its text
+# (~150 bytes per row) and the previous block's text being written.
+BYTES_PER_CHUNK_CELL = 800
+BASE_MEMORY_BYTES = 600 * 2 ** 20  # python, jax, numpy, the compiled programs
 CSV_BYTES_PER_ROW_MAX = 25 + 9 * 16  # prefix + 9 numbers with separators, 3-digit exponents
+_FALLBACK_CELLS = 4096
 _NEWTON_STEPS = 6  # cap: from the regularizer's own mass 1-3 steps reach float precision; the rest bisect
 
 
@@ -301,9 +304,13 @@ def _fix_unconverged(values, converged, recall):
   host = np.array(values)
   bad = ~np.asarray(converged)
   p = np.broadcast_to(np.asarray(recall)[None, :], bad.shape)[bad]
-  size = 1 << max(6, int(p.size - 1).bit_length())  # padded to a power of two: few compilations
-  padded = lambda v: np.concatenate([v, np.full(size - v.size, v[-1], v.dtype)])
-  host[3][bad] = np.asarray(th.kl_ceiling(padded(p), padded(host[1][bad])))[:p.size]
+  kl = host[1][bad]
+  ceiling = np.empty_like(kl)
+  for start in range(0, p.size, _FALLBACK_CELLS):  # fixed-size pieces: one compilation
+    piece = slice(start, min(p.size, start + _FALLBACK_CELLS))
+    pad = np.arange(_FALLBACK_CELLS).clip(max=piece.stop - piece.start - 1)
+    ceiling[piece] = np.asarray(th.kl_ceiling(p[piece][pad], kl[piece][pad]))[:piece.stop - piece.start]
+  host[3][bad] = ceiling
   return jnp.asarray(host)
 
 
