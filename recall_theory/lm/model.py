@@ -226,10 +226,17 @@ def apply_rope(x_BxLxNxDh: jax.Array, positions_BxL: jax.Array, theta: float) ->
   return out.astype(x_BxLxNxDh.dtype)
 
 
+def _on_cuda_gpu() -> bool:
+  if jax.default_backend() != "gpu":
+    return False
+  version = getattr(jax.devices()[0].client, "platform_version", "") or ""
+  return "rocm" not in version.lower()  # ROCm GPUs report "gpu" too but have no cuDNN
+
+
 def cudnn_supported(dtype, head_dim: int) -> bool:
-  """Whether cuDNN flash attention can run here: a GPU, fp16/bf16, Dh % 8 == 0, Dh <= 128."""
-  return (jax.default_backend() == "gpu" and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16)
-          and head_dim % 8 == 0 and head_dim <= 128)
+  """Whether cuDNN flash attention can run: an NVIDIA GPU, fp16/bf16, Dh % 8 == 0, Dh <= 128."""
+  return (jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16) and head_dim % 8 == 0
+          and head_dim <= 128 and _on_cuda_gpu())
 
 
 def resolve_attention(implementation: str, dtype, head_dim: int, cached: bool) -> str:
