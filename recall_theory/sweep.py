@@ -22,8 +22,8 @@ KL-budget ceiling ``kl_ceiling(p, K)`` for a few budgets K.
 
 Bounded memory: the grid is evaluated in blocks of at most ``chunk_cells`` cells, one
 jitted program per regularizer (compiled once: every block has the same shape), and
-:func:`write_sweep` streams each block to the CSV (text formatted by XLA,
-:mod:`recall_theory.textformat`) and to memory-mapped arrays that become the ``.npz``.
+:func:`stream_sweep` streams each block to the CSV (text formatted by XLA,
+:mod:`recall_theory.textformat`) and to ``.npy`` scratch files that become the ``.npz``.
 Peak memory depends on ``chunk_cells``, not on the resolution
 (:func:`estimate_memory_bytes`); :func:`compute_sweep` is the in-memory variant for
 small grids and tests.
@@ -358,7 +358,7 @@ def compute_sweep(config: SweepConfig) -> dict[str, np.ndarray]:
   for map in (gap_over_beta, beta) (G regularizers in ``config.regularizers`` order),
   ``budgets [B]``, ``ceiling / ceiling_loose [B, R]``, ``half_mass_ratio [R]`` (gap/beta
   where the reverse-KL optimum reaches mass 1/2: the trap boundary). Memory grows with
-  the grid (about 60 bytes per cell); :func:`write_sweep` streams large grids to disk.
+  the grid (about 60 bytes per cell); :func:`stream_sweep` streams large grids to disk.
   """
   config.validate()
   with _dtype_context(config.dtype):
@@ -388,8 +388,9 @@ def disk_bytes_estimate(config: SweepConfig) -> int:
 
 
 def estimate_memory_bytes(config: SweepConfig, figure_points: int = 0) -> int:
-  """Peak resident memory of :func:`write_sweep`: independent of the resolution beyond
-  the block size (the arrays are memory-mapped files, the figure reads a subsampled grid)."""
+  """Peak resident memory of :func:`stream_sweep` and its figures: independent of the
+  resolution beyond the block size (the per-cell arrays go to files by ``pwrite``, the
+  figures read a subsampled grid of at most ``figure_points`` per axis)."""
   cells = config.rows_per_chunk * config.n_recall
   figure = 2 * 3 * len(config.regularizers) * figure_points ** 2 * 8
   axes_bytes = 8 * (config.n_recall * (8 + len(config.budgets) * 2) + 4 * config.n_y)
@@ -548,8 +549,9 @@ class NpyRows:
 @dataclasses.dataclass
 class SweepFiles:
   """What :func:`stream_sweep` wrote: the paths, the result (per-cell arrays as read-only
-  memory maps, valid inside the ``with`` block), and two counts that must be zero:
-  cells whose ceiling needed the bisection fallback and cells above their KL ceiling."""
+  memory maps, valid inside the ``with`` block), the count of cells whose ceiling the
+  Newton solve left to ``theory.kl_ceiling``'s bisection (informative), and the count of
+  cells whose aligned mass lies above its KL ceiling (must be zero: a bug otherwise)."""
   paths: list[Path]
   result: dict[str, np.ndarray]
   bisection_fallbacks: int
@@ -564,7 +566,7 @@ def stream_sweep(config: SweepConfig, out: str | os.PathLike,
   Writes ``recall_sweep.csv`` (:data:`CSV_COLUMNS`, one row per map, regularizer, y and
   recall, in that order; 9 significant digits, fixed width), ``recall_sweep.npz`` (the
   arrays of :func:`compute_sweep`) and ``recall_ceiling.csv``, each whole or not at all.
-  The per-cell arrays live in memory-mapped scratch files under ``out`` until the ``with``
+  The per-cell arrays live in ``.npy`` scratch files under ``out`` (mapped read-only) until the ``with``
   block ends (then they are removed), so figures and summaries read a subsampled grid of
   any size without loading it. ``on_block`` is called after each block (progress).
 

@@ -122,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     result = files.result
     _report_checks(files)
+    cells = 2 * len(config.regularizers) * config.n_y * config.n_recall
     if not args.no_figures:
       from recall_theory.plotting import save_figure
       from recall_theory.plotting.phase import phase_figures
@@ -133,6 +134,9 @@ def run(args: argparse.Namespace) -> int:
         keys = ceiling_keys if name == "recall_ceiling" else phase_keys
         save_figure(fig, out, name, data={k: coarse[k] for k in keys})
     _print_summary(result, seconds, args)
+    print(f"kl_ceiling: Newton from each optimum's own mass; {files.bisection_fallbacks} of {cells} cells "
+          f"({100 * files.bisection_fallbacks / cells:.2g}%) by theory.kl_ceiling's bisection; "
+          f"{files.above_ceiling} cells above their ceiling")
   return 0
 
 

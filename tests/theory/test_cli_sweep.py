@@ -43,6 +43,7 @@ def test_sweep_writes_expected_files_and_nothing_else(sweep_run):
   for name in EXPECTED_FILES:  # one "wrote" line per file, printed by the command line, not twice
     assert stdout.count(f"{name}\n") == 1, name
   assert "non-default options: --resolution 12 --out" in stdout
+  assert "cells by theory.kl_ceiling" not in stdout and "; 0 cells above their ceiling" in stdout
 
 
 def test_sweep_csv_columns_rows_and_values(sweep_run):
