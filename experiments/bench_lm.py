@@ -9,7 +9,8 @@ Two modes, each measuring a configuration against a baseline from the same run:
   count, see ``ModelConfig.flops_per_token``; peak = dense bf16 FLOP/s of the device
   from PEAK_BF16_FLOPS), for the chosen attention (``--attention auto``: cuDNN flash
   attention on a GPU) and for the XLA-attention baseline, with their ratio. With
-  ``--deterministic`` the deterministic-ops step is timed too (its cost).
+  ``--deterministic`` the deterministic-ops step is timed too (its cost), with
+  ``--compare-float32`` float32 compute (the baseline of bf16 mixed precision).
   Before compiling it estimates the step's memory and refuses (exit 2) a run that does
   not fit the free device memory.
 * ``--preset cpu-tiny|gpu`` (default): the experiment's models; train tokens/s and
@@ -184,9 +185,16 @@ def bench_config(args) -> int:
   if args.batch % n_dev:
     raise BenchInputError(f"--batch {args.batch} must be divisible by the {n_dev} devices")
 
-  def estimate(path, batch):
-    return train_lib.estimate_train_memory(cfg, batch // n_dev, args.seq_len, attention=path,
+  def estimate(path, batch, run_cfg=cfg):
+    return train_lib.estimate_train_memory(run_cfg, batch // n_dev, args.seq_len, attention=path,
                                            logits_chunk=chunk)
+
+  def fitting_batch(path, run_cfg=cfg):
+    """The requested batch, else the largest halved batch that fits (None: none fits)."""
+    batch = args.batch
+    while free is not None and batch > n_dev and estimate(path, batch, run_cfg)["total"] > free:
+      batch = max(n_dev, (batch // 2) // n_dev * n_dev)
+    return batch if free is None or estimate(path, batch, run_cfg)["total"] <= free else None
 
   est = estimate(main_path, args.batch)
   if free is not None and est["total"] > free and not args.compile_only:  # allocates nothing
@@ -199,11 +207,9 @@ def bench_config(args) -> int:
           f"{_gib(free)} free ({how}); lower --batch or --seq-len")
   # The XLA baseline materialises [B, H, L, L] scores: where the requested batch does not
   # fit, it runs at the largest halved batch that does (its label names that batch).
-  baseline_batch = args.batch
-  while (free is not None and baseline_batch > n_dev
-         and estimate("xla", baseline_batch)["total"] > free):
-    baseline_batch = max(n_dev, (baseline_batch // 2) // n_dev * n_dev)
-  baseline_fits = free is None or estimate("xla", baseline_batch)["total"] <= free
+  baseline_batch = fitting_batch("xla")
+  baseline_fits = baseline_batch is not None
+  baseline_batch = baseline_batch or n_dev
   estimates = {main_path: est, "xla": estimate("xla", baseline_batch)}
   flops_tok = cfg.flops_per_token(args.seq_len)
   peak = peak_flops(device)
@@ -232,14 +238,24 @@ def bench_config(args) -> int:
             f"{_gib(estimate('xla', baseline_batch)['total'])}, {_gib(free)} free")
   if args.deterministic:
     runs.append((f"attention={main_path} deterministic", main_path, True, args.batch))
+  if args.compare_float32 and cfg.dtype != "float32":
+    f32 = dataclasses.replace(cfg, dtype="float32")
+    f32_path = resolve_attention("auto", f32.compute_dtype, f32.resolved_head_dim, False)
+    f32_batch = fitting_batch(f32_path, f32)
+    if f32_batch is None:
+      print(f"float32 baseline skipped: even batch {n_dev} does not fit {_gib(free)} free")
+    else:
+      runs.append((f"float32 compute ({f32_path} attention)"
+                   + (f" batch {f32_batch}" if f32_batch != args.batch else ""),
+                   f32_path, False, f32_batch, f32))
   results = []
-  for label, path, det, batch in runs:
-    run_cfg = dataclasses.replace(cfg, attention=path)
+  for label, path, det, batch, *run_dtype_cfg in runs:
+    run_cfg = dataclasses.replace(run_dtype_cfg[0] if run_dtype_cfg else cfg, attention=path)
     r = time_train(run_cfg, batch, args.seq_len, args.train_steps, args.repeats,
                    loss_chunk=chunk, deterministic=det, mesh=mesh)
     r["mfu"] = flops_tok * r["tokens_per_s"] / (peak * n_dev) if peak else None
     r.update(label=label, attention=path, deterministic=det, batch=batch,
-             estimate_bytes=estimate(path, batch)["total"])
+             dtype=run_cfg.dtype, estimate_bytes=estimate(path, batch, run_cfg)["total"])
     results.append(r)
     mfu = (f"MFU {100 * r['mfu']:.1f}% of {peak / 1e12:.0f} TFLOP/s bf16 peak" if peak
            else "MFU n/a (no accelerator peak)")
@@ -252,7 +268,7 @@ def bench_config(args) -> int:
   head = results[0]
   for r in results[1:]:
     same = " (same attention path on this device: the ratio is timing noise)" \
-        if r["attention"] == head["attention"] and r["deterministic"] == head["deterministic"] \
+        if all(r[k] == head[k] for k in ("attention", "deterministic", "dtype", "batch")) \
         else ""
     print(f"ratio [{head['label']}] / [{r['label']}]: "
           f"{head['tokens_per_s'] / r['tokens_per_s']:.2f}x tokens/s{same}")
@@ -387,6 +403,8 @@ def main(argv=None) -> int:
                       help="attention path (cudnn needs a GPU)")
   parser.add_argument("--loss-chunk", type=_nonnegative("--loss-chunk"), default=256,
                       help="--config only: positions per chunk of the loss head (0: full logits)")
+  parser.add_argument("--compare-float32", action="store_true",
+                      help="--config only: also time float32 compute (mixed precision's baseline)")
   parser.add_argument("--deterministic", action="store_true",
                       help="--config only: also time the step with XLA deterministic ops")
   parser.add_argument("--compile-only", action="store_true",
