@@ -90,9 +90,16 @@ def _compiled(config: MogConfig, keep_densities: bool, chunk_size: int | None = 
     return jax.jit(jax.vmap(fn, in_axes=(0, 0, 0, None)))
 
   # lax.map over chunks of ``chunk_size`` runs (each chunk vmapped): memory grows with the
-  # chunk, not with the grid, at the price of less parallel work per step.
+  # chunk, not with the grid, at the price of less parallel work per step. The last chunk is
+  # padded with copies of the last run (dropped again), so every chunk has one shape.
   def chunked(seeds, betas, variants, problem):
-    return jax.lax.map(lambda sbv: fn(*sbv, problem), (seeds, betas, variants), batch_size=chunk_size)
+    n = seeds.shape[0]
+    n_chunks = -(-n // chunk_size)
+    take = jnp.concatenate([jnp.arange(n), jnp.full((n_chunks * chunk_size - n,), n - 1)])
+    xs = jax.tree_util.tree_map(lambda a: a[take].reshape((n_chunks, chunk_size) + a.shape[1:]),
+                                (seeds, betas, variants))
+    out = jax.lax.map(lambda x: jax.vmap(fn, in_axes=(0, 0, 0, None))(*x, problem), xs)
+    return jax.tree_util.tree_map(lambda a: a.reshape((n_chunks * chunk_size,) + a.shape[2:])[:n], out)
 
   return jax.jit(chunked)
 

@@ -103,6 +103,11 @@ def selective(mixture: Mixture, log_profile_K: jax.Array, temperature) -> Mixtur
                                                                  temperature))
 
 
+def first_components(mixture: Mixture, k: int) -> Mixture:
+  """The first ``k`` components (weights renormalised; a no-op on the weights when the rest are 0)."""
+  return Mixture(normalize_log_weights(mixture.log_weights_K[:k]), mixture.means_KxD[:k], mixture.covs_KxDxD[:k])
+
+
 def references(seed, variant, problem: Problem, config: MogConfig) -> tuple[Mixture, Mixture]:
   """(teacher, student) of one run: EM teacher from seed's samples of p*, KD student (variant)."""
   k_teacher, k_student, _ = jax.random.split(jax.random.PRNGKey(seed), 3)
@@ -121,7 +126,12 @@ def run_single(seed, beta, variant, problem: Problem, config: MogConfig,
   truth, grid, land, reward = problem.truth, problem.grid, problem.land, problem.reward
   k_train = jax.random.fold_in(jax.random.split(jax.random.PRNGKey(seed), 3)[2], variant)
   log_profile_modes = problem.table.log_profile_SxK[variant]
-  active = problem.table.active_SxC[variant]
+  # Students are padded to the teacher's K components (shared shapes for the stacked PG/DPO runs);
+  # the fits that only produce a student (exact KD, sampled KD, the control) use the first
+  # max_student_components, which hold every active component: the padded ones have weight exactly
+  # 0 and zero gradient, so the results are the same to rounding, at about half the cost.
+  k_student = config.max_student_components
+  active = problem.table.active_SxC[variant][:k_student]
   teacher, student = references(seed, variant, problem, config)
   prof_teacher = profile_for(teacher, truth, log_profile_modes)
   log_teacher_G = log_density_on_grid(teacher, grid)
@@ -150,8 +160,8 @@ def run_single(seed, beta, variant, problem: Problem, config: MogConfig,
 
   exact_ak_2xG, exact_ak_mass_2 = jax.vmap(exact_kd)(temps)
   log_aligned_teacher_G, _ = tilt_on_grid(log_teacher_G, reward_G, beta, grid)
-  control, _ = kd.distill_reverse_kl_grid(student, log_aligned_teacher_G, grid, n_steps=config.control_steps,
-                                         learning_rate=config.control_lr)
+  control, _ = kd.distill_reverse_kl_grid(first_components(student, k_student), log_aligned_teacher_G, grid,
+                                         n_steps=config.control_steps, learning_rate=config.control_lr)
   exact = [log_ka_G, exact_ak_2xG[0], log_density_on_grid(control, grid), exact_ak_2xG[1],
            log_aligned_teacher_G]
   nan = jnp.asarray(jnp.nan, reward_G.dtype)

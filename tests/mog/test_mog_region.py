@@ -112,7 +112,8 @@ def test_tilt_kl_matches_the_kl_of_the_tilted_density(students):
   log_pi_G, _ = qd.tilt_on_grid(log_q_G, reward(grid.points_GxD), beta, grid)
   ref = float(qd.kl_on_grid(log_pi_G, log_q_G, grid))
   ours = float(tilt_kl(mx.log_prob(q, rule.points_QxD), reward(rule.points_QxD), beta, rule))
-  np.testing.assert_allclose(ours, ref, rtol=1e-8)
+  # KL = E[r]/beta - log Z: a difference of close terms, so compared in absolute terms (KL ~ 3e-4 here).
+  np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-8)
 
 
 def test_default_seed0_reference_recall_is_exact_not_the_midpoint_value():
