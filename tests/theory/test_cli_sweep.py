@@ -299,3 +299,16 @@ def test_phase_caption_counts_the_computed_grid_of_a_subsampled_view():
   result = sweep.compute_sweep(sweep.SweepConfig(n_recall=9, n_y=7))
   text = phase_caption(sweep.subsample(result, 4))
   assert "(9 log-spaced points)" in text and "(7 points each; drawn from 4 x 4 of the points)" in text
+
+
+def test_figures_are_byte_reproducible(tmp_path):
+  """Two drawings of the same sweep give byte-identical PDFs and PNGs (no dates in metadata)."""
+  from recall_theory.plotting import save_figure
+  from recall_theory.plotting.phase import phase_figures
+  result = sweep.compute_sweep(sweep.SweepConfig(n_recall=6, n_y=5))
+  for run in ("a", "b"):
+    (tmp_path / run).mkdir()
+    for name, fig in phase_figures(result).items():
+      save_figure(fig, tmp_path / run, name, data={"recall": result["recall"]})
+  for name in ("recall_phase.pdf", "recall_phase.png", "recall_ceiling.pdf", "recall_ceiling.png"):
+    assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
