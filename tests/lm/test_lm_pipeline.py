@@ -194,7 +194,7 @@ def test_unknown_preset():
 
 @pytest.mark.slow
 def test_cpu_tiny_shows_align_before_distill():
-  """The claim on the cpu-tiny preset (about 2.5 minutes on 2 cores)."""
+  """The claim on the cpu-tiny preset (155 s measured on 2 shared, loaded cores)."""
   rows = pipeline.run_comparison(presets.CPU_TINY, [0, 1, 2], progress=False)
   for alg in presets.CPU_TINY.algorithms:
     def mean(pipe, metric):
