@@ -169,10 +169,12 @@ def load_points(files: Iterable[str | os.PathLike]) -> dict[str, np.ndarray]:
     InputError naming the file, the line and the column of the first bad value.
   """
   rows: list[dict] = []
+  read: list[str] = []
   seen: set[tuple] = set()
   duplicates = 0
   for file in files:
     path = Path(file)
+    read.append(str(path))
     try:
       records = schema.read_results(path)
     except InputError as err:
@@ -217,6 +219,7 @@ def load_points(files: Iterable[str | os.PathLike]) -> dict[str, np.ndarray]:
     else:
       table[col] = np.asarray(values, dtype=float)
   table["duplicates"] = np.asarray(duplicates)
+  table["files_read"] = np.asarray(read, dtype=str)
   return table
 
 
@@ -286,8 +289,10 @@ def classify(table: dict[str, np.ndarray], floor: float | None = None) -> dict[s
   dropped: dict[str, int] = {}
   for track, algorithm in zip(table["track"][~finite], table["algorithm"][~finite]):
     dropped[f"{track}/{algorithm}"] = dropped.get(f"{track}/{algorithm}", 0) + 1
-  out = {k: v[finite] for k, v in table.items() if np.ndim(v) == 1}
+  per_row = ("source",) + schema.ID_COLUMNS + schema.LAW_COLUMNS
+  out = {k: v[finite] for k, v in table.items() if k in per_row}
   out["duplicates"] = table.get("duplicates", np.asarray(0))
+  out["files_read"] = table.get("files_read", np.asarray(sorted(set(table["source"].tolist())), dtype=str))
   out["no_prediction"] = np.asarray(sorted(dropped.items()), dtype=str).reshape(-1, 2)
   masses = [out[c] for c in ("aligned_mass", "aligned_mass_low", "aligned_mass_high", "predicted_mass",
                              "predicted_mass_low", "predicted_mass_high", "kl_ceiling")]
@@ -378,7 +383,7 @@ def summarize(table: dict[str, np.ndarray]) -> dict:
   summary["zero_expected"] = int((sampled & (table["expected_target_samples"] <= 0)).sum())
   summary["duplicates"] = int(table.get("duplicates", 0))
   summary["no_prediction"] = [(str(k), int(v)) for k, v in table.get("no_prediction", [])]
-  summary["sources"] = sorted(set(table["source"].tolist()))
+  summary["sources"] = sorted(set(table.get("files_read", table["source"]).tolist()))
   return summary
 
 
@@ -488,6 +493,7 @@ def _style_keys(table: dict[str, np.ndarray]) -> list[tuple[str, str]]:
                 key=lambda p: (order.get(p[0], 99), p[1]))
 
 
+SPARSE_TRACK = 300  # tracks with at most this many runs are drawn larger and on top
 COLOUR_MIN = -3.0  # log10 n q: below one target sample in a thousand runs, all look alike
 
 
@@ -609,16 +615,20 @@ def collapse_figure(table: dict[str, np.ndarray]):
     _interval_whiskers(ax_b, p_ref, gap, p_low, p_high, gap_low, gap_high, rasterized)
     for key in keys:
       mask = (table["track"] == key[0]) & (table["algorithm"] == key[1])
+      # A track with few runs (the transformers) is drawn larger and on top of a dense one
+      # (thousands of exact MoG cells), so it stays visible.
+      sparse = int((table["track"] == key[0]).sum()) <= SPARSE_TRACK
+      group_size, group_z = (max(size, 18.0), 3.5) if sparse else (size, 3.0)
       for ax, xs, ys in ((ax_a, x, y), (ax_b, p_ref, gap)):
         filled = mask & ~exact
         if filled.any():
           ax.scatter(xs[filled], ys[filled], c=colour_value[filled], cmap=cmap, norm=norm,
-                     marker=marker_of[key], s=size, edgecolors="0.15", linewidths=0.4, zorder=3,
-                     rasterized=rasterized)
+                     marker=marker_of[key], s=group_size, edgecolors="0.15", linewidths=0.4,
+                     zorder=group_z, rasterized=rasterized)
         hollow = mask & exact
         if hollow.any():
-          ax.scatter(xs[hollow], ys[hollow], facecolors="none", edgecolors="0.1",
-                     marker=marker_of[key], s=size, linewidths=0.6, zorder=3, rasterized=rasterized)
+          ax.scatter(xs[hollow], ys[hollow], facecolors="none", edgecolors="0.1", marker=marker_of[key],
+                     s=group_size, linewidths=0.6, zorder=group_z, rasterized=rasterized)
     bad = table["over_ceiling"]
     if bad.any():  # impossible points, ringed in red so nobody misses them
       ax_a.scatter(x[bad], y[bad], facecolors="none", edgecolors="red", s=size * 4, linewidths=1.0,
