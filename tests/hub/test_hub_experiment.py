@@ -151,3 +151,21 @@ def test_smoke_path_writes_the_law_beside_every_aligned_model(tmp_path, monkeypa
   assert stats.SD_CAPTION in summary
   assert "The law beside each aligned model" in summary and "| K-A | DPO | 2 |" in summary
   assert "Measured masses above their KL ceiling (lower end of the interval): 0." in summary
+
+
+def test_rows_become_rectangular_with_blank_text_and_nan_numbers():
+  from recall_theory import schema
+  from recall_theory.lm.hub.experiment import smollm2_rows
+  law = {c: 0.1 for c in schema.LAW_COLUMNS}
+  law.update(above_ceiling=False, estimator="x")
+  rows = smollm2_rows([{"pipeline": "p*", "algorithm": "none", "seed": 0, "reward": 0.5},
+                       {"pipeline": "K-A", "algorithm": "dpo", "seed": 0, "reward": 0.7,
+                        "law_reference": "student", **law}], "s")
+  assert set(rows[0]) == set(rows[1])
+  pstar, aligned = rows
+  assert pstar["law_reference"] == "" and pstar["above_ceiling"] is False
+  assert all(pstar[c] != pstar[c] for c in schema.LAW_COLUMNS
+             if c not in ("above_ceiling", "estimator"))  # nan
+  assert pstar["estimator"].startswith("not aligned")
+  assert aligned["kl"] == 0.1 and aligned["estimator"] == "x"
+  assert {r["track"] for r in rows} == {"smollm2"} and {r["setting"] for r in rows} == {"s"}

@@ -219,11 +219,16 @@ def smollm2_rows(rows: list[dict], setting: str) -> list[dict]:
   """
   from recall_theory import schema
   names: list[str] = []
+  blank: dict[str, object] = {}  # what a row without a column gets: "" for text, else nan
   for row in rows:
-    names += [k for k in row if k not in names]
+    for k, v in row.items():
+      if k not in names:
+        names.append(k)
+      if k not in blank or isinstance(v, str):
+        blank[k] = "" if isinstance(v, str) else float("nan")
   out = []
   for row in rows:
-    full = {k: row.get(k, float("nan")) for k in names}
+    full = {k: row.get(k, blank[k]) for k in names}
     if "estimator" not in row:
       full.update({c: float("nan") for c in schema.LAW_COLUMNS})
       full.update(above_ceiling=False, estimator="not aligned: reference row (p* itself)")
