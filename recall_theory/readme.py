@@ -1,9 +1,16 @@
 """The README's generated blocks: every number in them comes from a file under ``figures/``.
 
 A block is the text between ``<!-- generated:KEY -->`` and ``<!-- /generated:KEY -->``.
-``KEY`` is either ``include PATH`` (the Markdown file ``figures/PATH``, written by the run
-that made the numbers: summaries, captions, verdicts) or ``timings`` (a table built from
-``figures/timings.json``, which ``recall-theory reproduce`` writes). ``reproduce`` rewrites
+``KEY`` is one of
+
+* ``include PATH`` -- the text file ``figures/PATH`` written by the run that made the numbers
+  (summaries, captions, verdicts);
+* ``verdict PATH`` -- A-K against K-A per algorithm from the results CSV ``figures/PATH``:
+  paired over seeds, with the per-seed sign count, a Student-t interval and ties below
+  the estimate's resolution (:func:`verdict_table`);
+* ``caption recall_phase`` / ``caption recall_ceiling`` -- the sweep figures' captions from
+  their saved data;
+* ``timings`` -- a table built from ``figures/timings.json`` (written by ``reproduce``). ``reproduce`` rewrites
 every block; ``reproduce --check`` re-renders them from a rerun and reports those that
 changed. The timings block is volatile (wall times differ on every run) and not checked.
 """
@@ -34,16 +41,93 @@ def timings_table(root: Path) -> str:
   return "\n".join(lines) + "\n"
 
 
+def _number(value: str) -> float:
+  try:
+    return float(value)
+  except (TypeError, ValueError):
+    return float("nan")
+
+
+def verdict_table(path: Path, first: str = "A-K", second: str = "K-A") -> str:
+  """A-K vs K-A in aligned mass per (algorithm, setting), paired over seeds.
+
+  Resolution of a Monte-Carlo estimate: the median half-width of the per-seed intervals
+  of both pipelines (an exact mass has width 0 and is compared exactly); a mean difference
+  below it, or an interval that contains 0, is a tie.
+  """
+  import csv
+  import math
+
+  import numpy as np
+
+  from recall_theory import stats
+
+  with open(path, newline="") as fh:
+    rows = [r for r in csv.DictReader(fh) if r["pipeline"] in (first, second)]
+  if not rows:
+    raise InputError(f"README block 'verdict': {path} has no {first} or {second} rows")
+  groups: dict[tuple[str, str], dict[str, dict[int, dict]]] = {}
+  for r in rows:
+    key = (r["algorithm"], r.get("setting", ""))
+    groups.setdefault(key, {}).setdefault(r["pipeline"], {})[int(float(r["seed"]))] = r
+  lines = [f"| algorithm | setting | {first} mass | {second} mass | {first} − {second} [95% CI] | "
+           f"seeds higher / lower / tied | verdict |", "|---|---|---|---|---|---|---|"]
+  for (algorithm, setting), by_pipe in sorted(groups.items()):
+    seeds = sorted(set(by_pipe.get(first, {})) & set(by_pipe.get(second, {})))
+    if not seeds:
+      continue
+    a = [_number(by_pipe[first][s]["aligned_mass"]) for s in seeds]
+    b = [_number(by_pipe[second][s]["aligned_mass"]) for s in seeds]
+    half = [(_number(r["aligned_mass_high"]) - _number(r["aligned_mass_low"])) / 2
+            for pipe in (first, second) for r in (by_pipe[pipe][s] for s in seeds)]
+    half = [h for h in half if math.isfinite(h)]
+    resolution = float(np.median(half)) if half else 0.0
+    cmp = stats.paired_comparison(a, b, resolution=resolution)
+    ma, sa, _ = stats.mean_sd(a)
+    mb, sb, _ = stats.mean_sd(b)
+    word = {"ahead": f"{first} ahead", "behind": f"{second} ahead", "tie": "tie"}[cmp["verdict"]]
+    lines.append(f"| {algorithm} | {setting} | {ma:.3g} ± {sa:.2g} | {mb:.3g} ± {sb:.2g} | "
+                 f"{cmp['mean_diff']:+.3g} [{cmp['ci_low']:+.3g}, {cmp['ci_high']:+.3g}] | "
+                 f"{cmp['n_positive']} / {cmp['n_negative']} / {cmp['n_tied']} | "
+                 f"{word} (resolution {resolution:.2g}) |")
+  lines.append("")
+  lines.append(f"Mean ± sample sd over seeds (ddof = 1) of the measured aligned mass; the difference "
+               f"is paired by seed with a Student-t 95% interval (`{path.name}`).")
+  return "\n".join(lines) + "\n"
+
+
+def _caption(name: str, root: Path) -> str:
+  import numpy as np
+
+  from recall_theory.plotting import phase
+
+  path = root / f"{name}_data.npz"
+  if not path.exists():
+    raise InputError(f"README block 'caption {name}': {path} does not exist")
+  with np.load(path, allow_pickle=False) as data:
+    result = {k: data[k] for k in data.files}
+  text = phase.phase_caption(result) if name == "recall_phase" else phase.ceiling_caption(result)
+  return text.strip("\n") + "\n"
+
+
 def render_block(key: str, root: Path) -> str:
   if key == "timings":
     return timings_table(root)
+  if key.startswith("verdict "):
+    path = root / key[len("verdict "):].strip()
+    if not path.exists():
+      raise InputError(f"README block {key!r}: {path} does not exist (run `recall-theory reproduce`)")
+    return verdict_table(path)
+  if key in ("caption recall_phase", "caption recall_ceiling"):
+    return _caption(key.split()[1], root)
   if key.startswith("include "):
     path = root / key[len("include "):].strip()
     if not path.exists():
       raise InputError(f"README block {key!r}: {path} does not exist (run `recall-theory reproduce`)")
     text = path.read_text().strip("\n")
     return text + "\n"
-  raise InputError(f"README block {key!r}: unknown generator (use 'include PATH' or 'timings')")
+  raise InputError(f"README block {key!r}: unknown generator "
+                   f"(use 'include PATH', 'verdict PATH', 'caption recall_phase|recall_ceiling' or 'timings')")
 
 
 def render_readme(text: str, root: Path, figures_label: str | None = None) -> str:

@@ -59,3 +59,22 @@ def test_check_passes_on_fresh_outputs_and_catches_a_changed_number(tmp_path, ca
   capsys.readouterr()
   assert main(args + ["--check"]) == 1
   assert "recall_ceiling.csv:2" in capsys.readouterr().out
+
+
+def test_verdict_table_pairs_seeds_and_calls_ties(tmp_path):
+  path = tmp_path / "x_results.csv"
+  head = "track,pipeline,algorithm,seed,setting,aligned_mass,aligned_mass_low,aligned_mass_high\n"
+  rows = []
+  for seed, (ak, ka) in enumerate([(0.9, 0.1), (0.8, 0.2), (0.85, 0.15)]):
+    rows.append(f"lm,A-K,rloo,{seed},s,{ak},{ak - 0.01},{ak + 0.01}")
+    rows.append(f"lm,K-A,rloo,{seed},s,{ka},{ka - 0.01},{ka + 0.01}")
+  for seed, (ak, ka) in enumerate([(0.101, 0.1), (0.1, 0.101), (0.1, 0.1)]):
+    rows.append(f"lm,A-K,dpo,{seed},s,{ak},{ak - 0.05},{ak + 0.05}")
+    rows.append(f"lm,K-A,dpo,{seed},s,{ka},{ka - 0.05},{ka + 0.05}")
+  path.write_text(head + "\n".join(rows) + "\n")
+  table = readme.verdict_table(path).splitlines()
+  dpo = next(l for l in table if l.startswith("| dpo"))
+  rloo = next(l for l in table if l.startswith("| rloo"))
+  # rloo: diffs 0.8, 0.6, 0.7 -> mean 0.7, sd 0.1, t_{2,.975} 4.3027 -> half width 0.2484
+  assert "+0.7 [+0.452, +0.948]" in rloo and "3 / 0 / 0" in rloo and "A-K ahead (resolution 0.01)" in rloo
+  assert "0 / 0 / 3" in dpo and "| tie (resolution 0.05)" in dpo
