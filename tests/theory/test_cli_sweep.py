@@ -294,18 +294,23 @@ def test_captions_from_the_saved_figure_data(sweep_run):
     assert f"K = 0.1: {data['ceiling'][0, 0]:.3g}" in text
 
 
-def test_phase_caption_counts_the_computed_grid_of_a_subsampled_view():
+def _saved_result(out):
+  with np.load(out / "recall_sweep.npz") as data:
+    return {k: data[k] for k in data.files}
+
+
+def test_phase_caption_counts_the_computed_grid_of_a_subsampled_view(sweep_run):
   from recall_theory.plotting.phase import phase_caption
-  result = sweep.compute_sweep(sweep.SweepConfig(n_recall=9, n_y=7))
-  text = phase_caption(sweep.subsample(result, 4))
-  assert "(9 log-spaced points)" in text and "(7 points each; drawn from 4 x 4 of the points)" in text
+  text = phase_caption(sweep.subsample(_saved_result(sweep_run[1]), 4))
+  assert f"({RESOLUTION} log-spaced points)" in text
+  assert f"({RESOLUTION} points each; drawn from 4 x 4 of the points)" in text
 
 
-def test_figures_are_byte_reproducible(tmp_path):
+def test_figures_are_byte_reproducible(tmp_path, sweep_run):
   """Two drawings of the same sweep give byte-identical PDFs and PNGs (no dates in metadata)."""
   from recall_theory.plotting import save_figure
   from recall_theory.plotting.phase import phase_figures
-  result = sweep.compute_sweep(sweep.SweepConfig(n_recall=6, n_y=5))
+  result = _saved_result(sweep_run[1])
   for run in ("a", "b"):
     (tmp_path / run).mkdir()
     for name, fig in phase_figures(result).items():
