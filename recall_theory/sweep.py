@@ -100,7 +100,7 @@ class SweepConfig:
     tiny = float(np.finfo(self.dtype).tiny)
     if self.recall_min < tiny:  # subnormal: log-space formulas lose every digit there
       raise errors.InputError(f"--recall-min must be >= {tiny!r} (the smallest normal {self.dtype}), "
-                              f"got {self.recall_min:g}")
+                              f"got {self.recall_min!r}")
     for name, lo, hi in (("--ratio-min/--ratio-max", self.ratio_min, self.ratio_max),
                          ("--beta-min/--beta-max", self.beta_min, self.beta_max)):
       errors.check_positive(name, lo)

@@ -185,7 +185,7 @@ def mog_arguments(args: argparse.Namespace) -> dict:
                      f"got {recall_min:g}, {recall_max:g}")
   tiny = float(np.finfo(args.dtype).tiny)
   if recall_min < tiny:
-    raise InputError(f"--recall-min must be >= {tiny!r} (the smallest normal {args.dtype}), got {recall_min:g}")
+    raise InputError(f"--recall-min must be >= {tiny!r} (the smallest normal {args.dtype}), got {recall_min!r}")
   kwargs = dict(weight_min=recall_min, weight_max=recall_max, dtype=args.dtype)
   if args.resolution is not None:
     kwargs["n_weights"] = errors.check_int_range("--resolution", args.resolution, 2, MOG_MAX_RESOLUTION)

@@ -155,7 +155,7 @@ def test_default_out_is_results_sweep():
     # options of the other model are errors naming the flag, not silently ignored
     (["--betas", "1,2"], "--betas applies only to --model mog"),
     # subnormal recall: rejected with the smallest normal number of the dtype
-    (["--recall-min", "1e-320"], "2.2250738585072014e-308"),
+    (["--recall-min", "1e-320"], "must be >= 2.2250738585072014e-308 (the smallest normal float64), got 1e-320"),
     (["--dtype", "float32", "--recall-min", "1e-39"], "1.1754943508222875e-38"),
 ])
 def test_sweep_bad_input_one_line_exit_2_no_files(tmp_path, capsys, args, needle):
