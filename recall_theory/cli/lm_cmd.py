@@ -85,6 +85,14 @@ def register(subparsers) -> None:
   p.add_argument("--fsdp", type=int, default=None,
                  help="shard parameters over this many devices (default: the preset's, 1)")
   p.add_argument("--quiet", action="store_true", help="no progress bars")
+  p.add_argument("--match-compute", action="store_true",
+                 help="compute-matched run: K-A's alignment budget over --ladder against A-K and "
+                      "the control at 1x (recall_theory.lm.compute_match)")
+  p.add_argument("--ladder", default=None,
+                 help="increasing budget scales for --match-compute (default 1,4,16,64)")
+  p.add_argument("--time-limit", type=float, default=None,
+                 help="seconds; --match-compute refuses a ladder estimated to run longer "
+                      "on 2 idle cores (default 1200)")
   p.set_defaults(func=run)
 
 
@@ -128,6 +136,9 @@ def run(args: argparse.Namespace) -> int:
   if args.kd is not None:
     config = dataclasses.replace(config, kd=args.kd)
   config.validate()
+  if args.match_compute or args.ladder is not None or args.time_limit is not None:
+    from recall_theory.lm.compute_match import run_cli
+    return run_cli(args, config, seeds)
   if taus is not None:
     for tau in taus:
       dataclasses.replace(config, tau=tau).validate()

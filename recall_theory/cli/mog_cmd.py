@@ -35,6 +35,12 @@ def register(subparsers) -> None:
                  help="run the grid as lax.map over chunks of this many runs (less memory; default: one vmap)")
   p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
   p.add_argument("--dtype", choices=("float32", "float64"), default="float64", help="floating point type")
+  p.add_argument("--match-compute", action="store_true",
+                 help="compute-matched run: K-A's PG/DPO budget over --ladder against A-K and the control "
+                      "at 1x, one beta (recall_theory.mog.compute_match)")
+  p.add_argument("--ladder", default=None, help="increasing budget scales for --match-compute (default 1,4,16,64)")
+  p.add_argument("--time-limit", type=float, default=None,
+                 help="seconds; --match-compute refuses a ladder estimated to run longer (default 1200)")
   p.set_defaults(func=run)
 
 
@@ -121,6 +127,9 @@ def run(args: argparse.Namespace) -> int:
   from recall_theory.io import prepare_output_dir
 
   options = getattr(args, "non_default_options", {})
+  if args.match_compute or args.ladder is not None or args.time_limit is not None:
+    from recall_theory.mog.compute_match import run_cli
+    return run_cli(args, build_config(args))
   if args.taus is not None:
     from recall_theory.mog.sweep import parse_taus
     taus = parse_taus(args.taus, "--taus")

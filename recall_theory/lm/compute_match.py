@@ -1,0 +1,611 @@
+"""Compute-matched K-A vs A-K: the measured price of low recall (issue 11, items 2-3).
+
+``recall-theory lm --match-compute --ladder 1,4,16,64`` trains the teacher and the KD
+student once, then per seed and algorithm aligns
+
+* **K-A** at every budget scale ``s`` of the ladder: the alignment budget of the preset
+  multiplied by ``s`` (:func:`scaled_config`): preference pairs ``n_pairs -> round(s n_pairs)``
+  *and* optimiser steps ``steps -> round(s steps)`` at the same batch size and learning rate
+  (so every pair is seen as often as at 1x); RLOO steps ``-> round(s steps)``, i.e.
+  ``s`` times the on-policy samples. All scales of one seed share the 1x stage's random
+  stream (the 1x point is the comparison's K-A).
+* **A-K** (align the teacher, distill it) and the **control** K-A(teacher-ref) at 1x.
+
+Every model's row is made by :class:`recall_theory.lm.pipeline.Recorder`: the law's columns
+and the total cost of the whole pipeline that made it (teacher + student + alignment +
+re-distillation + reference log-probs + sampling, FLOPs from :mod:`recall_theory.lm.cost`;
+evaluation kept apart). :func:`crossings` then finds where K-A's share, as a function of its
+cost, reaches A-K's share: that budget, relative to A-K's, is the *measured price of low
+recall*. The theory's prediction (theory.md item 2, the sampling trap): a reference of recall
+``p`` shows the target once per ``1/p`` draws, so equal expected target samples need
+
+    n_K-A / n_A-K = p_teacher / p_student.
+
+Both are written side by side into ``compute_notes.md``; a K-A curve that never reaches A-K's
+level gives only a lower bound (``not reached within ...``), never an extrapolated crossing.
+
+The ladder logic (:func:`parse_ladder`, :func:`crossings`, :func:`plot_ladder`) is shared with
+the MoG track (:mod:`recall_theory.mog.compute_match`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Sequence
+
+import numpy as np
+
+from recall_theory import stats
+from recall_theory.errors import InputError
+
+DEFAULT_LADDER = (1.0, 4.0, 16.0, 64.0)
+DEFAULT_TIME_LIMIT_S = 1200.0  # 20 minutes on 2 idle CPU cores (issue 11)
+
+
+# -- the ladder ---------------------------------------------------------------------------
+def parse_ladder(text: str, flag: str = "--ladder") -> tuple[float, ...]:
+  """``"1,4,16,64"`` -> (1.0, 4.0, 16.0, 64.0): finite, positive, strictly increasing.
+
+  Raises InputError naming ``flag`` and the offending value.
+
+  >>> parse_ladder("1,4,16")
+  (1.0, 4.0, 16.0)
+  """
+  parts = [p.strip() for p in str(text).split(",")]
+  if not parts or any(not p for p in parts):
+    raise InputError(f"{flag} must be a comma list of increasing positive budget scales "
+                     f"(e.g. 1,4,16,64), got {text!r}")
+  values = []
+  for p in parts:
+    try:
+      v = float(p)
+    except ValueError as err:
+      raise InputError(f"{flag} value {p!r} is not a number (scales must be finite and > 0)") \
+          from err
+    if not math.isfinite(v):
+      raise InputError(f"{flag} value {p} is not finite (scales must be finite and > 0)")
+    if v <= 0:
+      raise InputError(f"{flag} value {p} is not positive (scales must be finite and > 0)")
+    if values and v <= values[-1]:
+      raise InputError(f"{flag} value {p} does not increase on {values[-1]:g} (the ladder must "
+                       f"be strictly increasing)")
+    values.append(v)
+  return tuple(values)
+
+
+def scale_count(count: int, scale: float) -> int:
+  """``max(1, round(scale * count))``: a budget count at ladder scale ``scale``."""
+  return max(1, int(round(scale * count)))
+
+
+def scaled_config(config, scale: float):
+  """The experiment with its alignment budget scaled by ``scale`` (see module docstring).
+
+  Scales ``n_pairs``, ``preference_train.steps`` and ``rloo_train.steps``; batch sizes,
+  learning rates, beta and everything else unchanged.
+  """
+  return dataclasses.replace(
+      config, n_pairs=scale_count(config.n_pairs, scale),
+      preference_train=dataclasses.replace(
+          config.preference_train, steps=scale_count(config.preference_train.steps, scale)),
+      rloo_train=dataclasses.replace(
+          config.rloo_train, steps=scale_count(config.rloo_train.steps, scale)))
+
+
+# -- run-time estimate ----------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class StepTimes:
+  """Seconds per optimiser step of each stage kind, plus fixed costs (2 idle CPU cores).
+
+  Stated from the stage times of the cpu-tiny comparison in ``figures/lm/lm_results.csv``
+  (``stage_seconds / stage_steps``, compilation included, rounded up); ``sample_s`` per
+  1000 sampled sequences (preference pairs) and ``eval_s`` per evaluated model.
+  """
+  teacher_train: float
+  student_train: float
+  student_pref: float
+  student_rloo: float
+  teacher_pref: float
+  teacher_rloo: float
+  compile_s: float
+  eval_s: float
+  sample_s: float
+
+
+STEP_TIMES = {
+    "cpu-tiny": StepTimes(teacher_train=0.03, student_train=0.012, student_pref=0.012,
+                          student_rloo=0.03, teacher_pref=0.05, teacher_rloo=0.08,
+                          compile_s=3.0, eval_s=0.6, sample_s=0.5),
+    "test": StepTimes(teacher_train=0.01, student_train=0.01, student_pref=0.01,
+                      student_rloo=0.02, teacher_pref=0.01, teacher_rloo=0.02,
+                      compile_s=1.5, eval_s=0.3, sample_s=0.5),
+    # one GPU; about 10 minutes for the default comparison (the preset's stated size)
+    "gpu": StepTimes(teacher_train=0.08, student_train=0.03, student_pref=0.03,
+                     student_rloo=0.08, teacher_pref=0.08, teacher_rloo=0.2,
+                     compile_s=10.0, eval_s=2.0, sample_s=0.2),
+}
+
+
+def estimate_seconds(config, ladder: Sequence[float], n_seeds: int, preset: str) -> float:
+  """Estimated wall seconds of :func:`run_match_compute` on 2 idle cores (:data:`STEP_TIMES`).
+
+  Sum over stages of steps x seconds-per-step, one compilation per distinct stage shape,
+  sampling of preference pairs, and one evaluation per recorded model.
+  """
+  t = STEP_TIMES[preset]
+  total = (config.teacher_train.steps * t.teacher_train
+           + config.student_train.steps * t.student_train + 2 * t.compile_s + 3 * t.eval_s)
+  per_seed = 2 * t.eval_s
+  for alg in config.algorithms:
+    rloo = alg == "rloo"
+    base = config.rloo_train.steps if rloo else config.preference_train.steps
+    for s in ladder:
+      steps = scale_count(base, s)
+      total += t.compile_s  # new step count -> new optimiser schedule -> new compilation
+      per_seed += steps * (t.student_rloo if rloo else t.student_pref) + t.eval_s
+      if not rloo:
+        per_seed += 2 * scale_count(config.n_pairs, s) / 1000 * t.sample_s
+    # A (teacher, 1x), A-K (re-distillation), control (1x)
+    per_seed += base * (t.teacher_rloo if rloo else t.teacher_pref)
+    per_seed += config.student_train.steps * t.student_train
+    per_seed += base * (t.student_rloo if rloo else t.student_pref) + 3 * t.eval_s
+    total += 3 * t.compile_s
+  return total + n_seeds * per_seed
+
+
+def check_time_limit(config, ladder, n_seeds: int, preset: str, limit_s: float,
+                     flag: str = "--ladder") -> float:
+  """The estimate, or InputError naming the ladder when it exceeds ``limit_s``."""
+  est = estimate_seconds(config, ladder, n_seeds, preset)
+  if est > limit_s:
+    raise InputError(f"{flag} {','.join(f'{s:g}' for s in ladder)} needs an estimated "
+                     f"{est:.0f} s for {n_seeds} seed(s) on preset {preset}, above --time-limit "
+                     f"{limit_s:g} s (shorten the ladder, use fewer seeds or raise the limit)")
+  return est
+
+
+# -- the run ------------------------------------------------------------------------------
+def run_match_compute(config, ladder: Sequence[float], seeds: Sequence[int], *,
+                      progress: bool = True, setting: str = "", groundtruth=None) -> list[dict]:
+  """Teacher and student once; per seed and algorithm K-A over ``ladder``, A-K and control.
+
+  Returns the :class:`~recall_theory.lm.pipeline.Recorder` rows (ID columns, metrics, law
+  columns, stage and pipeline cost) with ``ladder_scale``, ``alignment_pairs``,
+  ``alignment_steps`` and ``pipeline_pflops`` added; teacher and student reference rows too.
+  """
+  from recall_theory import schema
+  from recall_theory.lm import law as law_lib
+  from recall_theory.lm import pipeline as pl
+
+  groundtruth, runner, seeds = pl.prepare_run(config, seeds, groundtruth=groundtruth,
+                                              progress=progress)
+  teacher = pl.train_teacher(runner, config, groundtruth)
+  student = pl.distill(runner, config, groundtruth, teacher, "student", config.seed + 1,
+                       config.seed)
+  book = pl.LawBook(config, groundtruth)
+  book.add_reference("teacher", teacher)
+  book.add_reference("student", student)
+  record = pl.Recorder(config, groundtruth, runner, seeds, book, setting)
+
+  def budget(cfg, alg, scale):
+    rloo = alg == "rloo"
+    return {"ladder_scale": scale,
+            "alignment_pairs": 0 if rloo else cfg.n_pairs,
+            "alignment_steps": cfg.rloo_train.steps if rloo else cfg.preference_train.steps}
+
+  for seed in seeds:
+    record("teacher", "none", seed, teacher, None, stages=("teacher",),
+           extra=budget(config, "none", math.nan) | {"alignment_steps": 0})
+    record("student", "none", seed, student, teacher, stages=("teacher", "student"),
+           extra=budget(config, "none", math.nan) | {"alignment_steps": 0})
+    for alg in config.algorithms:
+      base_stage = f"K-A/{alg}/seed{seed}"
+      for scale in ladder:
+        cfg = scaled_config(config, scale)
+        draws: dict = {}
+        stage = f"K-A/{alg}/x{scale:g}/seed{seed}"
+        ka = pl.align(runner, cfg, groundtruth, student, student, alg, stage, seed, draws,
+                      data_stage=base_stage)
+        record("K-A", alg, seed, ka, student, stages=("teacher", "student", stage),
+               law=dict(algorithm=alg, reference="student", sampler="student", draws=draws),
+               extra=budget(cfg, alg, scale))
+      a_draws: dict = {}
+      a_stage = f"A/{alg}/seed{seed}"
+      a = pl.align(runner, config, groundtruth, teacher, teacher, alg, a_stage, seed, a_draws)
+      stage = f"A-K/{alg}/seed{seed}"
+      ak = pl.distill(runner, config, groundtruth, a, stage,
+                      init_seed=config.seed + 1 + 7919 * (seed + 1), data_seed=seed)
+      record("A-K", alg, seed, ak, teacher, stages=("teacher", a_stage, stage),
+             law=dict(algorithm=alg, reference="teacher", sampler="teacher", draws=a_draws,
+                      note=pl.A_K_NOTE), extra=budget(config, alg, 1.0))
+      if alg in law_lib.LAW_ALGORITHMS:
+        draws = {}
+        stage = f"K-A(teacher-ref)/{alg}/seed{seed}"
+        ctrl = pl.align(runner, config, groundtruth, student, teacher, alg, stage, seed, draws)
+        record("K-A(teacher-ref)", alg, seed, ctrl, teacher,
+               stages=("teacher", "student", stage),
+               law=dict(algorithm=alg, reference="teacher",
+                        sampler=pl.sampler_of(alg, "teacher", "student"), draws=draws),
+               extra=budget(config, alg, 1.0))
+  for row in record.rows:
+    row["pipeline_pflops"] = row["pipeline_flops"] / 1e15
+  schema.report_ceiling_violations(record.rows, where="lm --match-compute")
+  return record.rows
+
+
+# -- the crossing -------------------------------------------------------------------------
+def first_crossing(cost_L: np.ndarray, share_L: np.ndarray, level: float) -> dict:
+  """Where a rising budget first brings ``share`` to ``level`` (linear in log cost).
+
+  Args:
+    cost_L: cost of each ladder point, increasing, > 0.
+    share_L: the measured share at each point.
+    level: the share to reach.
+
+  Returns ``{"status": "below"|"crossed"|"not_reached", "cost": c}``: ``below`` when the
+  first point already reaches the level (the crossing lies at or below its cost ``c``);
+  ``crossed`` with ``c`` interpolated in ``log cost`` between the last point below and the
+  first at or above; ``not_reached`` with ``c`` = the largest cost tried (a lower bound).
+
+  >>> first_crossing(np.array([1., 4.]), np.array([0.1, 0.3]), 0.2)["cost"]
+  2.0
+  """
+  cost_L, share_L = np.asarray(cost_L, float), np.asarray(share_L, float)
+  above = np.nonzero(share_L >= level)[0]
+  if not above.size:
+    return {"status": "not_reached", "cost": float(cost_L[-1])}
+  i = int(above[0])
+  if i == 0:
+    return {"status": "below", "cost": float(cost_L[0])}
+  s0, s1 = share_L[i - 1], share_L[i]
+  frac = (level - s0) / (s1 - s0)
+  log_c = math.log(cost_L[i - 1]) + frac * (math.log(cost_L[i]) - math.log(cost_L[i - 1]))
+  return {"status": "crossed", "cost": float(math.exp(log_c))}
+
+
+def crossings(ka_cost_SxL: np.ndarray, ka_share_SxL: np.ndarray, ak_share_S: np.ndarray,
+              ak_cost_S: np.ndarray) -> dict:
+  """Per-seed and mean-curve crossings of K-A's ladder with A-K's level, as cost ratios.
+
+  Args:
+    ka_cost_SxL / ka_share_SxL: K-A's cost (samples or FLOPs) and share per seed and scale.
+    ak_share_S / ak_cost_S: A-K's share and cost per seed (same seed order).
+
+  Returns ``ratio_S`` (crossing cost / A-K's cost per seed), ``status_S``, the mean curve's
+  ``mean_ratio`` / ``mean_status``, and when every seed crossed (``crossed``), a 95%
+  Student-t interval of the geometric mean ratio (``ratio_low``, ``ratio_high``, ``ratio_gm``)
+  over the per-seed log ratios; otherwise those are nan and ``n_not_reached`` says how
+  many seeds give only a lower bound.
+  """
+  ka_cost_SxL = np.asarray(ka_cost_SxL, float)
+  ka_share_SxL = np.asarray(ka_share_SxL, float)
+  ak_share_S, ak_cost_S = np.asarray(ak_share_S, float), np.asarray(ak_cost_S, float)
+  per = [first_crossing(c, s, lv) for c, s, lv in zip(ka_cost_SxL, ka_share_SxL, ak_share_S)]
+  ratio_S = np.array([p["cost"] for p in per]) / ak_cost_S
+  status_S = np.array([p["status"] for p in per])
+  mean = first_crossing(ka_cost_SxL.mean(0), ka_share_SxL.mean(0), float(ak_share_S.mean()))
+  out = {"ratio_S": ratio_S, "status_S": status_S,
+         "mean_ratio": mean["cost"] / float(ak_cost_S.mean()), "mean_status": mean["status"],
+         "n_not_reached": int(np.sum(status_S == "not_reached")),
+         "n_below": int(np.sum(status_S == "below")),
+         "ratio_gm": math.nan, "ratio_low": math.nan, "ratio_high": math.nan}
+  if np.all(status_S == "crossed"):
+    logs = np.log(ratio_S)
+    out["ratio_gm"] = float(np.exp(logs.mean()))
+    if len(logs) > 1:
+      lo, hi = stats.mean_interval(logs)
+      out["ratio_low"], out["ratio_high"] = float(np.exp(lo)), float(np.exp(hi))
+  return out
+
+
+def describe_crossing(cross: dict, *, unit: str, max_label: str) -> str:
+  """One sentence on the measured price (generated, never hand-typed)."""
+  n = len(cross["status_S"])
+  ratios = ", ".join(f"{r:.3g}" for r in cross["ratio_S"])
+  if cross["n_not_reached"] == n:
+    return (f"not reached within {max_label}: in none of {n} seeds does K-A's share reach "
+            f"A-K's, so the price in {unit} is above {min(cross['ratio_S']):.3g}x A-K's "
+            f"(a lower bound)")
+  if cross["n_not_reached"]:
+    return (f"reached in {n - cross['n_not_reached']} of {n} seeds only (not reached within "
+            f"{max_label} in the others); per-seed ratios of {unit} to A-K's: {ratios} "
+            f"(those not reached are lower bounds); no interval")
+  if cross["n_below"]:
+    return (f"K-A reaches A-K's share already at the smallest budget in {cross['n_below']} of "
+            f"{n} seeds (the crossing lies at or below it); per-seed ratios of {unit} to "
+            f"A-K's: {ratios} (upper bounds where below)")
+  interval = ("" if math.isnan(cross["ratio_low"]) else
+              f" [{cross['ratio_low']:.3g}, {cross['ratio_high']:.3g}] (95% t-interval of the "
+              f"geometric mean over {n} seeds)")
+  return (f"K-A reaches A-K's share at {cross['ratio_gm']:.3g}x A-K's {unit}{interval}; "
+          f"per seed: {ratios}")
+
+
+# -- figure -------------------------------------------------------------------------------
+def plot_ladder(panels: list[dict], out_dir, name: str, *, xlabel: str, ylabel: str,
+                caption_note: str = "") -> list:
+  """Share against cost: K-A's ladder (seeds thin, mean ± sample sd), A-K and the control.
+
+  ``panels``: one dict per algorithm with ``title``, ``ka_cost_SxL``, ``ka_share_SxL``,
+  ``scales_L``, ``ak_cost_S``, ``ak_share_S`` and optionally ``ctrl_cost_S``,
+  ``ctrl_share_S``, ``floor`` (shares below are drawn at it). Saved with its data through
+  :func:`recall_theory.plotting.save_figure`.
+  """
+  import matplotlib.pyplot as plt
+  from matplotlib.ticker import MaxNLocator, NullFormatter
+  from recall_theory.plotting import (PIPELINE_COLORS, TEXT_WIDTH, figure_size, paper_style,
+                                      save_figure)
+
+  data: dict = {}
+  with paper_style():
+    ncols = min(2, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False,
+                             figsize=figure_size(TEXT_WIDTH, 0.42 * nrows))
+    for ax in axes.ravel()[len(panels):]:
+      ax.set_axis_off()
+    for ax, pan in zip(axes.ravel(), panels):
+      key = pan["key"]
+      floor = pan.get("floor", 1e-4)
+      clip = lambda v: np.clip(np.asarray(v, float), floor, 1.0)
+      c_SxL, s_SxL = np.asarray(pan["ka_cost_SxL"], float), np.asarray(pan["ka_share_SxL"], float)
+      for c, s in zip(c_SxL, s_SxL):
+        ax.plot(c, clip(s), color=PIPELINE_COLORS["K-A"], lw=0.6, alpha=0.35)
+      mean_L = s_SxL.mean(0)
+      sd_L = s_SxL.std(0, ddof=1) if len(s_SxL) > 1 else np.zeros_like(mean_L)
+      cost_L = c_SxL.mean(0)
+      ax.fill_between(cost_L, clip(mean_L - sd_L), clip(mean_L + sd_L),
+                      color=PIPELINE_COLORS["K-A"], alpha=0.15, lw=0)
+      ax.plot(cost_L, clip(mean_L), "o-", color=PIPELINE_COLORS["K-A"], ms=3, lw=1.2,
+              label="K-A, budget ladder")
+      for i, (x, y, s) in enumerate(zip(cost_L, clip(mean_L), pan["scales_L"])):
+        # alternate below/above: neighbouring budgets can lie close on the cost axis
+        ax.annotate(f"{s:g}x", (x, y), textcoords="offset points",
+                    xytext=(0, -9 if i % 2 == 0 else 5), ha="center", fontsize=6,
+                    color=PIPELINE_COLORS["K-A"])
+      if pan.get("ka_limit") is not None:  # K-A's infinite-budget limit (the law's optimum)
+        ax.axhline(clip(pan["ka_limit"]), color=PIPELINE_COLORS["K-A"], ls=":", lw=0.9,
+                   label="K-A, exact tilt (budget $\\to\\infty$)")
+        data[f"{key}__K-A__limit"] = np.asarray(pan["ka_limit"], float)
+      for pipe, ck, sk in (("A-K", "ak_cost_S", "ak_share_S"),
+                           ("K-A(teacher-ref)", "ctrl_cost_S", "ctrl_share_S")):
+        if pan.get(sk) is None or not len(pan[sk]):
+          continue
+        cs, ss = np.asarray(pan[ck], float), np.asarray(pan[sk], float)
+        m, sd, n = stats.mean_sd(ss)
+        sd = 0.0 if math.isnan(sd) else sd
+        ax.scatter(cs, clip(ss), s=6, color=PIPELINE_COLORS[pipe], alpha=0.45, lw=0)
+        ax.errorbar(cs.mean(), clip(m), yerr=[[clip(m) - clip(m - sd)], [clip(m + sd) - clip(m)]],
+                    fmt="s" if pipe == "A-K" else "^", ms=4, color=PIPELINE_COLORS[pipe],
+                    capsize=2, lw=0.9, label=pipe + ", 1x" if pipe == "A-K" else "control, 1x")
+        if pipe == "A-K":
+          ax.axhline(clip(m), color=PIPELINE_COLORS[pipe], ls="--", lw=0.8)
+        data[f"{key}__{pipe}__cost_S"], data[f"{key}__{pipe}__share_S"] = cs, ss
+      # linear cost axis: the fixed cost (teacher, student) and the ladder's increments
+      # stay readable; shares span decades, so log there
+      ax.set_xscale(pan.get("xscale", "linear"))
+      if pan.get("xscale", "linear") == "linear":
+        ax.xaxis.set_major_locator(MaxNLocator(4))
+      else:  # decades only: minor labels of a short log range collide
+        ax.xaxis.set_minor_formatter(NullFormatter())
+      ax.set_yscale("log")
+      ax.set_title(pan["title"])
+      if ax in axes[-1] or nrows == 1:
+        ax.set_xlabel(xlabel)
+      ax.grid(True, which="major", lw=0.3, alpha=0.5)
+      data[f"{key}__K-A__cost_SxL"], data[f"{key}__K-A__share_SxL"] = c_SxL, s_SxL
+      data[f"{key}__scales_L"] = np.asarray(pan["scales_L"], float)
+      data[f"{key}__floor"] = np.asarray(floor)
+    for row in axes:
+      row[0].set_ylabel(ylabel)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False,
+               bbox_to_anchor=(0.5, -0.08 / nrows))
+    if caption_note:
+      data["caption"] = np.asarray(caption_note)
+    return save_figure(fig, out_dir, name, data)
+
+
+# -- notes --------------------------------------------------------------------------------
+def _by(rows, pipeline, alg):
+  sel = [r for r in rows if r["pipeline"] == pipeline and r["algorithm"] == alg]
+  return sorted(sel, key=lambda r: (r["seed"], r.get("ladder_scale", 0)))
+
+
+def analyse(rows: list[dict], ladder: Sequence[float], algorithms: Sequence[str]) -> dict:
+  """Per algorithm: the arrays of the figure and the crossings in samples and in PFLOPs."""
+  seeds = sorted({r["seed"] for r in rows})
+  out = {}
+  for alg in algorithms:
+    ka = _by(rows, "K-A", alg)
+    ak = {r["seed"]: r for r in _by(rows, "A-K", alg)}
+    ctrl = {r["seed"]: r for r in _by(rows, "K-A(teacher-ref)", alg)}
+    grid = {(r["seed"], float(r["ladder_scale"])): r for r in ka}
+    get = lambda f: np.array([[float(grid[(s, float(x))][f]) for x in ladder] for s in seeds])
+    res = {"seeds": seeds,
+           "ka_share_SxL": get("target_share"), "ka_pflops_SxL": get("pipeline_pflops"),
+           "ka_samples_SxL": get("n_samples"),
+           "ka_pred_SxL": get("predicted_mass"),
+           "ak_share_S": np.array([ak[s]["target_share"] for s in seeds], float),
+           "ak_pflops_S": np.array([ak[s]["pipeline_pflops"] for s in seeds], float),
+           "ak_samples_S": np.array([ak[s]["n_samples"] for s in seeds], float),
+           "ak_pred_S": np.array([ak[s]["predicted_mass"] for s in seeds], float),
+           "ctrl_share_S": np.array([ctrl[s]["target_share"] for s in seeds if s in ctrl], float),
+           "ctrl_pflops_S": np.array([ctrl[s]["pipeline_pflops"] for s in seeds if s in ctrl],
+                                     float),
+           "p_student": float(ka[0]["reference_recall"]),
+           "p_student_ci": (float(ka[0]["reference_recall_low"]),
+                            float(ka[0]["reference_recall_high"])),
+           "p_teacher": float(ak[seeds[0]]["reference_recall"]),
+           "p_teacher_ci": (float(ak[seeds[0]]["reference_recall_low"]),
+                            float(ak[seeds[0]]["reference_recall_high"]))}
+    res["cross_samples"] = crossings(res["ka_samples_SxL"], res["ka_share_SxL"],
+                                     res["ak_share_S"], res["ak_samples_S"])
+    res["cross_pflops"] = crossings(res["ka_pflops_SxL"], res["ka_share_SxL"],
+                                    res["ak_share_S"], res["ak_pflops_S"])
+    out[alg] = res
+  return out
+
+
+def predicted_price(p_teacher: float, p_student: float, p_teacher_ci=None, p_student_ci=None):
+  """``p_teacher / p_student`` with the interval from the two recalls' intervals (outer bounds)."""
+  ratio = p_teacher / p_student if p_student > 0 else math.inf
+  if p_teacher_ci is None or p_student_ci is None:
+    return ratio, ratio, ratio
+  lo = p_teacher_ci[0] / p_student_ci[1] if p_student_ci[1] > 0 else math.inf
+  hi = p_teacher_ci[1] / p_student_ci[0] if p_student_ci[0] > 0 else math.inf
+  return ratio, lo, hi
+
+
+def notes_markdown(rows, analysis: dict, *, ladder, preset: str, seeds, elapsed: float,
+                   estimate: float, time_limit: float, options: str) -> str:
+  """``compute_notes.md``: what scales, the cost table, the measured price beside the theory."""
+  from recall_theory.lm.report import algorithm_name
+
+  lad = ",".join(f"{s:g}" for s in ladder)
+  lines = [f"# Compute-matched K-A vs A-K (preset {preset}, {len(seeds)} seeds, ladder {lad})",
+           "",
+           options,
+           "",
+           f"Wall time {elapsed:.0f} s (estimate before the run {estimate:.0f} s on 2 idle cores; "
+           f"time limit {time_limit:g} s).",
+           "",
+           "What scales with the ladder: K-A's preference pairs and DPO steps (same batch and "
+           "learning rate, so each pair is seen as often as at 1x) and RLOO's steps (on-policy "
+           "samples = steps x batch). A-K and the control run at 1x. Cost is the whole "
+           "pipeline's: teacher + student + alignment + re-distillation (A-K) + reference "
+           "log-probs + sampling, FLOPs counted by recall_theory.lm.cost from the configuration; "
+           "evaluation is kept apart. Shares: target share of eval samples (Wilson 95% in the "
+           "CSV's aligned_mass_low/high). " + stats.SD_CAPTION + ".",
+           ""]
+  for alg, res in analysis.items():
+    name = algorithm_name(alg)
+    pred, p_lo, p_hi = predicted_price(res["p_teacher"], res["p_student"], res["p_teacher_ci"],
+                                       res["p_student_ci"])
+    lines += [f"## {name}", "",
+              "| pipeline | scale | alignment samples | total PFLOPs | target share (mean ± sd) "
+              "| law's optimum (mean) |",
+              "|---|---|---|---|---|---|"]
+    for j, s in enumerate(ladder):
+      m, sd, _ = stats.mean_sd(res["ka_share_SxL"][:, j])
+      lines.append(f"| K-A | {s:g}x | {res['ka_samples_SxL'][:, j].mean():.0f} | "
+                   f"{res['ka_pflops_SxL'][:, j].mean():.4g} | {m:.4f} ± {sd:.4f} | "
+                   f"{np.nanmean(res['ka_pred_SxL'][:, j]) if np.isfinite(res['ka_pred_SxL'][:, j]).any() else math.nan:.4f} |")
+    m, sd, _ = stats.mean_sd(res["ak_share_S"])
+    lines.append(f"| A-K | 1x | {res['ak_samples_S'].mean():.0f} | {res['ak_pflops_S'].mean():.4g}"
+                 f" | {m:.4f} ± {sd:.4f} | {np.mean(res['ak_pred_S']):.4f} (its aligned teacher) |")
+    if len(res["ctrl_share_S"]):
+      m, sd, _ = stats.mean_sd(res["ctrl_share_S"])
+      lines.append(f"| K-A(teacher-ref) | 1x | {res['ak_samples_S'].mean():.0f} | "
+                   f"{res['ctrl_pflops_S'].mean():.4g} | {m:.4f} ± {sd:.4f} | |")
+    max_s = ladder[-1]
+    max_samples = res["ka_samples_SxL"][:, -1].mean()
+    max_pflops = res["ka_pflops_SxL"][:, -1].mean()
+    cmp = stats.paired_comparison(res["ka_share_SxL"][:, -1], res["ak_share_S"])
+    lines += ["",
+              f"- Recalls: p_teacher = {res['p_teacher']:.4g} [{res['p_teacher_ci'][0]:.4g}, "
+              f"{res['p_teacher_ci'][1]:.4g}], p_student = {res['p_student']:.4g} "
+              f"[{res['p_student_ci'][0]:.4g}, {res['p_student_ci'][1]:.4g}] (Wilson 95%).",
+              f"- Predicted price of low recall (equal expected target samples): K-A needs "
+              f"p_teacher/p_student = {pred:.3g} [{p_lo:.3g}, {p_hi:.3g}] times A-K's alignment "
+              f"samples; the ladder reaches {max_s:g}x"
+              + (" (short of the prediction)." if max_s < pred else "."),
+              f"- Measured price in alignment samples: "
+              + describe_crossing(res["cross_samples"], unit="alignment samples",
+                                  max_label=f"{max_s:g}x ({max_samples:.0f} samples)") + ".",
+              f"- Measured price in total PFLOPs: "
+              + describe_crossing(res["cross_pflops"], unit="total PFLOPs",
+                                  max_label=f"{max_s:g}x ({max_pflops:.4g} PFLOPs)") + ".",
+              f"- At {max_s:g}x: " + stats.describe_comparison(cmp, f"K-A {max_s:g}x", "A-K",
+                                                               fmt=".4f") + ".",
+              f"- Mean curve: {res['cross_pflops']['mean_status'].replace('_', ' ')} "
+              f"(ratio {res['cross_pflops']['mean_ratio']:.3g} of A-K's PFLOPs"
+              + (", a lower bound)." if res["cross_pflops"]["mean_status"] == "not_reached"
+                 else ")."), ""]
+    ka_pred = res["ka_pred_SxL"][:, -1]
+    if np.isfinite(ka_pred).all():
+      below = bool(np.mean(ka_pred) < np.mean(res["ak_share_S"]))
+      lines += [f"- The law's optimum of K-A (any budget) is {np.mean(ka_pred):.4f}, "
+                + ("below A-K's measured share: the learning trap says no alignment budget "
+                   "closes the gap at this beta; more samples only remove the sampling trap."
+                   if below else "at or above A-K's measured share: enough budget can close "
+                   "the gap."), ""]
+  return "\n".join(lines) + "\n"
+
+
+def write_outputs(rows, out, *, ladder, preset, seeds, elapsed, estimate, time_limit,
+                  options, algorithms) -> str:
+  """CSV, figure (+ data) and notes into ``out``; returns the notes' text."""
+  from recall_theory import io
+  from recall_theory.lm.report import algorithm_name
+
+  io.write_csv(out / "lm_compute.csv", rows)
+  analysis = analyse(rows, ladder, algorithms)
+  n_eval = None
+  panels = []
+  for alg, res in analysis.items():
+    n_eval = n_eval or 1
+    panels.append({"key": alg, "title": algorithm_name(alg), "scales_L": list(ladder),
+                   "ka_cost_SxL": res["ka_pflops_SxL"], "ka_share_SxL": res["ka_share_SxL"],
+                   "ak_cost_S": res["ak_pflops_S"], "ak_share_S": res["ak_share_S"],
+                   "ctrl_cost_S": res["ctrl_pflops_S"], "ctrl_share_S": res["ctrl_share_S"],
+                   "floor": 1e-4})
+  plot_ladder(panels, out, "lm_compute", xlabel="total PFLOPs of the pipeline",
+              ylabel="aligned target share",
+              caption_note=("K-A's alignment budget scaled by the ladder; thin lines: seeds; "
+                            "band: mean ± sample sd; shares below 1e-4 drawn at 1e-4"))
+  text = notes_markdown(rows, analysis, ladder=ladder, preset=preset, seeds=seeds,
+                        elapsed=elapsed, estimate=estimate, time_limit=time_limit,
+                        options=options)
+  io.write_text(out / "compute_notes.md", text)
+  return text
+
+
+# -- command line -------------------------------------------------------------------------
+def run_cli(args, config, seeds) -> int:
+  """``recall-theory lm --match-compute``: validate everything, then run and write ``--out``."""
+  import time
+
+  from recall_theory import io, progress
+  from recall_theory.cli.main import describe_options
+
+  if not args.match_compute:
+    given = [f for f, v in (("--ladder", args.ladder), ("--time-limit", args.time_limit))
+             if v is not None]
+    raise InputError(f"{', '.join(given)} only applies with --match-compute")
+  clash = [f for f, v in (("--taus", args.taus), ("--checkpoint-dir", args.checkpoint_dir),
+                          ("--resume", args.resume or None)) if v is not None]
+  if clash:
+    raise InputError(f"--match-compute runs without {', '.join(clash)}: drop it")
+  ladder = parse_ladder(args.ladder) if args.ladder is not None else DEFAULT_LADDER
+  limit = DEFAULT_TIME_LIMIT_S if args.time_limit is None else args.time_limit
+  if not (math.isfinite(limit) and limit > 0):
+    raise InputError(f"--time-limit must be a finite number of seconds > 0, got {limit:g}")
+  for s in ladder:
+    scaled_config(config, s).validate()
+  estimate = check_time_limit(config, ladder, len(seeds), args.preset, limit)
+  out = io.prepare_output_dir(args.out)
+  if args.quiet:
+    progress.set_enabled(False)
+  options = ("Non-default options: "
+             + describe_options(getattr(args, "non_default_options", {})) + ".")
+  print(f"lm --match-compute: preset {args.preset}, ladder {','.join(f'{s:g}' for s in ladder)}, "
+        f"{len(seeds)} seed(s); estimated {estimate:.0f} s on 2 idle cores, time limit {limit:g} s")
+  start = time.perf_counter()
+  rows = run_match_compute(config, ladder, seeds, progress=not args.quiet,
+                           setting=f"preset={args.preset};tau={config.tau:g}")
+  elapsed = time.perf_counter() - start
+  for row in rows:
+    scale = row["ladder_scale"]
+    row["setting"] += "" if math.isnan(scale) else f";budget={scale:g}x"
+  text = write_outputs(rows, out, ladder=ladder, preset=args.preset, seeds=seeds,
+                       elapsed=elapsed, estimate=estimate, time_limit=limit, options=options,
+                       algorithms=config.algorithms)
+  io.write_json(out / "lm_config.json", {"preset": args.preset, "seeds": seeds,
+                                         "ladder": list(ladder), "time_limit_s": limit,
+                                         "estimated_seconds": estimate, "wall_seconds": elapsed,
+                                         "config": config.to_dict()})
+  if not args.quiet:
+    print(text, end="")
+  return 0
