@@ -165,6 +165,38 @@ def test_lm_tau_sweep(tmp_path):
   _assert_saved_ok(found, {"lm_tau_sweep"})
 
 
+def _ladder_panels(xscale: str) -> list[dict]:
+  """Panels of the compute-matched figure as the lm (linear PFLOPs) and mog (log samples) runs build them:
+  2 algorithms, 3 seeds, a ladder of 4 budgets; K-A's share rises with its budget toward A-K's."""
+  rng = np.random.default_rng(0)
+  ladder = [1.0, 2.0, 4.0, 8.0]
+  base, step, low = (12.0, 1.5, 1e-3) if xscale == "linear" else (2e4, 3e4, 1e-9)
+  panels = []
+  for key in ("dpo", "rloo"):
+    cost_SxL = base + step * np.array(ladder)[None, :] * rng.uniform(0.95, 1.05, (3, 1))
+    share_SxL = np.clip(low * np.geomspace(1, 50, 4)[None, :] * rng.uniform(0.5, 2.0, (3, 4)), 0, 1)
+    panel = {"key": key, "title": key.upper(), "scales_L": ladder, "ka_cost_SxL": cost_SxL,
+             "ka_share_SxL": share_SxL, "ak_cost_S": base + step * rng.uniform(0.9, 1.1, 3),
+             "ak_share_S": rng.uniform(0.3, 0.6, 3), "ctrl_cost_S": base + step * rng.uniform(0.9, 1.1, 3),
+             "ctrl_share_S": rng.uniform(0.01, 0.05, 3), "floor": low / 10}
+    if xscale == "log":
+      panel.update(xscale="log", ka_limit=float(share_SxL.max() * 3))
+    panels.append(panel)
+  return panels
+
+
+@pytest.mark.parametrize("track, xscale", [("lm", "linear"), ("mog", "log")])
+def test_compute_ladder(tmp_path, track, xscale):
+  """``lm/mog --match-compute``: target share against the pipeline's cost over K-A's budget ladder."""
+  compute_match = pytest.importorskip("recall_theory.lm.compute_match")
+  with checking_saved_figures() as found:
+    compute_match.plot_ladder(_ladder_panels(xscale), tmp_path, f"{track}_compute",
+                              xlabel="total PFLOPs of the pipeline" if track == "lm"
+                              else "samples drawn by the whole pipeline",
+                              ylabel="aligned target share", caption_note="synthetic ladder")
+  _assert_saved_ok(found, {f"{track}_compute"})
+
+
 def test_smollm2_comparison(tmp_path):
   """The smollm2 command's figure: no target-precision panel (p* has no closed-form conditional).
 
