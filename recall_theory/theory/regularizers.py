@@ -146,7 +146,8 @@ def forward_kl_aligned_mass(recall, gap, beta) -> jax.Array:
 
   (normalisation ``beta p/(lambda - gap) + beta (1-p)/lambda = 1``). Computed without
   cancellation as ``2p / ((1-s) + sqrt((1-s)^2 + 4ps))`` for ``s <= 1`` and as
-  ``(c + sqrt(c^2 + 4p/s)) / 2``, ``c = 1 - 1/s``, for ``s > 1`` (finite as s -> inf).
+  ``(c + sqrt(c^2 + 4p/s)) / 2``, ``c = 1 - 1/s``, for ``s > 1`` (finite as s -> inf), with
+  ``1 - s = (beta - gap)/beta`` and ``1 - 1/s = (gap - beta)/gap`` (exact subtractions).
   The root is continuous in p and exact at p = 0: there ``KL(pi_ref || pi)`` does not
   charge for mass outside the reference's support, and the optimum is
   ``t = max(0, 1 - 1/s)`` (theory.md item 8), e.g. 1/3, 2/3, 0.9 for s = 1.5, 3, 10.
@@ -173,16 +174,21 @@ def forward_kl_aligned_mass(recall, gap, beta) -> jax.Array:
   _validate.gap(gap)
   errors.check_nonnegative("gap", gap)
   errors.check_broadcastable(recall=recall, gap=gap, beta=beta)
-  p, s = _float(recall), _float(gap) / _float(beta)
-  a = 1.0 - s
+  p, gap, beta = _float(recall), _float(gap), _float(beta)
+  s = jnp.where(gap == 0, 0.0, gap / beta)
+  # 1 - s and 1 - 1/s as (beta - gap)/beta and (gap - beta)/gap: the subtraction of two
+  # close inputs is exact (Sterbenz), so t near s = 1 keeps full relative precision.
+  a = jnp.where(s <= 1.0, (beta - gap) / beta, 0.0)
   # s <= 1: rationalised root, no cancellation; a + root = 0 only at p = 0, s = 1 (t = 0).
   root = jnp.sqrt(a * a + 4.0 * p * jnp.minimum(s, 1.0))
   covering = 2.0 * p / jnp.where(a + root > 0, a + root, 1.0)
-  # s > 1: divide through by s so that s = inf (gap/beta overflowing) gives t = 1.
-  inv_s = 1.0 / jnp.where(s > 1.0, s, 2.0)
-  c = 1.0 - inv_s
+  # s > 1: divided through by s, so s = inf (gap/beta overflowing) gives t = 1.
+  escapes = s > 1.0
+  safe_gap = jnp.where(escapes, gap, 1.0)
+  inv_s = jnp.where(escapes, beta / safe_gap, 0.5)
+  c = jnp.where(escapes, (safe_gap - beta) / safe_gap, 0.5)
   escaping = 0.5 * (c + jnp.sqrt(c * c + 4.0 * p * inv_s))
-  mass = jnp.where(s > 1.0, escaping, covering)
+  mass = jnp.where(escapes, escaping, covering)
   return jnp.where(p >= 1.0, 1.0, jnp.clip(mass, 0.0, 1.0))
 
 
@@ -274,8 +280,9 @@ def chi2_kl_aligned_mass(recall, gap, beta) -> jax.Array:
 def _chi2_two_level_log_mass(p, gap, beta):
   p, s = jnp.broadcast_arrays(p, jnp.where(gap == 0, 0.0, gap / beta))
   edge = (p <= 0) | (p >= 1)
-  p_edge = p
+  p_edge, s_edge = p, s
   p = jnp.where(edge, 0.5, p)
+  s = jnp.where(jnp.isinf(s), 0.0, s)  # gap/beta overflowed: the limit is explicit below
   log_p, log1m_p = jnp.log(p), jnp.log1p(-p)
 
   def log_total_and_slope(ell):
@@ -311,6 +318,8 @@ def _chi2_two_level_log_mass(p, gap, beta):
   log_in = log_p + log_u_in
   log_mass = log_in - jnp.logaddexp(log_in, log1m_p + log_u_out)
   # the edges explicitly: the bracket is infinite there (log p or log(1-p) = -inf)
+  # gap/beta = +inf moves all mass to A, -inf all of it away (for 0 < p < 1)
+  log_mass = jnp.where(jnp.isposinf(s_edge), 0.0, jnp.where(jnp.isneginf(s_edge), -jnp.inf, log_mass))
   return jnp.where(p_edge <= 0, -jnp.inf, jnp.where(p_edge >= 1, 0.0, log_mass))
 
 
@@ -376,7 +385,9 @@ def best_of_n_aligned_mass(recall, n) -> jax.Array:
   _validate.recall(recall)
   _check_n(n)
   errors.check_broadcastable(recall=recall, n=n)
-  return -jnp.expm1(_float(n) * jnp.log1p(-_float(recall)))
+  p = _float(recall)
+  # 1 - (1-p)^N >= p for N >= 1 exactly; the rounding of log1p(-p) can land a few ulp below
+  return jnp.maximum(-jnp.expm1(_float(n) * jnp.log1p(-p)), p)
 
 
 def best_of_n_kl_bound(n) -> jax.Array:
