@@ -99,6 +99,15 @@ def _sha256(path: Path) -> str:
   return digest.hexdigest()
 
 
+def _describe_files(target: Path, moved: list[Path]) -> dict:
+  """sha256 and size of each file; hashed in threads (hashlib releases the GIL)."""
+  from concurrent.futures import ThreadPoolExecutor
+  with ThreadPoolExecutor(max_workers=max(1, min(len(moved), os.cpu_count() or 1))) as pool:
+    digests = list(pool.map(lambda rel: _sha256(target / rel), moved))
+  return {str(rel): {"sha256": digest, "bytes": (target / rel).stat().st_size}
+          for rel, digest in zip(moved, digests)}
+
+
 def _versions() -> dict:
   from importlib import metadata
   out = {"python": platform.python_version()}
@@ -194,8 +203,10 @@ class RunUnit:
     """Staging folders and partial files of earlier, killed runs (we hold the lock)."""
     for leftover in target.parent.glob(f".{target.name}{STAGING_TAG}*"):
       shutil.rmtree(leftover, ignore_errors=True)
+    # Only this folder's own files: subfolders may be other runs' targets (figures/mog
+    # inside figures/), whose in-progress partial files are theirs to clean.
     if target.is_dir():
-      for leftover in target.rglob(f".*{PARTIAL_TAG}*"):
+      for leftover in target.glob(f".*{PARTIAL_TAG}*"):
         with contextlib.suppress(OSError):
           leftover.unlink()
 
@@ -246,8 +257,7 @@ class RunUnit:
         "non_default_options": {k: _plain(v) for k, v in self.non_default_options.items()},
         "versions": _versions(), "device": _device(),
         "started": self.started, "finished": _utc_now(),
-        "files": {str(rel): {"sha256": _sha256(target / rel), "bytes": (target / rel).stat().st_size}
-                  for rel in moved},
+        "files": _describe_files(target, moved),
     }
     return {"runs": runs}
 
