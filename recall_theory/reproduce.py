@@ -46,13 +46,15 @@ class Step:
 STEPS = (
     Step("sweep", ("sweep",), ".", "exact recall sweep and phase maps (theory track)"),
     Step("mog", ("mog",), "mog", "Mixture-of-Gaussians comparison, 8 seeds x 7 betas x 2 students"),
-    Step("mog-taus", ("mog", "--taus", "0.03,0.05,0.1,0.2,0.35,0.5"), "mog/taus",
+    Step("mog-taus", ("mog", "--taus", "0.02,0.05,0.1,0.2,0.5,1"), "mog/taus",
          "Mixture-of-Gaussians recall sweep over the distillation temperature"),
     Step("lm", ("lm", "--preset", "cpu-tiny", "--quiet"), "lm", "transformer track, cpu-tiny, DPO and RLOO"),
     Step("lm-all", ("lm", "--preset", "cpu-tiny", "--algorithms", "dpo,ipo,simpo,rloo", "--quiet"),
          "lm/all_algorithms", "transformer track, cpu-tiny, all four algorithms"),
     Step("lm-taus", ("lm", "--preset", "cpu-tiny", "--taus", "0.3,0.45,0.6,0.8,1.0", "--quiet"),
          "lm/taus", "transformer track, recall sweep over the distillation temperature"),
+    Step("smollm2", ("smollm2", "--preset", "smollm2-cpu-smoke", "--quiet"), "smollm2",
+         "SmolLM2-135M as p*, smoke preset (plumbing; needs the smollm2 extra and its weights)"),
     Step("collapse", ("collapse",), ".", "every aligned model against the law's prediction"),
 )
 STEP_NAMES = tuple(s.name for s in STEPS)
@@ -63,10 +65,16 @@ def machine() -> str:
 
 
 def step_command(step: Step, root: Path) -> list[str]:
+  """The step's command, with paths relative to ``root``'s parent (its working folder).
+
+  Relative paths make a rerun into a scratch copy named like the original (``--check``)
+  print and record the same options as the committed run.
+  """
   args = list(step.args)
   if step.name == "collapse":
-    args += ["--inputs", str(root)]
-  return [sys.executable, "-m", "recall_theory", *args, "--out", str(root / step.folder)]
+    args += ["--inputs", root.name]
+  out = Path(root.name) / step.folder
+  return [sys.executable, "-m", "recall_theory", *args, "--out", out.as_posix().rstrip("/.") or root.name]
 
 
 def run_steps(steps: Sequence[Step], root: Path, log=sys.stderr) -> dict:
@@ -75,11 +83,12 @@ def run_steps(steps: Sequence[Step], root: Path, log=sys.stderr) -> dict:
   with progress.stage("reproduce", total=len(steps)) as bar:
     for step in steps:
       cmd = step_command(step, root)
-      shown = "recall-theory " + " ".join(cmd[3:]).replace(str(root), "<figures>")
+      shown = "recall-theory " + " ".join(cmd[3:])
       log.write(f"reproduce: {step.name}: {shown}\n")
       log.flush()
       start = time.perf_counter()
-      done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+      done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            cwd=root.resolve().parent)
       wall = time.perf_counter() - start
       times[step.name] = {"command": shown, "wall_s": round(wall, 1), "exit_code": done.returncode}
       if done.returncode != 0:
@@ -156,7 +165,7 @@ def reproduce(figures: Path, readme: Path, steps: Sequence[Step], *, check: bool
       io.write_text(readme, readme_lib.render_readme(readme.read_text(), figures))
     return []
   with tempfile.TemporaryDirectory(prefix="recall-theory-reproduce-") as tmp:
-    scratch = Path(tmp) / "figures"
+    scratch = Path(tmp) / figures.resolve().name
     shutil.copytree(figures, scratch)     # steps not rerun keep their committed outputs
     run_steps(steps, scratch)
     problems = compare_folders(figures, scratch, steps, rtol, atol)
