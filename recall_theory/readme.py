@@ -10,6 +10,9 @@ A block is the text between ``<!-- generated:KEY -->`` and ``<!-- /generated:KEY
   the estimate's resolution (:func:`verdict_table`);
 * ``caption recall_phase`` / ``caption recall_ceiling`` -- the sweep figures' captions from
   their saved data;
+* ``lines PATH :: PREFIX`` -- the lines of ``figures/PATH`` that start with ``PREFIX``;
+* ``section PATH :: HEADING`` -- the body of the Markdown section ``HEADING`` of ``figures/PATH``;
+* ``bench PATH`` -- the performance table of a ``experiments/bench_all.py`` report;
 * ``timings`` -- a table built from ``figures/timings.json`` (written by ``reproduce``). ``reproduce`` rewrites
 every block; ``reproduce --check`` re-renders them from a rerun and reports those that
 changed. The timings block is volatile (wall times differ on every run) and not checked.
@@ -25,7 +28,7 @@ from recall_theory.errors import InputError
 
 BLOCK = re.compile(r"(<!-- generated:(?P<key>[^>]+?) -->\n)(?P<body>.*?)(<!-- /generated:(?P=key) -->)",
                    re.DOTALL)
-VOLATILE_BLOCKS = ("timings",)
+VOLATILE_BLOCKS = ("timings",)  # and every "bench ..." block
 
 
 def timings_table(root: Path) -> str:
@@ -118,6 +121,42 @@ def render_block(key: str, root: Path) -> str:
     if not path.exists():
       raise InputError(f"README block {key!r}: {path} does not exist (run `recall-theory reproduce`)")
     return verdict_table(path)
+  if key.startswith("lines "):
+    rel, _, prefix = key[len("lines "):].partition(" :: ")
+    path = root / rel.strip()
+    if not path.exists():
+      raise InputError(f"README block {key!r}: {path} does not exist (run `recall-theory reproduce`)")
+    picked = [line for line in path.read_text().splitlines() if line.startswith(prefix)]
+    if not picked:
+      raise InputError(f"README block {key!r}: no line of {path} starts with {prefix!r}")
+    return "\n".join(picked) + "\n"
+  if key.startswith("section "):
+    rel, _, heading = key[len("section "):].partition(" :: ")
+    path = root / rel.strip()
+    if not path.exists():
+      raise InputError(f"README block {key!r}: {path} does not exist (run `recall-theory reproduce`)")
+    body, inside = [], False
+    for line in path.read_text().splitlines():
+      if line.startswith("#"):
+        if inside:
+          break
+        inside = line.lstrip("#").strip() == heading.strip()
+        continue
+      if inside:
+        body.append(line)
+    if not inside and not body:
+      raise InputError(f"README block {key!r}: {path} has no section {heading!r}")
+    return "\n".join(body).strip("\n") + "\n"
+  if key.startswith("bench "):
+    path = root / key[len("bench "):].strip()
+    if not path.exists():
+      return "_Not measured yet: run `python3 experiments/bench_all.py --out figures/bench_all.json`._\n"
+    import importlib.util
+    bench_all = Path(__file__).resolve().parent.parent / "experiments" / "bench_all.py"
+    spec = importlib.util.spec_from_file_location("bench_all", bench_all)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.markdown(json.loads(path.read_text()))
   if key in ("caption recall_phase", "caption recall_ceiling"):
     return _caption(key.split()[1], root)
   if key.startswith("include "):
@@ -144,3 +183,8 @@ def blocks(text: str) -> dict[str, str]:
 def changed_blocks(old: str, new: str) -> list[str]:
   a, b = blocks(old), blocks(new)
   return [key for key in a if a[key] != b.get(key)]
+
+
+def is_volatile(key: str) -> bool:
+  """Blocks of wall times and benchmark figures differ on every run: --check skips them."""
+  return key in VOLATILE_BLOCKS or key.startswith("bench ")

@@ -174,5 +174,5 @@ def reproduce(figures: Path, readme: Path, steps: Sequence[Step], *, check: bool
       rerendered = readme_lib.render_readme(text, scratch, figures_label=str(figures))
       problems += [f"{readme}: generated block {name!r} differs from the rerun"
                    for name in readme_lib.changed_blocks(text, rerendered)
-                   if name not in readme_lib.VOLATILE_BLOCKS]
+                   if not readme_lib.is_volatile(name)]
   return problems
