@@ -366,7 +366,7 @@ def plot_ladder(panels: list[dict], out_dir, name: str, *, xlabel: str, ylabel: 
                     color=PIPELINE_COLORS["K-A"])
       if pan.get("ka_limit") is not None:  # K-A's infinite-budget limit (the law's optimum)
         ax.axhline(clip(pan["ka_limit"]), color=PIPELINE_COLORS["K-A"], ls=":", lw=0.9,
-                   label="K-A, exact tilt (budget $\\to\\infty$)")
+                   label=pan.get("ka_limit_label", "K-A, law's optimum"))
         data[f"{key}__K-A__limit"] = np.asarray(pan["ka_limit"], float)
       for pipe, ck, sk in (("A-K", "ak_cost_S", "ak_share_S"),
                            ("K-A(teacher-ref)", "ctrl_cost_S", "ctrl_share_S")):
@@ -489,9 +489,11 @@ def notes_markdown(rows, analysis: dict, *, ladder, preset: str, seeds, elapsed:
               "|---|---|---|---|---|---|"]
     for j, s in enumerate(ladder):
       m, sd, _ = stats.mean_sd(res["ka_share_SxL"][:, j])
+      pred_S = res["ka_pred_SxL"][:, j]
+      pred_mean = float(np.mean(pred_S)) if np.isfinite(pred_S).all() else math.nan
       lines.append(f"| K-A | {s:g}x | {res['ka_samples_SxL'][:, j].mean():.0f} | "
                    f"{res['ka_pflops_SxL'][:, j].mean():.4g} | {m:.4f} ± {sd:.4f} | "
-                   f"{np.nanmean(res['ka_pred_SxL'][:, j]) if np.isfinite(res['ka_pred_SxL'][:, j]).any() else math.nan:.4f} |")
+                   f"{pred_mean:.4f} |")
     m, sd, _ = stats.mean_sd(res["ak_share_S"])
     lines.append(f"| A-K | 1x | {res['ak_samples_S'].mean():.0f} | {res['ak_pflops_S'].mean():.4g}"
                  f" | {m:.4f} ± {sd:.4f} | {np.mean(res['ak_pred_S']):.4f} (its aligned teacher) |")
@@ -529,8 +531,8 @@ def notes_markdown(rows, analysis: dict, *, ladder, preset: str, seeds, elapsed:
       lines += [f"- The law's optimum of K-A (any budget) is {np.mean(ka_pred):.4f}, "
                 + ("below A-K's measured share: the learning trap says no alignment budget "
                    "closes the gap at this beta; more samples only remove the sampling trap."
-                   if below else "at or above A-K's measured share: enough budget can close "
-                   "the gap."), ""]
+                   if below else "at or above A-K's measured share: the law does not rule out "
+                   "a crossing at a budget beyond the ladder."), ""]
   return "\n".join(lines) + "\n"
 
 
@@ -542,19 +544,21 @@ def write_outputs(rows, out, *, ladder, preset, seeds, elapsed, estimate, time_l
 
   io.write_csv(out / "lm_compute.csv", rows)
   analysis = analyse(rows, ladder, algorithms)
-  n_eval = None
   panels = []
   for alg, res in analysis.items():
-    n_eval = n_eval or 1
     panels.append({"key": alg, "title": algorithm_name(alg), "scales_L": list(ladder),
                    "ka_cost_SxL": res["ka_pflops_SxL"], "ka_share_SxL": res["ka_share_SxL"],
                    "ak_cost_S": res["ak_pflops_S"], "ak_share_S": res["ak_share_S"],
                    "ctrl_cost_S": res["ctrl_pflops_S"], "ctrl_share_S": res["ctrl_share_S"],
-                   "floor": 1e-4})
+                   "ka_limit": (float(np.mean(res["ka_pred_SxL"][:, -1]))
+                                if np.isfinite(res["ka_pred_SxL"][:, -1]).all() else None),
+                   "ka_limit_label": "K-A, law's optimum (any budget)", "floor": 1e-4})
   plot_ladder(panels, out, "lm_compute", xlabel="total PFLOPs of the pipeline",
               ylabel="aligned target share",
               caption_note=("K-A's alignment budget scaled by the ladder; thin lines: seeds; "
-                            "band: mean ± sample sd; shares below 1e-4 drawn at 1e-4"))
+                            "band: mean ± sample sd; dotted: the law's optimum of K-A, "
+                            "sigmoid(logit p_student + Delta/beta); shares below 1e-4 drawn at "
+                            "1e-4"))
   text = notes_markdown(rows, analysis, ladder=ladder, preset=preset, seeds=seeds,
                         elapsed=elapsed, estimate=estimate, time_limit=time_limit,
                         options=options)

@@ -349,7 +349,8 @@ def write_outputs(rows, out, *, ladder, beta, seeds, elapsed, estimate, time_lim
                    "ka_cost_SxL": res["ka_total_SxL"], "ka_share_SxL": res["ka_mass_SxL"],
                    "ak_cost_S": res["ak_total_S"], "ak_share_S": res["ak_mass_S"],
                    "ctrl_cost_S": res["ctrl_total_S"], "ctrl_share_S": res["ctrl_mass_S"],
-                   "ka_limit": float(np.mean(res["ka_limit_S"])), "floor": floor,
+                   "ka_limit": float(np.mean(res["ka_limit_S"])),
+                   "ka_limit_label": "K-A, exact tilt (budget $\\to\\infty$)", "floor": floor,
                    "xscale": "log"})
   plot_ladder(panels, out, "mog_compute", xlabel="samples drawn by the whole pipeline",
               ylabel="aligned target mass",
