@@ -657,16 +657,20 @@ def collapse_figure(table: dict[str, np.ndarray]):
                                  gap_high[np.isfinite(gap_high)], boundary])
     g_low = min(float(finite_gap.min()), 0.0)
     g_high = float(finite_gap.max())
-    span = g_high - g_low
-    g_low, g_high = g_low - 0.05 * span, g_high + 0.05 * span
+    symlog = g_high > 100  # reward gaps over decades: linear near 0, logarithmic beyond
+    if symlog:  # margins in the axis' own units: a factor above, a linear step below
+      g_low, g_high = g_low - 0.5, g_high * 1.6
+    else:
+      span = g_high - g_low
+      g_low, g_high = g_low - 0.05 * span, g_high + 0.05 * span
     ax_b.fill_between(p_grid, np.full_like(p_grid, g_low), boundary, color="#D55E00", alpha=0.12,
                       lw=0, zorder=0)
     ax_b.plot(p_grid, boundary, color="#D55E00", lw=1.0, zorder=4)  # on top of dense runs
     ax_b.axhline(0.0, color="0.6", lw=0.5, zorder=0)
     ax_b.set_xlim(p_min, p_max)
-    ax_b.set_ylim(g_low, g_high)
-    if g_high > 100:  # reward gaps over decades: linear near 0, logarithmic beyond
+    if symlog:
       ax_b.set_yscale("symlog", linthresh=1.0)
+    ax_b.set_ylim(g_low, g_high)
     ax_b.set_xlabel(r"reference recall $p_{ref} = \pi_{ref}(A)$")
     ax_b.set_ylabel(r"reward gap $\Delta/\beta$")
     ax_b.set_title("(b) the trap boundary", loc="left")
