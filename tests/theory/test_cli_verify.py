@@ -74,3 +74,34 @@ def test_cli_unknown_option(capsys):
     main(["verify", "--bogus"])
   assert exc.value.code == 2
   assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_progress_one_stage_per_check(capsys):
+  from recall_theory import progress
+  import io
+  stream = io.StringIO()
+  names = ["required_gap", "kl_ceiling_inverse"]
+  original = progress.Stage.__init__
+
+  def to_stream(self, name, total=None, *, enabled=None, stream_arg=None, **kw):
+    original(self, name, total, enabled=True, stream=stream)
+
+  import pytest as _pytest
+  with _pytest.MonkeyPatch.context() as mp:
+    mp.setattr(progress.Stage, "__init__", to_stream)
+    was = progress.is_enabled()
+    progress.set_enabled(True)
+    try:
+      verify.run_checks(names)
+    finally:
+      progress.set_enabled(was)
+  lines = stream.getvalue().splitlines()
+  assert [line.split(":")[0] for line in lines] == [f"verify {n}" for n in names]
+  assert all("1/1" in line and "verdict=pass" in line for line in lines)
+
+
+def test_jitted_checks_report_python_numbers():
+  # checks run as one compiled program each; results are plain int / float
+  (result,) = verify.run_checks(["set_mass_law_two_level"])
+  assert type(result.instances) is int and type(result.max_error) is float
+  assert verify.CHECKS["set_mass_law_two_level"].jit and not verify.CHECKS["best_of_n_enumeration"].jit
