@@ -235,13 +235,16 @@ def run_match_compute(config, ladder: Sequence[float], seeds: Sequence[int], *,
 
 
 # -- the crossing -------------------------------------------------------------------------
-def first_crossing(cost_L: np.ndarray, share_L: np.ndarray, level: float) -> dict:
+def first_crossing(cost_L: np.ndarray, share_L: np.ndarray, level: float,
+                   resolution: float = 0.0) -> dict:
   """Where a rising budget first brings ``share`` to ``level`` (linear in log cost).
 
   Args:
     cost_L: cost of each ladder point, increasing, > 0.
     share_L: the measured share at each point.
-    level: the share to reach.
+    level: the share to reach; a point reaches it when ``share >= level - resolution``
+      (differences below ``resolution`` are ties).
+    resolution: see ``level`` (default 0: exact comparison).
 
   Returns ``{"status": "below"|"crossed"|"not_reached", "cost": c}``: ``below`` when the
   first point already reaches the level (the crossing lies at or below its cost ``c``);
@@ -252,25 +255,27 @@ def first_crossing(cost_L: np.ndarray, share_L: np.ndarray, level: float) -> dic
   2.0
   """
   cost_L, share_L = np.asarray(cost_L, float), np.asarray(share_L, float)
-  above = np.nonzero(share_L >= level)[0]
+  target = level - resolution
+  above = np.nonzero(share_L >= target)[0]
   if not above.size:
     return {"status": "not_reached", "cost": float(cost_L[-1])}
   i = int(above[0])
   if i == 0:
     return {"status": "below", "cost": float(cost_L[0])}
   s0, s1 = share_L[i - 1], share_L[i]
-  frac = (level - s0) / (s1 - s0)
+  frac = (target - s0) / (s1 - s0)
   log_c = math.log(cost_L[i - 1]) + frac * (math.log(cost_L[i]) - math.log(cost_L[i - 1]))
   return {"status": "crossed", "cost": float(math.exp(log_c))}
 
 
 def crossings(ka_cost_SxL: np.ndarray, ka_share_SxL: np.ndarray, ak_share_S: np.ndarray,
-              ak_cost_S: np.ndarray) -> dict:
+              ak_cost_S: np.ndarray, resolution: float = 0.0) -> dict:
   """Per-seed and mean-curve crossings of K-A's ladder with A-K's level, as cost ratios.
 
   Args:
     ka_cost_SxL / ka_share_SxL: K-A's cost (samples or FLOPs) and share per seed and scale.
     ak_share_S / ak_cost_S: A-K's share and cost per seed (same seed order).
+    resolution: shares within it of A-K's count as reaching it (:func:`first_crossing`).
 
   Returns ``ratio_S`` (crossing cost / A-K's cost per seed), ``status_S``, the mean curve's
   ``mean_ratio`` / ``mean_status``, and when every seed crossed (``crossed``), a 95%
@@ -281,10 +286,12 @@ def crossings(ka_cost_SxL: np.ndarray, ka_share_SxL: np.ndarray, ak_share_S: np.
   ka_cost_SxL = np.asarray(ka_cost_SxL, float)
   ka_share_SxL = np.asarray(ka_share_SxL, float)
   ak_share_S, ak_cost_S = np.asarray(ak_share_S, float), np.asarray(ak_cost_S, float)
-  per = [first_crossing(c, s, lv) for c, s, lv in zip(ka_cost_SxL, ka_share_SxL, ak_share_S)]
+  per = [first_crossing(c, s, lv, resolution)
+         for c, s, lv in zip(ka_cost_SxL, ka_share_SxL, ak_share_S)]
   ratio_S = np.array([p["cost"] for p in per]) / ak_cost_S
   status_S = np.array([p["status"] for p in per])
-  mean = first_crossing(ka_cost_SxL.mean(0), ka_share_SxL.mean(0), float(ak_share_S.mean()))
+  mean = first_crossing(ka_cost_SxL.mean(0), ka_share_SxL.mean(0), float(ak_share_S.mean()),
+                        resolution)
   out = {"ratio_S": ratio_S, "status_S": status_S,
          "mean_ratio": mean["cost"] / float(ak_cost_S.mean()), "mean_status": mean["status"],
          "n_not_reached": int(np.sum(status_S == "not_reached")),
@@ -348,14 +355,20 @@ def plot_ladder(panels: list[dict], out_dir, name: str, *, xlabel: str, ylabel: 
     for ax, pan in zip(axes.ravel(), panels):
       key = pan["key"]
       floor = pan.get("floor", 1e-4)
-      clip = lambda v: np.clip(np.asarray(v, float), floor, 1.0)
+      yscale = pan.get("yscale", "log")
+      # logit axis: masses near 1 (and near 0) both resolved; clip away from 0 and 1
+      ceiling = 1.0 - floor if yscale == "logit" else 1.0
+      clip = lambda v: np.clip(np.asarray(v, float), floor, ceiling)
       c_SxL, s_SxL = np.asarray(pan["ka_cost_SxL"], float), np.asarray(pan["ka_share_SxL"], float)
       for c, s in zip(c_SxL, s_SxL):
         ax.plot(c, clip(s), color=PIPELINE_COLORS["K-A"], lw=0.6, alpha=0.35)
       mean_L = s_SxL.mean(0)
       sd_L = s_SxL.std(0, ddof=1) if len(s_SxL) > 1 else np.zeros_like(mean_L)
       cost_L = c_SxL.mean(0)
-      ax.fill_between(cost_L, clip(mean_L - sd_L), clip(mean_L + sd_L),
+      by_range = pan.get("band") == "range"  # min..max over seeds (mean ± sd leaves (0, 1))
+      band_lo, band_hi = ((s_SxL.min(0), s_SxL.max(0)) if by_range
+                          else (mean_L - sd_L, mean_L + sd_L))
+      ax.fill_between(cost_L, clip(band_lo), clip(band_hi),
                       color=PIPELINE_COLORS["K-A"], alpha=0.15, lw=0)
       ax.plot(cost_L, clip(mean_L), "o-", color=PIPELINE_COLORS["K-A"], ms=3, lw=1.2,
               label="K-A, budget ladder")
@@ -375,8 +388,9 @@ def plot_ladder(panels: list[dict], out_dir, name: str, *, xlabel: str, ylabel: 
         cs, ss = np.asarray(pan[ck], float), np.asarray(pan[sk], float)
         m, sd, n = stats.mean_sd(ss)
         sd = 0.0 if math.isnan(sd) else sd
+        lo, hi = (ss.min(), ss.max()) if by_range else (m - sd, m + sd)
         ax.scatter(cs, clip(ss), s=6, color=PIPELINE_COLORS[pipe], alpha=0.45, lw=0)
-        ax.errorbar(cs.mean(), clip(m), yerr=[[clip(m) - clip(m - sd)], [clip(m + sd) - clip(m)]],
+        ax.errorbar(cs.mean(), clip(m), yerr=[[clip(m) - clip(lo)], [clip(hi) - clip(m)]],
                     fmt="s" if pipe == "A-K" else "^", ms=4, color=PIPELINE_COLORS[pipe],
                     capsize=2, lw=0.9, label=pipe + ", 1x" if pipe == "A-K" else "control, 1x")
         if pipe == "A-K":
@@ -389,7 +403,7 @@ def plot_ladder(panels: list[dict], out_dir, name: str, *, xlabel: str, ylabel: 
         ax.xaxis.set_major_locator(MaxNLocator(4))
       else:  # decades only: minor labels of a short log range collide
         ax.xaxis.set_minor_formatter(NullFormatter())
-      ax.set_yscale("log")
+      ax.set_yscale(yscale)
       ax.set_title(pan["title"])
       if ax in axes[-1] or nrows == 1:
         ax.set_xlabel(xlabel)

@@ -80,6 +80,14 @@ def test_first_crossing_interpolates_in_log_cost():
                                                                      "cost": 16.0}
 
 
+def test_first_crossing_resolution_makes_near_ties_reach_the_level():
+  cost = np.array([1.0, 4.0])
+  share = np.array([0.9990, 0.99999])
+  assert cm.first_crossing(cost, share, 1.0)["status"] == "not_reached"
+  assert cm.first_crossing(cost, share, 1.0, resolution=1e-3)["status"] == "below"
+  assert cm.first_crossing(cost, share, 1.0, resolution=1e-4)["status"] == "crossed"
+
+
 def test_crossings_interval_only_when_every_seed_crossed():
   cost = np.array([[1.0, 4.0, 16.0]] * 3)
   share = np.array([[0.1, 0.3, 0.5], [0.1, 0.2, 0.5], [0.1, 0.25, 0.5]])
