@@ -197,6 +197,21 @@ def test_compute_ladder(tmp_path, track, xscale):
   _assert_saved_ok(found, {f"{track}_compute"})
 
 
+def test_lm_compute_committed(tmp_path):
+  """The committed ``lm --match-compute`` run (figures/lm/compute), redrawn by the command's own writer."""
+  import json
+  from recall_theory.lm import compute_match, report
+  rows = report.load_rows(_committed("lm/compute/lm_compute.csv"))
+  config = json.loads(_committed("lm/compute/lm_config.json").read_text())
+  with checking_saved_figures() as found:
+    compute_match.write_outputs(rows, tmp_path, ladder=config["ladder"], preset=config["preset"],
+                                seeds=config["seeds"], elapsed=config["wall_seconds"],
+                                estimate=config["estimated_seconds"], time_limit=config["time_limit_s"],
+                                options="defaults", algorithms=sorted({r["algorithm"] for r in rows
+                                                                       if r["pipeline"] == "K-A"}))
+  _assert_saved_ok(found, {"lm_compute"})
+
+
 def test_smollm2_comparison(tmp_path):
   """The smollm2 command's figure: no target-precision panel (p* has no closed-form conditional).
 
