@@ -24,6 +24,8 @@ Identities (theory.md items), each checked numerically by ``recall-theory verify
 9. :func:`best_of_n`, :func:`best_of_n_aligned_mass`, :func:`best_of_n_kl_bound`.
 10. :func:`prd_curve`, :func:`loglik_precision`, :func:`loglik_recall`, :func:`support_precision_recall`.
 11. :func:`k1`, :func:`k2`, :func:`k3` -- KL estimators and the gradients they follow.
+12. :func:`predicted_mass`, :func:`expected_target_samples`, :func:`prob_no_target_sample` -- what
+    the law predicts for a trained run (learning trap and sampling trap).
 """
 
 import contextlib
@@ -66,6 +68,7 @@ from recall_theory.theory.regularizers import (
     log_lambert_w_exp,
     preference_vs_reference,
 )
+from recall_theory.theory.law import expected_target_samples, predicted_mass, prob_no_target_sample
 from recall_theory.theory.two_level import (
     aligned_kl,
     aligned_log_mass,
