@@ -185,6 +185,15 @@ def _ladder_panels(xscale: str) -> list[dict]:
   return panels
 
 
+# Open at the 02:00 deadline of issue 10 (owner: compute_match.plot_ladder, commit 678c12b): strict, so
+# the fix turns these into failures that ask for the mark to go.
+LADDER_DEFECTS = pytest.mark.xfail(strict=True, reason=(
+    "plot_ladder: fig.legend(loc='lower center', bbox_to_anchor=(0.5, -0.08/nrows)) puts the legend "
+    "~20 px below the figure (off canvas; use loc='outside lower center'), and the budget labels "
+    "('1x', '4x', '16x', ...) are crossed by the per-seed K-A lines (label on a line)"))
+
+
+@LADDER_DEFECTS
 @pytest.mark.parametrize("track, xscale", [("lm", "linear"), ("mog", "log")])
 def test_compute_ladder(tmp_path, track, xscale):
   """``lm/mog --match-compute``: target share against the pipeline's cost over K-A's budget ladder."""
@@ -197,6 +206,7 @@ def test_compute_ladder(tmp_path, track, xscale):
   _assert_saved_ok(found, {f"{track}_compute"})
 
 
+@LADDER_DEFECTS
 def test_lm_compute_committed(tmp_path):
   """The committed ``lm --match-compute`` run (figures/lm/compute), redrawn by the command's own writer."""
   import json
