@@ -114,6 +114,9 @@ class Checkpointer:
       raise InputError(f"--checkpoint-dir: cannot create {str(self.root)!r}: {err.strerror}") from err
     if not os.access(self.root, os.W_OK | os.X_OK):
       raise InputError(f"--checkpoint-dir {str(self.root)!r} is not writable")
+    # Every process has looked at the folder before process 0 writes into it; otherwise a
+    # slower process would find the fresh fingerprint and refuse the folder as "in use".
+    _barrier("recall_theory_ckpt_checked")
     if _is_writer():
       io.write_json(path, json.loads(json.dumps(fingerprint, default=str)))
     _barrier("recall_theory_ckpt_fingerprint")
