@@ -193,7 +193,6 @@ LADDER_DEFECTS = pytest.mark.xfail(strict=True, reason=(
     "('1x', '4x', '16x', ...) are crossed by the per-seed K-A lines (label on a line)"))
 
 
-@LADDER_DEFECTS
 @pytest.mark.parametrize("track, xscale", [("lm", "linear"), ("mog", "log")])
 def test_compute_ladder(tmp_path, track, xscale):
   """``lm/mog --match-compute``: target share against the pipeline's cost over K-A's budget ladder."""
@@ -206,7 +205,6 @@ def test_compute_ladder(tmp_path, track, xscale):
   _assert_saved_ok(found, {f"{track}_compute"})
 
 
-@LADDER_DEFECTS
 def test_lm_compute_committed(tmp_path):
   """The committed ``lm --match-compute`` run (figures/lm/compute), redrawn by the command's own writer."""
   import json

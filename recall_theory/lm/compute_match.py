@@ -360,8 +360,9 @@ def plot_ladder(panels: list[dict], out_dir, name: str, *, xlabel: str, ylabel: 
       ceiling = 1.0 - floor if yscale == "logit" else 1.0
       clip = lambda v: np.clip(np.asarray(v, float), floor, ceiling)
       c_SxL, s_SxL = np.asarray(pan["ka_cost_SxL"], float), np.asarray(pan["ka_share_SxL"], float)
-      for c, s in zip(c_SxL, s_SxL):
-        ax.plot(c, clip(s), color=PIPELINE_COLORS["K-A"], lw=0.6, alpha=0.35)
+      # per-seed points, not lines: a line per seed would run through the budget labels
+      ax.scatter(c_SxL.ravel(), clip(s_SxL.ravel()), s=5, color=PIPELINE_COLORS["K-A"],
+                 alpha=0.35, lw=0)
       mean_L = s_SxL.mean(0)
       sd_L = s_SxL.std(0, ddof=1) if len(s_SxL) > 1 else np.zeros_like(mean_L)
       cost_L = c_SxL.mean(0)
@@ -372,11 +373,12 @@ def plot_ladder(panels: list[dict], out_dir, name: str, *, xlabel: str, ylabel: 
                       color=PIPELINE_COLORS["K-A"], alpha=0.15, lw=0)
       ax.plot(cost_L, clip(mean_L), "o-", color=PIPELINE_COLORS["K-A"], ms=3, lw=1.2,
               label="K-A, budget ladder")
-      for i, (x, y, s) in enumerate(zip(cost_L, clip(mean_L), pan["scales_L"])):
-        # alternate below/above: neighbouring budgets can lie close on the cost axis
-        ax.annotate(f"{s:g}x", (x, y), textcoords="offset points",
-                    xytext=(0, -9 if i % 2 == 0 else 5), ha="center", fontsize=6,
-                    color=PIPELINE_COLORS["K-A"])
+      for x, y, s in zip(cost_L, clip(mean_L), pan["scales_L"]):
+        # below and right of its point: the rising ladder runs up and away from it, and the
+        # horizontal reference lines (A-K's level, the law's limit) lie above
+        ax.annotate(f"{s:g}x", (x, y), textcoords="offset points", xytext=(2, -4), ha="left",
+                    va="top", fontsize=6, color=PIPELINE_COLORS["K-A"])
+      ax.margins(y=0.12)
       if pan.get("ka_limit") is not None:  # K-A's infinite-budget limit (the law's optimum)
         ax.axhline(clip(pan["ka_limit"]), color=PIPELINE_COLORS["K-A"], ls=":", lw=0.9,
                    label=pan.get("ka_limit_label", "K-A, law's optimum"))
@@ -414,8 +416,7 @@ def plot_ladder(panels: list[dict], out_dir, name: str, *, xlabel: str, ylabel: 
     for row in axes:
       row[0].set_ylabel(ylabel)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False,
-               bbox_to_anchor=(0.5, -0.08 / nrows))
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), frameon=False)
     if caption_note:
       data["caption"] = np.asarray(caption_note)
     return save_figure(fig, out_dir, name, data)
@@ -569,7 +570,7 @@ def write_outputs(rows, out, *, ladder, preset, seeds, elapsed, estimate, time_l
                    "ka_limit_label": "K-A, law's optimum (any budget)", "floor": 1e-4})
   plot_ladder(panels, out, "lm_compute", xlabel="total PFLOPs of the pipeline",
               ylabel="aligned target share",
-              caption_note=("K-A's alignment budget scaled by the ladder; thin lines: seeds; "
+              caption_note=("K-A's alignment budget scaled by the ladder; small points: seeds; "
                             "band: mean ± sample sd; dotted: the law's optimum of K-A, "
                             "sigmoid(logit p_student + Delta/beta); shares below 1e-4 drawn at "
                             "1e-4"))

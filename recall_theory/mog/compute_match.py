@@ -359,7 +359,7 @@ def write_outputs(rows, out, *, ladder, beta, seeds, elapsed, estimate, time_lim
                    "xscale": "log", "yscale": "logit", "band": "range"})
   plot_ladder(panels, out, "mog_compute", xlabel="samples drawn by the whole pipeline",
               ylabel="aligned target mass (log-odds axis)",
-              caption_note=(f"beta {beta:g}; K-A's budget scaled by the ladder; thin lines: seeds;"
+              caption_note=(f"beta {beta:g}; K-A's budget scaled by the ladder; small points: seeds;"
                             f" line and markers: mean; band and error bars: range over seeds; masses are clipped to [{floor:g}, 1 - {floor:g}]"))
   text = notes_markdown(analysis, ladder=ladder, beta=beta, seeds=seeds, elapsed=elapsed,
                         estimate=estimate, time_limit=time_limit, options=options, config=config)
