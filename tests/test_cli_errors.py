@@ -61,3 +61,13 @@ class _Fixed:
   def parse_args(self, argv):
     self.args.func = self.func
     return self.args
+
+
+@pytest.mark.parametrize("command", ["lm", "smollm2"])
+def test_multi_process_flags_are_checked_before_anything_runs(command, tmp_path, capsys):
+  out = tmp_path / "out"
+  code = cli_main.main([command, "--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "5",
+               "--out", str(out)])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert code == 2 and len(err) == 1 and "--process-id" in err[0]
+  assert not out.exists()

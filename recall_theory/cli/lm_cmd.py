@@ -93,6 +93,8 @@ def register(subparsers) -> None:
   p.add_argument("--time-limit", type=float, default=None,
                  help="seconds; --match-compute refuses a ladder estimated to run longer "
                       "on 2 idle cores (default 1200)")
+  from recall_theory.lm import distributed
+  distributed.add_arguments(p)   # --coordinator --num-processes --process-id (multi-host runs)
   p.set_defaults(func=run)
 
 
@@ -121,6 +123,9 @@ def run(args: argparse.Namespace) -> int:
   if args.checkpoint_dir is not None and Path(args.checkpoint_dir).exists() \
       and not Path(args.checkpoint_dir).is_dir():
     raise InputError(f"--checkpoint-dir {args.checkpoint_dir!r} is not a folder")
+
+  from recall_theory.lm import distributed
+  distributed.initialize_from_args(args)   # before any computation; one process otherwise
 
   from recall_theory import io, progress
   from recall_theory.cli.main import describe_options

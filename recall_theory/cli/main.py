@@ -101,8 +101,11 @@ def enable_compile_cache(setting: str | None) -> Path | None:
 
 def non_default_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
   """``{flag as typed in --help: value}`` for every subcommand option the user changed."""
-  subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-  sub = subparsers.choices[args.command]
+  subparsers = next((a for a in getattr(parser, "_actions", ())
+                     if isinstance(a, argparse._SubParsersAction)), None)
+  sub = None if subparsers is None else subparsers.choices.get(args.command)
+  if sub is None:
+    return {}
   changed = {}
   for action in sub._actions:
     if not action.option_strings or action.dest in ("help",):

@@ -30,6 +30,8 @@ def register(subparsers) -> None:
       "smollm2", help="K-A vs A-K with a real SmolLM2 as ground truth (needs the smollm2 extra)",
       description=__doc__.split("\n\n")[0])
   add_arguments(p)
+  from recall_theory.lm import distributed
+  distributed.add_arguments(p)   # --coordinator --num-processes --process-id (multi-host runs)
   p.set_defaults(func=run)
 
 
@@ -59,6 +61,13 @@ def run(args: argparse.Namespace) -> int:
   algorithms = parse_algorithms(args.algorithms)
   if args.resume and args.checkpoint_dir is None:
     raise InputError("--resume needs --checkpoint-dir")
+  from pathlib import Path
+  if args.checkpoint_dir is not None and Path(args.checkpoint_dir).exists() \
+      and not Path(args.checkpoint_dir).is_dir():
+    raise InputError(f"--checkpoint-dir {args.checkpoint_dir!r} is not a folder")
+
+  from recall_theory.lm import distributed
+  distributed.initialize_from_args(args)   # before any computation; one process otherwise
 
   from recall_theory import io, progress, schema
   from recall_theory.cli.main import describe_options
