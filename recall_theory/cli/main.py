@@ -142,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   enable_compile_cache(args.compile_cache)
   arguments = {k: v for k, v in vars(args).items() if k not in ("func", "non_default_options")}
   unit = io.RunUnit(args.command, argv, arguments, args.non_default_options)
+  from recall_theory import progress
+  progress_was_enabled = progress.is_enabled()   # --quiet switches it off for this run only
   try:
     with io.active_run(unit):
       code = int(args.func(args) or 0)
@@ -154,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   except TrainingDivergedError as err:  # the run stopped itself; its last good checkpoint is kept
     print(f"{PROG} {args.command}: training diverged: {err}", file=sys.stderr)
     return 3
+  finally:
+    progress.set_enabled(progress_was_enabled)
   for path in written:
     print(f"wrote {_display(path)}")
   return code

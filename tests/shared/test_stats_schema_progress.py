@@ -9,7 +9,6 @@ import pytest
 from recall_theory import progress, schema, stats
 from recall_theory import theory as th
 from recall_theory.errors import InputError
-from recall_theory.theory import law
 
 
 def test_mean_sd_is_the_sample_sd():
@@ -39,22 +38,6 @@ def test_paired_comparison_t_interval_and_ties():
   assert tiny["verdict"] == "tie" and tiny["n_tied"] == 3
   assert "tie" in stats.describe_comparison(tiny, "A-K", "K-A", fmt=".2g")
   assert stats.paired_comparison([0.1, 0.2], [0.5, 0.6])["verdict"] == "behind"
-
-
-def test_predicted_mass_is_the_set_mass_law_with_exact_ends():
-  with th.float64():
-    p = np.array([0.0, 1e-300, 1e-3, 0.5, 1.0])
-    got = np.asarray(law.predicted_mass(p, 4.0))
-    want = np.asarray(th.aligned_mass(p, 4.0, 1.0))
-    np.testing.assert_allclose(got, want, rtol=1e-14)
-    assert got[0] == 0.0 and got[-1] == 1.0
-    assert np.asarray(law.predicted_mass([0.0, 0.3, 1.0], np.inf)).tolist() == [0.0, 1.0, 1.0]
-    assert np.asarray(law.predicted_mass([0.0, 0.3, 1.0], -np.inf)).tolist() == [0.0, 0.0, 1.0]
-    # (1 - 1e-3)^1000 = exp(1000 log1p(-1e-3)) = 0.367695...
-    assert float(law.prob_no_target_sample(1e-3, 1000)) == pytest.approx(0.36769542, rel=1e-7)
-    assert float(law.expected_target_samples(1e-3, 1000)) == pytest.approx(1.0)
-  with pytest.raises(InputError, match="reference_recall"):
-    law.predicted_mass(1.5, 1.0)
 
 
 def test_law_columns_and_ceiling_violation_is_loud():
@@ -96,6 +79,7 @@ def test_read_results_names_file_and_missing_columns(tmp_path):
 
 
 def test_progress_prints_one_line_per_stage_off_a_terminal():
+  progress.set_enabled(True)
   stream = _io.StringIO()
   with progress.stage("teacher", total=4, stream=stream) as bar:
     for _ in range(6):
