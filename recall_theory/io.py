@@ -382,9 +382,25 @@ def _csv_value(v: Any) -> Any:
   return v
 
 
+def npz_member(key: str):
+  """The zip entry of array ``key`` in an ``.npz``, with a fixed date (1980-01-01).
+
+  ``np.savez`` stamps every entry with the current time, so the same arrays saved twice
+  differ in bytes; a fixed stamp makes result files byte-reproducible.
+  """
+  import zipfile
+  info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+  info.compress_type = zipfile.ZIP_STORED
+  info.external_attr = 0o644 << 16
+  return info
+
+
 def save_npz(path: str | os.PathLike, **arrays: Any) -> Path:
-  """Save arrays (jax or numpy) to ``.npz`` atomically."""
+  """Save arrays (jax or numpy) to ``.npz`` atomically, byte-reproducibly (``np.load`` reads it)."""
+  import zipfile
   with atomic_path(path) as tmp:
-    with open(tmp, "wb") as fh:
-      np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+      for key, value in arrays.items():
+        with zf.open(npz_member(key), "w", force_zip64=True) as member:
+          np.lib.format.write_array(member, np.asanyarray(np.asarray(value)), allow_pickle=True)
   return Path(path)

@@ -48,6 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from recall_theory import errors
+from recall_theory import io
 from recall_theory import schema
 from recall_theory import textformat
 from recall_theory import theory as th
@@ -508,7 +509,7 @@ def _write_npz(path: Path, arrays: dict[str, "np.ndarray | Path"]) -> None:
   names a finished ``.npy`` file, copied in 16 MiB pieces (never loaded whole)."""
   with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
     for key, array in arrays.items():
-      with zf.open(f"{key}.npy", "w", force_zip64=True) as member:
+      with zf.open(io.npz_member(key), "w", force_zip64=True) as member:
         if isinstance(array, Path):
           with open(array, "rb") as source:
             shutil.copyfileobj(source, member, 1 << 24)

@@ -153,3 +153,14 @@ def test_unwritable_compile_cache_warns_and_runs_on(tmp_path, capsys):
   assert code == 0
   err = capsys.readouterr().err
   assert "warning: compilation cache" in err and len([l for l in err.splitlines() if "warning" in l]) == 1
+
+
+def test_npz_is_byte_reproducible_and_loads(tmp_path):
+  import time
+  import numpy as np
+  a = io.save_npz(tmp_path / "a.npz", x=np.arange(5.0), name=np.asarray("caption"))
+  time.sleep(2.1)                       # zip stamps have a 2-second resolution
+  b = io.save_npz(tmp_path / "b.npz", x=np.arange(5.0), name=np.asarray("caption"))
+  assert a.read_bytes() == b.read_bytes()
+  with np.load(a) as data:
+    assert data["x"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0] and str(data["name"]) == "caption"
