@@ -71,3 +71,14 @@ def test_multi_process_flags_are_checked_before_anything_runs(command, tmp_path,
   err = capsys.readouterr().err.strip().splitlines()
   assert code == 2 and len(err) == 1 and "--process-id" in err[0]
   assert not out.exists()
+
+
+def test_resume_with_another_configuration_names_the_differing_field(tmp_path):
+  from recall_theory.errors import InputError
+  from recall_theory.lm.checkpoint import Checkpointer
+  ckpt = Checkpointer(tmp_path / "ck")
+  ckpt.check_or_write_fingerprint({"config": {"tau": 0.6, "beta": 1.8}, "seeds": [0]}, resume=False)
+  (tmp_path / "ck" / "teacher").mkdir()          # the folder now holds a run
+  with pytest.raises(InputError) as err:
+    ckpt.check_or_write_fingerprint({"config": {"tau": 0.8, "beta": 1.8}, "seeds": [0]}, resume=True)
+  assert str(err.value).endswith("configuration: config.tau = 0.6 there, 0.8 now")

@@ -39,6 +39,27 @@ from recall_theory.errors import InputError
 _STEP_RE = re.compile(r"^step_(\d{8})\.json$")
 
 
+_MISSING = "<absent>"
+
+
+def _first_difference(saved, want, prefix: str = ""):
+  """``(dotted.key, saved value, wanted value)`` of the first differing leaf, or None.
+
+  Nested configurations are compared field by field, so a resume refused for another
+  ``--tau`` names ``config.tau`` rather than printing both whole configurations.
+  """
+  if isinstance(saved, dict) and isinstance(want, dict):
+    for key in sorted(set(saved) | set(want), key=str):
+      found = _first_difference(saved.get(key, _MISSING), want.get(key, _MISSING),
+                                f"{prefix}{key}.")
+      if found is not None:
+        return found
+    return None
+  if saved != want:
+    return prefix.rstrip("."), saved, want
+  return None
+
+
 def _is_writer() -> bool:
   return jax.process_index() == 0
 
@@ -103,10 +124,11 @@ class Checkpointer:
       except (OSError, json.JSONDecodeError) as err:
         raise InputError(f"--checkpoint-dir: {str(path)!r} is missing or corrupt ({err})") from err
       want = json.loads(json.dumps(fingerprint, default=str))
-      for key in sorted(set(saved) | set(want)):
-        if saved.get(key) != want.get(key):
-          raise InputError(f"--checkpoint-dir {str(self.root)!r} was written by a different "
-                           f"configuration: {key} = {saved.get(key)!r} there, {want.get(key)!r} now")
+      difference = _first_difference(saved, want)
+      if difference is not None:
+        key, there, now = difference
+        raise InputError(f"--checkpoint-dir {str(self.root)!r} was written by a different "
+                         f"configuration: {key} = {there!r} there, {now!r} now")
       return
     try:
       self.root.mkdir(parents=True, exist_ok=True)
