@@ -10,7 +10,8 @@ import sys
 def register(subparsers) -> None:
   parser = subparsers.add_parser(
       "verify", help="check every theory identity numerically (float64, seeded)",
-      description="Check each identity and bound of theory.md items 1-5 and 8-11 on seeded random "
+      description="Check each identity and bound of the theory (listed with their references in "
+                  "the docstring of recall_theory.theory; --list names the checks) on seeded random "
                   "instances by two independent routes; exit 1 if any check fails.")
   parser.add_argument("--seed", type=int, default=0, help="seed of the random instances (default 0)")
   parser.add_argument("--check", action="append", metavar="NAME",
