@@ -243,50 +243,47 @@ def parse_taus(text: str, flag: str = "--taus") -> np.ndarray:
   return np.unique(values)
 
 
+def _exact_law_rows(res: dict, rows: dict, settings: np.ndarray, extra: dict) -> dict[str, np.ndarray]:
+  """Tidy rows of exact pipelines: for each ``pipeline: (mass, reference mass, Delta/beta, kl)``
+  key tuple of ``rows``, the shared ids, ``extra`` columns and the law's columns."""
+  from recall_theory import schema
+  n = settings.size
+  parts = []
+  for pipe, (mass, ref, delta, kl) in rows.items():
+    law = schema.law_columns(reference_recall=res[ref].ravel(), delta_over_beta=res[delta].ravel(),
+                             aligned_mass=res[mass].ravel(), kl=res[kl].ravel(), n_samples=0,
+                             estimator="exact: orthant cdf (mixtures), edge-aligned Gauss-Legendre (tilts)")
+    parts.append({"track": np.full(n, "mog", dtype=object), "pipeline": np.full(n, pipe, dtype=object),
+                  "algorithm": np.full(n, "exact", dtype=object), "seed": np.zeros(n, int),
+                  "setting": settings, **extra, **law})
+  return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
 def tau_columns(taus, betas, res: dict, config: MogConfig, student: str) -> dict[str, np.ndarray]:
   """Tidy rows (tau, beta, pipeline in K-A / A-K / A) with the shared ids and the law's columns."""
-  from recall_theory import schema
   tt, bb = (a.ravel() for a in np.meshgrid(taus, betas, indexing="ij"))
   rows = {"K-A": ("ka_target_mass", "student_target_mass", "ka_delta_over_beta", "ka_kl"),
           "A-K": ("ak_target_mass", "teacher_target_mass", "teacher_delta_over_beta", "ak_kl"),
           "A": ("aligned_teacher_target_mass", "teacher_target_mass", "teacher_delta_over_beta",
                 "aligned_teacher_kl")}
-  parts = []
-  for pipe, (mass, ref, delta, kl) in rows.items():
-    law = schema.law_columns(reference_recall=res[ref].ravel(), delta_over_beta=res[delta].ravel(),
-                             aligned_mass=res[mass].ravel(), kl=res[kl].ravel(), n_samples=0,
-                             estimator="exact: orthant cdf (mixtures), edge-aligned Gauss-Legendre (tilts)")
-    n = tt.size
-    parts.append({"track": np.full(n, "mog", dtype=object), "pipeline": np.full(n, pipe, dtype=object),
-                  "algorithm": np.full(n, "exact", dtype=object), "seed": np.zeros(n, int),
-                  "setting": np.asarray([f"student={student};tau={t:g};beta={b:g};target={config.target}"
-                                         for t, b in zip(tt, bb)], dtype=object),
-                  "student": np.full(n, student, dtype=object), "tau": tt, "beta": bb,
-                  "student_target_mass": res["student_target_mass"].ravel(), **law})
-  return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+  settings = np.asarray([f"student={student};tau={t:g};beta={b:g};target={config.target}"
+                         for t, b in zip(tt, bb)], dtype=object)
+  return _exact_law_rows(res, rows, settings, {
+      "student": np.full(tt.size, student, dtype=object), "tau": tt, "beta": bb,
+      "student_target_mass": res["student_target_mass"].ravel()})
 
 
 def recall_sweep_columns(weights, betas, res: dict, config: MogConfig, student: str) -> dict[str, np.ndarray]:
   """Tidy rows (weight, beta, pipeline K-A / A-K / A) with the shared ids, the law's columns and,
   on every row, the sweep's quantities of that (weight, beta)."""
-  from recall_theory import schema
   ww, bb = (a.ravel() for a in np.meshgrid(weights, betas, indexing="ij"))
   rows = {"K-A": ("ka_target_mass", "student_target_mass", "ka_delta_over_beta", "ka_kl"),
           "A-K": ("ak_target_mass", "teacher_target_mass", "ak_delta_over_beta", "ak_kl"),
           "A": ("aligned_teacher_target_mass", "teacher_target_mass", "ak_delta_over_beta", "aligned_teacher_kl")}
-  parts = []
-  for pipe, (mass, ref, delta, kl) in rows.items():
-    law = schema.law_columns(reference_recall=res[ref].ravel(), delta_over_beta=res[delta].ravel(),
-                             aligned_mass=res[mass].ravel(), kl=res[kl].ravel(), n_samples=0,
-                             estimator="exact: orthant cdf (mixtures), edge-aligned Gauss-Legendre (tilts)")
-    n = ww.size
-    parts.append({"track": np.full(n, "mog", dtype=object), "pipeline": np.full(n, pipe, dtype=object),
-                  "algorithm": np.full(n, "exact", dtype=object), "seed": np.zeros(n, int),
-                  "setting": np.asarray([f"student={student};teacher_target_weight={w:.6g};beta={b:g};"
-                                         f"target={config.target}" for w, b in zip(ww, bb)], dtype=object),
-                  "teacher_target_weight": ww, "beta": bb,
-                  **{k: v.ravel() for k, v in res.items()}, **law})
-  return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+  settings = np.asarray([f"student={student};teacher_target_weight={w:.6g};beta={b:g};"
+                         f"target={config.target}" for w, b in zip(ww, bb)], dtype=object)
+  return _exact_law_rows(res, rows, settings, {
+      "teacher_target_weight": ww, "beta": bb, **{k: v.ravel() for k, v in res.items()}})
 
 
 def run_recall_sweep(out_dir, *, weight_min: float = 1e-8, weight_max: float = 0.5, n_weights: int = 29,
