@@ -17,6 +17,9 @@ bench      bench_lm.py --config smollm2-135m --deterministic: tokens/s, MFU,    
            XLA-attention baseline and deterministic-mode cost, with ratios
 lm         recall-theory lm --preset gpu (3 seeds, DPO + RLOO)                     110 s
 smollm2    recall-theory smollm2 --preset smollm2-gpu --seeds 3                    180 s
+
+Steps can run in separate calls into the same ``--out`` (``--only tests,bench,lm``, later
+``--only smollm2``): the summary keeps the earlier call's steps that were not rerun.
 =========  =====================================================================  ======
 
 Outputs go under ``--out`` (default ``results/gpu_check``): each step's log, the
@@ -135,6 +138,24 @@ def run_step(step: dict, out: Path, env: dict, remaining: float) -> dict:
           "result": summarize(step["name"], text), "log": str(log_path)}
 
 
+def merge_earlier(out: Path, rows: list[dict], total: float, order: list[str]):
+  """Keep the steps of an earlier run in the same folder that this run did not redo.
+
+  The weights reach a GPU machine in several commands, so the steps run in more than one
+  call (`--only tests,bench,lm`, later `--only smollm2`); the summary covers them all.
+  """
+  earlier_path = out / "gpu_check_summary.json"
+  if not earlier_path.exists():
+    return rows, total
+  earlier = json.loads(earlier_path.read_text())
+  done = {r["name"] for r in rows}
+  kept = [dict(r, argv=shlex.split(r["command"])) for r in earlier.get("steps", [])
+          if r["name"] not in done]
+  merged = sorted(kept + rows, key=lambda r: order.index(r["name"]) if r["name"] in order
+                  else len(order))
+  return merged, total + sum(r["seconds"] for r in kept)
+
+
 def table(rows: list[dict], device: str, total: float) -> str:
   lines = [f"GPU check on {device}: {total:.0f} s in all", "",
            "| step | status | seconds | budget | result |", "|---|---|---|---|---|"]
@@ -150,6 +171,8 @@ def main(argv=None) -> int:
   parser.add_argument("--total-budget", type=float, default=540.0,
                       help="seconds for all steps together (default 540 = 9 minutes)")
   parser.add_argument("--only", default=None, help="comma list of steps to run")
+  parser.add_argument("--step-budget", action="append", default=[], metavar="STEP=SECONDS",
+                      help="override one step's budget (repeatable), e.g. smollm2=330")
   parser.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
   parser.add_argument("--cpu-smoke", action="store_true",
                       help="CPU-sized versions of the steps (no GPU needed)")
@@ -168,6 +191,18 @@ def main(argv=None) -> int:
             file=sys.stderr)
       return 2
     steps = [s for s in steps if s["name"] in wanted]
+  for item in args.step_budget:
+    name, _, seconds = item.partition("=")
+    step = next((s for s in steps if s["name"] == name), None)
+    try:
+      value = float(seconds)
+    except ValueError:
+      value = -1.0
+    if step is None or not 5 <= value <= 3600:
+      print(f"error: --step-budget {item!r} must be STEP=SECONDS with STEP one of "
+            f"{[s['name'] for s in steps]} and SECONDS in [5, 3600]", file=sys.stderr)
+      return 2
+    step["budget"] = int(value)
   env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false",
              PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
   if args.cpu_smoke:
@@ -202,6 +237,7 @@ def main(argv=None) -> int:
     print(f"{rows[-1]['name']}: {rows[-1]['status']} in {rows[-1]['seconds']:.0f} s",
           flush=True)
   total = time.monotonic() - start
+  rows, total = merge_earlier(out, rows, total, [s["name"] for s in plan(out, args.cpu_smoke)])
   summary = table(rows, device, total)
   print(summary)
   (out / "gpu_check_summary.md").write_text(summary + "\n")

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Move the SmolLM2-135M GGUF (98,362,432 bytes) and the `gguf` wheel to a GPU machine that
-# has no network and accepts at most 64 MiB of files per command.
+# has no network and accepts at most 64 MiB of files per command, the repository's own
+# tracked files included (about 36 MiB today, so a part must stay below about 27 MiB).
 #
 # On this machine (with network):
-#   experiments/gpu_weights.sh split        # .weights/smollm2.gguf.part00, part01 (< 60 MiB each),
-#                                           # .weights/smollm2.gguf.sha256, .weights/gguf-*.whl
+#   experiments/gpu_weights.sh split        # .weights/smollm2.gguf.part00 .. part03 (24 MiB
+#                                           # each, PART_MIB=N to change), the sha256 file and
+#                                           # .weights/gguf-*.whl
 # Then send the parts one command at a time while the GPU machine stays up (files already
 # there are kept): the first command carries .weights/smollm2.gguf.part00, the sha256 file
-# and the wheel, the next carries .weights/smollm2.gguf.part01. On the GPU machine:
+# and the wheel, each later one the next part. On the GPU machine:
 #   experiments/gpu_weights.sh join         # joins the parts into the weights cache,
 #                                           # checks sha256, pip install --no-index the wheel
 # Both take --dry-run (print the plan, touch nothing). `.weights/` is git-ignored.
@@ -19,7 +21,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WEIGHTS_DIR="${WEIGHTS_DIR:-$ROOT/.weights}"
 PART_PREFIX="$WEIGHTS_DIR/smollm2.gguf.part"
-PART_BYTES=$((48 * 1024 * 1024))      # 48 MiB: two parts, each far below the 64 MiB limit
+PART_MIB="${PART_MIB:-24}"            # + the tracked tree (~36 MiB) stays below the 64 MiB limit
+PART_BYTES=$((PART_MIB * 1024 * 1024))
 PY="${PYTHON:-python3}"
 
 usage() {
@@ -69,19 +72,23 @@ if [[ "$MODE" == "split" ]]; then
     ls -l "$WEIGHTS_DIR"
     for part in "$PART_PREFIX"*; do
       size=$(stat -c %s "$part")
-      if (( size >= 60 * 1024 * 1024 )); then
-        echo "error: $part is $size bytes, not below 60 MiB" >&2
+      if (( size > PART_BYTES )); then
+        echo "error: $part is $size bytes, above PART_MIB=$PART_MIB MiB" >&2
         exit 1
       fi
     done
   fi
   wheel="$(cd "$WEIGHTS_DIR" 2>/dev/null && ls gguf-*.whl 2>/dev/null | head -n 1 \
            || echo "gguf-$GGUF_VERSION-py3-none-any.whl")"
-  cat <<EOF
-send, one command each, while the GPU machine stays up:
-  1st: carry .weights/smollm2.gguf.part00 .weights/smollm2.gguf.sha256 .weights/$wheel
-  2nd: carry .weights/smollm2.gguf.part01, and run: experiments/gpu_weights.sh join
-EOF
+  echo "send, one command each, while the GPU machine stays up:"
+  n=0
+  for part in "$PART_PREFIX"*; do
+    extra=""
+    [[ $n -eq 0 ]] && extra=" .weights/smollm2.gguf.sha256 .weights/$wheel"
+    echo "  command $((n + 1)): carry .weights/$(basename "$part")$extra"
+    n=$((n + 1))
+  done
+  echo "  then, in the last command: experiments/gpu_weights.sh join"
   exit 0
 fi
 
@@ -89,8 +96,8 @@ fi
 shopt -s nullglob
 parts=("$PART_PREFIX"*)
 wheels=("$WEIGHTS_DIR"/gguf-*.whl)
-if [[ ${#parts[@]} -lt 2 ]]; then
-  echo "error: expected 2 parts $PART_PREFIX*, found ${#parts[@]}; send both first" >&2
+if [[ ${#parts[@]} -lt 1 ]]; then
+  echo "error: no parts $PART_PREFIX* found; send them first" >&2
   exit 2
 fi
 GGUF="$(cache_path)"
