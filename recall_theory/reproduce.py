@@ -41,9 +41,12 @@ class Step:
   args: tuple[str, ...]       # recall-theory arguments, without --out
   folder: str                 # output folder relative to the figures root
   about: str
+  runner: str = "recall-theory"   # or "pytest": the default test suite, timed, no outputs
 
 
 STEPS = (
+    Step("tests", (), "", "the default test suite (what .ci/run runs); not rerun by --check "
+         "unless named in --only", runner="pytest"),
     Step("sweep", ("sweep",), ".", "exact recall sweep and phase maps (theory track)"),
     Step("mog", ("mog",), "mog", "Mixture-of-Gaussians comparison, 8 seeds x 7 betas x 2 students"),
     Step("mog-taus", ("mog", "--taus", "0.02,0.05,0.1,0.2,0.5,1"), "mog/taus",
@@ -74,6 +77,8 @@ def step_command(step: Step, root: Path) -> list[str]:
   Relative paths make a rerun into a scratch copy named like the original (``--check``)
   print and record the same options as the committed run.
   """
+  if step.runner == "pytest":
+    return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
   args = list(step.args)
   if step.name == "collapse":
     args += ["--inputs", root.name]
@@ -81,20 +86,43 @@ def step_command(step: Step, root: Path) -> list[str]:
   return [sys.executable, "-m", "recall_theory", *args, "--out", out.as_posix().rstrip("/.") or root.name]
 
 
-def run_steps(steps: Sequence[Step], root: Path, log=sys.stderr) -> dict:
-  """Run ``steps`` into ``root``; return ``{step: {command, wall_s, exit_code}}``."""
+def shown_command(step: Step, cmd: list[str]) -> str:
+  """The command as a user types it (``recall-theory ...`` / ``python3 -m pytest ...``)."""
+  if step.runner == "pytest":
+    return "python3 -m pytest -q"
+  return "recall-theory " + " ".join(cmd[3:])
+
+
+def load_average() -> float | None:
+  """The 1-minute load average (None where the platform has none): other work on the
+  machine slows a step, so its time is recorded with the load it ran under."""
+  try:
+    return round(os.getloadavg()[0], 1)
+  except OSError:
+    return None
+
+
+def run_steps(steps: Sequence[Step], root: Path, log=sys.stderr, repo: Path | None = None) -> dict:
+  """Run ``steps`` into ``root``; return ``{step: {command, wall_s, exit_code, load}}``.
+
+  ``recall-theory`` steps run from ``root``'s parent; the test suite runs from ``repo``
+  (default: the same folder), the checkout whose tests it is.
+  """
   times = {}
+  repo = (repo or root.resolve().parent).resolve()
   with progress.stage("reproduce", total=len(steps)) as bar:
     for step in steps:
       cmd = step_command(step, root)
-      shown = "recall-theory " + " ".join(cmd[3:])
+      shown = shown_command(step, cmd)
       log.write(f"reproduce: {step.name}: {shown}\n")
       log.flush()
+      load_start = load_average()
       start = time.perf_counter()
       done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            cwd=root.resolve().parent)
+                            cwd=repo if step.runner == "pytest" else root.resolve().parent)
       wall = time.perf_counter() - start
-      times[step.name] = {"command": shown, "wall_s": round(wall, 1), "exit_code": done.returncode}
+      times[step.name] = {"command": shown, "wall_s": round(wall, 1), "exit_code": done.returncode,
+                          "load_start": load_start, "load_end": load_average()}
       if done.returncode != 0:
         tail = "\n".join(done.stdout.strip().splitlines()[-15:])
         raise RuntimeError(f"step {step.name} failed (exit {done.returncode}):\n{tail}")
@@ -147,7 +175,7 @@ def compare_csv(committed: Path, rerun: Path, rtol: float, atol: float) -> list[
 def compare_folders(committed_root: Path, rerun_root: Path, steps: Sequence[Step], rtol: float,
                     atol: float) -> list[str]:
   problems = []
-  for folder in sorted({s.folder for s in steps}):
+  for folder in sorted({s.folder for s in steps if s.runner != "pytest"}):
     for rerun_csv in sorted((rerun_root / folder).glob("*.csv")):
       committed = committed_root / folder / rerun_csv.name
       if not committed.exists():
@@ -171,7 +199,7 @@ def reproduce(figures: Path, readme: Path, steps: Sequence[Step], *, check: bool
   with tempfile.TemporaryDirectory(prefix="recall-theory-reproduce-") as tmp:
     scratch = Path(tmp) / figures.resolve().name
     shutil.copytree(figures, scratch)     # steps not rerun keep their committed outputs
-    run_steps(steps, scratch)
+    run_steps(steps, scratch, repo=figures.resolve().parent)
     problems = compare_folders(figures, scratch, steps, rtol, atol)
     if readme.exists():
       text = readme.read_text()
