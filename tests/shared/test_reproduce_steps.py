@@ -1,0 +1,57 @@
+"""The reproduce command's step list: the timed test suite and the load each time ran under."""
+
+import json
+import sys
+
+from recall_theory import readme, reproduce
+
+
+def test_suite_step_runs_pytest_from_the_checkout_and_is_shown_as_typed(tmp_path):
+  step = next(s for s in reproduce.STEPS if s.name == "tests")
+  cmd = reproduce.step_command(step, tmp_path / "figures")
+  assert cmd[:4] == [sys.executable, "-m", "pytest", "-q"]
+  assert reproduce.shown_command(step, cmd) == "python3 -m pytest -q"
+  # it writes nothing, so --check has no folder of it to compare
+  other = next(s for s in reproduce.STEPS if s.name == "sweep")
+  (tmp_path / "a").mkdir()
+  (tmp_path / "b").mkdir()
+  assert reproduce.compare_folders(tmp_path / "a", tmp_path / "b", [step], 1e-6, 0.0) == []
+  assert reproduce.shown_command(other, reproduce.step_command(other, tmp_path / "figures")) \
+      .startswith("recall-theory sweep --out figures")
+
+
+def test_check_leaves_the_suite_out_unless_named(monkeypatch, tmp_path):
+  from recall_theory.cli import main as cli
+
+  seen = {}
+
+  def fake(figures, readme_path, steps, *, check, rtol, atol):
+    seen["steps"] = [s.name for s in steps]
+    return []
+
+  monkeypatch.setattr(reproduce, "reproduce", fake)
+  (tmp_path / "figures").mkdir()
+  args = ["reproduce", "--figures", str(tmp_path / "figures"), "--readme", str(tmp_path / "R.md")]
+  assert cli.main(args + ["--check"]) == 0
+  assert "tests" not in seen["steps"] and "sweep" in seen["steps"]
+  assert cli.main(args + ["--check", "--only", "tests"]) == 0
+  assert seen["steps"] == ["tests"]
+  assert cli.main(args) == 0
+  assert seen["steps"][0] == "tests"
+
+
+def test_timings_record_the_load_and_the_table_shows_it(tmp_path):
+  root = tmp_path / "figures"
+  root.mkdir()
+  step = reproduce.Step("probe", ("--version",), ".", "probe")
+  times = {"probe": {"command": "recall-theory probe", "wall_s": 130.0, "exit_code": 0,
+                     "load_start": 0.4, "load_end": 2.25}}
+  reproduce.write_timings(root, times)
+  entry = json.loads((root / "timings.json").read_text())["steps"]["probe"]
+  assert entry["load_start"] == 0.4 and entry["machine"] == reproduce.machine()
+  table = readme.timings_table(root)
+  assert "| probe | `recall-theory probe` | 2.2 min | 0.4, 2.2 |" in table
+  assert step.runner == "recall-theory"
+  # entries written before the load was recorded say so instead of inventing a number
+  reproduce.write_timings(root, {"old": {"command": "c", "wall_s": 3.0, "exit_code": 0}})
+  assert "| old | `c` | 3 s | not recorded |" in readme.timings_table(root)
