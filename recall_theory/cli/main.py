@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -63,7 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
         continue
       raise
     mod.register(sub)
+  for command in sub.choices.values():  # descriptions often come from reST docstrings
+    command.description = plain_text(command.description)
   return parser
+
+
+def plain_text(text: str | None) -> str | None:
+  """reST inline markup as a terminal shows it: ``x`` and :func:`x` become x."""
+  if text is None:
+    return None
+  text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text)
+  return re.sub(r"``([^`]+)``", r"\1", text)
 
 
 def default_compile_cache_dir() -> Path:
