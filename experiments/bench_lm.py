@@ -9,8 +9,12 @@ Two modes, each measuring a configuration against a baseline from the same run:
   count, see ``ModelConfig.flops_per_token``; peak = dense bf16 FLOP/s of the device
   from PEAK_BF16_FLOPS), for the chosen attention (``--attention auto``: cuDNN flash
   attention on a GPU) and for the XLA-attention baseline, with their ratio. With
-  ``--deterministic`` the deterministic-ops step is timed too (its cost), with
-  ``--compare-float32`` float32 compute (the baseline of bf16 mixed precision).
+  ``--deterministic`` the same step is timed with XLA's deterministic ops too (its
+  cost), in a fresh subprocess started before this process touches the device, with
+  ``XLA_FLAGS=--xla_gpu_deterministic_ops=true`` set before JAX starts (the flag cannot
+  be given to a running GPU backend: that crashed on an H200); the subprocess returns
+  its numbers as JSON on its last stdout line. With ``--compare-float32`` float32
+  compute is timed too (the baseline of bf16 mixed precision).
   Before compiling it estimates the step's memory and refuses (exit 2) a run that does
   not fit the free device memory.
 * ``--preset cpu-tiny|gpu`` (default): the experiment's models; train tokens/s and
@@ -25,7 +29,9 @@ Usage::
                                                                            # memory: chunked vs full logits
   python experiments/bench_lm.py --preset gpu --batch 64 --seq-len 512
 
-Nothing is asserted about speed; numbers are printed (and written with --json).
+Nothing is asserted about speed; numbers are printed and, with ``--json PATH``, written as
+:mod:`recall_theory.bench` records (figure, same-run baseline, ratio, compile and run time,
+machine) for ``experiments/bench_all.py``.
 """
 
 from __future__ import annotations
@@ -33,17 +39,24 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import subprocess
 import sys
 import time
+from pathlib import Path
 
-import jax
-import jax.numpy as jnp
-from flax import nnx
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
-from recall_theory.lm import losses, presets, sharding
-from recall_theory.lm import train as train_lib
-from recall_theory.lm.model import ModelConfig, Transformer, cudnn_supported, resolve_attention
-from recall_theory.lm.sampling import generate
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from recall_theory import bench  # noqa: E402
+from recall_theory.lm import losses, presets, sharding  # noqa: E402
+from recall_theory.lm import train as train_lib  # noqa: E402
+from recall_theory.lm.model import (  # noqa: E402
+    ModelConfig, Transformer, cudnn_supported, resolve_attention)
+from recall_theory.lm.sampling import generate  # noqa: E402
 
 # Dense (no sparsity) bf16 tensor-core peak FLOP/s by device kind, from the vendor data
 # sheets; the first matching entry wins (so "H100 PCIe" is tried before "H100").
@@ -95,15 +108,14 @@ def mle_loss(chunk: int | None):
 
 
 def time_train(cfg: ModelConfig, batch: int, seq_len: int, steps: int, repeats: int, *,
-               loss_chunk: int | None, deterministic: bool, mesh) -> dict:
+               loss_chunk: int | None, mesh) -> dict:
   """Tokens/s of the jitted train step for ``cfg`` (compile excluded) and XLA's memory."""
   model = Transformer(cfg, rngs=nnx.Rngs(0))
   tx = train_lib.make_optimizer(1e-4, 10 ** 6)
   graphdef, state = train_lib.init_train_state(model, tx)
   del model
   state = train_lib.place_state(state, mesh)
-  step = train_lib.make_train_step(graphdef, tx, mle_loss(loss_chunk), mesh,
-                                   deterministic=deterministic)
+  step = train_lib.make_train_step(graphdef, tx, mle_loss(loss_chunk), mesh)
   tokens = jax.random.randint(jax.random.key(0), (batch, seq_len + 1), 1, cfg.vocab_size)
   data = sharding.shard_batch({"tokens": tokens}, mesh)
   start = time.perf_counter()
@@ -163,7 +175,8 @@ def memory_report(args, cfg: ModelConfig, path: str, chunk: int | None, mesh) ->
   return 0
 
 
-def bench_config(args) -> int:
+def bench_config(args, det_result: dict | None = None) -> int:
+  """--config: train-step tokens/s and MFU; ``det_result``: the deterministic child's run."""
   device = jax.devices()[0]
   on_gpu = device.platform == "gpu"
   base = CONFIGS[args.config]
@@ -227,6 +240,13 @@ def bench_config(args) -> int:
   mesh = sharding.make_mesh()
   if args.compile_only:
     return memory_report(args, cfg, main_path, chunk, mesh)
+  det_run = ((f"attention={main_path} deterministic ops (fresh process)", main_path, True,
+              args.batch) if det_result is not None else None)
+  if args.deterministic_child:  # the fresh deterministic process: one run, JSON out
+    r = time_train(dataclasses.replace(cfg, attention=main_path), args.batch, args.seq_len,
+                   args.train_steps, args.repeats, loss_chunk=chunk, mesh=mesh)
+    print(json.dumps(r))
+    return 0
   runs = [(f"attention={args.attention} ({main_path})", main_path, False, args.batch)]
   if args.attention != "xla":
     if baseline_fits:
@@ -236,8 +256,6 @@ def bench_config(args) -> int:
     else:
       print(f"baseline attention=xla skipped: even batch {baseline_batch} needs about "
             f"{_gib(estimate('xla', baseline_batch)['total'])}, {_gib(free)} free")
-  if args.deterministic:
-    runs.append((f"attention={main_path} deterministic", main_path, True, args.batch))
   if args.compare_float32 and cfg.dtype != "float32":
     f32 = dataclasses.replace(cfg, dtype="float32")
     f32_path = resolve_attention("auto", f32.compute_dtype, f32.resolved_head_dim, False)
@@ -249,10 +267,16 @@ def bench_config(args) -> int:
                    + (f" batch {f32_batch}" if f32_batch != args.batch else ""),
                    f32_path, False, f32_batch, f32))
   results = []
-  for label, path, det, batch, *run_dtype_cfg in runs:
+  for label, path, det, batch, *run_dtype_cfg in runs + ([det_run] if det_run else []):
     run_cfg = dataclasses.replace(run_dtype_cfg[0] if run_dtype_cfg else cfg, attention=path)
-    r = time_train(run_cfg, batch, args.seq_len, args.train_steps, args.repeats,
-                   loss_chunk=chunk, deterministic=det, mesh=mesh)
+    if det:
+      r = dict(det_result)
+      if "error" in r:
+        print(f"train [{label}]: not measured: {r['error']}")
+        continue
+    else:
+      r = time_train(run_cfg, batch, args.seq_len, args.train_steps, args.repeats,
+                     loss_chunk=chunk, mesh=mesh)
     r["mfu"] = flops_tok * r["tokens_per_s"] / (peak * n_dev) if peak else None
     r.update(label=label, attention=path, deterministic=det, batch=batch,
              dtype=run_cfg.dtype, estimate_bytes=estimate(path, batch, run_cfg)["total"])
@@ -266,20 +290,62 @@ def bench_config(args) -> int:
           f"{_gib(r['estimate_bytes']) if r['estimate_bytes'] else 'n/a'}; loss "
           f"{r['loss_first']:.3f} -> {r['loss_last']:.3f}")
   head = results[0]
+  entries = []
   for r in results[1:]:
     same = " (same attention path on this device: the ratio is timing noise)" \
         if all(r[k] == head[k] for k in ("attention", "deterministic", "dtype", "batch")) \
-        else ""
+        else (" (CPU: deterministic already, the ratio is timing noise)"
+              if r["deterministic"] and not on_gpu else "")
     print(f"ratio [{head['label']}] / [{r['label']}]: "
           f"{head['tokens_per_s'] / r['tokens_per_s']:.2f}x tokens/s{same}")
+    figure, base = (r, head) if r["deterministic"] else (head, r)  # cost of determinism
+    entries.append(bench.entry(
+        f"lm train {args.config} ({cfg.n_layers} layers, batch {figure['batch']} x "
+        f"{args.seq_len}): [{figure['label']}] tokens/s", figure["tokens_per_s"], "tokens/s",
+        baseline=base["label"], baseline_value=base["tokens_per_s"], higher_is_better=True,
+        compile_s=figure["compile_s"], run_s=figure["ms_per_step"] / 1e3,
+        baseline_compile_s=base["compile_s"], mfu=figure["mfu"], baseline_mfu=base["mfu"],
+        note=same.strip(" ()") or None))
+  if len(results) == 1:
+    entries.append(bench.entry(f"lm train {args.config} [{head['label']}] tokens/s",
+                               head["tokens_per_s"], "tokens/s", higher_is_better=True,
+                               compile_s=head["compile_s"], run_s=head["ms_per_step"] / 1e3,
+                               mfu=head["mfu"]))
+  if det_result is not None and "error" in det_result:
+    entries.append({"name": f"lm train {args.config}: deterministic ops: not measured",
+                    "error": det_result["error"]})
   if args.json:
-    with open(args.json, "w") as fh:
-      json.dump({"device": device.device_kind, "n_devices": n_dev, "config": args.config,
-                 "params": cfg.param_count(), "n_layers": cfg.n_layers, "dtype": cfg.dtype,
-                 "batch": args.batch, "seq_len": args.seq_len, "loss_chunk": chunk,
-                 "flops_per_token": flops_tok, "peak_flops": peak, "free_bytes": free,
-                 "runs": results}, fh, indent=2)
+    bench.write_report(args.json, "lm", entries)
   return 0
+
+
+def deterministic_child(argv: list[str]) -> dict:
+  """Time the step with XLA deterministic ops in a fresh process (flag set before JAX starts).
+
+  Returns the child's :func:`time_train` dict, or ``{"error": last line}`` when it failed.
+  """
+  env = dict(os.environ)
+  env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + train_lib.DETERMINISTIC_FLAG).strip()
+  env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # the parent's runs follow
+  proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), *argv,
+                         "--deterministic-child"], env=env, capture_output=True, text=True)
+  lines = proc.stdout.strip().splitlines()
+  if proc.returncode == 0 and lines:
+    try:
+      return json.loads(lines[-1])
+    except ValueError:
+      pass
+  tail = (proc.stderr.strip().splitlines() or lines or ["no output"])[-1]
+  return {"error": f"exit {proc.returncode}: {tail[:300]}"}
+
+
+def child_argv(args) -> list[str]:
+  """The command line of the deterministic subprocess: same shapes, no baselines, no JSON."""
+  argv = ["--config", args.config, "--batch", str(args.batch), "--seq-len", str(args.seq_len),
+          "--dtype", args.dtype, "--attention", args.attention, "--loss-chunk",
+          str(args.loss_chunk), "--train-steps", str(args.train_steps), "--repeats",
+          str(args.repeats)]
+  return argv + (["--layers", str(args.layers)] if args.layers is not None else [])
 
 
 def bench_preset(args) -> int:
@@ -305,7 +371,10 @@ def bench_preset(args) -> int:
   step = train_lib.make_train_step(graphdef, tx, losses.make_mle_loss(1), mesh)
   tokens = jax.random.randint(jax.random.key(0), (args.batch, args.seq_len), 1, cfg.vocab_size)
   batch = sharding.shard_batch({"tokens": tokens}, mesh)
-  state, m = step(state, batch)  # compile
+  start = time.perf_counter()
+  step = step.lower(state, batch).compile()
+  train_compile_s = time.perf_counter() - start
+  state, m = step(state, batch)
   jax.block_until_ready(m)
 
   def run_train():
@@ -330,13 +399,16 @@ def bench_preset(args) -> int:
   new = args.seq_len - 1
   key = jax.random.key(1)
   results = {}
+  first_call = {}
   for use_cache in (True, False):
     def run_sample(use_cache=use_cache):
       return jax.block_until_ready(generate(model, prompt, key, max_new_tokens=new,
                                             temperature=0.0, use_cache=use_cache))
-    out = run_sample()  # compile
+    start = time.perf_counter()
+    out = run_sample()  # compile + one call
+    first_call[use_cache] = time.perf_counter() - start
     t = _time(run_sample, args.repeats)
-    results[use_cache] = (out, args.batch * new / t)
+    results[use_cache] = (out, args.batch * new / t, t)
   same = bool(jnp.all(results[True][0] == results[False][0]))
   cached, full = results[True][1], results[False][1]
   print(f"sample: KV cache {cached:,.0f} tokens/s, full-prefix recompute {full:,.0f} tokens/s, "
@@ -345,13 +417,20 @@ def bench_preset(args) -> int:
     print("warning: cached and recomputed greedy tokens differ (ties or low precision)",
           file=sys.stderr)
   if args.json:
-    with open(args.json, "w") as fh:
-      json.dump({"device": device.device_kind, "n_devices": len(jax.devices()),
-                 "preset": args.preset, "model": args.model, "params": n_params,
-                 "batch": args.batch, "seq_len": args.seq_len, "train_tokens_per_s": train_tps,
-                 "mfu": mfu, "sample_cached_tokens_per_s": cached,
-                 "sample_recompute_tokens_per_s": full, "sample_ratio": cached / full,
-                 "greedy_identical": same}, fh, indent=2)
+    what = f"{args.preset} {args.model} ({n_params / 1e6:.2f} M params), batch {args.batch}"
+    # sampling compile time: first call minus one timed call (generate jits internally)
+    entries = [
+        bench.entry(f"lm train step {what} x {args.seq_len}: tokens/s", train_tps, "tokens/s",
+                    higher_is_better=True, compile_s=train_compile_s,
+                    run_s=t_train / args.train_steps, mfu=mfu),
+        bench.entry(f"lm sampling {what}, {new} new tokens: KV cache tokens/s", cached,
+                    "tokens/s", baseline="full-prefix recompute", baseline_value=full,
+                    higher_is_better=True,
+                    compile_s=max(first_call[True] - results[True][2], 0.0),
+                    run_s=results[True][2],
+                    baseline_compile_s=max(first_call[False] - results[False][2], 0.0),
+                    greedy_identical=same)]
+    bench.write_report(args.json, "lm", entries)
   return 0
 
 
@@ -406,7 +485,9 @@ def main(argv=None) -> int:
   parser.add_argument("--compare-float32", action="store_true",
                       help="--config only: also time float32 compute (mixed precision's baseline)")
   parser.add_argument("--deterministic", action="store_true",
-                      help="--config only: also time the step with XLA deterministic ops")
+                      help="--config only: also time the step with XLA deterministic ops "
+                           "(in a fresh subprocess: the flag must be set before JAX starts)")
+  parser.add_argument("--deterministic-child", action="store_true", help=argparse.SUPPRESS)
   parser.add_argument("--compile-only", action="store_true",
                       help="--config only: no timing; XLA's memory count with the chunked loss "
                            "head and with full float32 logits, compiled from shapes")
@@ -419,8 +500,18 @@ def main(argv=None) -> int:
   args.batch = args.batch or (8 if with_config else 16)
   args.seq_len = args.seq_len or (2048 if with_config else 128)
   args.train_steps = args.train_steps or (10 if with_config else 20)
+  if args.deterministic_child:
+    # first thing, before JAX starts its backend (XLA_FLAGS is set by the parent as well)
+    train_lib.enable_deterministic()
+  det_result = None
+  if with_config and args.deterministic and not args.compile_only:
+    # before this process starts its backend: the child gets the whole device
+    print("deterministic ops: timing in a fresh subprocess ...", file=sys.stderr, flush=True)
+    det_result = deterministic_child(child_argv(args))
+    if det_result.get("error", "").startswith("exit 2:"):  # bad input: the same refusal here
+      det_result = None
   try:
-    return bench_config(args) if with_config else bench_preset(args)
+    return bench_config(args, det_result) if with_config else bench_preset(args)
   except BenchInputError as err:
     print(f"bench_lm.py: {err}", file=sys.stderr)
     return 2

@@ -16,13 +16,15 @@ Deterministic mode (:func:`enable_deterministic`): on a GPU, XLA by default may 
 different GEMM kernels per compilation (autotuning) and lowers scatter-add (the
 gradient of the embedding lookup) with atomics, so two runs of the same step can
 differ in the last bits; a killed-and-resumed run then drifts from an uninterrupted
-one. ``enable_deterministic()`` switches XLA's ``xla_gpu_deterministic_ops`` on, for
-the whole process when called before JAX starts its backend (via ``XLA_FLAGS``) and
-in any case for every step built by :func:`make_train_step` and every sampler of
-:mod:`recall_theory.lm.sampling` (per-compilation ``compiler_options``). Its cost is
-GPU-only (CPU execution is deterministic already): serialised scatter-add and no
-autotuning of kernels; ``experiments/bench_lm.py --deterministic`` measures it
-against the default in the same run.
+one. Deterministic mode is XLA's ``--xla_gpu_deterministic_ops=true`` in ``XLA_FLAGS``
+for the whole process, set **before JAX starts its backend** (``enable_deterministic()``
+first thing, or the variable in the environment). Giving the option per compilation
+(``jax.jit(..., compiler_options=...)``) to an already running GPU backend is not
+supported: on an H200 (jax 0.11.2) such a step crashed inside XLA when executed, so
+``enable_deterministic()`` refuses that case with one line. Its cost is GPU-only (CPU
+execution is deterministic already): serialised scatter-add and no autotuning of
+kernels; ``experiments/bench_lm.py --deterministic`` measures it in a fresh subprocess
+against the default step of the same run.
 """
 
 from __future__ import annotations
@@ -48,42 +50,61 @@ DETERMINISTIC_FLAG = "--xla_gpu_deterministic_ops=true"
 _deterministic = False
 
 
+class DeterministicModeError(RuntimeError):
+  """Deterministic mode asked for after the GPU backend started without it (one line)."""
+
+
+def deterministic_refusal(backend_started: bool, platform: str | None, xla_flags: str) -> str | None:
+  """Why deterministic mode cannot be switched on now (None: it can).
+
+  Only one case is refused: a GPU backend that already runs without the flag. XLA
+  reads ``XLA_FLAGS`` once, when the backend starts; the per-compilation route crashed
+  on a GPU (see the module docstring). A CPU backend needs nothing (deterministic).
+  """
+  if backend_started and platform == "gpu" and "xla_gpu_deterministic_ops=true" not in xla_flags:
+    return ("deterministic mode must be on before JAX starts its GPU backend: set "
+            f"XLA_FLAGS={DETERMINISTIC_FLAG} in the environment, or call "
+            "enable_deterministic() before the first JAX computation")
+  return None
+
+
 def enable_deterministic() -> bool:
   """Make training and sampling bit-reproducible on GPUs (XLA deterministic ops).
 
-  Sets ``--xla_gpu_deterministic_ops=true`` in ``XLA_FLAGS`` (effective for every
-  computation when JAX has not yet started its backend) and makes every later
-  :func:`make_train_step` / :mod:`~recall_theory.lm.sampling` compilation pass
-  ``compiler_options={"xla_gpu_deterministic_ops": True}`` (effective even when the
-  backend is already running). Idempotent. On CPU it changes nothing observable:
-  XLA:CPU is deterministic already.
+  Adds ``--xla_gpu_deterministic_ops=true`` to ``XLA_FLAGS``, which XLA reads when JAX
+  starts its backend, so it must run before the first JAX computation. Idempotent.
+  On CPU it changes nothing observable: XLA:CPU is deterministic already.
 
   Returns:
-    True when the flag reached ``XLA_FLAGS`` before the backend started (every
-    computation of the process is covered); False when the backend was already
-    running (only the steps and samplers built from now on are covered).
+    True when the flag is in ``XLA_FLAGS`` before the backend starts (every computation
+    of the process is covered); False when a CPU backend was already running (nothing
+    to cover there).
+
+  Raises:
+    DeterministicModeError: a GPU backend already runs without the flag (a new process
+      with ``XLA_FLAGS=--xla_gpu_deterministic_ops=true`` is the way; see
+      ``experiments/bench_lm.py --deterministic``).
 
   Cost (GPU only): scatter-add runs as a sorted, serialised reduction instead of
   atomics and GEMM autotuning is off; measure it with
-  ``python experiments/bench_lm.py --deterministic``.
+  ``python experiments/bench_lm.py --config smollm2-135m --deterministic``.
   """
   global _deterministic
-  _deterministic = True
-  flags = os.environ.get("XLA_FLAGS", "")
-  if "xla_gpu_deterministic_ops" not in flags:
-    os.environ["XLA_FLAGS"] = (flags + " " + DETERMINISTIC_FLAG).strip()
   from jax._src import xla_bridge  # why private: the only way to ask "backend started?"
-  return not xla_bridge.backends_are_initialized()
+  flags = os.environ.get("XLA_FLAGS", "")
+  started = xla_bridge.backends_are_initialized()
+  why = deterministic_refusal(started, jax.default_backend() if started else None, flags)
+  if why:
+    raise DeterministicModeError(why)
+  _deterministic = True
+  if "xla_gpu_deterministic_ops=true" not in flags:  # a later flag overrides an earlier =false
+    os.environ["XLA_FLAGS"] = (flags + " " + DETERMINISTIC_FLAG).strip()
+  return not started
 
 
 def deterministic_enabled() -> bool:
   """Whether :func:`enable_deterministic` was called in this process."""
   return _deterministic
-
-
-def compiler_options() -> dict | None:
-  """``compiler_options`` for ``jax.jit``: the deterministic-ops switch when enabled."""
-  return {"xla_gpu_deterministic_ops": True} if _deterministic else None
 
 
 class TrainState(NamedTuple):
@@ -111,12 +132,11 @@ def init_train_state(model: nnx.Module, tx: optax.GradientTransformation):
   return graphdef, TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
 
 
-def make_train_step(graphdef, tx: optax.GradientTransformation, loss_fn, mesh=None, *,
-                    deterministic: bool | None = None):
+def make_train_step(graphdef, tx: optax.GradientTransformation, loss_fn, mesh=None):
   """The jitted step; ``mesh`` (default: one device) fixes data and state shardings.
 
-  ``deterministic``: compile with XLA's deterministic ops (None: as set by
-  :func:`enable_deterministic`).
+  Deterministic ops are a process-wide setting (:func:`enable_deterministic`), not an
+  option of the step.
   """
   mesh = sharding.make_mesh(1) if mesh is None else mesh
 
@@ -133,11 +153,7 @@ def make_train_step(graphdef, tx: optax.GradientTransformation, loss_fn, mesh=No
                                                  sharding.tree_shardings(new_state, mesh))
     return new_state, metrics
 
-  if deterministic is None:
-    options = compiler_options()
-  else:
-    options = {"xla_gpu_deterministic_ops": True} if deterministic else None
-  return jax.jit(step, donate_argnums=0, compiler_options=options)
+  return jax.jit(step, donate_argnums=0)
 
 
 def place_state(state: TrainState, mesh) -> TrainState:

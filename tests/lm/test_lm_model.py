@@ -190,24 +190,35 @@ def test_too_long_inputs(model):
     generate(model, jnp.zeros((1, 2), jnp.int32), jax.random.key(0), max_new_tokens=2, top_p=1.5)
 
 
-def test_enable_deterministic_reaches_xla_flags_and_compilations():
-  """Before the backend starts the flag lands in XLA_FLAGS; afterwards only new jits get it."""
+def test_enable_deterministic_sets_xla_flags_before_the_backend_starts():
+  """Before the backend starts the flag lands in XLA_FLAGS; on a running CPU backend: False."""
   import subprocess, sys, textwrap
   script = textwrap.dedent("""
       import os
-      os.environ.pop("XLA_FLAGS", None)
+      os.environ["XLA_FLAGS"] = "--xla_gpu_deterministic_ops=false"
       from recall_theory.lm import train
-      assert not train.deterministic_enabled() and train.compiler_options() is None
+      assert not train.deterministic_enabled()
       assert train.enable_deterministic() is True        # backend not started yet
-      assert "--xla_gpu_deterministic_ops=true" in os.environ["XLA_FLAGS"]
+      assert os.environ["XLA_FLAGS"].endswith("--xla_gpu_deterministic_ops=true")
       assert train.enable_deterministic() is True        # idempotent, flag not doubled
-      assert os.environ["XLA_FLAGS"].count("xla_gpu_deterministic_ops") == 1
-      assert train.compiler_options() == {"xla_gpu_deterministic_ops": True}
+      assert os.environ["XLA_FLAGS"].count("xla_gpu_deterministic_ops=true") == 1
+      assert train.deterministic_enabled()
       import jax, jax.numpy as jnp
       jnp.ones(2).block_until_ready()
-      assert train.enable_deterministic() is False       # backend already running
+      assert train.enable_deterministic() is False       # CPU backend already running
       print("ok")
   """)
   proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                         timeout=120, env={**__import__("os").environ, "JAX_PLATFORMS": "cpu"})
   assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+
+
+def test_deterministic_mode_refused_on_a_running_gpu_backend():
+  """The per-compilation route crashed on a GPU: a started GPU backend without the flag is refused."""
+  from recall_theory.lm.train import DETERMINISTIC_FLAG, deterministic_refusal
+  why = deterministic_refusal(True, "gpu", "--xla_force_host_platform_device_count=2")
+  assert why is not None and "\n" not in why and f"XLA_FLAGS={DETERMINISTIC_FLAG}" in why
+  assert deterministic_refusal(True, "gpu", "--xla_gpu_deterministic_ops=false") is not None
+  assert deterministic_refusal(True, "gpu", DETERMINISTIC_FLAG) is None   # set before start
+  assert deterministic_refusal(False, None, "") is None                   # not started yet
+  assert deterministic_refusal(True, "cpu", "") is None                   # deterministic anyway

@@ -18,11 +18,7 @@ from recall_theory.lm import checkpoint as ckpt_lib
 from recall_theory.lm import losses, pipeline, presets
 from recall_theory.lm.groundtruth import MarkovMixture
 from recall_theory.lm.model import Transformer
-from recall_theory.lm.train import enable_deterministic
-
-# The resume test needs bit-identical reruns: on GPUs that takes XLA's deterministic ops
-# (no-op on CPU). Called at import, so the reference run compiles with it too.
-enable_deterministic()
+from recall_theory.lm.train import DETERMINISTIC_FLAG
 
 CONFIG = dataclasses.replace(presets.TEST, algorithms=("dpo",))
 SEEDS = [0]
@@ -61,31 +57,61 @@ def test_rows_cover_every_pipeline(reference_rows):
     assert r["precision"] < 0 and r["recall"] < 0 and math.isfinite(r["target_precision"])
 
 
+# The killed-and-resumed run, in a fresh process with XLA's deterministic ops set before
+# JAX starts (the only supported way on a GPU; a no-op on CPU). With "reference" it also
+# runs the uninterrupted reference there. Prints the rows as JSON on its last line.
+_RESUME_SCRIPT = """
+import dataclasses, json, sys
+import pytest
+from recall_theory.errors import InputError
+from recall_theory.lm import checkpoint as ckpt_lib, pipeline, presets
+from recall_theory.lm.train import enable_deterministic
+assert enable_deterministic()  # before the backend starts (XLA_FLAGS is set as well)
+ckpt, with_reference = sys.argv[1], sys.argv[2] == "reference"
+CONFIG = dataclasses.replace(presets.TEST, algorithms=("dpo",))
+SEEDS = [0]
+reference = (pipeline.run_comparison(CONFIG, SEEDS, progress=False, setting="reference")
+             if with_reference else None)
+# killed inside the student stage, two steps after its step-5 checkpoint (the teacher
+# stage is complete): the restart skips the teacher, replays student steps 6..8 and
+# runs everything after
+kill_at = CONFIG.teacher_train.steps + CONFIG.checkpoint_every + 2
+assert kill_at < CONFIG.teacher_train.steps + CONFIG.student_train.steps
+with pytest.raises(pipeline.RunInterrupted, match="student"):
+  pipeline.run_comparison(CONFIG, SEEDS, checkpoint_dir=ckpt, progress=False,
+                          interrupt_after=kill_at)
+assert ckpt_lib.Checkpointer(ckpt).latest("teacher")["final"]
+assert ckpt_lib.Checkpointer(ckpt).latest("student")["step"] == CONFIG.checkpoint_every
+# a second start without --resume refuses to touch the folder
+with pytest.raises(InputError, match="--resume"):
+  pipeline.run_comparison(CONFIG, SEEDS, checkpoint_dir=ckpt, progress=False)
+# a different configuration refuses to resume from it
+with pytest.raises(InputError, match="different configuration"):
+  pipeline.run_comparison(dataclasses.replace(CONFIG, tau=0.9), SEEDS, checkpoint_dir=ckpt,
+                          resume=True, progress=False)
+resumed = pipeline.run_comparison(CONFIG, SEEDS, checkpoint_dir=ckpt, resume=True,
+                                  progress=False)
+print(json.dumps({"reference": reference, "resumed": resumed}, default=float))
+"""
+
+
 def test_killed_run_resumes_to_identical_metrics(reference_rows, tmp_path):
-  ckpt = tmp_path / "ckpt"
-  # killed inside the student stage, two steps after its step-5 checkpoint (the teacher
-  # stage is complete): the restart skips the teacher, replays student steps 6..8 and
-  # runs everything after
-  kill_at = CONFIG.teacher_train.steps + CONFIG.checkpoint_every + 2
-  assert kill_at < CONFIG.teacher_train.steps + CONFIG.student_train.steps
-  with pytest.raises(pipeline.RunInterrupted, match="student"):
-    pipeline.run_comparison(CONFIG, SEEDS, checkpoint_dir=ckpt, progress=False,
-                            interrupt_after=kill_at)
-  assert ckpt_lib.Checkpointer(ckpt).latest("teacher")["final"]
-  assert ckpt_lib.Checkpointer(ckpt).latest("student")["step"] == CONFIG.checkpoint_every
-  # a second start without --resume refuses to touch the folder
-  with pytest.raises(InputError, match="--resume"):
-    pipeline.run_comparison(CONFIG, SEEDS, checkpoint_dir=ckpt, progress=False)
-  # a different configuration refuses to resume from it
-  other = dataclasses.replace(CONFIG, tau=0.9)
-  with pytest.raises(InputError, match="different configuration"):
-    pipeline.run_comparison(other, SEEDS, checkpoint_dir=ckpt, resume=True, progress=False)
-  resumed = pipeline.run_comparison(CONFIG, SEEDS, checkpoint_dir=ckpt, resume=True,
-                                    progress=False)
-  assert len(resumed) == len(reference_rows)
+  import os, subprocess, sys
+  # CPU runs are deterministic, so this process's CLI run is the reference; on a GPU
+  # it is one only if this process started with the flag, else the subprocess runs it
+  flags = os.environ.get("XLA_FLAGS", "")
+  here_deterministic = jax.default_backend() == "cpu" or "xla_gpu_deterministic_ops=true" in flags
+  env = {**os.environ, "XLA_FLAGS": (flags + " " + DETERMINISTIC_FLAG).strip()}
+  proc = subprocess.run([sys.executable, "-c", _RESUME_SCRIPT, str(tmp_path / "ckpt"),
+                         "cli" if here_deterministic else "reference"],
+                        capture_output=True, text=True, env=env, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  out = json.loads(proc.stdout.strip().splitlines()[-1])
+  reference, resumed = out["reference"] or reference_rows, out["resumed"]
+  assert len(resumed) == len(reference)
   # wall times differ between runs; the CLI run names its setting
   wall_clock = {"stage_seconds", "pipeline_seconds", "eval_seconds", "setting"}
-  for a, b in zip(reference_rows, resumed):
+  for a, b in zip(reference, resumed):
     assert a.keys() == b.keys()
     for key in a.keys() - wall_clock:  # bit-identical metrics (NaN where a metric does not apply)
       assert a[key] == b[key] or (a[key] != a[key] and b[key] != b[key]), (key, a, b)
