@@ -8,15 +8,20 @@ Both decoders are :func:`recall_theory.lm.sampling.generate` (greedy), jitted wi
 weights as an argument; compile time is measured separately (first call) and excluded
 from the speeds. Tokens per second = batch * new tokens / wall time of one call (prompt
 prefill included). The recompute baseline is measured in the same run, on the same
-device, and the speed-up is their ratio.
+device, and the speed-up is their ratio. ``--json PATH`` writes :mod:`recall_theory.bench`
+records (figure, same-run baseline, ratio, compile and run time, machine) for
+``experiments/bench_all.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
+import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
 
 def _time_call(fn, repeats: int) -> tuple[float, float]:
@@ -91,9 +96,34 @@ def main(argv=None) -> int:
     print(f"batch {b:3d} cache / recompute tokens-per-second ratio: {row['speedup']:.2f}x")
     results["runs"].append(row)
   if args.json:
-    from recall_theory.io import write_json
-    write_json(args.json, results)
+    from recall_theory import bench
+    bench.write_report(args.json, "smollm2", report_entries(args.model, results))
   return 0
+
+
+def report_entries(model: str, results: dict) -> list[dict]:
+  """:mod:`recall_theory.bench` records: load time, and per batch cache vs recompute decode.
+
+  Compile time = first call (compile + one call) minus the best later call.
+  """
+  entries = [bench_entry(f"smollm2 load {model} (read, dequantize, un-permute, place)",
+                         results["load_seconds"], "s", run_s=results["load_seconds"],
+                         read_s=results["read_seconds"])]
+  for row in results["runs"]:
+    cache, full = row["cache"], row["recompute"]
+    entries.append(bench_entry(
+        f"smollm2 greedy decode, batch {row['batch']}, {row['prompt_tokens']} prompt + "
+        f"{cache['new_tokens']} new tokens: KV cache tokens/s", cache["tokens_per_s"], "tokens/s",
+        baseline=f"full-prefix recompute ({full['new_tokens']} new tokens)",
+        baseline_value=full["tokens_per_s"], higher_is_better=True,
+        compile_s=max(cache["compile_plus_first_s"] - cache["best_s"], 0.0), run_s=cache["best_s"],
+        baseline_compile_s=max(full["compile_plus_first_s"] - full["best_s"], 0.0)))
+  return entries
+
+
+def bench_entry(*args, **kwargs) -> dict:
+  from recall_theory import bench
+  return bench.entry(*args, **kwargs)
 
 
 if __name__ == "__main__":
