@@ -37,7 +37,18 @@ def entry(name: str, value: float, unit: str, *, baseline: str | None = None,
           "compile_s": compile_s, "run_s": run_s, **extra}
 
 
-def write_report(path, benchmark: str, entries: list[dict]) -> None:
+def load_average() -> list[float] | None:
+  """1, 5 and 15 minute load averages (None where the OS has none): timings on a shared
+  machine are read beside them."""
+  try:
+    return [round(x, 2) for x in os.getloadavg()]
+  except (AttributeError, OSError):  # pragma: no cover - e.g. Windows
+    return None
+
+
+def write_report(path, benchmark: str, entries: list[dict], **extra) -> None:
+  """Write ``{benchmark, machine, date, load_average, entries, **extra}`` as JSON."""
   from recall_theory import io
   io.write_json(path, {"benchmark": benchmark, "machine": machine(),
-                       "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "entries": entries})
+                       "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                       "load_average": load_average(), "entries": entries, **extra})
