@@ -99,11 +99,90 @@ def _sha256(path: Path) -> str:
   return digest.hexdigest()
 
 
+# sha256 of files whose writer hashed every byte as it wrote it (HashingWriter), keyed by
+# (st_dev, st_ino): a rename (staging -> target) keeps the inode, so run.json needs no second
+# read of a large file. An entry counts only while size and mtime_ns still match the file.
+_KNOWN_DIGESTS: dict[tuple[int, int], tuple[int, int, str]] = {}
+
+
+def remember_digest(path: str | os.PathLike, hexdigest: str) -> None:
+  """Record that the file at ``path``, as it is now, has sha256 ``hexdigest`` (this process only)."""
+  st = os.stat(path)
+  _KNOWN_DIGESTS[(st.st_dev, st.st_ino)] = (st.st_size, st.st_mtime_ns, hexdigest)
+
+
+def _forget_digest(path: str | os.PathLike) -> None:
+  """Drop any entry of ``path``'s inode (a new file may reuse a deleted file's inode)."""
+  with contextlib.suppress(OSError):
+    st = os.stat(path)
+    _KNOWN_DIGESTS.pop((st.st_dev, st.st_ino), None)
+
+
+def known_sha256(path: str | os.PathLike) -> str | None:
+  """The recorded sha256 of ``path`` if the file is unchanged since it was recorded, else None."""
+  try:
+    st = os.stat(path)
+  except OSError:
+    return None
+  entry = _KNOWN_DIGESTS.get((st.st_dev, st.st_ino))
+  if entry is None or entry[:2] != (st.st_size, st.st_mtime_ns):
+    return None
+  return entry[2]
+
+
+class HashingWriter:
+  """A binary file opened for writing that hashes (sha256) every byte written through it.
+
+  On a clean :meth:`close` the digest is recorded (:func:`remember_digest`), so the
+  run.json of :meth:`RunUnit.commit` takes it instead of reading the file again. Only
+  sequential ``write`` calls are offered: any other change would make the digest wrong.
+  hashlib releases the GIL on large buffers, so a writer thread hashes while others compute.
+
+  Example::
+
+    with atomic_path(out / "big.csv") as tmp, HashingWriter(tmp) as fh:
+      fh.write(b"a,b\n")
+  """
+
+  def __init__(self, path: str | os.PathLike):
+    self.path = Path(path)
+    self._fh = open(self.path, "wb")
+    self._digest = hashlib.sha256()
+
+  def write(self, data) -> int:
+    view = memoryview(data).cast("B")
+    written = self._fh.write(view)
+    self._digest.update(view)
+    return written
+
+  def hexdigest(self) -> str:
+    return self._digest.hexdigest()
+
+  def close(self) -> None:
+    if not self._fh.closed:
+      self._fh.close()
+      remember_digest(self.path, self._digest.hexdigest())
+
+  def __enter__(self) -> "HashingWriter":
+    return self
+
+  def __exit__(self, kind, value, traceback) -> None:
+    if kind is None:
+      self.close()
+    else:  # a failed write: no digest for a file that is about to be dropped
+      self._fh.close()
+
+
+def _file_sha256(path: Path) -> str:
+  return known_sha256(path) or _sha256(path)
+
+
 def _describe_files(target: Path, moved: list[Path]) -> dict:
-  """sha256 and size of each file; hashed in threads (hashlib releases the GIL)."""
+  """sha256 and size of each file: recorded by its writer where it hashed while writing
+  (:class:`HashingWriter`), else read and hashed in threads (hashlib releases the GIL)."""
   from concurrent.futures import ThreadPoolExecutor
   with ThreadPoolExecutor(max_workers=max(1, min(len(moved), os.cpu_count() or 1))) as pool:
-    digests = list(pool.map(lambda rel: _sha256(target / rel), moved))
+    digests = list(pool.map(lambda rel: _file_sha256(target / rel), moved))
   return {str(rel): {"sha256": digest, "bytes": (target / rel).stat().st_size}
           for rel, digest in zip(moved, digests)}
 
@@ -300,6 +379,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
   fd, tmp = tempfile.mkstemp(prefix=f".{final.name}{PARTIAL_TAG}", suffix=final.suffix, dir=final.parent)
   os.close(fd)
   tmp_path = Path(tmp)
+  _forget_digest(tmp_path)
   umask = os.umask(0)
   os.umask(umask)
   os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp creates 0600; results should be readable
@@ -404,3 +484,132 @@ def save_npz(path: str | os.PathLike, **arrays: Any) -> Path:
         with zf.open(npz_member(key), "w", force_zip64=True) as member:
           np.lib.format.write_array(member, np.asanyarray(np.asarray(value)), allow_pickle=True)
   return Path(path)
+
+
+class StreamedArray:
+  """A member of :class:`NpzWriter` whose data arrives later, in order: ``shape``, ``dtype``;
+  its ``.npy`` header is format 2.0 (what ``np.lib.format.write_array_header_2_0`` writes)."""
+
+  def __init__(self, shape: Sequence[int], dtype: Any):
+    self.shape, self.dtype = tuple(int(n) for n in shape), np.dtype(dtype)
+
+  @property
+  def header(self) -> bytes:
+    import io as _pyio
+    buffer = _pyio.BytesIO()
+    np.lib.format.write_array_header_2_0(
+        buffer, {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape})
+    return buffer.getvalue()
+
+  @property
+  def nbytes(self) -> int:
+    return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+
+class NpzWriter:
+  """An ``.npz`` written in place, its large members streamed: bytes identical to
+  :func:`save_npz` / ``zipfile`` (stored, ``force_zip64``, :func:`npz_member` entries).
+
+  ``members`` maps keys, in archive order, to arrays (written at once, as
+  ``np.lib.format.write_array`` writes them) or :class:`StreamedArray` (written piece by
+  piece with :meth:`write`, in order). Every member's offset is known up front (stored
+  entries: ``offset = previous offset + local header + data``), so pieces go straight to
+  their place with ``os.pwrite`` (no scratch copy), and each member's CRC-32 is updated
+  as its pieces arrive. :meth:`finish` writes the local headers (now that the CRCs are
+  known), the central directory and the end records, as ``zipfile.ZipFile.close`` would.
+
+  Example::
+
+    with atomic_path("a.npz") as tmp:
+      npz = NpzWriter(tmp, {"x": np.arange(3.0), "big": StreamedArray((2, 4), "f8")})
+      npz.write("big", np.zeros(4)); npz.write("big", np.ones(4))
+      npz.finish()
+  """
+
+  _ZIP64_EXTRA = 20  # '<HHQQ': the zip64 extra field FileHeader(zip64=True) appends
+
+  def __init__(self, path: str | os.PathLike, members: Mapping[str, Any]):
+    import zlib
+    self.path = Path(path)
+    self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    self._infos, self._cursor, self._end, self._crc, self.data_offset = {}, {}, {}, {}, {}
+    self._streamed = {}
+    offset = 0
+    for key, value in members.items():
+      info = npz_member(key)
+      if isinstance(value, StreamedArray):
+        head, size = value.header, len(value.header) + value.nbytes
+        self._streamed[key] = value
+      else:
+        import io as _pyio
+        buffer = _pyio.BytesIO()
+        np.lib.format.write_array(buffer, np.asanyarray(value), allow_pickle=False)
+        head = buffer.getvalue()
+        size = len(head)
+      info.header_offset = offset
+      info.file_size = info.compress_size = size
+      start = offset + 30 + len(info.filename.encode("utf-8")) + self._ZIP64_EXTRA
+      self._infos[key], self.data_offset[key] = info, start + len(head)
+      self._crc[key] = zlib.crc32(head)
+      os.pwrite(self._fd, head, start)
+      self._cursor[key], self._end[key] = start + len(head), start + size
+      offset = start + size
+    self._start_dir = offset
+
+  def write(self, key: str, data) -> None:
+    """Append ``data`` (any buffer; C order bytes of the member's dtype) to member ``key``."""
+    import zlib
+    view = memoryview(np.ascontiguousarray(data)).cast("B")
+    cursor = self._cursor[key]
+    if cursor + view.nbytes > self._end[key]:
+      raise ValueError(f"npz member {key!r}: {view.nbytes} bytes past its end")
+    os.pwrite(self._fd, view, cursor)
+    self._crc[key] = zlib.crc32(view, self._crc[key])
+    self._cursor[key] = cursor + view.nbytes
+
+  def finish(self) -> None:
+    """Local headers, central directory and end records (``zipfile``'s bytes); closes the file."""
+    import struct
+    import zipfile
+    missing = {k: self._end[k] - self._cursor[k] for k in self._infos if self._cursor[k] != self._end[k]}
+    if missing:
+      raise ValueError(f"npz members not written to their end (bytes missing): {missing}")
+    limit = zipfile.ZIP64_LIMIT
+    central = []
+    for key, info in self._infos.items():
+      info.CRC = self._crc[key]
+      info.flag_bits = 0
+      os.pwrite(self._fd, info.FileHeader(True), info.header_offset)  # sets extract/create version 45
+      extra = [info.file_size, info.compress_size] if info.file_size > limit else []
+      sizes = (0xFFFFFFFF, 0xFFFFFFFF) if extra else (info.compress_size, info.file_size)
+      header_offset = info.header_offset
+      if header_offset > limit:
+        extra.append(header_offset)
+        header_offset = 0xFFFFFFFF
+      extra_data = struct.pack("<HH" + "Q" * len(extra), 1, 8 * len(extra), *extra) if extra else b""
+      dt = info.date_time
+      dosdate, dostime = (dt[0] - 1980) << 9 | dt[1] << 5 | dt[2], dt[3] << 11 | dt[4] << 5 | (dt[5] // 2)
+      filename = info.filename.encode("ascii")
+      central.append(struct.pack(zipfile.structCentralDir, zipfile.stringCentralDir, info.create_version,
+                                 info.create_system, info.extract_version, info.reserved, info.flag_bits,
+                                 info.compress_type, dostime, dosdate, info.CRC, *sizes, len(filename),
+                                 len(extra_data), 0, 0, info.internal_attr, info.external_attr, header_offset)
+                     + filename + extra_data)
+    directory = b"".join(central)
+    count, size, offset = len(central), len(directory), self._start_dir
+    tail = b""
+    if count > zipfile.ZIP_FILECOUNT_LIMIT or offset > limit or size > limit:
+      tail += struct.pack(zipfile.structEndArchive64, zipfile.stringEndArchive64, 44, 45, 45, 0, 0,
+                          count, count, size, offset)
+      tail += struct.pack(zipfile.structEndArchive64Locator, zipfile.stringEndArchive64Locator, 0,
+                          offset + size, 1)
+      count, size, offset = min(count, 0xFFFF), min(size, 0xFFFFFFFF), min(offset, 0xFFFFFFFF)
+    tail += struct.pack(zipfile.structEndArchive, zipfile.stringEndArchive, 0, 0, count, count, size, offset, 0)
+    os.pwrite(self._fd, directory + tail, self._start_dir)
+    os.ftruncate(self._fd, self._start_dir + len(directory) + len(tail))
+    self.close()
+
+  def close(self) -> None:
+    if self._fd is not None:
+      os.close(self._fd)
+      self._fd = None

@@ -23,7 +23,7 @@ KL-budget ceiling ``kl_ceiling(p, K)`` for a few budgets K.
 Bounded memory: the grid is evaluated in blocks of at most ``chunk_cells`` cells, one
 jitted program per regularizer (compiled once: every block has the same shape), and
 :func:`stream_sweep` streams each block to the CSV (text formatted by XLA,
-:mod:`recall_theory.textformat`) and to ``.npy`` scratch files that become the ``.npz``.
+:mod:`recall_theory.textformat`, hashed as it is written) and into its place in the ``.npz``.
 Peak memory depends on ``chunk_cells``, not on the resolution
 (:func:`estimate_memory_bytes`); :func:`compute_sweep` is the in-memory variant for
 small grids and tests.
@@ -38,8 +38,6 @@ import functools
 import math
 import os
 import shutil
-import tempfile
-import zipfile
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -351,6 +349,17 @@ def _store_block(arrays: dict, block: Block, values: np.ndarray) -> None:
   arrays[f"kl_ceiling_{m}"][g, sl] = values[3, :block.rows]
 
 
+def _stream_block(npz: io.NpzWriter, block: Block, values: np.ndarray) -> None:
+  """Append one block's rows to the ``.npz`` members (blocks arrive in (map, regularizer,
+  y) order, so each member ``[G, Y, R]`` / ``[Y, R]`` is written front to back)."""
+  m, rows = block.map_name, block.rows
+  npz.write(f"mass_{m}", values[0, :rows])
+  npz.write(f"kl_{m}", values[1, :rows])
+  if block.reg_index == 0:
+    npz.write(f"predicted_mass_{m}", values[2, :rows])
+  npz.write(f"kl_ceiling_{m}", values[3, :rows])
+
+
 def compute_sweep(config: SweepConfig) -> dict[str, np.ndarray]:
   """Evaluate both maps and the ceilings in memory; returns host arrays.
 
@@ -384,8 +393,8 @@ def npz_bytes_estimate(config: SweepConfig) -> int:
 
 
 def disk_bytes_estimate(config: SweepConfig) -> int:
-  """Disk the run needs at its peak: the CSV, the arrays and the .npz built from them."""
-  return csv_bytes_estimate(config) + 2 * npz_bytes_estimate(config)
+  """Disk the run needs at its peak: the CSV and the .npz (its arrays are written in place)."""
+  return csv_bytes_estimate(config) + npz_bytes_estimate(config)
 
 
 def estimate_memory_bytes(config: SweepConfig, figure_points: int = 0) -> int:
@@ -504,53 +513,10 @@ def _python_text(block: Block, recall: np.ndarray, y_rows: np.ndarray, prefix: b
   return "".join(lines)
 
 
-def _write_npz(path: Path, arrays: dict[str, "np.ndarray | Path"]) -> None:
-  """``np.savez``'s layout (stored zip, one ``KEY.npy`` per array). A value that is a path
-  names a finished ``.npy`` file, copied in 16 MiB pieces (never loaded whole)."""
-  with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-    for key, array in arrays.items():
-      with zf.open(io.npz_member(key), "w", force_zip64=True) as member:
-        if isinstance(array, Path):
-          with open(array, "rb") as source:
-            shutil.copyfileobj(source, member, 1 << 24)
-        else:
-          np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
-
-
-class NpyRows:
-  """A ``.npy`` file written in contiguous row blocks with ``os.pwrite`` (no memory map).
-
-  ``rows[g, y0:y1] = values`` (or ``rows[y0:y1] = values`` for 2-D) writes the block at its
-  byte offset. Unlike a writable ``np.memmap``, the written pages are not mapped into the
-  process, so resident memory does not grow with the array.
-  """
-
-  def __init__(self, path: Path, shape: tuple[int, ...], dtype):
-    self.path, self.shape, self.dtype = Path(path), tuple(shape), np.dtype(dtype)
-    with open(self.path, "wb") as fh:
-      np.lib.format.write_array_header_2_0(
-          fh, {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape})
-      self.offset = fh.tell()
-      fh.truncate(self.offset + math.prod(self.shape) * self.dtype.itemsize)
-    self.fd = os.open(self.path, os.O_WRONLY)
-
-  def __setitem__(self, index, values) -> None:
-    index = index if isinstance(index, tuple) else (index,)
-    *lead, rows = index
-    inner = math.prod(self.shape[len(index):])
-    first = int(np.ravel_multi_index((*lead, rows.start), self.shape[:len(index)])) if lead else rows.start
-    data = np.ascontiguousarray(values, self.dtype)
-    assert data.size == (rows.stop - rows.start) * inner
-    os.pwrite(self.fd, data.tobytes(), self.offset + first * inner * self.dtype.itemsize)
-
-  def close(self) -> None:
-    os.close(self.fd)
-
-
 @dataclasses.dataclass
 class SweepFiles:
   """What :func:`stream_sweep` wrote: the paths, the result (per-cell arrays as read-only
-  memory maps, valid inside the ``with`` block), the count of cells whose ceiling the
+  memory maps of the ``.npz``, valid inside the ``with`` block), the count of cells whose ceiling the
   Newton solve left to ``theory.kl_ceiling``'s bisection (informative), and the count of
   cells whose aligned mass lies above its KL ceiling (must be zero: a bug otherwise)."""
   paths: list[Path]
@@ -567,64 +533,67 @@ def stream_sweep(config: SweepConfig, out: str | os.PathLike,
   Writes ``recall_sweep.csv`` (:data:`CSV_COLUMNS`, one row per map, regularizer, y and
   recall, in that order; 9 significant digits, fixed width), ``recall_sweep.npz`` (the
   arrays of :func:`compute_sweep`) and ``recall_ceiling.csv``, each whole or not at all.
-  The per-cell arrays live in ``.npy`` scratch files under ``out`` (mapped read-only) until the ``with``
-  block ends (then they are removed), so figures and summaries read a subsampled grid of
-  any size without loading it. ``on_block`` is called after each block (progress).
+  Each block goes to both files as it is computed: its CSV rows appended (and hashed for
+  run.json, :class:`~recall_theory.io.HashingWriter`), its arrays written in place inside
+  the ``.npz`` (:class:`~recall_theory.io.NpzWriter`: every member's offset is known up
+  front). The per-cell arrays of the result are read-only memory maps of the ``.npz``,
+  valid inside the ``with`` block, so figures and summaries read a subsampled grid of any
+  size without loading it. ``on_block`` is called after each block (progress).
 
   Example::
 
     with stream_sweep(SweepConfig(n_recall=1000, n_y=1000), "results/sweep") as files:
       coarse = subsample(files.result, 400)
   """
-  from recall_theory import io
   config.validate()
   out = Path(out)
-  scratch = Path(tempfile.mkdtemp(prefix=f".recall_sweep{io.PARTIAL_TAG}", dir=out))
-  try:
-    with _dtype_context(config.dtype):
-      grid = axes(config)
-      maps = {k: NpyRows(scratch / f"{k}.npy", s, config.dtype) for k, s in array_shapes(config).items()}
-      recall_dev = jnp.asarray(grid["recall"])
-      counts = dict(fallbacks=0, above=0)
-      with io.atomic_path(out / "recall_sweep.csv") as tmp, open(tmp, "wb") as fh, \
-          concurrent.futures.ThreadPoolExecutor(max_workers=1) as writer:
-        fh.write((",".join(CSV_COLUMNS) + "\n").encode())
+  shapes = array_shapes(config)
+  with _dtype_context(config.dtype):
+    grid = axes(config)
+    ceiling = ceilings(config, grid["recall"])
+    members = {**grid, **{k: io.StreamedArray(s, config.dtype) for k, s in shapes.items()}, **ceiling,
+               **_scalars(config)}
+    recall_dev = jnp.asarray(grid["recall"])
+    counts = dict(fallbacks=0, above=0)
+    with io.atomic_path(out / "recall_sweep.npz") as npz_tmp:
+      npz = io.NpzWriter(npz_tmp, members)
+      try:
+        # the CSV's sha256 is computed as it is written (run.json needs no second read of it)
+        with io.atomic_path(out / "recall_sweep.csv") as tmp, io.HashingWriter(tmp) as fh, \
+            concurrent.futures.ThreadPoolExecutor(max_workers=1) as writer:
+          fh.write((",".join(CSV_COLUMNS) + "\n").encode())
 
-        def write(block: Block, prefix: bytes, body: np.ndarray, values: np.ndarray) -> None:
-          fh.write(memoryview(assemble_text(prefix, body)).cast("B"))
-          _store_block(maps, block, values)
+          def write(block: Block, prefix: bytes, body: np.ndarray, values: np.ndarray) -> None:
+            fh.write(assemble_text(prefix, body))
+            _stream_block(npz, block, values)
 
-        pending = None
-        for block in iter_blocks(config, grid):
-          # XLA computes and formats this block while the writer thread joins the previous
-          # one's rows and puts them on disk; at most two blocks are in flight (the memory bound).
-          prefix, body = block_text_parts(block, recall_dev, config.regularizers[block.reg_index])
-          values = np.asarray(block.values)
-          counts["fallbacks"] += block.bisection_fallbacks
-          counts["above"] += int(np.sum(values[0, :block.rows] > values[3, :block.rows] + schema.CEILING_TOLERANCE))
+          pending = None
+          for block in iter_blocks(config, grid):
+            # XLA computes and formats this block while the writer thread joins the previous
+            # one's rows and puts them on disk; at most two blocks are in flight (the memory bound).
+            prefix, body = block_text_parts(block, recall_dev, config.regularizers[block.reg_index])
+            values = np.asarray(block.values)
+            counts["fallbacks"] += block.bisection_fallbacks
+            counts["above"] += int(np.sum(values[0, :block.rows] > values[3, :block.rows] + schema.CEILING_TOLERANCE))
+            if pending is not None:
+              pending.result()
+            pending = writer.submit(write, block, prefix, body, values)
+            if on_block is not None:
+              on_block(block)
           if pending is not None:
             pending.result()
-          pending = writer.submit(write, block, prefix, body, values)
-          if on_block is not None:
-            on_block(block)
-        if pending is not None:
-          pending.result()
-      ceiling = ceilings(config, grid["recall"])
-    for array in maps.values():
-      array.close()
-    with io.atomic_path(out / "recall_sweep.npz") as tmp:
-      _write_npz(tmp, {**grid, **{k: v.path for k, v in maps.items()}, **ceiling, **_scalars(config)})
-    budgets, recall = ceiling["budgets"], grid["recall"]
-    paths = [out / "recall_sweep.csv", out / "recall_sweep.npz"]
-    paths.append(io.write_columns_csv(out / "recall_ceiling.csv", {
-        "budget": budgets.repeat(recall.size), "recall": np.tile(recall, budgets.size),
-        "ceiling": ceiling["ceiling"].ravel(), "ceiling_loose": ceiling["ceiling_loose"].ravel()}))
-    readonly = {k: np.load(scratch / f"{k}.npy", mmap_mode="r") for k in maps}
-    del maps
-    yield SweepFiles(paths=paths, result={**grid, **readonly, **ceiling, **_scalars(config)},
-                     bisection_fallbacks=counts["fallbacks"], above_ceiling=counts["above"])
-  finally:
-    shutil.rmtree(scratch, ignore_errors=True)
+        npz.finish()
+      finally:
+        npz.close()
+  budgets, recall = ceiling["budgets"], grid["recall"]
+  paths = [out / "recall_sweep.csv", out / "recall_sweep.npz"]
+  paths.append(io.write_columns_csv(out / "recall_ceiling.csv", {
+      "budget": budgets.repeat(recall.size), "recall": np.tile(recall, budgets.size),
+      "ceiling": ceiling["ceiling"].ravel(), "ceiling_loose": ceiling["ceiling_loose"].ravel()}))
+  readonly = {k: np.memmap(out / "recall_sweep.npz", np.dtype(config.dtype), "r", npz.data_offset[k], s)
+              for k, s in shapes.items()}
+  yield SweepFiles(paths=paths, result={**grid, **readonly, **ceiling, **_scalars(config)},
+                   bisection_fallbacks=counts["fallbacks"], above_ceiling=counts["above"])
 
 
 def subsample(result: dict, max_points: int) -> dict[str, np.ndarray]:
