@@ -1,7 +1,13 @@
 """Benchmark of the theory sweep: end to end (compute + files), memory, and the math alone.
 
-Three measurements, each against a baseline measured in the same run, printed as ratios:
+Four measurements, each against a baseline measured in the same run, printed as ratios:
 
+0. **The command line end to end** (``--e2e-resolution``, default 1000: the goal, all five
+   regularizers, both maps, ~10 million CSV rows and the ``.npz``, no figures): this tree
+   against git revision ``--baseline-rev`` (the writer before the CSV was hashed while
+   written and the ``.npz`` written in place), fresh processes with filled compilation
+   caches, alternating, best of ``--e2e-repeats``; wall, cpu, peak RSS, and whether both
+   wrote byte-identical CSV and ``.npz``.
 1. **End to end, files included** (``--resolution``, default 1000: 10 million CSV rows):
    :func:`recall_theory.sweep.stream_sweep` (blocks of 2^20 cells, CSV text formatted by
    XLA, arrays streamed to the ``.npz``) against the previous writer, reproduced here as
@@ -16,7 +22,8 @@ Three measurements, each against a baseline measured in the same run, printed as
    straightforward NumPy/SciPy one (per-cell ``brentq`` for the chi^2+KL normaliser and the
    KL-budget ceiling); checks they agree.
 
-    python3 experiments/bench_theory.py                       # 1 and 3
+    python3 experiments/bench_theory.py                       # 0, 1 and 3
+    python3 experiments/bench_theory.py --resolution 200 --compare-resolution 0   # mostly 0
     python3 experiments/bench_theory.py --cli --memory-resolutions 200,1000,4000
 """
 
@@ -176,22 +183,96 @@ def _peak_rss_of(proc: subprocess.Popen) -> float:
   return peak / 2 ** 20
 
 
-def _cli(resolution: int, cache: str, scratch: Path) -> tuple[float, float, float]:
-  """(wall s, child cpu s, peak RSS GiB) of one ``recall-theory sweep --no-figures`` process."""
-  out = scratch / f"cli-{resolution}"
+REPO = Path(__file__).resolve().parents[1]
+# The sweep's writer before the CSV was hashed while written and the .npz written in place
+# (scratch .npy files copied into the .npz, every output re-read for run.json's sha256).
+BASELINE_REV = "f09c5c3"
+
+
+def _cli(resolution: int, cache: str, scratch: Path, source: Path = REPO,
+         keep: Path | None = None) -> tuple[float, float, float]:
+  """(wall s, child cpu s, peak RSS GiB) of one ``recall-theory sweep --no-figures`` process
+  running the package found under ``source``; its output folder is removed unless ``keep``
+  names where it goes."""
+  out = keep or scratch / f"cli-{resolution}"
   before = resource.getrusage(resource.RUSAGE_CHILDREN)
+  env = {**os.environ, "PYTHONPATH": str(source)}
   start = time.perf_counter()
   proc = subprocess.Popen([sys.executable, "-m", "recall_theory", "--compile-cache", cache, "sweep",
                            "--resolution", str(resolution), "--no-figures", "--out", str(out)],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=source, env=env)
   peak = _peak_rss_of(proc)
   wall = time.perf_counter() - start
   after = resource.getrusage(resource.RUSAGE_CHILDREN)
   if proc.returncode:
     raise RuntimeError(f"sweep --resolution {resolution} failed: {proc.stderr.read().decode()[-500:]}")
-  shutil.rmtree(out, ignore_errors=True)
+  if keep is None:
+    shutil.rmtree(out, ignore_errors=True)
   cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
   return wall, cpu, peak
+
+
+def _checkout(rev: str, scratch: Path) -> Path | None:
+  """The ``recall_theory`` package of git revision ``rev`` of this repository, unpacked
+  under ``scratch`` (None, with a note, where git or the revision is not there)."""
+  dest = scratch / f"rev-{rev}"
+  dest.mkdir()
+  try:
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, "recall_theory"],
+                             check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True, capture_output=True)
+  except (OSError, subprocess.CalledProcessError) as err:
+    print(f"  (no baseline: git revision {rev} not available: {err})")
+    return None
+  return dest
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+  """Whether two files hold the same bytes (read in 16 MiB pieces)."""
+  if a.stat().st_size != b.stat().st_size:
+    return False
+  with open(a, "rb") as fa, open(b, "rb") as fb:
+    for piece in iter(lambda: fa.read(1 << 24), b""):
+      if piece != fb.read(len(piece)):
+        return False
+  return True
+
+
+def end_to_end(resolution: int, baseline_rev: str, scratch: Path, repeats: int) -> dict | None:
+  """``recall-theory sweep --resolution N --no-figures`` in fresh processes, this tree against
+  git revision ``baseline_rev`` (same machine, same run, alternating, each with its own
+  filled compilation cache); checks the two write the same CSV and .npz bytes."""
+  from recall_theory import bench
+  base_src = _checkout(baseline_rev, scratch) if baseline_rev else None
+  sources = {"new": REPO} if base_src is None else {"new": REPO, "baseline": base_src}
+  outs = {k: scratch / f"e2e-{k}" for k in sources}
+  times = {k: [] for k in sources}
+  for name, src in sources.items():  # fill each compilation cache; keep the outputs to compare
+    _cli(resolution, str(scratch / f"cache-{name}"), scratch, src, keep=outs[name])
+  same = None
+  if base_src is not None:
+    same = all(_same_bytes(outs["new"] / f, outs["baseline"] / f)
+               for f in ("recall_sweep.csv", "recall_sweep.npz", "recall_ceiling.csv"))
+  for out in outs.values():
+    shutil.rmtree(out, ignore_errors=True)
+  for _ in range(repeats):
+    for name, src in sources.items():
+      times[name].append(_cli(resolution, str(scratch / f"cache-{name}"), scratch, src))
+  best = {k: min(v, key=lambda t: t[0]) for k, v in times.items()}
+  wall, cpu, peak = best["new"]
+  label = f"cli sweep --resolution {resolution} --no-figures end to end, filled cache"
+  print(f"{label} (best of {repeats}; load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}):")
+  print(f"  this tree:             {wall:7.2f} s wall ({cpu:.2f} s cpu), peak RSS {peak:.2f} GiB")
+  if "baseline" not in best:
+    return bench.entry(label, wall, "s", run_s=wall, cpu_s=cpu, peak_rss_gib=peak)
+  b_wall, b_cpu, b_peak = best["baseline"]
+  print(f"  baseline ({baseline_rev}):     {b_wall:7.2f} s wall ({b_cpu:.2f} s cpu), peak RSS {b_peak:.2f} GiB")
+  print(f"  speed-up (baseline / this tree): {b_wall / wall:.2f}x wall, {b_cpu / cpu:.2f}x cpu; "
+        f"CSV, .npz and ceiling CSV byte-identical: {same}")
+  return bench.entry(label, wall, "s", baseline=f"git {baseline_rev} (scratch .npy copied into the .npz, "
+                     f"run.json re-reads every file)", baseline_value=b_wall, run_s=wall, cpu_s=cpu,
+                     baseline_cpu_s=b_cpu, peak_rss_gib=peak, baseline_peak_rss_gib=b_peak,
+                     outputs_identical=same)
 
 
 def main() -> None:
@@ -202,6 +283,13 @@ def main() -> None:
   parser.add_argument("--cli", action="store_true", help="also time the command line in fresh processes")
   parser.add_argument("--memory-resolutions", default="200,1000",
                       help="resolutions of the command-line runs (comma-separated, default 200,1000)")
+  parser.add_argument("--e2e-resolution", type=int, default=1000,
+                      help="resolution of the end-to-end command-line comparison with --baseline-rev "
+                           "(default 1000, the goal's size; 0 skips it)")
+  parser.add_argument("--baseline-rev", default=BASELINE_REV,
+                      help=f"git revision of the end-to-end baseline (default {BASELINE_REV}, the writer "
+                           f"before hashing while writing; '' runs this tree alone)")
+  parser.add_argument("--e2e-repeats", type=int, default=2, help="timed runs of each side (default 2; best kept)")
   parser.add_argument("--scratch", default=None, help="folder for the written files (default: a temporary one)")
   parser.add_argument("--json", default=None, help="also write the results as JSON (experiments/bench_all.py)")
   args = parser.parse_args()
@@ -227,6 +315,12 @@ def main() -> None:
         entries.append(bench.entry(f"cli sweep --resolution {res} --no-figures, filled cache", warm[0], "s",
                                    baseline="empty cache", baseline_value=cold[0], run_s=warm[0],
                                    peak_rss_gib=max(cold[2], warm[2])))
+
+    # 0. the command line end to end, against the baseline revision
+    if args.e2e_resolution:
+      record = end_to_end(args.e2e_resolution, args.baseline_rev, scratch, max(1, args.e2e_repeats))
+      if record is not None:
+        entries.append(record)
 
     # 1. end to end, files included
     n = args.resolution
