@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from recall_theory import io
@@ -164,3 +165,39 @@ def test_npz_is_byte_reproducible_and_loads(tmp_path):
   assert a.read_bytes() == b.read_bytes()
   with np.load(a) as data:
     assert data["x"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0] and str(data["name"]) == "caption"
+
+
+def test_manifest_takes_the_digest_hashed_while_writing(tmp_path, monkeypatch):
+  target = tmp_path / "out"
+  unit = io.RunUnit("demo", ["demo"])
+  with io.active_run(unit):
+    staging = io.prepare_output_dir(target)
+    with io.atomic_path(staging / "big.csv") as tmp, io.HashingWriter(tmp) as fh:
+      fh.write(b"a,b\n")
+      fh.write(np.frombuffer(b"1,2\n3,4\n", np.uint8))   # any buffer
+    io.write_text(staging / "small.txt", "plain\n")      # not hashed while written: read back
+    read_back = []
+    real = io._sha256
+    monkeypatch.setattr(io, "_sha256", lambda path: read_back.append(Path(path).name) or real(path))
+    unit.commit()
+  files = json.loads((target / "run.json").read_text())["runs"]["demo"]["files"]
+  assert files["big.csv"] == {"sha256": hashlib.sha256(b"a,b\n1,2\n3,4\n").hexdigest(), "bytes": 12}
+  assert files["small.txt"]["sha256"] == hashlib.sha256(b"plain\n").hexdigest()
+  assert read_back == ["small.txt"]                      # the large file was not read again
+
+
+def test_recorded_digest_ignored_once_the_file_changes(tmp_path):
+  path = tmp_path / "f.bin"
+  with io.HashingWriter(path) as fh:
+    fh.write(b"first")
+  assert io.known_sha256(path) == hashlib.sha256(b"first").hexdigest()
+  os.utime(path, ns=(0, 0))                              # touched after writing: no longer trusted
+  assert io.known_sha256(path) is None
+  with io.HashingWriter(path) as fh:                      # rewritten: recorded again
+    fh.write(b"second")
+  assert io.known_sha256(path) == hashlib.sha256(b"second").hexdigest()
+  with pytest.raises(RuntimeError):                       # a failed writer records nothing
+    with io.HashingWriter(path) as fh:
+      fh.write(b"third, cut short")
+      raise RuntimeError("boom")
+  assert io.known_sha256(path) is None

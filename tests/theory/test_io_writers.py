@@ -106,3 +106,60 @@ def test_prepare_output_dir(tmp_path):
   with pytest.raises(InputError, match="--out"):
     io.prepare_output_dir(blocker / "below")  # mkdir below a regular file fails
   assert not (blocker / "below").exists()
+
+
+def _zipfile_npz(path, arrays, streamed):
+  """The reference: ``zipfile`` writing each member as NpzWriter promises (streamed members
+  with a format-2.0 .npy header)."""
+  import zipfile
+  with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+    for key, value in arrays.items():
+      with zf.open(io.npz_member(key), "w", force_zip64=True) as member:
+        if key in streamed:
+          member.write(io.StreamedArray(value.shape, value.dtype).header + value.tobytes())
+        else:
+          np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
+
+
+@pytest.mark.parametrize("zip64_limit", [None, 100])   # 100: the zip64 records of a >2 GiB archive
+def test_npz_writer_bytes_equal_zipfile(tmp_path, monkeypatch, zip64_limit):
+  import zipfile
+  if zip64_limit is not None:
+    monkeypatch.setattr(zipfile, "ZIP64_LIMIT", zip64_limit)
+  rng = np.random.default_rng(0)
+  arrays = {"axis": np.linspace(0, 1, 7), "big": rng.normal(size=(3, 5, 4)), "names": np.asarray(["ab", "c"]),
+            "half": rng.normal(size=(5, 4)).astype(np.float32), "scalar": np.asarray(2.5)}
+  streamed = ("big", "half")
+  _zipfile_npz(tmp_path / "ref.npz", arrays, streamed)
+  members = {k: (io.StreamedArray(v.shape, v.dtype) if k in streamed else v) for k, v in arrays.items()}
+  writer = io.NpzWriter(tmp_path / "new.npz", members)
+  for g in range(3):                       # pieces in order, of uneven sizes
+    writer.write("big", arrays["big"][g, :2])
+    writer.write("big", arrays["big"][g, 2:])
+  writer.write("half", arrays["half"])
+  writer.finish()
+  assert (tmp_path / "new.npz").read_bytes() == (tmp_path / "ref.npz").read_bytes()
+  with np.load(tmp_path / "new.npz") as data:
+    np.testing.assert_array_equal(data["big"], arrays["big"])
+    big = np.memmap(tmp_path / "new.npz", np.float64, "r", writer.data_offset["big"], (3, 5, 4))
+    np.testing.assert_array_equal(big, arrays["big"])
+
+
+def test_npz_writer_refuses_overrun_and_unfinished_members(tmp_path):
+  writer = io.NpzWriter(tmp_path / "a.npz", {"x": io.StreamedArray((2, 3), np.float64)})
+  with pytest.raises(ValueError, match="past its end"):
+    writer.write("x", np.zeros(7))
+  writer.write("x", np.zeros(3))
+  with pytest.raises(ValueError, match="not written to their end"):
+    writer.finish()
+  writer.close()
+
+
+def test_write_columns_csv_small_float_path_equals_pandas(tmp_path, monkeypatch):
+  pd = pytest.importorskip("pandas")
+  v = np.array([0.0, -0.0, 1e-320, 5e-324, 1.7976931348623157e308, np.inf, -np.inf, np.nan, 1 / 3, -2.5e-12,
+                123456789.5, 1e16, 0.1])
+  io.write_columns_csv(tmp_path / "small.csv", {"a": v, "b": v[::-1]})
+  monkeypatch.setattr(io, "_SMALL_FLOAT_CSV_VALUES", 0)   # force the pandas path
+  io.write_columns_csv(tmp_path / "pandas.csv", {"a": v, "b": v[::-1]})
+  assert (tmp_path / "small.csv").read_bytes() == (tmp_path / "pandas.csv").read_bytes()
