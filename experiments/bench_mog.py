@@ -9,7 +9,10 @@
 3. ``--stages``: the grid run's profile, compile and run time of each stage (vmapped over the runs).
 
 Usage:  python experiments/bench_mog.py [--seeds 4] [--betas 2] [--repeats 3] [--dtype float64] [--stages]
-Prints a small table and the ratios.
+                                        [--json PATH]
+Prints a small table and the ratios; ``--json PATH`` also writes every figure as a
+:func:`recall_theory.bench.entry` record (baseline from the same run, compile and run time
+apart) for ``experiments/bench_all.py``.
 """
 
 from __future__ import annotations
@@ -32,8 +35,10 @@ def _time(fn, repeats: int) -> float:
   return best
 
 
-def bench_grid(args) -> None:
+def bench_grid(args) -> list[dict]:
+  """Vmapped grid and lax.map chunks against a Python loop of single runs; returns bench entries."""
   import jax
+  from recall_theory import bench
   import jax.numpy as jnp
   from recall_theory.mog.grid_run import build_problem
   from recall_theory.mog.pipelines import run_single
@@ -98,10 +103,21 @@ def bench_grid(args) -> None:
   print(f"  speed-up lax.map / loop            : {t_loop / t_map:8.2f}x")
   print(f"  max relative difference loop vs vmap: exact {diff_exact:.1e}; trained {diff_trained:.1e} "
         "(rounding-order differences amplified by PG/DPO training)")
+  what = f"{n} runs ({args.seeds} seeds x {args.betas} betas x {len(cfg.students)} students, quick budget, {args.dtype})"
+  loop = f"Python loop over the jitted single run (compile {compile_single:.1f} s)"
+  return [
+      bench.entry(f"mog grid, one jitted vmapped call, {what}", t_vmap, "s", baseline=loop, baseline_value=t_loop,
+                  compile_s=compile_batched, run_s=t_vmap, max_rel_diff_exact=float(diff_exact),
+                  max_rel_diff_trained=float(diff_trained)),
+      bench.entry(f"mog grid, one jitted lax.map over vmapped chunks of {chunk}, {what}", t_map, "s",
+                  baseline=loop, baseline_value=t_loop, compile_s=compile_mapped, run_s=t_map),
+  ]
 
 
-def bench_tilt(args) -> None:
+def bench_tilt(args) -> list[dict]:
+  """Closed-form quadratic tilt against quadrature on the grid; returns bench entries."""
   import jax
+  from recall_theory import bench
   import jax.numpy as jnp
   from recall_theory.mog.grid_run import build_problem
   from recall_theory.mog.quadrature import log_density_on_grid, make_grid, tilt_on_grid
@@ -133,9 +149,12 @@ def bench_tilt(args) -> None:
   print(f"  quadrature on the grid             : {t_quad * 1e3:8.3f} ms")
   print(f"  speed-up closed / quadrature       : {t_quad / t_closed:8.1f}x")
   print(f"  max |log pi* closed - quadrature|  : {err:.2e}   max |log Z difference|: {err_z:.2e}")
+  return [bench.entry(f"mog exact tilt of the 8-mode p* by a quadratic reward, closed form, {len(betas)} betas",
+                      t_closed, "s", baseline=f"quadrature on a {args.grid_n}x{args.grid_n} grid",
+                      baseline_value=t_quad, run_s=t_closed, max_abs_log_density_diff=err)]
 
 
-def bench_stages(args) -> None:
+def bench_stages(args) -> list[dict]:
   """Profile of the grid run, stage by stage: compile and run time of each jitted, vmapped stage.
 
   Stages follow :func:`recall_theory.mog.pipelines.run_single`: the references (EM teacher, KD
@@ -216,8 +235,10 @@ def bench_stages(args) -> None:
       "sampled KD of aligned teachers (4 fits)": (lambda: jax.jit(jax.vmap(sampled_kd)), (teacher, var)),
       "metrics of 15 models on the grid": (lambda: jax.jit(jax.vmap(metrics)), (teacher, student)),
   }
+  from recall_theory import bench
   print(f"stages of the grid run, {len(s)} runs vmapped ({args.config} config, {args.dtype}, "
         f"{jax.device_count()} {jax.devices()[0].platform} device(s))")
+  entries = []
   total_c = total_r = 0.0
   for name, (make, inputs) in stages.items():
     fn = make()
@@ -228,12 +249,19 @@ def bench_stages(args) -> None:
     total_c += first - run
     total_r += run
     print(f"  {name:42s}: compile {first - run:7.2f} s  run {run:7.3f} s")
+    # A profile, not a comparison: the baseline is the whole grid's run time (share of it).
+    entries.append(bench.entry(f"mog stage {name}, {len(s)} runs ({args.config} config)", run, "s",
+                               compile_s=first - run, run_s=run))
   t0 = time.perf_counter()
   flat_refs = jax.tree_util.tree_map(lambda a, c: jnp.concatenate([a, c]), student, teacher)
   exact_tilt_masses(cfg, flat_refs, problem.reward, np.geomspace(0.03, 3.0, args.betas), dtype)
   post = time.perf_counter() - t0
   print(f"  {'post-pass: exact tilt masses (2 rules)':42s}: compile + run {post:7.2f} s")
   print(f"  total: compile {total_c:.1f} s, run {total_r:.2f} s (+ post-pass {post:.1f} s)")
+  for e in entries:
+    e["share_of_run"] = e["run_s"] / total_r if total_r else None
+  entries.append(bench.entry(f"mog stage post-pass: exact tilt masses (2 rules), {len(s)} runs", post, "s"))
+  return entries
 
 
 def main() -> None:
@@ -247,15 +275,23 @@ def main() -> None:
   parser.add_argument("--stages", action="store_true", help="profile the grid run stage by stage instead")
   parser.add_argument("--config", choices=("default", "quick"), default="default",
                       help="--stages: the default run's budget or --quick's")
+  parser.add_argument("--json", default=None, metavar="PATH",
+                      help="also write the figures as bench records (experiments/bench_all.py)")
   args = parser.parse_args()
+  for flag, value, low in (("--seeds", args.seeds, 1), ("--betas", args.betas, 1), ("--repeats", args.repeats, 1),
+                           ("--grid-n", args.grid_n, 16), ("--map-batch", args.map_batch, 1)):
+    if value < low:
+      parser.exit(2, f"bench_mog.py: error: {flag} must be an integer >= {low}, got {value}\n")
   import jax
   if args.dtype == "float64":
     jax.config.update("jax_enable_x64", True)
   if args.stages:
-    bench_stages(args)
-    return
-  bench_tilt(args)
-  bench_grid(args)
+    entries = bench_stages(args)
+  else:
+    entries = bench_tilt(args) + bench_grid(args)
+  if args.json:
+    from recall_theory import bench
+    bench.write_report(args.json, "mog", entries)
 
 
 if __name__ == "__main__":

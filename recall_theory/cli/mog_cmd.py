@@ -165,7 +165,9 @@ def run(args: argparse.Namespace) -> int:
         f"{jax.device_count()} {jax.devices()[0].platform} device(s), {args.dtype}")
   # scoped, so an in-process caller (a notebook, the tests) keeps its own precision setting
   with jax.enable_x64(args.dtype == "float64"):
+    # One figure worker: the metrics figures are drawn on the second core while this process
+    # writes the tables, the other figures and the phase map.
     paths = run_mog(out, config, range(n_seeds), betas, dtype=getattr(jnp, args.dtype), options=options,
-                    chunk_size=args.chunk_size)
+                    chunk_size=args.chunk_size, figure_workers=1)
   print(f"mog: {len(paths)} files in {time.perf_counter() - start:.1f} s")
   return 0

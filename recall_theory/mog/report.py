@@ -315,20 +315,58 @@ def notes_text(res, config: MogConfig, options: dict | None = None) -> str:
   return "\n".join(lines) + "\n"
 
 
+def _import_figures() -> None:
+  """Warm-up task of the figure worker: pay its imports while the grid runs."""
+  import recall_theory.mog.figures  # noqa: F401
+
+
+def _figure_pool(workers: int):
+  """A pool of ``workers`` spawned processes for the metrics figures, or None for none.
+
+  Spawned (not forked): the parent runs XLA's threads, which a fork would copy half-way. The
+  figures are drawn from the same arrays with the same matplotlib and style, so their bytes do
+  not depend on which process draws them; hooks of
+  :func:`recall_theory.plotting.style.before_save` live in this process only, so callers that
+  install them (the figure checks) keep the default ``figure_workers=0``.
+  """
+  if workers <= 0:
+    return None
+  import concurrent.futures
+  import multiprocessing
+  pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+  for _ in range(workers):
+    pool.submit(_import_figures)
+  return pool
+
+
 def run_mog(out_dir, config: MogConfig, seeds: Sequence[int], betas: Sequence[float], *, dtype=None,
             phase_points: int = 17, log=print, options: dict | None = None,
-            chunk_size: int | None = None) -> list[Path]:
+            chunk_size: int | None = None, figure_workers: int = 0) -> list[Path]:
   """Run the grid, write CSVs and figures into ``out_dir``; returns the written paths.
 
   ``options``: the non-default command-line options, named in the summary and the notes.
+  ``figure_workers``: processes that draw the two metrics figures (the slowest, 24 panels each)
+  while this one writes the tables, the other figures and the phase map (0: all here; the
+  command line uses 1, which on two cores takes the figures off the critical path).
   Prints one loud line per aligned model above its KL ceiling (there should be none).
   """
+  pool = _figure_pool(figure_workers)
+  try:
+    return _run_mog(out_dir, config, seeds, betas, dtype=dtype, phase_points=phase_points, log=log,
+                    options=options, chunk_size=chunk_size, pool=pool)
+  finally:
+    if pool is not None:
+      pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_mog(out_dir, config: MogConfig, seeds: Sequence[int], betas: Sequence[float], *, dtype,
+             phase_points: int, log, options: dict | None, chunk_size: int | None, pool) -> list[Path]:
   import jax.numpy as jnp
 
   from recall_theory import progress
   from recall_theory.mog import figures
   from recall_theory.mog.grid_run import build_problem, run_grid
-  from recall_theory.mog.sweep import phase_map
+  from recall_theory.mog.sweep import phase_map_dispatch
 
   import time
   out = Path(out_dir)
@@ -338,6 +376,10 @@ def run_mog(out_dir, config: MogConfig, seeds: Sequence[int], betas: Sequence[fl
     res = run_grid(config, seeds, betas, dtype=dtype, keep_densities=True, chunk_size=chunk_size)
     bar.set(n_runs)
   log(f"grid run (compile + run): {time.perf_counter() - t0:.1f} s")
+  # The metrics figures need only the grid's metrics: hand them to the worker first.
+  metric_figures = [] if pool is None else [
+      pool.submit(figures.plot_metrics, out, res.betas, res.metrics[:, :, v, :len(PIPELINES)], s)
+      for v, s in enumerate(res.students)]
   results = results_columns(res, config)
   schema.report_ceiling_violations({k: results[k] for k in schema.ID_COLUMNS + schema.LAW_COLUMNS}, where="mog")
   paths = [io.write_columns_csv(out / "mog_results.csv", results),
@@ -347,6 +389,18 @@ def run_mog(out_dir, config: MogConfig, seeds: Sequence[int], betas: Sequence[fl
   log(text)
   paths.append(io.write_text(out / "mog_summary.txt", text + "\n"))
   paths.append(io.write_text(out / "mog_notes.md", notes_text(res, config, options)))
+
+  # The phase map needs only the betas' range: start it now, so that XLA computes it while the
+  # Python thread draws the figures below (async dispatch), and collect it afterwards.
+  phase_betas = np.geomspace(res.betas.min(), res.betas.max(), phase_points)
+  recalls = np.geomspace(1e-12, 0.5, phase_points)
+  # The student with no mode near the target: its own tail recall (< 1e-12) does not mask p.
+  phase_student = "3-mode" if "3-mode" in res.students else res.students[0]
+  t_phase = time.perf_counter()
+  with progress.stage("mog phase map (dispatch)", total=None):
+    phase_result = phase_map_dispatch(config, phase_betas, recalls, student=phase_student,
+                                      dtype=dtype or jnp.float64)
+  t_phase = time.perf_counter() - t_phase
 
   problem = build_problem(config, dtype)
   n = config.grid_n
@@ -360,16 +414,19 @@ def run_mog(out_dir, config: MogConfig, seeds: Sequence[int], betas: Sequence[fl
     named[f"aligned:{pipe}"] = dens[0, 2 + p * len(ALGORITHMS) + ALGORITHMS.index("exact")]
   paths += figures.plot_densities(out, res.plot_axis, named, log_truth, np.asarray(TARGETS[config.target]),
                                   float(res.betas[b_mid]), res.students)
-  for v, s in enumerate(res.students):
-    paths += figures.plot_metrics(out, res.betas, res.metrics[:, :, v, :len(PIPELINES)], s)
+  if pool is None:
+    for v, s in enumerate(res.students):
+      paths += figures.plot_metrics(out, res.betas, res.metrics[:, :, v, :len(PIPELINES)], s)
   paths += figures.plot_tradeoff(out, res.betas, res.metrics[:, :, 0, :len(PIPELINES)], res.students[0])
-  phase_betas = np.geomspace(res.betas.min(), res.betas.max(), phase_points)
-  recalls = np.geomspace(1e-12, 0.5, phase_points)
   t0 = time.perf_counter()
-  # The student with no mode near the target: its own tail recall (< 1e-12) does not mask p.
-  phase_student = "3-mode" if "3-mode" in res.students else res.students[0]
-  with progress.stage("mog phase map", total=None):
-    phase = phase_map(config, phase_betas, recalls, student=phase_student, dtype=dtype or jnp.float64)
-  log(f"phase map: {time.perf_counter() - t0:.1f} s")
+  with progress.stage("mog phase map (wait)", total=None):
+    phase = phase_result()
+  log(f"phase map: {t_phase + time.perf_counter() - t0:.1f} s (dispatch {t_phase:.1f} s, "
+      f"then waited {time.perf_counter() - t0:.1f} s after the figures)")
   paths += figures.plot_phase(out, phase_betas, recalls, phase, phase_student)
+  t0 = time.perf_counter()
+  for future in metric_figures:
+    paths += future.result()
+  if metric_figures:
+    log(f"metrics figures (worker process): waited {time.perf_counter() - t0:.1f} s for them")
   return paths

@@ -142,6 +142,16 @@ def phase_map(config: MogConfig, betas: Sequence[float], recalls: Sequence[float
   (1 - p) student(A) + p target(A) is exact (orthant cdf), and so are the tilted masses
   (region rule) and A-K's (cdf of the distilled mixture).
   """
+  return phase_map_dispatch(config, betas, recalls, student=student, dtype=dtype)()
+
+
+def phase_map_dispatch(config: MogConfig, betas: Sequence[float], recalls: Sequence[float], *,
+                       student: str = "4-mode", dtype=jnp.float64):
+  """Start :func:`phase_map` and return a function that waits for it and returns its arrays.
+
+  JAX dispatches asynchronously: the two jitted maps run on XLA's threads while the caller's
+  Python thread does other work (``run_mog`` draws the grid's figures meanwhile).
+  """
   problem = _problem(config, dtype)
   profile, active = _student_row(config, problem, student)
   grid, land = problem.grid, problem.land
@@ -171,11 +181,16 @@ def phase_map(config: MogConfig, betas: Sequence[float], recalls: Sequence[float
 
   b = jnp.asarray(betas, dtype)
   p = jnp.asarray(recalls, dtype)
-  ak = np.asarray(jax.jit(jax.vmap(ak_mass))(b))
-  ka = np.asarray(jax.jit(lambda bb, pp: jax.lax.map(lambda beta: jax.vmap(lambda q: ka_masses(beta, q))(pp), bb))(b, p))
-  ref_recall = np.asarray((1 - p) * mixture_region_mass(student_m, region) + p * mixture_region_mass(target_only, region))
-  return {"ak_target_mass": ak, "ka_target_mass": ka, "gap": ak[:, None] - ka,
-          "reference_recall": ref_recall}
+  ak_dev = jax.jit(jax.vmap(ak_mass))(b)
+  ka_dev = jax.jit(lambda bb, pp: jax.lax.map(lambda beta: jax.vmap(lambda q: ka_masses(beta, q))(pp), bb))(b, p)
+  ref_dev = (1 - p) * mixture_region_mass(student_m, region) + p * mixture_region_mass(target_only, region)
+
+  def result() -> dict[str, np.ndarray]:
+    ak, ka, ref_recall = np.asarray(ak_dev), np.asarray(ka_dev), np.asarray(ref_dev)
+    return {"ak_target_mass": ak, "ka_target_mass": ka, "gap": ak[:, None] - ka,
+            "reference_recall": ref_recall}
+
+  return result
 
 
 def tau_sweep(config: MogConfig, taus: Sequence[float], betas: Sequence[float], *,

@@ -72,3 +72,20 @@ def test_students_drop_the_target_and_exact_pipelines_order(grid_runs):
   # Masses are probabilities, KL to the reference is non-negative.
   assert (m[..., tm] >= -1e-9).all() and (m[..., tm] <= 1 + 1e-9).all()
   assert (m[..., METRICS.index("kl_to_reference")] >= -1e-6).all()
+
+
+@pytest.mark.parametrize("chunk_size", [0, -3, 2.5, True])
+def test_bad_chunk_size_names_the_argument_and_range(chunk_size):
+  """Refused before anything is built or compiled: the message names chunk_size and its range."""
+  from recall_theory.errors import InputError
+  from recall_theory.mog.grid_run import run_grid
+  from recall_theory.mog.setup import MogConfig
+  with pytest.raises(InputError, match=r"chunk_size must be an integer in \[1, inf\]"):
+    run_grid(MogConfig(), seeds=[0], betas=[1.0], chunk_size=chunk_size)
+
+
+def test_cli_chunk_size_message_gives_the_range(tmp_path, capsys):
+  from recall_theory.cli.main import main
+  assert main(["mog", "--chunk-size", "0", "--out", str(tmp_path / "never")]) == 2
+  err = capsys.readouterr().err.strip()
+  assert "--chunk-size must be an integer in [1, 1000000], got 0" in err and len(err.splitlines()) == 1, err

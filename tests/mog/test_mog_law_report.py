@@ -93,6 +93,8 @@ def test_law_columns_of_every_aligned_model():
     (["--dpo-pairs", "3"], "--dpo-pairs"),
     (["--label-noise", "nan"], "--label-noise"),
     (["--chunk-size", "0"], "--chunk-size"),
+    (["--chunk-size", "-4"], "--chunk-size"),
+    (["--chunk-size", "1000001"], "--chunk-size"),
     (["--taus", ""], "--taus"),
     (["--taus", "0.1,0"], "--taus"),
     (["--taus", "-1"], "--taus"),
