@@ -116,16 +116,19 @@ def test_model_forward_and_cached_decode_match_across_paths(dtype):
   models = {impl: Transformer(c, rngs=nnx.Rngs(0)) for impl, c in cfgs.items()}
   tokens = jax.random.randint(jax.random.key(1), (2, 12), 0, CFG.vocab_size)
   tol = 1e-4 if dtype == "float32" else 6e-2
+  # jitted as training and sampling run it: one program per path and input shape (the five
+  # one-token decode steps share one) instead of hundreds of eagerly compiled operations
+  call = nnx.jit(lambda m, tokens, cache=None: m(tokens, cache=cache))
   with jax.default_matmul_precision("highest"):
-    ref, _ = models["einsum"](tokens)
+    ref, _ = call(models["einsum"], tokens)
     for impl, m in models.items():
-      full, _ = m(tokens)
+      full, _ = call(m, tokens)
       np.testing.assert_allclose(np.asarray(full), np.asarray(ref), atol=tol, rtol=tol)
       cache = init_cache(cfgs[impl], 2, 16)
-      first, cache = m(tokens[:, :7], cache=cache)
+      first, cache = call(m, tokens[:, :7], cache)
       pieces = [first]
       for t in range(7, 12):
-        step, cache = m(tokens[:, t:t + 1], cache=cache)
+        step, cache = call(m, tokens[:, t:t + 1], cache)
         pieces.append(step)
       np.testing.assert_allclose(np.asarray(jnp.concatenate(pieces, 1)), np.asarray(ref),
                                  atol=tol, rtol=tol)
@@ -140,16 +143,21 @@ def test_chunked_log_probs_equal_dense_with_gradients():
     m = nnx.merge(graphdef, params)
     return -jnp.mean(m.target_log_probs(tokens[:, :-1], tokens[:, 3:], chunk_size=chunk))
 
+  # jitted (chunk static), as the training step runs it: one program per chunk size
+  # instead of hundreds of eagerly compiled operations
+  log_probs = jax.jit(lambda params, chunk: nnx.merge(graphdef, params).target_log_probs(
+      tokens[:, :-1], tokens[:, 3:], chunk_size=chunk), static_argnums=1)
+  grad_nll = jax.jit(jax.grad(nll), static_argnums=1)
   with jax.default_matmul_precision("highest"):
-    logits, _ = model(tokens[:, :-1])
+    logits, _ = jax.jit(lambda params: nnx.merge(graphdef, params)(tokens[:, :-1]))(params)
     dense = jax.nn.log_softmax(logits[:, 2:], -1)
     want = jnp.take_along_axis(dense, tokens[:, 3:, None], -1)[..., 0]
     for chunk in (None, 1, 4, 5, 64):  # 10 targets: even, ragged and single chunks
-      got = model.target_log_probs(tokens[:, :-1], tokens[:, 3:], chunk_size=chunk)
+      got = log_probs(params, chunk)
       assert got.shape == (3, 10) and got.dtype == jnp.float32
       np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=2e-6, rtol=1e-6)
-    g_dense = jax.grad(nll)(params, None)
-    g_chunk = jax.grad(nll)(params, 4)
+    g_dense = grad_nll(params, None)
+    g_chunk = grad_nll(params, 4)
   for a, b in zip(jax.tree.leaves(g_chunk), jax.tree.leaves(g_dense)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, rtol=1e-5)
 
