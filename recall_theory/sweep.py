@@ -281,21 +281,33 @@ def iter_blocks(config: SweepConfig, grid: dict) -> Iterator[Block]:
 
   Every block has shape ``[rows_per_chunk, R]`` (the last one of a map padded by
   repeating its last row), so each regularizer compiles once. Unconverged Newton
-  ceilings are recomputed with ``theory.kl_ceiling``. Call inside the dtype's x64 context.
+  ceilings are recomputed with ``theory.kl_ceiling``. The next block is dispatched before
+  this one is handed out (JAX dispatches asynchronously), so XLA computes it while the
+  caller formats this one: two blocks in flight at most. Call inside the dtype's x64 context.
   """
   rows = config.rows_per_chunk
   recall = jnp.asarray(grid["recall"])
+  tasks = []  # (map, regularizer index, name, y0, y1, gap [Y], beta [Y]) in CSV order
   for map_name in MAPS:
     gap_all, beta_all = map_rows(config, map_name, grid)
     for g, name in enumerate(config.regularizers):
-      for y0 in range(0, config.n_y, rows):
-        y1 = min(config.n_y, y0 + rows)
-        pad = np.arange(y0, y0 + rows).clip(max=y1 - 1)
-        values, converged = cell_block(name, recall, jnp.asarray(gap_all[pad]), jnp.asarray(beta_all[pad]))
-        fallbacks = int(np.count_nonzero(~np.asarray(converged)[:y1 - y0]))
-        if fallbacks:
-          values = _fix_unconverged(values, converged, recall)
-        yield Block(map_name, g, y0, y1, gap_all[y0:y1], beta_all[y0:y1], values, fallbacks)
+      tasks += [(map_name, g, name, y0, min(config.n_y, y0 + rows), gap_all, beta_all)
+                for y0 in range(0, config.n_y, rows)]
+
+  def dispatch(task):
+    _, _, name, y0, y1, gap_all, beta_all = task
+    pad = np.arange(y0, y0 + rows).clip(max=y1 - 1)
+    return cell_block(name, recall, jnp.asarray(gap_all[pad]), jnp.asarray(beta_all[pad]))
+
+  ahead = dispatch(tasks[0])
+  for i, (map_name, g, _, y0, y1, gap_all, beta_all) in enumerate(tasks):
+    values, converged = ahead
+    if i + 1 < len(tasks):
+      ahead = dispatch(tasks[i + 1])
+    fallbacks = int(np.count_nonzero(~np.asarray(converged)[:y1 - y0]))
+    if fallbacks:
+      values = _fix_unconverged(values, converged, recall)
+    yield Block(map_name, g, y0, y1, gap_all[y0:y1], beta_all[y0:y1], values, fallbacks)
 
 
 def _fix_unconverged(values, converged, recall):
