@@ -129,7 +129,8 @@ def markdown(report: dict) -> str:
     ratio = "–" if e.get("ratio") is None else f"{e['ratio']:.2f}x"
     comp = "–" if e.get("compile_s") is None else f"{e['compile_s']:.1f} s"
     run = "–" if e.get("run_s") is None else f"{e['run_s']:.3g} s"
-    lines.append(f"| {e['name']} | {e['value']:.4g} {e['unit']} | {base} | {ratio} | {comp} | {run} |")
+    name = e["name"] + (f" ({e['note']})" if e.get("note") else "")  # e.g. "timing noise"
+    lines.append(f"| {name} | {e['value']:.4g} {e['unit']} | {base} | {ratio} | {comp} | {run} |")
   return "\n".join(lines) + "\n"
 
 

@@ -57,16 +57,16 @@ def test_rows_cover_every_pipeline(reference_rows):
     assert r["precision"] < 0 and r["recall"] < 0 and math.isfinite(r["target_precision"])
 
 
-# The killed-and-resumed run, in a fresh process with XLA's deterministic ops set before
-# JAX starts (the only supported way on a GPU; a no-op on CPU). With "reference" it also
+# The killed-and-resumed run, in a fresh process with XLA's deterministic ops set in
+# XLA_FLAGS before JAX starts (the only supported way on a GPU; a no-op on CPU). With "reference" it also
 # runs the uninterrupted reference there. Prints the rows as JSON on its last line.
 _RESUME_SCRIPT = """
-import dataclasses, json, sys
+import dataclasses, json, os, sys
 import pytest
 from recall_theory.errors import InputError
 from recall_theory.lm import checkpoint as ckpt_lib, pipeline, presets
-from recall_theory.lm.train import enable_deterministic
-assert enable_deterministic()  # before the backend starts (XLA_FLAGS is set as well)
+# the flag comes from the environment, read when the backend starts (no per-jit options)
+assert "xla_gpu_deterministic_ops=true" in os.environ["XLA_FLAGS"]
 ckpt, with_reference = sys.argv[1], sys.argv[2] == "reference"
 CONFIG = dataclasses.replace(presets.TEST, algorithms=("dpo",))
 SEEDS = [0]
@@ -95,7 +95,7 @@ print(json.dumps({"reference": reference, "resumed": resumed}, default=float))
 """
 
 
-def test_killed_run_resumes_to_identical_metrics(reference_rows, tmp_path):
+def test_killed_run_resumes_to_identical_metrics(request, tmp_path):
   import os, subprocess, sys
   # CPU runs are deterministic, so this process's CLI run is the reference; on a GPU
   # it is one only if this process started with the flag, else the subprocess runs it
@@ -104,10 +104,13 @@ def test_killed_run_resumes_to_identical_metrics(reference_rows, tmp_path):
   env = {**os.environ, "XLA_FLAGS": (flags + " " + DETERMINISTIC_FLAG).strip()}
   proc = subprocess.run([sys.executable, "-c", _RESUME_SCRIPT, str(tmp_path / "ckpt"),
                          "cli" if here_deterministic else "reference"],
-                        capture_output=True, text=True, env=env, timeout=900)
+                        capture_output=True, text=True, env=env, timeout=900,
+                        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
   assert proc.returncode == 0, proc.stderr[-3000:]
   out = json.loads(proc.stdout.strip().splitlines()[-1])
-  reference, resumed = out["reference"] or reference_rows, out["resumed"]
+  # the CLI fixture is built only when it is the reference (on a GPU it would be wasted)
+  reference = out["reference"] or request.getfixturevalue("reference_rows")
+  resumed = out["resumed"]
   assert len(resumed) == len(reference)
   # wall times differ between runs; the CLI run names its setting
   wall_clock = {"stage_seconds", "pipeline_seconds", "eval_seconds", "setting"}
