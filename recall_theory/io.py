@@ -111,6 +111,17 @@ def remember_digest(path: str | os.PathLike, hexdigest: str) -> None:
   _KNOWN_DIGESTS[(st.st_dev, st.st_ino)] = (st.st_size, st.st_mtime_ns, hexdigest)
 
 
+def hash_and_remember(path: str | os.PathLike) -> None:
+  """Hash a finished file now and record its sha256 (run from a thread, this takes the
+  read of a large file off the end of the run); nothing is recorded if the file changed
+  while it was read."""
+  before = os.stat(path)
+  digest = _sha256(Path(path))
+  after = os.stat(path)
+  if (before.st_ino, before.st_size, before.st_mtime_ns) == (after.st_ino, after.st_size, after.st_mtime_ns):
+    _KNOWN_DIGESTS[(after.st_dev, after.st_ino)] = (after.st_size, after.st_mtime_ns, digest)
+
+
 def _forget_digest(path: str | os.PathLike) -> None:
   """Drop any entry of ``path``'s inode (a new file may reuse a deleted file's inode)."""
   with contextlib.suppress(OSError):

@@ -600,6 +600,10 @@ def stream_sweep(config: SweepConfig, out: str | os.PathLike,
         npz.finish()
       finally:
         npz.close()
+  # the .npz is hashed for run.json while the rest of the run (ceiling CSV, summary,
+  # figures) goes on; joined before this context exits
+  npz_hash = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+  npz_hash.submit(io.hash_and_remember, out / "recall_sweep.npz")
   budgets, recall = ceiling["budgets"], grid["recall"]
   paths = [out / "recall_sweep.csv", out / "recall_sweep.npz"]
   paths.append(io.write_columns_csv(out / "recall_ceiling.csv", {
@@ -607,8 +611,11 @@ def stream_sweep(config: SweepConfig, out: str | os.PathLike,
       "ceiling": ceiling["ceiling"].ravel(), "ceiling_loose": ceiling["ceiling_loose"].ravel()}))
   readonly = {k: np.memmap(out / "recall_sweep.npz", np.dtype(config.dtype), "r", npz.data_offset[k], s)
               for k, s in shapes.items()}
-  yield SweepFiles(paths=paths, result={**grid, **readonly, **ceiling, **_scalars(config)},
-                   bisection_fallbacks=counts["fallbacks"], above_ceiling=counts["above"])
+  try:
+    yield SweepFiles(paths=paths, result={**grid, **readonly, **ceiling, **_scalars(config)},
+                     bisection_fallbacks=counts["fallbacks"], above_ceiling=counts["above"])
+  finally:
+    npz_hash.shutdown(wait=True)
 
 
 def subsample(result: dict, max_points: int) -> dict[str, np.ndarray]:

@@ -201,3 +201,10 @@ def test_recorded_digest_ignored_once_the_file_changes(tmp_path):
       fh.write(b"third, cut short")
       raise RuntimeError("boom")
   assert io.known_sha256(path) is None
+
+
+def test_hash_and_remember_records_a_finished_file(tmp_path):
+  path = tmp_path / "a.npz"
+  path.write_bytes(b"zip bytes")
+  io.hash_and_remember(path)
+  assert io.known_sha256(path) == hashlib.sha256(b"zip bytes").hexdigest()

@@ -317,3 +317,21 @@ def test_figures_are_byte_reproducible(tmp_path, sweep_run):
       save_figure(fig, tmp_path / run, name, data={"recall": result["recall"]})
   for name in ("recall_phase.pdf", "recall_phase.png", "recall_ceiling.pdf", "recall_ceiling.png"):
     assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_sweep_manifest_hashes_without_reading_the_large_files_again(tmp_path, monkeypatch, capsys):
+  import hashlib
+  import json
+  from pathlib import Path
+  from recall_theory import io
+  hashed_by_reading, real = [], io._sha256
+  monkeypatch.setattr(io, "_sha256", lambda path: hashed_by_reading.append(Path(path).name) or real(path))
+  out = tmp_path / "o"
+  assert main(["sweep", "--resolution", "9", "--no-figures", "--budgets", "1", "--out", str(out)]) == 0
+  files = json.loads((out / "run.json").read_text())["runs"]["sweep"]["files"]
+  assert set(files) == {"recall_sweep.csv", "recall_sweep.npz", "recall_ceiling.csv"}
+  for name, described in files.items():
+    data = (out / name).read_bytes()
+    assert described == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+  assert "recall_sweep.csv" not in hashed_by_reading       # hashed as it was written
+  assert hashed_by_reading.count("recall_sweep.npz") == 1  # once, while the run went on
