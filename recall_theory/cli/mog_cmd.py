@@ -4,7 +4,9 @@ Runs every seed x beta x student variant in one jitted, vmapped call sharded ove
 devices, and writes ``mog_results.csv`` (with the law's columns), summaries, generated notes
 and the figures (with their data) into ``--out`` (default ``results/mog``). ``--quick`` runs a
 reduced grid. ``--taus`` runs the recall sweep over the KD sharpening temperature instead.
-Heavy imports (jax, the track) happen inside :func:`run`.
+``--chunk-size N`` trades speed for memory (``lax.map`` over chunks of N vmapped runs). The two
+metrics figures are drawn by one spawned worker process while this one writes the tables, the
+other figures and the phase map. Heavy imports (jax, the track) happen inside :func:`run`.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ def register(subparsers) -> None:
                  help="comma-separated KD sharpening temperatures (> 0): run the exact recall sweep over tau "
                       f"(betas default {','.join(f'{b:g}' for b in DEFAULT_TAU_BETAS)}) instead of the grid")
   p.add_argument("--chunk-size", type=int, default=None,
-                 help="run the grid as lax.map over chunks of this many runs (less memory; default: one vmap)")
+                 help="run the grid as lax.map over chunks of this many vmapped runs, an integer in "
+                      "[1, 1000000]: memory grows with the chunk instead of the grid, at some speed "
+                      "(default: one vmap over the whole grid; the numbers agree to rounding)")
   p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
   p.add_argument("--dtype", choices=("float32", "float64"), default="float64", help="floating point type")
   p.add_argument("--match-compute", action="store_true",

@@ -315,11 +315,6 @@ def notes_text(res, config: MogConfig, options: dict | None = None) -> str:
   return "\n".join(lines) + "\n"
 
 
-def _import_figures() -> None:
-  """Warm-up task of the figure worker: pay its imports while the grid runs."""
-  import recall_theory.mog.figures  # noqa: F401
-
-
 def _figure_pool(workers: int):
   """A pool of ``workers`` spawned processes for the metrics figures, or None for none.
 
@@ -333,10 +328,7 @@ def _figure_pool(workers: int):
     return None
   import concurrent.futures
   import multiprocessing
-  pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
-  for _ in range(workers):
-    pool.submit(_import_figures)
-  return pool
+  return concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
 
 
 def run_mog(out_dir, config: MogConfig, seeds: Sequence[int], betas: Sequence[float], *, dtype=None,
@@ -350,25 +342,11 @@ def run_mog(out_dir, config: MogConfig, seeds: Sequence[int], betas: Sequence[fl
   command line uses 1, which on two cores takes the figures off the critical path).
   Prints one loud line per aligned model above its KL ceiling (there should be none).
   """
-  pool = _figure_pool(figure_workers)
-  try:
-    return _run_mog(out_dir, config, seeds, betas, dtype=dtype, phase_points=phase_points, log=log,
-                    options=options, chunk_size=chunk_size, pool=pool)
-  finally:
-    if pool is not None:
-      pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _run_mog(out_dir, config: MogConfig, seeds: Sequence[int], betas: Sequence[float], *, dtype,
-             phase_points: int, log, options: dict | None, chunk_size: int | None, pool) -> list[Path]:
-  import jax.numpy as jnp
+  import time
 
   from recall_theory import progress
-  from recall_theory.mog import figures
-  from recall_theory.mog.grid_run import build_problem, run_grid
-  from recall_theory.mog.sweep import phase_map_dispatch
+  from recall_theory.mog.grid_run import run_grid
 
-  import time
   out = Path(out_dir)
   t0 = time.perf_counter()
   n_runs = len(list(seeds)) * len(list(betas)) * len(config.students)
@@ -376,6 +354,27 @@ def _run_mog(out_dir, config: MogConfig, seeds: Sequence[int], betas: Sequence[f
     res = run_grid(config, seeds, betas, dtype=dtype, keep_densities=True, chunk_size=chunk_size)
     bar.set(n_runs)
   log(f"grid run (compile + run): {time.perf_counter() - t0:.1f} s")
+  # Started after the grid, so that its start-up and imports do not compete with the compilation.
+  pool = _figure_pool(figure_workers)
+  try:
+    return paths_after_grid(out, res, config, dtype=dtype, phase_points=phase_points, log=log,
+                            options=options, pool=pool)
+  finally:
+    if pool is not None:
+      pool.shutdown(wait=True, cancel_futures=True)
+
+
+def paths_after_grid(out: Path, res, config: MogConfig, *, dtype=None, phase_points: int = 17, log=print,
+                     options: dict | None = None, pool=None) -> list[Path]:
+  """Everything :func:`run_mog` writes from the grid's result (tables, notes, figures, phase map)."""
+  import time
+
+  import jax.numpy as jnp
+
+  from recall_theory import progress
+  from recall_theory.mog import figures
+  from recall_theory.mog.grid_run import build_problem
+  from recall_theory.mog.sweep import phase_map_dispatch
   # The metrics figures need only the grid's metrics: hand them to the worker first.
   metric_figures = [] if pool is None else [
       pool.submit(figures.plot_metrics, out, res.betas, res.metrics[:, :, v, :len(PIPELINES)], s)
