@@ -337,9 +337,10 @@ def run_mog(out_dir, config: MogConfig, seeds: Sequence[int], betas: Sequence[fl
   """Run the grid, write CSVs and figures into ``out_dir``; returns the written paths.
 
   ``options``: the non-default command-line options, named in the summary and the notes.
-  ``figure_workers``: processes that draw the two metrics figures (the slowest, 24 panels each)
-  while this one writes the tables, the other figures and the phase map (0: all here; the
-  command line uses 1, which on two cores takes the figures off the critical path).
+  ``figure_workers``: processes that draw the figures of the grid (the two metrics figures, 24
+  panels each, the densities and the trade-off) while this one writes the tables and computes
+  and draws the phase map (0: all here; the command line uses 1, which on two cores takes most
+  of the drawing off the critical path).
   Prints one loud line per aligned model above its KL ceiling (there should be none).
   """
   import time
@@ -375,10 +376,10 @@ def paths_after_grid(out: Path, res, config: MogConfig, *, dtype=None, phase_poi
   from recall_theory.mog import figures
   from recall_theory.mog.grid_run import build_problem
   from recall_theory.mog.sweep import phase_map_dispatch
+
   # The metrics figures need only the grid's metrics: hand them to the worker first.
-  metric_figures = [] if pool is None else [
-      pool.submit(figures.plot_metrics, out, res.betas, res.metrics[:, :, v, :len(PIPELINES)], s)
-      for v, s in enumerate(res.students)]
+  metric_figures = [_draw(pool, figures.plot_metrics, out, res.betas, res.metrics[:, :, v, :len(PIPELINES)], s)
+                    for v, s in enumerate(res.students)]
   results = results_columns(res, config)
   schema.report_ceiling_violations({k: results[k] for k in schema.ID_COLUMNS + schema.LAW_COLUMNS}, where="mog")
   paths = [io.write_columns_csv(out / "mog_results.csv", results),
@@ -388,18 +389,6 @@ def paths_after_grid(out: Path, res, config: MogConfig, *, dtype=None, phase_poi
   log(text)
   paths.append(io.write_text(out / "mog_summary.txt", text + "\n"))
   paths.append(io.write_text(out / "mog_notes.md", notes_text(res, config, options)))
-
-  # The phase map needs only the betas' range: start it now, so that XLA computes it while the
-  # Python thread draws the figures below (async dispatch), and collect it afterwards.
-  phase_betas = np.geomspace(res.betas.min(), res.betas.max(), phase_points)
-  recalls = np.geomspace(1e-12, 0.5, phase_points)
-  # The student with no mode near the target: its own tail recall (< 1e-12) does not mask p.
-  phase_student = "3-mode" if "3-mode" in res.students else res.students[0]
-  t_phase = time.perf_counter()
-  with progress.stage("mog phase map (dispatch)", total=None):
-    phase_result = phase_map_dispatch(config, phase_betas, recalls, student=phase_student,
-                                      dtype=dtype or jnp.float64)
-  t_phase = time.perf_counter() - t_phase
 
   problem = build_problem(config, dtype)
   n = config.grid_n
@@ -411,21 +400,31 @@ def paths_after_grid(out: Path, res, config: MogConfig, *, dtype=None, phase_poi
     named[f"student:{s}"] = dens[v, 1]
   for p, pipe in enumerate(PIPELINES):
     named[f"aligned:{pipe}"] = dens[0, 2 + p * len(ALGORITHMS) + ALGORITHMS.index("exact")]
-  paths += figures.plot_densities(out, res.plot_axis, named, log_truth, np.asarray(TARGETS[config.target]),
-                                  float(res.betas[b_mid]), res.students)
+  other_figures = [
+      _draw(pool, figures.plot_densities, out, res.plot_axis, named, log_truth, np.asarray(TARGETS[config.target]),
+            float(res.betas[b_mid]), res.students),
+      _draw(pool, figures.plot_tradeoff, out, res.betas, res.metrics[:, :, 0, :len(PIPELINES)], res.students[0])]
+
+  # The phase map needs only the betas' range (its figure is drawn here, after it).
+  phase_betas = np.geomspace(res.betas.min(), res.betas.max(), phase_points)
+  recalls = np.geomspace(1e-12, 0.5, phase_points)
+  # The student with no mode near the target: its own tail recall (< 1e-12) does not mask p.
+  phase_student = "3-mode" if "3-mode" in res.students else res.students[0]
+  t0 = time.perf_counter()
+  with progress.stage("mog phase map", total=None):
+    phase = phase_map_dispatch(config, phase_betas, recalls, student=phase_student, dtype=dtype or jnp.float64)()
+  log(f"phase map: {time.perf_counter() - t0:.1f} s")
+  phase_paths = figures.plot_phase(out, phase_betas, recalls, phase, phase_student)
+  t0 = time.perf_counter()
+  drawn = [done() for done in [other_figures[0], *metric_figures, other_figures[1]]]
+  if pool is not None:
+    log(f"figures of the worker process: waited {time.perf_counter() - t0:.1f} s for them")
+  return paths + [p for d in drawn for p in d] + phase_paths
+
+
+def _draw(pool, plot, *args):
+  """``plot(*args)`` here (``pool`` None) or in the pool's worker; returns a function giving its paths."""
   if pool is None:
-    for v, s in enumerate(res.students):
-      paths += figures.plot_metrics(out, res.betas, res.metrics[:, :, v, :len(PIPELINES)], s)
-  paths += figures.plot_tradeoff(out, res.betas, res.metrics[:, :, 0, :len(PIPELINES)], res.students[0])
-  t0 = time.perf_counter()
-  with progress.stage("mog phase map (wait)", total=None):
-    phase = phase_result()
-  log(f"phase map: {t_phase + time.perf_counter() - t0:.1f} s (dispatch {t_phase:.1f} s, "
-      f"then waited {time.perf_counter() - t0:.1f} s after the figures)")
-  paths += figures.plot_phase(out, phase_betas, recalls, phase, phase_student)
-  t0 = time.perf_counter()
-  for future in metric_figures:
-    paths += future.result()
-  if metric_figures:
-    log(f"metrics figures (worker process): waited {time.perf_counter() - t0:.1f} s for them")
-  return paths
+    paths = plot(*args)
+    return lambda: paths
+  return pool.submit(plot, *args).result
