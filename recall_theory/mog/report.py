@@ -328,7 +328,14 @@ def _figure_pool(workers: int):
     return None
   import concurrent.futures
   import multiprocessing
-  return concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+  pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+  for _ in range(workers):
+    pool.submit(_import_figures)  # its start-up and imports overlap the grid run
+  return pool
+
+
+def _import_figures() -> None:
+  import recall_theory.mog.figures  # noqa: F401
 
 
 def run_mog(out_dir, config: MogConfig, seeds: Sequence[int], betas: Sequence[float], *, dtype=None,
@@ -337,10 +344,9 @@ def run_mog(out_dir, config: MogConfig, seeds: Sequence[int], betas: Sequence[fl
   """Run the grid, write CSVs and figures into ``out_dir``; returns the written paths.
 
   ``options``: the non-default command-line options, named in the summary and the notes.
-  ``figure_workers``: processes that draw the figures of the grid (the two metrics figures, 24
-  panels each, the densities and the trade-off) while this one writes the tables and computes
-  and draws the phase map (0: all here; the command line uses 1, which on two cores takes most
-  of the drawing off the critical path).
+  ``figure_workers``: processes that draw the two metrics figures (24 panels each, the slowest)
+  while this one writes the tables, draws the other figures and computes the phase map (0: all
+  here; the command line uses 1). The worker starts before the grid so its imports overlap it.
   Prints one loud line per aligned model above its KL ceiling (there should be none).
   """
   import time
@@ -349,15 +355,14 @@ def run_mog(out_dir, config: MogConfig, seeds: Sequence[int], betas: Sequence[fl
   from recall_theory.mog.grid_run import run_grid
 
   out = Path(out_dir)
-  t0 = time.perf_counter()
-  n_runs = len(list(seeds)) * len(list(betas)) * len(config.students)
-  with progress.stage("mog grid (compile + run)", total=n_runs) as bar:
-    res = run_grid(config, seeds, betas, dtype=dtype, keep_densities=True, chunk_size=chunk_size)
-    bar.set(n_runs)
-  log(f"grid run (compile + run): {time.perf_counter() - t0:.1f} s")
-  # Started after the grid, so that its start-up and imports do not compete with the compilation.
   pool = _figure_pool(figure_workers)
   try:
+    t0 = time.perf_counter()
+    n_runs = len(list(seeds)) * len(list(betas)) * len(config.students)
+    with progress.stage("mog grid (compile + run)", total=n_runs) as bar:
+      res = run_grid(config, seeds, betas, dtype=dtype, keep_densities=True, chunk_size=chunk_size)
+      bar.set(n_runs)
+    log(f"grid run (compile + run): {time.perf_counter() - t0:.1f} s")
     return paths_after_grid(out, res, config, dtype=dtype, phase_points=phase_points, log=log,
                             options=options, pool=pool)
   finally:
@@ -400,10 +405,11 @@ def paths_after_grid(out: Path, res, config: MogConfig, *, dtype=None, phase_poi
     named[f"student:{s}"] = dens[v, 1]
   for p, pipe in enumerate(PIPELINES):
     named[f"aligned:{pipe}"] = dens[0, 2 + p * len(ALGORITHMS) + ALGORITHMS.index("exact")]
+  # Drawn here: the worker has the two metrics figures, about as long as these, the tables and the phase map.
   other_figures = [
-      _draw(pool, figures.plot_densities, out, res.plot_axis, named, log_truth, np.asarray(TARGETS[config.target]),
+      _draw(None, figures.plot_densities, out, res.plot_axis, named, log_truth, np.asarray(TARGETS[config.target]),
             float(res.betas[b_mid]), res.students),
-      _draw(pool, figures.plot_tradeoff, out, res.betas, res.metrics[:, :, 0, :len(PIPELINES)], res.students[0])]
+      _draw(None, figures.plot_tradeoff, out, res.betas, res.metrics[:, :, 0, :len(PIPELINES)], res.students[0])]
 
   # The phase map needs only the betas' range (its figure is drawn here, after it).
   phase_betas = np.geomspace(res.betas.min(), res.betas.max(), phase_points)
