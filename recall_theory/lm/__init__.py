@@ -25,10 +25,27 @@ Modules (one idea each):
   :mod:`~.presets`: ``cpu-tiny``, ``gpu``, ``test``.
 """
 
-from recall_theory.lm.groundtruth import GroundTruth, MarkovMixture, MarkovMixtureConfig
-from recall_theory.lm.model import KVCache, ModelConfig, Transformer, init_cache
-from recall_theory.lm.pipeline import ExperimentConfig, Runner, StageConfig, run_comparison
-from recall_theory.lm.sampling import generate
+import importlib
+
+# Exported names load on first use (PEP 562): importing a light submodule such as
+# recall_theory.lm.distributed (every command line builds its parser with it) must not
+# pull in flax and the model (about 1.8 s on 2 cores).
+_EXPORTS = {
+    "GroundTruth": "groundtruth", "MarkovMixture": "groundtruth",
+    "MarkovMixtureConfig": "groundtruth",
+    "KVCache": "model", "ModelConfig": "model", "Transformer": "model", "init_cache": "model",
+    "ExperimentConfig": "pipeline", "Runner": "pipeline", "StageConfig": "pipeline",
+    "run_comparison": "pipeline",
+    "generate": "sampling",
+}
+
+
+def __getattr__(name: str):
+  if name in _EXPORTS:
+    value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "ExperimentConfig",

@@ -34,7 +34,6 @@ import jax.numpy as jnp
 from flax import nnx
 
 from recall_theory.errors import InputError, check_nonnegative, check_probability
-from recall_theory.lm import train as train_lib
 from recall_theory.lm.model import Transformer, init_cache
 
 _STATIC = ("graphdef", "max_new_tokens", "eos_id")
@@ -121,15 +120,12 @@ def _generate_recompute_impl(graphdef, state, prompt_BxP, key, temperature, top_
 
 
 @functools.cache
-def _jitted(use_cache: bool, deterministic: bool):
-  """The compiled sampler; a separate one under deterministic mode (its compiler options)."""
-  fn = _generate_cached_impl if use_cache else _generate_recompute_impl
-  options = {"xla_gpu_deterministic_ops": True} if deterministic else None
-  return jax.jit(fn, static_argnames=_STATIC, compiler_options=options)
-
-
 def _sampler(use_cache: bool):
-  return _jitted(use_cache, train_lib.deterministic_enabled())
+  """The compiled sampler. Deterministic mode reaches it through XLA_FLAGS only (set before
+  JAX starts, :func:`recall_theory.lm.train.enable_deterministic`): per-compilation
+  options crashed a running GPU backend (jax 0.11.2 on an H200)."""
+  fn = _generate_cached_impl if use_cache else _generate_recompute_impl
+  return jax.jit(fn, static_argnames=_STATIC)
 
 
 def check_generation(model: Transformer, prompt_BxP, max_new_tokens: int) -> None:
