@@ -44,6 +44,20 @@ TRACKS = ("theory", "mog", "lm", "smollm2")
 CEILING_TOLERANCE = 1e-6
 
 
+def ceiling_tolerance(dtype=np.float64) -> float:
+  """How far a mass computed in ``dtype`` may sit above its KL ceiling by rounding alone.
+
+  The ceiling ``t*(p, K)`` is computed from the KL paid, and near ``K = 0`` it grows like
+  ``p + sqrt(2 p (1 - p) K)``: a KL error ``dK`` moves it by up to ``sqrt(dK / 2)``
+  (``p (1 - p) <= 1/4``). A KL summed from O(1) terms carries ``dK ~ 16 eps``, so the
+  check allows ``max(CEILING_TOLERANCE, sqrt(8 eps))``: 1e-6 in float64 (where
+  ``sqrt(8 eps) = 4.2e-8``), 9.8e-4 in float32 (a float32 sweep's cells at tiny KL lie up
+  to about 1.2e-4 above a ceiling computed from their rounded KL).
+  """
+  eps = float(np.finfo(np.dtype(dtype)).eps)
+  return max(CEILING_TOLERANCE, float(np.sqrt(8.0 * eps)))
+
+
 def _interval(value: np.ndarray, interval, name: str) -> tuple[np.ndarray, np.ndarray]:
   if interval is None:
     return value, value

@@ -572,6 +572,7 @@ def stream_sweep(config: SweepConfig, out: str | os.PathLike,
                **_scalars(config)}
     recall_dev = jnp.asarray(grid["recall"])
     counts = dict(fallbacks=0, above=0)
+    tolerance = schema.ceiling_tolerance(config.dtype)
     with io.atomic_path(out / "recall_sweep.npz") as npz_tmp:
       npz = io.NpzWriter(npz_tmp, members)
       try:
@@ -591,7 +592,7 @@ def stream_sweep(config: SweepConfig, out: str | os.PathLike,
             prefix, body = block_text_parts(block, recall_dev, config.regularizers[block.reg_index])
             values = np.asarray(block.values)
             counts["fallbacks"] += block.bisection_fallbacks
-            counts["above"] += int(np.sum(values[0, :block.rows] > values[3, :block.rows] + schema.CEILING_TOLERANCE))
+            counts["above"] += int(np.sum(values[0, :block.rows] > values[3, :block.rows] + tolerance))
             if pending is not None:
               pending.result()
             pending = writer.submit(write, block, prefix, body, values)

@@ -105,7 +105,11 @@ def block_flags(values) -> jax.Array:
   """
   magnitude = jnp.abs(values)
   positive = magnitude > 0
-  big_exp = jnp.any(positive & ((magnitude >= 9.9999999995e99) | (magnitude < 1e-99)))
+  if float(jnp.finfo(magnitude.dtype).max) < 1e100:  # float32 and narrower: no 3-digit exponent
+    # exists (the constants would not even fit the dtype: casting them overflows)
+    big_exp = jnp.zeros((), bool)
+  else:
+    big_exp = jnp.any(positive & ((magnitude >= 9.9999999995e99) | (magnitude < 1e-99)))
   return jnp.stack([jnp.all(jnp.isfinite(values)), big_exp, jnp.any(values < 0)])
 
 

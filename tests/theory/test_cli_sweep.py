@@ -335,3 +335,28 @@ def test_sweep_manifest_hashes_without_reading_the_large_files_again(tmp_path, m
     assert described == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
   assert "recall_sweep.csv" not in hashed_by_reading       # hashed as it was written
   assert hashed_by_reading.count("recall_sweep.npz") == 1  # once, while the run went on
+
+
+def test_float32_sweep_reports_no_ceiling_violation_from_rounding(tmp_path, capsys):
+  """At tiny KL a float32 mass sits up to ~1.2e-4 above the ceiling of its rounded KL: the
+  check's tolerance follows the dtype (sqrt(8 eps)), so the run reports no LAW VIOLATION,
+  and the float32 text formatting casts no float64 constant (no overflow warning)."""
+  import warnings
+
+  from recall_theory import schema
+
+  assert schema.ceiling_tolerance(np.float64) == schema.CEILING_TOLERANCE
+  assert schema.ceiling_tolerance(np.float32) == pytest.approx(np.sqrt(8 * np.finfo(np.float32).eps))
+  out = tmp_path / "f32"
+  with warnings.catch_warnings():
+    warnings.simplefilter("error", RuntimeWarning)
+    rc = main(["sweep", "--resolution", "300", "--no-figures", "--dtype", "float32", "--out", str(out)])
+  text = capsys.readouterr()
+  assert rc == 0
+  assert "LAW VIOLATION" not in text.out + text.err
+  assert "0 cells above their ceiling" in text.out
+  with np.load(out / "recall_sweep.npz") as data:
+    gaps = [data[f"mass_{m}"] - data[f"kl_ceiling_{m}"] for m in ("gap_over_beta", "beta")]
+  worst = max(float(g.max()) for g in gaps)
+  # the rounding is real (the float64 tolerance would flag it) and far inside the float32 one
+  assert schema.CEILING_TOLERANCE < worst < schema.ceiling_tolerance(np.float32) / 4
