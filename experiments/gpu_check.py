@@ -24,7 +24,7 @@ smollm2    recall-theory smollm2 --preset smollm2-gpu --seeds 3                 
 =========  =====================================================================  ======
 
 Last measured on one H200: bench 99 s without the deterministic run, lm --preset gpu
-207 s and smollm2 374 s side by side, the old 51-test selection not done in 100 s.
+207 s and smollm2 374 s side by side, the old test selection not done in 100 s.
 Without the SmolLM2 weights (``experiments/gpu_weights.sh join``) the smollm2 step is
 skipped with that reason, unless asked for with ``--only``. Steps can run in separate
 calls into the same ``--out`` (``--only bench,tests,lm``, later ``--only smollm2``): the
@@ -151,38 +151,49 @@ def _stop(proc: subprocess.Popen) -> None:
 def run_group(group: list[dict], out: Path, env: dict, remaining: float) -> list[dict]:
   """Run the steps of one group side by side, each under min(its budget, ``remaining``)."""
   running, rows = [], {}
-  for step in group:
-    budget = min(step["budget"], max(remaining, 0))
-    if budget < 5:
-      rows[step["name"]] = {**step, "status": "SKIPPED (no time left)", "seconds": 0.0,
-                            "result": ""}
-      continue
-    log_path = out / f"{step['name']}.log"
-    log = open(log_path, "w")
-    log.write("$ " + shlex.join(step["argv"]) + "\n")
-    log.flush()
-    proc = subprocess.Popen(step["argv"], cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    running.append((step, budget, log, log_path, proc, time.monotonic()))
-  while running:
-    time.sleep(0.5)
-    for item in list(running):
-      step, budget, log, log_path, proc, start = item
-      rc = proc.poll()
-      over = time.monotonic() - start > budget
-      if rc is None and not over:
+  try:  # an interrupted check stops its steps (they run in their own sessions, out of
+    # reach of Ctrl-C) instead of leaving them on the GPU
+    for step in group:
+      budget = min(step["budget"], max(remaining, 0))
+      if budget < 5:
+        rows[step["name"]] = {**step, "status": "SKIPPED (no time left)", "seconds": 0.0,
+                              "result": ""}
         continue
-      if rc is None:
+      log_path = out / f"{step['name']}.log"
+      log = open(log_path, "w")
+      log.write("$ " + shlex.join(step["argv"]) + "\n")
+      log.flush()
+      try:
+        proc = subprocess.Popen(step["argv"], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+      except BaseException:
+        log.close()
+        raise
+      running.append((step, budget, log, log_path, proc, time.monotonic()))
+    while running:
+      time.sleep(0.5)
+      for item in list(running):
+        step, budget, log, log_path, proc, start = item
+        rc = proc.poll()
+        over = time.monotonic() - start > budget
+        if rc is None and not over:
+          continue
+        if rc is None:
+          _stop(proc)
+          status = f"TIMEOUT ({budget:.0f} s)"
+        else:
+          status = "ok" if rc == 0 else f"FAIL (exit {rc})"
+        log.close()
+        running.remove(item)
+        text = log_path.read_text(errors="replace")
+        rows[step["name"]] = {**step, "budget": budget, "status": status,
+                              "seconds": time.monotonic() - start,
+                              "result": summarize(step["name"], text), "log": str(log_path)}
+  finally:
+    for step, budget, log, log_path, proc, start in running:
+      if proc.poll() is None:
         _stop(proc)
-        status = f"TIMEOUT ({budget:.0f} s)"
-      else:
-        status = "ok" if rc == 0 else f"FAIL (exit {rc})"
       log.close()
-      running.remove(item)
-      text = log_path.read_text(errors="replace")
-      rows[step["name"]] = {**step, "budget": budget, "status": status,
-                            "seconds": time.monotonic() - start,
-                            "result": summarize(step["name"], text), "log": str(log_path)}
   return [rows[s["name"]] for s in group]
 
 
@@ -195,15 +206,22 @@ def merge_earlier(out: Path, rows: list[dict], total: float, order: list[str]):
   earlier_path = out / "gpu_check_summary.json"
   if not earlier_path.exists():
     return rows, total
-  earlier = json.loads(earlier_path.read_text())
   done = {r["name"] for r in rows if not r["status"].startswith("SKIPPED")}
-  kept = [dict(r, argv=shlex.split(r["command"])) for r in earlier.get("steps", [])
-          if r["name"] not in done]
+  try:
+    earlier = json.loads(earlier_path.read_text())
+    kept = [dict(r, argv=shlex.split(r["command"])) for r in earlier.get("steps", [])
+            if r["name"] not in done]
+    earlier_total = float(earlier["total_seconds"])
+  except (ValueError, KeyError, TypeError, AttributeError) as err:
+    print(f"gpu_check: ignoring the earlier summary {earlier_path} ({type(err).__name__}: {err})",
+          file=sys.stderr)
+    return rows, total
   kept_names = {r["name"] for r in kept}
   rows = [r for r in rows if r["name"] not in kept_names]  # an earlier result beats a skip
   merged = sorted(kept + rows, key=lambda r: order.index(r["name"]) if r["name"] in order
                   else len(order))
-  return merged, total + sum(r["seconds"] for r in kept)
+  # the earlier call's wall time (its steps may have run side by side), not their sum
+  return merged, total + (earlier_total if kept else 0.0)
 
 
 def table(rows: list[dict], device: str, total: float) -> str:

@@ -569,9 +569,20 @@ class NpzWriter:
   _ZIP64_EXTRA = 20  # '<HHQQ': the zip64 extra field FileHeader(zip64=True) appends
 
   def __init__(self, path: str | os.PathLike, members: Mapping[str, Any]):
-    import zlib
     self.path = Path(path)
+    for key in members:  # the central directory writes names as ASCII (no utf-8 flag)
+      if not key.isascii():
+        raise ValueError(f"NpzWriter: member name {key!r} must be ASCII")
     self._fd = _open_empty(self.path)
+    try:
+      self._lay_out(members)
+    except BaseException:
+      os.close(self._fd)
+      raise
+
+  def _lay_out(self, members: Mapping[str, Any]) -> None:
+    """Write each member's header (and small members whole); note where streamed data goes."""
+    import zlib
     self._infos, self._cursor, self._end, self._crc, self.data_offset = {}, {}, {}, {}, {}
     self._streamed = {}
     offset = 0
@@ -599,6 +610,10 @@ class NpzWriter:
   def write(self, key: str, data) -> None:
     """Append ``data`` (any buffer; C order bytes of the member's dtype) to member ``key``."""
     import zlib
+    member = self._streamed.get(key)
+    if member is not None and isinstance(data, np.ndarray) and data.dtype != member.dtype:
+      # bytes of another dtype would fit the member's length and be silently wrong
+      raise ValueError(f"npz member {key!r} holds {member.dtype}, got {data.dtype} data")
     view = memoryview(np.ascontiguousarray(data)).cast("B")
     cursor = self._cursor[key]
     if cursor + view.nbytes > self._end[key]:

@@ -1,9 +1,10 @@
 """Reproduce the committed results: rerun every default run, regenerate the README's numbers.
 
 ``recall-theory reproduce`` is the only command that writes into ``figures/``. It runs each
-:data:`STEPS` entry as its own ``recall-theory`` process (so each gets a fresh JAX and its
-wall time is honest), records the times in ``figures/timings.json`` (command, wall time,
-machine), and rewrites the README blocks between ``<!-- generated:NAME -->`` and
+:data:`STEPS` entry as its own process (``recall-theory ...``, or ``python3 -m pytest -q``
+for the test suite), so each gets a fresh JAX and its wall time is honest, records the
+times in ``figures/timings.json`` (command, wall time, the load average at its start and
+end, machine), and rewrites the README blocks between ``<!-- generated:NAME -->`` and
 ``<!-- /generated:NAME -->`` from the data (:mod:`recall_theory.readme`).
 
 ``--check`` reruns into a temporary copy instead and reports every committed number that
@@ -96,10 +97,9 @@ def shown_command(step: Step, cmd: list[str]) -> str:
 def load_average() -> float | None:
   """The 1-minute load average (None where the platform has none): other work on the
   machine slows a step, so its time is recorded with the load it ran under."""
-  try:
-    return round(os.getloadavg()[0], 1)
-  except OSError:
-    return None
+  from recall_theory import bench
+  loads = bench.load_average()
+  return None if loads is None else round(loads[0], 1)
 
 
 def run_steps(steps: Sequence[Step], root: Path, log=sys.stderr, repo: Path | None = None) -> dict:

@@ -63,8 +63,9 @@ DEFAULT_CHUNK_CELLS = 1 << 17  # 131072 cells: blocks small enough for the alloc
 # 1.25 GB with 2^20 at resolution 1000 (experiments/bench_theory.py --cli reports it per resolution);
 # with the .npz written in place and the next block dispatched ahead: 0.49 GiB at resolution 1000
 # and 0.59 GiB at 4000 (24.5 GB CSV + 4.1 GB .npz), blocks of 2^17 cells.
-# A block in flight: XLA's temporaries (chi^2 solve, Newton ceiling, text digits), its text
-# (~150 bytes per row) and the previous block's text being written.
+# Blocks alive at once, at most three: the next one computed by XLA (dispatched ahead), this
+# one formatted (XLA's temporaries: chi^2 solve, Newton ceiling, text digits; its text, ~150
+# bytes per row) and the previous one's text being written by the writer thread.
 BYTES_PER_CHUNK_CELL = 800
 BASE_MEMORY_BYTES = 600 * 2 ** 20  # python, jax, numpy, the compiled programs
 CSV_BYTES_PER_ROW_MAX = 25 + 9 * 16  # prefix + 9 numbers with separators, 3-digit exponents
@@ -285,7 +286,8 @@ def iter_blocks(config: SweepConfig, grid: dict) -> Iterator[Block]:
   repeating its last row), so each regularizer compiles once. Unconverged Newton
   ceilings are recomputed with ``theory.kl_ceiling``. The next block is dispatched before
   this one is handed out (JAX dispatches asynchronously), so XLA computes it while the
-  caller formats this one: two blocks in flight at most. Call inside the dtype's x64 context.
+  caller formats this one (with the writer's block, three alive at most). Call inside the
+  dtype's x64 context.
   """
   rows = config.rows_per_chunk
   recall = jnp.asarray(grid["recall"])
@@ -588,7 +590,8 @@ def stream_sweep(config: SweepConfig, out: str | os.PathLike,
           pending = None
           for block in iter_blocks(config, grid):
             # XLA computes and formats this block while the writer thread joins the previous
-            # one's rows and puts them on disk; at most two blocks are in flight (the memory bound).
+            # one's rows and puts them on disk; with the next block dispatched ahead, at most three
+            # are alive (the memory bound, BYTES_PER_CHUNK_CELL).
             prefix, body = block_text_parts(block, recall_dev, config.regularizers[block.reg_index])
             values = np.asarray(block.values)
             counts["fallbacks"] += block.bisection_fallbacks
@@ -606,15 +609,15 @@ def stream_sweep(config: SweepConfig, out: str | os.PathLike,
   # the .npz is hashed for run.json while the rest of the run (ceiling CSV, summary,
   # figures) goes on; joined before this context exits
   npz_hash = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-  npz_hash.submit(io.hash_and_remember, out / "recall_sweep.npz")
-  budgets, recall = ceiling["budgets"], grid["recall"]
-  paths = [out / "recall_sweep.csv", out / "recall_sweep.npz"]
-  paths.append(io.write_columns_csv(out / "recall_ceiling.csv", {
-      "budget": budgets.repeat(recall.size), "recall": np.tile(recall, budgets.size),
-      "ceiling": ceiling["ceiling"].ravel(), "ceiling_loose": ceiling["ceiling_loose"].ravel()}))
-  readonly = {k: np.memmap(out / "recall_sweep.npz", np.dtype(config.dtype), "r", npz.data_offset[k], s)
-              for k, s in shapes.items()}
-  try:
+  try:  # joined on every path, errors of the lines below included
+    npz_hash.submit(io.hash_and_remember, out / "recall_sweep.npz")
+    budgets, recall = ceiling["budgets"], grid["recall"]
+    paths = [out / "recall_sweep.csv", out / "recall_sweep.npz"]
+    paths.append(io.write_columns_csv(out / "recall_ceiling.csv", {
+        "budget": budgets.repeat(recall.size), "recall": np.tile(recall, budgets.size),
+        "ceiling": ceiling["ceiling"].ravel(), "ceiling_loose": ceiling["ceiling_loose"].ravel()}))
+    readonly = {k: np.memmap(out / "recall_sweep.npz", np.dtype(config.dtype), "r", npz.data_offset[k], s)
+                for k, s in shapes.items()}
     yield SweepFiles(paths=paths, result={**grid, **readonly, **ceiling, **_scalars(config)},
                      bisection_fallbacks=counts["fallbacks"], above_ceiling=counts["above"])
   finally:

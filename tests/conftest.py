@@ -8,7 +8,7 @@
   multi-process workers, ``python -c`` scripts): JAX reads ``JAX_COMPILATION_CACHE_DIR`` and
   the two thresholds from the environment, so their programs are compiled once across runs
   too. The command line started as a subprocess sets its own folder (``--compile-cache``
-  and ``RECALL_THEORY_COMPILE_CACHE`` win over these variables).
+  and ``RECALL_THEORY_COMPILE_CACHE`` win over these variables, ``off`` included).
 """
 
 import os

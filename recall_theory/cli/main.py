@@ -82,6 +82,14 @@ def default_compile_cache_dir() -> Path:
   return Path(base) / "recall-theory" / "jax-compile-cache"
 
 
+def _cache_off() -> None:
+  """No persistent cache, also where the environment names one (JAX reads
+  ``JAX_COMPILATION_CACHE_DIR`` itself; the test suite sets it for its subprocesses)."""
+  if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    import jax
+    jax.config.update("jax_compilation_cache_dir", None)
+
+
 def enable_compile_cache(setting: str | None) -> Path | None:
   """Turn on JAX's persistent compilation cache (returns its folder, None when off).
 
@@ -92,6 +100,7 @@ def enable_compile_cache(setting: str | None) -> Path | None:
   if setting is None:
     setting = os.environ.get(COMPILE_CACHE_ENV) or str(default_compile_cache_dir())
   if setting.strip().lower() in ("off", "0", "none", "false", ""):
+    _cache_off()
     return None
   folder = Path(setting).expanduser()
   try:
@@ -102,6 +111,7 @@ def enable_compile_cache(setting: str | None) -> Path | None:
   except OSError as err:
     print(f"{PROG}: warning: compilation cache {str(folder)!r} cannot be written "
           f"({err.strerror or err}); running without it", file=sys.stderr)
+    _cache_off()
     return None
   import jax
   jax.config.update("jax_compilation_cache_dir", str(folder))

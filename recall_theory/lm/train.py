@@ -77,8 +77,10 @@ def enable_deterministic() -> bool:
 
   Returns:
     True when the flag is in ``XLA_FLAGS`` before the backend starts (every computation
-    of the process is covered); False when a CPU backend was already running (nothing
-    to cover there).
+    of the process is covered); False when the backend was already running: a CPU
+    backend (nothing to cover there) or a GPU backend whose ``XLA_FLAGS`` holds the flag
+    (covered only if the variable held it when the backend started, which this process
+    cannot check: set it before starting Python to be sure).
 
   Raises:
     DeterministicModeError: a GPU backend already runs without the flag (a new process

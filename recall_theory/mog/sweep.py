@@ -150,7 +150,8 @@ def phase_map_dispatch(config: MogConfig, betas: Sequence[float], recalls: Seque
   """Start :func:`phase_map` and return a function that waits for it and returns its arrays.
 
   JAX dispatches asynchronously: the two jitted maps run on XLA's threads while the caller's
-  Python thread does other work (``run_mog`` draws the grid's figures meanwhile).
+  Python thread may do other work before it waits (``run_mog`` waits at once: the figure
+  worker process is what overlaps its drawing).
   """
   problem = _problem(config, dtype)
   profile, active = _student_row(config, problem, student)

@@ -4,20 +4,17 @@ import csv
 import dataclasses
 import json
 import math
-import shutil
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
 from recall_theory.cli.main import main
 from recall_theory.errors import InputError, TrainingDivergedError
 from recall_theory.lm import checkpoint as ckpt_lib
 from recall_theory.lm import losses, pipeline, presets
 from recall_theory.lm.groundtruth import MarkovMixture
-from recall_theory.lm.model import Transformer
 from recall_theory.lm.train import DETERMINISTIC_FLAG
 
 CONFIG = dataclasses.replace(presets.TEST, algorithms=("dpo",))

@@ -13,6 +13,7 @@ def test_suite_step_runs_pytest_from_the_checkout_and_is_shown_as_typed(tmp_path
   assert reproduce.shown_command(step, cmd) == "python3 -m pytest -q"
   # it writes nothing, so --check has no folder of it to compare
   other = next(s for s in reproduce.STEPS if s.name == "sweep")
+  assert other.runner == "recall-theory"   # the default runner
   (tmp_path / "a").mkdir()
   (tmp_path / "b").mkdir()
   assert reproduce.compare_folders(tmp_path / "a", tmp_path / "b", [step], 1e-6, 0.0) == []
@@ -43,7 +44,6 @@ def test_check_leaves_the_suite_out_unless_named(monkeypatch, tmp_path):
 def test_timings_record_the_load_and_the_table_shows_it(tmp_path):
   root = tmp_path / "figures"
   root.mkdir()
-  step = reproduce.Step("probe", ("--version",), ".", "probe")
   times = {"probe": {"command": "recall-theory probe", "wall_s": 130.0, "exit_code": 0,
                      "load_start": 0.4, "load_end": 2.25}}
   reproduce.write_timings(root, times)
@@ -51,7 +51,6 @@ def test_timings_record_the_load_and_the_table_shows_it(tmp_path):
   assert entry["load_start"] == 0.4 and entry["machine"] == reproduce.machine()
   table = readme.timings_table(root)
   assert "| probe | `recall-theory probe` | 2.2 min | 0.4, 2.2 |" in table
-  assert step.runner == "recall-theory"
   # entries written before the load was recorded say so instead of inventing a number
   reproduce.write_timings(root, {"old": {"command": "c", "wall_s": 3.0, "exit_code": 0}})
   assert "| old | `c` | 3 s | not recorded |" in readme.timings_table(root)
