@@ -6,7 +6,10 @@
 2. The closed-form quadratic tilt of an 8-component mixture against its quadrature reference on a
    2-D grid: time per evaluation and the largest log-density difference.
 
-3. ``--stages``: the grid run's profile, compile and run time of each stage (vmapped over the runs).
+3. ``--stages``: the grid run's profile, compile and run time of each stage (vmapped over the runs),
+   each stage built three ways in the same run: the package's, the same code under plain
+   ``jax.jit`` (XLA:CPU's library reductions on; :mod:`recall_theory.xla_cpu`), and that code with
+   the log-density's einsum form (:func:`recall_theory.mog.mixture.component_log_prob_einsum`).
 
 Usage:  python experiments/bench_mog.py [--seeds 4] [--betas 2] [--repeats 3] [--dtype float64] [--stages]
                                         [--json PATH]
@@ -227,38 +230,74 @@ def bench_stages(args) -> list[dict]:
                       for i in range(15)])
 
   stages = {
-      "references (EM teacher + KD student)": (lambda: jax.jit(jax.vmap(
-          lambda sd, vr: references(sd, vr, problem, cfg))), (seeds, var)),
-      "exact (tilts, exact KD x2, control)": (lambda: jax.jit(jax.vmap(exact)), (teacher, student, betas, var)),
-      "policy gradient (3 runs)": (lambda: jax.jit(jax.vmap(pg)), (teacher, student, betas)),
-      "DPO (pairs + 3 runs)": (lambda: jax.jit(jax.vmap(dpo)), (teacher, student, betas)),
-      "sampled KD of aligned teachers (4 fits)": (lambda: jax.jit(jax.vmap(sampled_kd)), (teacher, var)),
-      "metrics of 15 models on the grid": (lambda: jax.jit(jax.vmap(metrics)), (teacher, student)),
+      "references (EM teacher + KD student)": (lambda sd, vr: references(sd, vr, problem, cfg), (seeds, var)),
+      "exact (tilts, exact KD x2, control)": (exact, (teacher, student, betas, var)),
+      "policy gradient (3 runs)": (pg, (teacher, student, betas)),
+      "DPO (pairs + 3 runs)": (dpo, (teacher, student, betas)),
+      "sampled KD of aligned teachers (4 fits)": (sampled_kd, (teacher, var)),
+      "metrics of 15 models on the grid": (metrics, (teacher, student)),
   }
-  from recall_theory import bench
+  from recall_theory import bench, xla_cpu
+  from recall_theory.mog import mixture
+
+  # Three builds of every stage, timed in the same run: the package's (2-D log-density written
+  # out, :func:`recall_theory.xla_cpu.jit`), the same code under plain jax.jit (XLA:CPU's library
+  # reductions on), and plain jax.jit with the einsum log-density.
+  def build(fn, variant):
+    jitted = (xla_cpu.jit if variant == "package" else jax.jit)(jax.vmap(fn))
+    if variant != "einsum, jax.jit":
+      return jitted
+
+    def with_einsum(*xs):
+      explicit = mixture.component_log_prob
+      mixture.component_log_prob = mixture.component_log_prob_einsum  # the form before, while it traces
+      try:
+        return jitted(*xs)
+      finally:
+        mixture.component_log_prob = explicit
+    return with_einsum
+
+  variants = ("package", "plain jax.jit", "einsum, jax.jit")
   print(f"stages of the grid run, {len(s)} runs vmapped ({args.config} config, {args.dtype}, "
-        f"{jax.device_count()} {jax.devices()[0].platform} device(s))")
+        f"{jax.devices()[0].platform} x{jax.device_count()}); run time, best of {args.repeats}, "
+        f"compile apart; xla_cpu options: {xla_cpu.cpu_compiler_options()}")
+  print(f"  {'stage':42s}  {'package':>17s}  {'plain jax.jit':>13s}  {'einsum+jax.jit':>14s}  ratio vs einsum")
   entries = []
   total_c = total_r = 0.0
-  for name, (make, inputs) in stages.items():
-    fn = make()
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(*inputs))
-    first = time.perf_counter() - t0
-    run = _time(lambda: jax.block_until_ready(fn(*inputs)), args.repeats)
-    total_c += first - run
+  totals = dict.fromkeys(variants, 0.0)
+  for name, (fn, inputs) in stages.items():
+    timed = {}
+    for variant in variants:
+      run_fn = build(fn, variant)
+      t0 = time.perf_counter()
+      jax.block_until_ready(run_fn(*inputs))
+      first = time.perf_counter() - t0
+      run = _time(lambda: jax.block_until_ready(run_fn(*inputs)), args.repeats)
+      timed[variant] = (first - run, run)
+      totals[variant] += run
+    compile_s, run = timed["package"]
+    base = timed["einsum, jax.jit"][1]
+    total_c += compile_s
     total_r += run
-    print(f"  {name:42s}: compile {first - run:7.2f} s  run {run:7.3f} s")
-    # A profile, not a comparison: the baseline is the whole grid's run time (share of it).
+    print(f"  {name:42s}: {run:7.3f} s (c {compile_s:5.1f})  {timed['plain jax.jit'][1]:11.3f} s  "
+          f"{base:12.3f} s  {base / run:6.2f}x")
     entries.append(bench.entry(f"mog stage {name}, {len(s)} runs ({args.config} config)", run, "s",
-                               compile_s=first - run, run_s=run))
+                               baseline="the same stage with the einsum log-density under plain jax.jit, same run",
+                               baseline_value=base, compile_s=compile_s, run_s=run,
+                               plain_jit_run_s=timed["plain jax.jit"][1]))
+  print(f"  {'all stages':42s}: {totals['package']:7.3f} s {'':9s}  {totals['plain jax.jit']:11.3f} s  "
+        f"{totals['einsum, jax.jit']:12.3f} s  {totals['einsum, jax.jit'] / totals['package']:6.2f}x")
+  entries.append(bench.entry(f"mog grid stages together, {len(s)} runs ({args.config} config)", totals["package"],
+                             "s", baseline="the same stages with the einsum log-density under plain jax.jit, same run",
+                             baseline_value=totals["einsum, jax.jit"], run_s=totals["package"],
+                             plain_jit_run_s=totals["plain jax.jit"]))
   t0 = time.perf_counter()
   flat_refs = jax.tree_util.tree_map(lambda a, c: jnp.concatenate([a, c]), student, teacher)
   exact_tilt_masses(cfg, flat_refs, problem.reward, np.geomspace(0.03, 3.0, args.betas), dtype)
   post = time.perf_counter() - t0
   print(f"  {'post-pass: exact tilt masses (2 rules)':42s}: compile + run {post:7.2f} s")
-  print(f"  total: compile {total_c:.1f} s, run {total_r:.2f} s (+ post-pass {post:.1f} s)")
-  for e in entries:
+  print(f"  total (package): compile {total_c:.1f} s, run {total_r:.2f} s (+ post-pass {post:.1f} s)")
+  for e in entries[:-1]:
     e["share_of_run"] = e["run_s"] / total_r if total_r else None
   entries.append(bench.entry(f"mog stage post-pass: exact tilt masses (2 rules), {len(s)} runs", post, "s"))
   return entries

@@ -34,7 +34,7 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from recall_theory import stats
+from recall_theory import stats, xla_cpu
 from recall_theory.errors import InputError
 from recall_theory.lm.compute_match import (crossings, describe_crossing, parse_ladder,
                                             plot_ladder, predicted_price, scale_count)
@@ -94,14 +94,14 @@ def estimate_seconds(config, ladder, n_seeds: int, t: StepTimes = STEP_TIMES) ->
 
 
 # -- jitted pieces (static configs: one compilation per budget) ----------------------------
-@functools.partial(jax.jit, static_argnames=("pg_cfg",))
+@functools.partial(xla_cpu.jit, static_argnames=("pg_cfg",))
 def _train_pg(key, init, reference, reward, beta, pg_cfg):
   from recall_theory.mog.pg import train_pg
   params, _, watch = train_pg(key, init, reference, reward, beta, pg_cfg)
   return params, watch
 
 
-@functools.partial(jax.jit, static_argnames=("dpo_cfg",))
+@functools.partial(xla_cpu.jit, static_argnames=("dpo_cfg",))
 def _train_dpo(key, init, reference, reward, beta, dpo_cfg):
   from recall_theory.mog.dpo import make_preference_pairs, train_dpo
   pairs = make_preference_pairs(key, reference, reward, dpo_cfg.n_pairs, dpo_cfg.label_noise)

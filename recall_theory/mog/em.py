@@ -47,10 +47,9 @@ def em_step(mixture: Mixture, x_NxD: jax.Array, weights_N: jax.Array, active_K: 
   alive_K = active_K & (n_K > 1e-12 * total)
   safe_n_K = jnp.where(alive_K, n_K, 1.0)
   means_KxD = (resp_NxK.T @ x_NxD) / safe_n_K[:, None]
-  diff_NxKxD = x_NxD[:, None, :] - means_KxD[None]
   d = x_NxD.shape[-1]
-  covs_KxDxD = (jnp.einsum("nk,nki,nkj->kij", resp_NxK, diff_NxKxD, diff_NxKxD)
-                / safe_n_K[:, None, None] + reg * jnp.eye(d, dtype=x_NxD.dtype))
+  covs_KxDxD = (_weighted_scatter(resp_NxK, x_NxD, means_KxD) / safe_n_K[:, None, None]
+                + reg * jnp.eye(d, dtype=x_NxD.dtype))
   # A component that lost all its points keeps its parameters (and a zero weight).
   means_KxD = jnp.where(alive_K[:, None], means_KxD, mixture.means_KxD)
   covs_KxDxD = jnp.where(alive_K[:, None, None], covs_KxDxD, mixture.covs_KxDxD)
@@ -58,6 +57,23 @@ def em_step(mixture: Mixture, x_NxD: jax.Array, weights_N: jax.Array, active_K: 
   log_w_K = jnp.where(alive_K, log_w_K - jax.nn.logsumexp(jnp.where(alive_K, log_w_K, -jnp.inf)),
                       DEAD_LOG_WEIGHT)
   return Mixture(log_w_K, means_KxD, covs_KxDxD), mean_ll
+
+
+def _weighted_scatter(resp_NxK: jax.Array, x_NxD: jax.Array, means_KxD: jax.Array) -> jax.Array:
+  """sum_n r_nk (x_n - mu_k)(x_n - mu_k)^T, shape (K, D, D).
+
+  In 2-D the three distinct entries are elementwise products summed over n, which XLA fuses;
+  the general einsum builds N x K tiny outer products.
+  """
+  if x_NxD.shape[-1] == 2:
+    d0_NxK = x_NxD[:, None, 0] - means_KxD[None, :, 0]
+    d1_NxK = x_NxD[:, None, 1] - means_KxD[None, :, 1]
+    s00_K = jnp.sum(resp_NxK * d0_NxK * d0_NxK, axis=0)
+    s01_K = jnp.sum(resp_NxK * d0_NxK * d1_NxK, axis=0)
+    s11_K = jnp.sum(resp_NxK * d1_NxK * d1_NxK, axis=0)
+    return jnp.stack([jnp.stack([s00_K, s01_K], -1), jnp.stack([s01_K, s11_K], -1)], -2)
+  diff_NxKxD = x_NxD[:, None, :] - means_KxD[None]
+  return jnp.einsum("nk,nki,nkj->kij", resp_NxK, diff_NxKxD, diff_NxKxD)
 
 
 def fit_em(x_NxD: jax.Array, init: Mixture, n_iter: int = 50, *, weights_N: jax.Array | None = None,

@@ -3,7 +3,7 @@
 The grid is flattened to one axis of length n = seeds * betas * students, padded to a
 multiple of the device count, and placed with ``NamedSharding(Mesh(devices, ("grid",)),
 PartitionSpec("grid"))``; the shared :class:`~recall_theory.mog.pipelines.Problem` is
-replicated. ``jax.jit(jax.vmap(run_single))`` then runs each device's slice locally: the
+replicated. ``jax.jit(jax.vmap(run_single))`` (:func:`recall_theory.xla_cpu.jit`) then runs each device's slice locally: the
 same command runs on one CPU, several GPUs or a TPU slice, and the results do not depend
 on the device count (every run draws its randomness from its own seed).
 
@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from recall_theory import xla_cpu
 from recall_theory.errors import InputError, check_int_range
 from recall_theory.mog.divergence_guard import Watch, raise_if_diverged
 from recall_theory.mog.metrics import METRICS, Landscape
@@ -87,7 +88,7 @@ def build_problem(config: MogConfig, dtype=None, reward=None) -> Problem:
 def _compiled(config: MogConfig, keep_densities: bool, chunk_size: int | None = None):
   fn = functools.partial(run_single, config=config, keep_densities=keep_densities)
   if chunk_size is None:
-    return jax.jit(jax.vmap(fn, in_axes=(0, 0, 0, None)))
+    return xla_cpu.jit(jax.vmap(fn, in_axes=(0, 0, 0, None)))
 
   # lax.map over chunks of ``chunk_size`` runs (each chunk vmapped): memory grows with the
   # chunk, not with the grid, at the price of less parallel work per step. The last chunk is
@@ -101,7 +102,7 @@ def _compiled(config: MogConfig, keep_densities: bool, chunk_size: int | None = 
     out = jax.lax.map(lambda x: jax.vmap(fn, in_axes=(0, 0, 0, None))(*x, problem), xs)
     return jax.tree_util.tree_map(lambda a: a.reshape((n_chunks * chunk_size,) + a.shape[2:])[:n], out)
 
-  return jax.jit(chunked)
+  return xla_cpu.jit(chunked)
 
 
 def reference_tilt_integrals(refs: Mixture, reward, betas, rule: RegionRule
@@ -121,7 +122,7 @@ def reference_tilt_integrals(refs: Mixture, reward, betas, rule: RegionRule
     return jax.vmap(lambda b: (*tilt_log_integrals(log_ref_Q, reward_Q, b, rule),
                                tilt_kl(log_ref_Q, reward_Q, b, rule)))(betas)
 
-  log_ia, log_iac, kl = jax.jit(lambda r: jax.lax.map(one, r))(refs)
+  log_ia, log_iac, kl = xla_cpu.jit(lambda r: jax.lax.map(one, r))(refs)
   return np.asarray(log_ia), np.asarray(log_iac), np.asarray(kl)
 
 

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from recall_theory import xla_cpu
 from recall_theory.errors import InputError, check_int_range, check_positive
 from recall_theory.mog import distill as kd
 from recall_theory.mog.em import DEAD_LOG_WEIGHT
@@ -127,7 +128,7 @@ def recall_sweep(config: MogConfig, weights: Sequence[float], betas: Sequence[fl
 
     return jax.vmap(per_beta)(b)
 
-  out = np.asarray(jax.jit(lambda w: jax.lax.map(one_weight, w))(jnp.asarray(weights, dtype)))
+  out = np.asarray(xla_cpu.jit(lambda w: jax.lax.map(one_weight, w))(jnp.asarray(weights, dtype)))
   names = ("student_target_mass", "ka_target_mass", "ak_target_mass", "aligned_teacher_target_mass",
            "ka_reward", "ak_reward", "teacher_target_mass", "ka_delta_over_beta", "ak_delta_over_beta",
            "ka_kl", "aligned_teacher_kl", "ak_kl")
@@ -182,8 +183,8 @@ def phase_map_dispatch(config: MogConfig, betas: Sequence[float], recalls: Seque
 
   b = jnp.asarray(betas, dtype)
   p = jnp.asarray(recalls, dtype)
-  ak_dev = jax.jit(jax.vmap(ak_mass))(b)
-  ka_dev = jax.jit(lambda bb, pp: jax.lax.map(lambda beta: jax.vmap(lambda q: ka_masses(beta, q))(pp), bb))(b, p)
+  ak_dev = xla_cpu.jit(jax.vmap(ak_mass))(b)
+  ka_dev = xla_cpu.jit(lambda bb, pp: jax.lax.map(lambda beta: jax.vmap(lambda q: ka_masses(beta, q))(pp), bb))(b, p)
   ref_dev = (1 - p) * mixture_region_mass(student_m, region) + p * mixture_region_mass(target_only, region)
 
   def result() -> dict[str, np.ndarray]:
@@ -237,7 +238,7 @@ def tau_sweep(config: MogConfig, taus: Sequence[float], betas: Sequence[float], 
 
     return jax.vmap(per_beta)(b)
 
-  out = np.asarray(jax.jit(lambda t: jax.lax.map(one_tau, t))(jnp.asarray(taus, dtype)))
+  out = np.asarray(xla_cpu.jit(lambda t: jax.lax.map(one_tau, t))(jnp.asarray(taus, dtype)))
   names = ("student_target_mass", "ka_target_mass", "ak_target_mass", "aligned_teacher_target_mass",
            "teacher_target_mass", "ka_delta_over_beta", "teacher_delta_over_beta", "ka_kl",
            "aligned_teacher_kl", "ak_kl")

@@ -73,3 +73,17 @@ def test_forward_kl_covers_and_reverse_kl_seeks_a_mode():
   reverse, loss = kd.distill_reverse_kl_grid(init, log_p, grid, n_steps=300, learning_rate=0.03)
   assert abs(float(reverse.means_KxD[0, 0]) - 1.0) < 0.05  # settles on the nearer mode
   assert float(loss[-1]) < 0.75 and float(loss[-1]) > np.log(2) - 0.05  # KL -> log 2 for one of two modes
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_one_component_em_step_is_the_weighted_covariance(dim):
+  """The M-step's scatter (written out in 2-D, an einsum otherwise) against numpy."""
+  rng = np.random.default_rng(dim)
+  x = rng.normal(size=(50, dim)) @ rng.normal(size=(dim, dim))
+  w = rng.uniform(0.1, 2.0, size=50)
+  init = mx.Mixture(jnp.zeros(1), jnp.zeros((1, dim)), jnp.eye(dim)[None])
+  fitted = fit_em(jnp.asarray(x), init, 1, weights_N=jnp.asarray(w), reg=0.0).mixture
+  mean = (w[:, None] * x).sum(0) / w.sum()
+  cov = ((x - mean).T * w) @ (x - mean) / w.sum()
+  np.testing.assert_allclose(fitted.means_KxD[0], mean, rtol=1e-12)
+  np.testing.assert_allclose(fitted.covs_KxDxD[0], cov, rtol=1e-12)
