@@ -217,10 +217,14 @@ def gaussian_box_mass(means_KxD: jax.Array, covs_KxDxD: jax.Array, lo_D, hi_D) -
 
 
 def mixture_region_mass(mixture: Mixture, region: TargetRegion) -> jax.Array:
-  """q(A) = sum_k w_k sum_boxes P_k(box) for a 2-D Gaussian mixture (exact; vmappable)."""
+  """q(A) = sum_k w_k sum_boxes P_k(box) for a 2-D Gaussian mixture (exact; vmappable).
+
+  Clipped to [0, 1]: a model with all its mass in A sums to 1 plus a rounding error (seen:
+  1.0000000000000002), which is no probability and which readers of the results refuse.
+  """
   per_k = sum(gaussian_box_mass(mixture.means_KxD, mixture.covs_KxDxD, lo, hi)
               for lo, hi in zip(region.lo_RxD, region.hi_RxD))
-  return jnp.sum(jnp.exp(mixture.log_weights_K) * per_k)
+  return jnp.clip(jnp.sum(jnp.exp(mixture.log_weights_K) * per_k), 0.0, 1.0)
 
 
 class RegionRule(NamedTuple):

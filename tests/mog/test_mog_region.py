@@ -133,3 +133,10 @@ def test_default_seed0_reference_recall_is_exact_not_the_midpoint_value():
   midpoint = float(jnp.sum(jnp.exp(qd.log_density_on_grid(student, problem.grid) + problem.grid.log_cell_area)
                            * problem.land.target_G))
   assert midpoint < 0.7 * ours
+
+
+def test_a_model_inside_the_target_has_mass_one_not_one_plus_rounding():
+  """Weights 0.7, 0.2, 0.1 of exp(log w) sum to 1.0000000000000002 in float64; q(A) is a probability."""
+  region = target_region(MogConfig())
+  q = mx.make_mixture([0.7, 0.2, 0.1], [[1.0, 1.0]] * 3, 1e-4, dtype=jnp.float64)
+  assert float(mixture_region_mass(q, region)) == 1.0
