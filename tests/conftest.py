@@ -9,11 +9,39 @@
   the two thresholds from the environment, so their programs are compiled once across runs
   too. The command line started as a subprocess sets its own folder (``--compile-cache``
   and ``RECALL_THEORY_COMPILE_CACHE`` win over these variables, ``off`` included).
+* On a CPU-only install the suite compiles at XLA's backend optimisation level 0
+  (``--xla_backend_optimization_level=0`` added to ``XLA_FLAGS``, inherited by subprocesses):
+  most of the suite's time is compiling small programs, which level 0 does faster; the
+  arithmetic is the same HLO, so every tolerance stands. The command line and benchmarks keep
+  the default level. ``RECALL_THEORY_TEST_XLA_LEVEL=default`` (or a level in ``XLA_FLAGS``)
+  keeps XLA's own.
+* The whole suite (``python3 -m pytest -q``, tests chosen by ``testpaths``) runs on every
+  core, up to :data:`MAX_WORKERS`, through pytest-xdist (the ``test`` extra), one test file per
+  worker at a time (``--dist loadfile``: module fixtures are built once). Most of the suite's
+  time is XLA compiling, one core per process, so a second process halves it on two cores.
+  Naming tests or files, ``-n`` (``-n 0``: one process) or a missing xdist runs them here.
 """
 
+import importlib.util
 import os
 
+import pytest
+
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+FAST_COMPILE_FLAG = "--xla_backend_optimization_level=0"
+
+
+def _cpu_only() -> bool:
+  """No GPU or TPU plugin installed (checked without starting JAX, whose backend reads XLA_FLAGS)."""
+  plugins = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin", "jax_rocm7_plugin", "libtpu")
+  return (os.environ.get("JAX_PLATFORMS", "").lower() == "cpu"
+          or not any(importlib.util.find_spec(name) for name in plugins))
+
+
+if (_cpu_only() and os.environ.get("RECALL_THEORY_TEST_XLA_LEVEL", "0") != "default"
+    and "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", "")):
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + FAST_COMPILE_FLAG).strip()
 
 
 def subprocess_cache_env(folder) -> dict[str, str]:
@@ -25,6 +53,23 @@ def subprocess_cache_env(folder) -> dict[str, str]:
   return {"JAX_COMPILATION_CACHE_DIR": str(folder),
           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
           "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+
+
+MAX_WORKERS = 4  # each worker holds its own JAX runtime (about 1 GB for the largest tests)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+  """Spread the default suite over the cores (before xdist reads ``-n``; see the module doc)."""
+  if importlib.util.find_spec("xdist") is None or not config.pluginmanager.hasplugin("xdist"):
+    return
+  if (getattr(config.option, "numprocesses", None) is not None or os.environ.get("PYTEST_XDIST_WORKER")
+      or config.args_source != pytest.Config.ArgsSource.TESTPATHS or config.option.collectonly):
+    return
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+  if min(cores, MAX_WORKERS) > 1:
+    config.option.numprocesses = min(cores, MAX_WORKERS)
+    config.option.dist = "loadfile"
 
 
 def pytest_configure(config):
