@@ -3,9 +3,10 @@
 1. Cold vs warm start of the command line (JAX's persistent compilation cache): each
    command runs twice with a fresh, empty cache folder; the first run compiles and fills
    it, the second reads it. Ratio = cold / warm wall time. Commands: ``verify``,
-   ``sweep --no-figures``, ``mog --quick`` and ``lm --preset cpu-tiny`` (one seed, DPO,
-   to keep the whole report within about 10 minutes on 2 cores).
-2. The track benchmarks (``bench_theory.py``, ``bench_mog.py``, ``bench_lm.py`` twice:
+   ``sweep --no-figures``, ``mog --quick``, the default ``mog`` run and ``lm --preset
+   cpu-tiny`` (one seed, DPO), to keep the whole report within about 10 minutes on 2 cores.
+2. The track benchmarks (``bench_theory.py``, ``bench_mog.py`` twice: the grid at the quick
+   config and the default grid's stages, each against its same-run baseline; ``bench_lm.py`` twice:
    the cpu-tiny preset and a 2-layer SmolLM2-135M-shaped step with its deterministic-ops
    cost, ``bench_smollm2.py``), each run with ``--json`` at CPU sizes and gathered; a
    script without ``--json`` is recorded as skipped, one that fails as not measured
@@ -37,12 +38,14 @@ CLI_RUNS = {
     "verify": ["verify"],
     "sweep": ["sweep", "--no-figures"],
     "mog-quick": ["mog", "--quick"],
+    "mog-cli": ["mog"],
     "lm-cli": ["lm", "--preset", "cpu-tiny", "--seeds", "1", "--algorithms", "dpo", "--quiet"],
 }
 # CPU-sized runs of each script (name -> one or more command lines)
 SCRIPTS = {
     "theory": [["bench_theory.py", "--resolution", "200"]],
-    "mog": [["bench_mog.py", "--config", "quick", "--repeats", "1"]],
+    "mog": [["bench_mog.py", "--config", "quick", "--repeats", "1"],
+            ["bench_mog.py", "--stages", "--config", "default", "--repeats", "2"]],
     "lm": [["bench_lm.py", "--preset", "cpu-tiny", "--batch", "8", "--seq-len", "64",
             "--train-steps", "5", "--repeats", "2"],
            ["bench_lm.py", "--config", "smollm2-135m", "--batch", "1", "--seq-len", "64",
