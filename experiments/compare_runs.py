@@ -26,7 +26,6 @@ import pandas as pd
 
 
 
-
 def read(spec: str) -> pd.DataFrame:
   if spec.startswith("git:"):
     rev, path = spec[4:].split(":", 1)
@@ -35,13 +34,22 @@ def read(spec: str) -> pd.DataFrame:
   return pd.read_csv(spec)
 
 
-def compare(old: pd.DataFrame, new: pd.DataFrame, metrics) -> pd.DataFrame:
+def id_columns(table: pd.DataFrame, metrics) -> list[str]:
+  """Every column that is not a metric, not the seed and not derived from the metrics: text
+  columns and the numeric settings (beta, tau, ladder_scale, teacher_target_weight, ...)."""
+  settings = {"beta", "tau", "ladder_scale", "teacher_target_weight"}
+  return [c for c in table.columns if c != "seed" and c not in metrics
+          and (not pd.api.types.is_numeric_dtype(table[c]) or c in settings)]
+
+
+def compare(old: pd.DataFrame, new: pd.DataFrame, metrics, keys=None) -> pd.DataFrame:
   """One row per metric: rows changed, groups with several seeds, the largest and median
   |change of mean| / SE of the difference, the largest relative change of one cell."""
   if list(old.columns) != list(new.columns) or len(old) != len(new):
     raise ValueError("the two tables differ in columns or rows: not the same run")
-  keys = [c for c in ("track", "pipeline", "algorithm", "student", "beta", "tau", "ladder_scale")
-          if c in old.columns]
+  keys = list(keys) if keys else id_columns(old, metrics)
+  if "seed" in old.columns and old.duplicated(keys + ["seed"]).any():
+    raise ValueError(f"rows repeat a seed within a group of {keys}: name the id columns with --keys")
   out = []
   for m in metrics:
     a, b = old[m].astype(float), new[m].astype(float)
@@ -67,6 +75,8 @@ def main() -> None:
   parser.add_argument("committed")
   parser.add_argument("rerun")
   parser.add_argument("--metrics", default="reward,target_mass,recall,precision,kl_to_reference")
+  parser.add_argument("--keys", default=None,
+                      help="comma list of the columns that name a group (default: text columns and settings)")
   args = parser.parse_args()
   try:
     old, new = read(args.committed), read(args.rerun)
@@ -74,7 +84,11 @@ def main() -> None:
     missing = [m for m in metrics if m not in old.columns]
     if missing:
       parser.exit(2, f"compare_runs.py: error: --metrics: no column {missing[0]!r} in {args.committed}\n")
-    table = compare(old, new, metrics)
+    keys = [k for k in (args.keys or "").split(",") if k]
+    unknown = [k for k in keys if k not in old.columns]
+    if unknown:
+      parser.exit(2, f"compare_runs.py: error: --keys: no column {unknown[0]!r} in {args.committed}\n")
+    table = compare(old, new, metrics, keys)
   except (OSError, ValueError, subprocess.CalledProcessError) as err:
     parser.exit(2, f"compare_runs.py: error: {err}\n")
   with pd.option_context("display.width", 200, "display.max_colwidth", 80):

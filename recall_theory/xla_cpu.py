@@ -5,7 +5,7 @@ YNNPACK library (``--xla_cpu_experimental_ynn_fusion_type``). For the float64 re
 the Mixture-of-Gaussians track is made of (the gradient of a mixture's log-density summed
 over the grid's points under ``vmap``: a reduction over a middle axis, (runs, points,
 components) -> (runs, components)), those library calls run several times slower than XLA's
-own loops; ``experiments/bench_mog.py --stages`` measures both in one run. :func:`jit`
+own loops (``experiments/bench_mog.py --stages`` times both in one run). :func:`jit`
 compiles with that option empty on a CPU backend and leaves every other backend alone (GPUs
 take no per-compilation options here; see :mod:`recall_theory.lm.train` on why).
 
@@ -43,5 +43,29 @@ def cpu_compiler_options() -> dict | None:
 
 
 def jit(fn, **kwargs):
-  """``jax.jit(fn, **kwargs)`` compiled with :func:`cpu_compiler_options` (None off a CPU)."""
-  return jax.jit(fn, compiler_options=cpu_compiler_options(), **kwargs)
+  """``jax.jit(fn, **kwargs)`` compiled with :func:`cpu_compiler_options` (None off a CPU).
+
+  The ``jax.jit`` is built at the first call (or attribute access, e.g. ``.lower``), not here:
+  a module decorating its functions with this must not start JAX's backend when imported
+  (XLA_FLAGS set later, ``jax.distributed.initialize``, would no longer take effect).
+  """
+  return _LazyJit(fn, kwargs)
+
+
+class _LazyJit:
+  """A jitted function built on first use (see :func:`jit`)."""
+
+  def __init__(self, fn, kwargs):
+    self._fn, self._kwargs, self._jitted = fn, kwargs, None
+    functools.update_wrapper(self, fn)
+
+  def _get(self):
+    if self._jitted is None:
+      self._jitted = jax.jit(self._fn, compiler_options=cpu_compiler_options(), **self._kwargs)
+    return self._jitted
+
+  def __call__(self, *args, **kwargs):
+    return self._get()(*args, **kwargs)
+
+  def __getattr__(self, name):  # .lower, .trace, .eval_shape, ... of the jitted function
+    return getattr(self._get(), name)

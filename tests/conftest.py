@@ -18,8 +18,9 @@
 * The whole suite (``python3 -m pytest -q``, tests chosen by ``testpaths``) runs on every
   core, up to :data:`MAX_WORKERS`, through pytest-xdist (the ``test`` extra), one test file per
   worker at a time (``--dist loadfile``: module fixtures are built once). Most of the suite's
-  time is XLA compiling, one core per process, so a second process halves it on two cores.
-  Naming tests or files, ``-n`` (``-n 0``: one process) or a missing xdist runs them here.
+  time is XLA compiling, mostly one core per process (``recall-theory reproduce --only tests``
+  times the suite). Naming tests or files, ``-n`` (``-n 0``: one process), ``--pdb``, ``-s``,
+  an accelerator plugin or a missing xdist runs them in this process.
 """
 
 import importlib.util
@@ -55,15 +56,23 @@ def subprocess_cache_env(folder) -> dict[str, str]:
           "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
 
 
-MAX_WORKERS = 4  # each worker holds its own JAX runtime (about 1 GB for the largest tests)
+MAX_WORKERS = 4  # each worker holds its own JAX runtime and compiler
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config):
-  """Spread the default suite over the cores (before xdist reads ``-n``; see the module doc)."""
+  """Spread the default suite over the cores (before xdist reads ``-n``; see the module doc).
+
+  Left alone: a run that names tests, ``-n``/``--dist`` given, ``--pdb``/``--trace``/``-s``
+  (a debugger or printed output needs one process), ``--collect-only``, an xdist worker,
+  and a machine with a GPU or TPU plugin (workers would share one accelerator).
+  """
   if importlib.util.find_spec("xdist") is None or not config.pluginmanager.hasplugin("xdist"):
     return
-  if (getattr(config.option, "numprocesses", None) is not None or os.environ.get("PYTEST_XDIST_WORKER")
+  interactive = (config.getoption("usepdb", False) or config.getoption("trace", False)
+                 or config.getoption("capture", "fd") == "no")
+  if (getattr(config.option, "numprocesses", None) is not None or config.getoption("dist", "no") != "no"
+      or os.environ.get("PYTEST_XDIST_WORKER") or interactive or not _cpu_only()
       or config.args_source != pytest.Config.ArgsSource.TESTPATHS or config.option.collectonly):
     return
   cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -72,6 +72,11 @@ def _weighted_scatter(resp_NxK: jax.Array, x_NxD: jax.Array, means_KxD: jax.Arra
     s01_K = jnp.sum(resp_NxK * d0_NxK * d1_NxK, axis=0)
     s11_K = jnp.sum(resp_NxK * d1_NxK * d1_NxK, axis=0)
     return jnp.stack([jnp.stack([s00_K, s01_K], -1), jnp.stack([s01_K, s11_K], -1)], -2)
+  return _weighted_scatter_einsum(resp_NxK, x_NxD, means_KxD)
+
+
+def _weighted_scatter_einsum(resp_NxK: jax.Array, x_NxD: jax.Array, means_KxD: jax.Array) -> jax.Array:
+  """:func:`_weighted_scatter` in any dimension, by one einsum."""
   diff_NxKxD = x_NxD[:, None, :] - means_KxD[None]
   return jnp.einsum("nk,nki,nkj->kij", resp_NxK, diff_NxKxD, diff_NxKxD)
 

@@ -147,8 +147,8 @@ def component_log_prob(mixture: Mixture, x_NxD: jax.Array) -> jax.Array:
   fuses it with the logsumexp around it instead of issuing N x K tiny dot products
   (``experiments/bench_mog.py --stages`` times both forms).
   """
-  if mixture.means_KxD.shape[-1] != 2:
-    return component_log_prob_einsum(mixture, x_NxD)
+  if mixture.means_KxD.shape[-1] != 2 or x_NxD.shape[-1] != 2:
+    return component_log_prob_einsum(mixture, x_NxD)  # (a dimension mismatch fails there, by shape)
   _, inv_chol_KxDxD, log_det_K = cholesky_factors(mixture.covs_KxDxD)
   d0_NxK = x_NxD[:, None, 0] - mixture.means_KxD[None, :, 0]
   d1_NxK = x_NxD[:, None, 1] - mixture.means_KxD[None, :, 1]

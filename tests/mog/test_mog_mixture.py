@@ -129,3 +129,5 @@ def test_two_d_log_density_and_its_gradient_match_the_einsum_form():
   x3 = np.array([[0.0, 0.0, 0.0], [1.0, -1.0, 0.5]])
   ref = stats.multivariate_normal(q3.means_KxD[0], q3.covs_KxDxD[0]).logpdf(x3)
   np.testing.assert_allclose(mx.component_log_prob(q3, jnp.asarray(x3))[:, 0], ref, rtol=1e-12)
+  with pytest.raises((TypeError, ValueError)):  # 3-D points for a 2-D mixture: a shape error, not a silent slice
+    mx.component_log_prob(q, jnp.zeros((4, 3)))

@@ -139,4 +139,6 @@ def test_a_model_inside_the_target_has_mass_one_not_one_plus_rounding():
   """Weights 0.7, 0.2, 0.1 of exp(log w) sum to 1.0000000000000002 in float64; q(A) is a probability."""
   region = target_region(MogConfig())
   q = mx.make_mixture([0.7, 0.2, 0.1], [[1.0, 1.0]] * 3, 1e-4, dtype=jnp.float64)
+  per_k = sum(gaussian_box_mass(q.means_KxD, q.covs_KxDxD, lo, hi) for lo, hi in zip(region.lo_RxD, region.hi_RxD))
+  assert float(jnp.sum(jnp.exp(q.log_weights_K) * per_k)) > 1.0  # the premise: unclipped, above 1
   assert float(mixture_region_mass(q, region)) == 1.0
