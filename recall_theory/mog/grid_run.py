@@ -3,9 +3,9 @@
 The grid is flattened to one axis of length n = seeds * betas * students, padded to a
 multiple of the device count, and placed with ``NamedSharding(Mesh(devices, ("grid",)),
 PartitionSpec("grid"))``; the shared :class:`~recall_theory.mog.pipelines.Problem` is
-replicated. ``jax.jit(jax.vmap(run_single))`` (:func:`recall_theory.xla_cpu.jit`) then runs each device's slice locally: the
-same command runs on one CPU, several GPUs or a TPU slice, and the results do not depend
-on the device count (every run draws its randomness from its own seed).
+replicated. ``xla_cpu.jit(jax.vmap(run_single))`` (:mod:`recall_theory.xla_cpu`) then runs each
+device's slice locally: the same command runs on one CPU, several GPUs or a TPU slice, and
+the results do not depend on the device count (every run draws its randomness from its own seed).
 
 Example::
 
