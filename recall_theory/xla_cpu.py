@@ -1,8 +1,8 @@
 """``jax.jit`` for the float64 tracks, with XLA:CPU's library reductions switched off.
 
-In jaxlib 0.10.2 (the pinned version) XLA:CPU hands reductions (and some dots and elementwise fusions) to the
-YNNPACK library (``--xla_cpu_experimental_ynn_fusion_type``). For the float64 reductions
-the Mixture-of-Gaussians track is made of (the gradient of a mixture's log-density summed
+In jaxlib 0.10.2 (the pinned version) XLA:CPU hands reductions (and some dots and elementwise
+fusions) to the YNNPACK library (``--xla_cpu_experimental_ynn_fusion_type``). For the float64
+reductions the Mixture-of-Gaussians track is made of (the gradient of a mixture's log-density summed
 over the grid's points under ``vmap``: a reduction over a middle axis, (runs, points,
 components) -> (runs, components)), those library calls run several times slower than XLA's
 own loops (``experiments/bench_mog.py --stages`` times both in one run). :func:`jit`

@@ -67,7 +67,7 @@ def pytest_cmdline_main(config):
   (a debugger or printed output needs one process), ``--collect-only``, an xdist worker,
   and a machine with a GPU or TPU plugin (workers would share one accelerator).
   """
-  if importlib.util.find_spec("xdist") is None or not config.pluginmanager.hasplugin("xdist"):
+  if not config.pluginmanager.hasplugin("xdist"):  # not installed, or -p no:xdist
     return
   interactive = (config.getoption("usepdb", False) or config.getoption("trace", False)
                  or config.getoption("capture", "fd") == "no")
