@@ -427,6 +427,73 @@ def _forward_kl_outside(key):
   return n + 2 * int(s.size), _worst(err, err2, err3, vacuous)
 
 
+def forward_kl_escape_rule(s, p):
+  """Theory item 8: the two-level forward-KL optimum reaches ``pi(A) >= 1/2`` iff
+  ``s + 4p >= 2`` (``s = gap/beta``), for every ``s > 0``: ``f(t) = s t^2 - (s-1) t - p`` is
+  convex with ``f(0) = -p <= 0``, so its non-negative root is >= 1/2 iff
+  ``f(1/2) = (2 - s - 4p)/4 <= 0``."""
+  return s + 4.0 * p >= 2.0
+
+
+# s = 0.5, p = 0.45 and s = 1, p = 0.3 escape although s <= 1 (a rule once stated in the docs,
+# "only for s >= 2, or 1 < s < 2 with p >= (2-s)/4", called them trapped). Their roots by hand:
+# s = 0.5: t^2 + t - 2p = 0, t = (sqrt(1 + 8p) - 1)/2; s = 1: t^2 = p.
+_FORWARD_KL_COUNTEREXAMPLES = ((0.5, 0.45, (math.sqrt(4.6) - 1.0) / 2.0), (1.0, 0.3, math.sqrt(0.3)))
+
+
+def forward_kl_escape_errors(rule=forward_kl_escape_rule, margin: float = 1e-12,
+                             general_margin: float = 1e-9):
+  """``(instances, error)`` of an escape rule ``rule(s, p) -> bool`` against the optimum itself.
+
+  Grid: s = 0.01, 0.02, ..., 4 (400 values) x p = 1/400, ..., 399/400, plus for each s < 2
+  the two cells ``p = (2 - s)/4 (1 -+ 1e-9)`` straddling the boundary. The mass ``t*`` comes
+  from the closed-form root (:func:`th.forward_kl_aligned_mass`) on the whole grid and from the
+  general optimum (bisection for lambda, :func:`th.forward_kl_optimum` on a 7-atom two-level
+  reference) on every 8th s and p. Cells with ``|s + 4p - 2| <= margin`` (``general_margin``
+  for the bisection) are left out: there ``t* - 1/2 ~ (2 - s - 4p)/4`` is within rounding.
+  The error is the number of cells where ``t* >= 1/2`` and ``rule`` disagree, plus the
+  absolute error of both routes at the two counterexamples; infinite if the grid holds no
+  cell with ``s <= 1`` that escapes (the check would be vacuous for the corrected part).
+  """
+  s_axis = np.arange(1, 401) / 100.0   # numpy: the grid stays concrete under jit
+  p_axis = np.arange(1, 400) / 400.0
+  s_grid, p_grid = (a.ravel() for a in np.meshgrid(s_axis, p_axis, indexing="ij"))
+  below = s_axis[s_axis < 2.0]
+  edge = (2.0 - below) / 4.0
+  s_all = jnp.asarray(np.concatenate([s_grid, below, below]))
+  p_all = jnp.asarray(np.concatenate([p_grid, edge * (1.0 - 1e-9), edge * (1.0 + 1e-9)]))
+  closed = th.forward_kl_aligned_mass(p_all, s_all, 1.0)
+  away = jnp.abs(s_all + 4.0 * p_all - 2.0) > margin
+  wrong = jnp.sum(away & ((closed >= 0.5) != rule(s_all, p_all)))
+  # independent route: the general optimum on a coarser grid
+  s_coarse, p_coarse = (a.ravel() for a in np.meshgrid(s_axis[::8], p_axis[::8], indexing="ij"))
+  cex_np = np.array(_FORWARD_KL_COUNTEREXAMPLES)
+  cex = jnp.asarray(cex_np)
+  s_gen = jnp.asarray(np.concatenate([s_coarse, cex_np[:, 0]]))
+  p_gen = jnp.asarray(np.concatenate([p_coarse, cex_np[:, 1]]))
+  log_ref, reward, in_set = _two_level_batch(p_gen, s_gen)
+  general = jnp.exp(_log_mass_on(in_set, th.forward_kl_optimum(log_ref, reward, 1.0)))
+  away_gen = jnp.abs(s_gen + 4.0 * p_gen - 2.0) > general_margin
+  wrong_gen = jnp.sum(away_gen & ((general >= 0.5) != rule(s_gen, p_gen)))
+  # the counterexamples: both routes against the hand-solved roots, and the rule on them
+  n_cex = cex.shape[0]
+  cex_err = jnp.concatenate([
+      jnp.abs(th.forward_kl_aligned_mass(cex[:, 1], cex[:, 0], 1.0) - cex[:, 2]),
+      jnp.abs(general[-n_cex:] - cex[:, 2]),
+      jnp.where(rule(cex[:, 0], cex[:, 1]), 0.0, 1.0)])
+  vacuous = jnp.where(jnp.any(away & (s_all <= 1.0) & (closed >= 0.5)), 0.0, jnp.inf)
+  instances = int(s_all.size + s_gen.size + n_cex)
+  return instances, _worst(wrong.astype(float), wrong_gen.astype(float), cex_err, vacuous)
+
+
+@_check("forward_kl_escape_rule", "8", 1e-12,
+        "two-level forward KL: t* >= 1/2 (closed-form root on a 400 x 399 grid of s in (0, 4], p in (0, 1); "
+        "bisection on a coarser one) iff s + 4p >= 2; s = 0.5, p = 0.45 and s = 1, p = 0.3 escape")
+def _forward_kl_escape(key):
+  del key  # a fixed grid
+  return forward_kl_escape_errors()
+
+
 @_check("chi2_kl_optimum", "8", 1e-6,
         "Lambert-W solution vs optax maximisation of E[r] - beta (KL + chi^2/2); two-level vs general")
 def _chi2(key):

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from typing import Sequence
 
 import numpy as np
@@ -454,7 +455,9 @@ def analyse(rows: list[dict], ladder: Sequence[float], algorithms: Sequence[str]
                             float(ka[0]["reference_recall_high"])),
            "p_teacher": float(ak[seeds[0]]["reference_recall"]),
            "p_teacher_ci": (float(ak[seeds[0]]["reference_recall_low"]),
-                            float(ak[seeds[0]]["reference_recall_high"]))}
+                            float(ak[seeds[0]]["reference_recall_high"])),
+           "student_counts": reference_counts(ka[0]),
+           "teacher_counts": reference_counts(ak[seeds[0]])}
     res["cross_samples"] = crossings(res["ka_samples_SxL"], res["ka_share_SxL"],
                                      res["ak_share_S"], res["ak_samples_S"])
     res["cross_pflops"] = crossings(res["ka_pflops_SxL"], res["ka_share_SxL"],
@@ -463,14 +466,72 @@ def analyse(rows: list[dict], ladder: Sequence[float], algorithms: Sequence[str]
   return out
 
 
-def predicted_price(p_teacher: float, p_student: float, p_teacher_ci=None, p_student_ci=None):
-  """``p_teacher / p_student`` with the interval from the two recalls' intervals (outer bounds)."""
-  ratio = p_teacher / p_student if p_student > 0 else math.inf
-  if p_teacher_ci is None or p_student_ci is None:
-    return ratio, ratio, ratio
-  lo = p_teacher_ci[0] / p_student_ci[1] if p_student_ci[1] > 0 else math.inf
-  hi = p_teacher_ci[1] / p_student_ci[0] if p_student_ci[0] > 0 else math.inf
-  return ratio, lo, hi
+# recall_theory.lm.law.reference_statistics writes the counts behind p_ref into the estimator.
+_REFERENCE_COUNTS = re.compile(r"p_ref: monte-carlo n=(\d+) reference samples \(k=(\d+)\)")
+
+
+def reference_counts(row: dict) -> tuple[int, int]:
+  """``(k, n)``: the reference samples in the target and drawn behind a row's
+  ``reference_recall = k/n``, read from its ``estimator`` text (the rows carry no count
+  columns). Raises InputError if the text names no counts or they disagree with the recall."""
+  found = _REFERENCE_COUNTS.search(str(row.get("estimator", "")))
+  if found is None:
+    raise InputError(f"row {row.get('pipeline')}/{row.get('algorithm')}: its estimator names no "
+                     f"reference counts (expected 'p_ref: monte-carlo n=N reference samples (k=K)')")
+  n, k = int(found.group(1)), int(found.group(2))
+  if not (0 <= k <= n and n > 0 and math.isclose(k / n, float(row["reference_recall"]),
+                                                  rel_tol=1e-9, abs_tol=1e-15)):
+    raise InputError(f"row {row.get('pipeline')}/{row.get('algorithm')}: counts k={k}, n={n} do not "
+                     f"give its reference_recall {row['reference_recall']!r}")
+  return k, n
+
+
+def predicted_price(k_teacher: int, n_teacher: int, k_student: int, n_student: int,
+                    confidence: float = 0.95) -> tuple[float, float, float]:
+  """``p_teacher / p_student`` from binomial counts, with its log-ratio (Katz) interval.
+
+  With ``p1 = k1/n1`` (teacher) and ``p2 = k2/n2`` (student), the delta method on
+  ``log(p1/p2) = log p1 - log p2`` (independent samples, Var log p ~ (1 - p)/(n p)) gives
+
+      log(p1/p2) -+ z sqrt((1 - p1)/k1 + (1 - p2)/k2),   (1 - p)/k = 1/k - 1/n,
+
+  ``z = Phi^{-1}(1/2 + confidence/2)`` (1.96 at 95%): Katz et al. (1978), Biometrics 34:469.
+  Unlike the ratio of opposite ends of the two recalls' intervals (which covers more than
+  ``confidence``), this is an approximate ``confidence`` interval for the ratio itself.
+
+  A zero count (``k1 = 0`` or ``k2 = 0``) makes the log-ratio and its variance infinite;
+  then 0.5 is added to every cell of both 2 x 2 rows (Haldane-Anscombe: ``k -> k + 1/2``,
+  ``n - k -> n - k + 1/2``, so ``n -> n + 1``) and the ratio *and* its interval come from
+  the corrected counts. ``k = n`` needs no correction.
+
+  Recalls known exactly (no sampling, as in the MoG track) have a degenerate interval: there
+  the ratio itself is the price and no interval is needed.
+
+  Args:
+    k_teacher, n_teacher: target samples and samples drawn of the teacher (0 <= k <= n, n > 0).
+    k_student, n_student: the same for the student.
+    confidence: two-sided level in (0, 1).
+
+  Returns:
+    ``(ratio, low, high)``.
+
+  Example:
+    >>> # 0.03 / 0.002 = 15, times exp(-+1.96 sqrt(1/30 - 1/1000 + 1/4 - 1/2000))
+    >>> ratio, low, high = predicted_price(30, 1000, 4, 2000)
+  """
+  counts = (k_teacher, n_teacher, k_student, n_student)
+  if any(int(c) != c for c in counts) or not (0 <= k_teacher <= n_teacher and n_teacher > 0
+                                              and 0 <= k_student <= n_student and n_student > 0):
+    raise InputError(f"predicted_price needs integer counts 0 <= k <= n, n > 0; got k_teacher="
+                     f"{k_teacher}, n_teacher={n_teacher}, k_student={k_student}, n_student={n_student}")
+  if not 0.0 < confidence < 1.0:
+    raise InputError(f"confidence must lie in (0, 1), got {confidence!r}")
+  k1, n1, k2, n2 = (float(c) for c in counts)
+  if k1 == 0 or k2 == 0:  # Haldane-Anscombe
+    k1, n1, k2, n2 = k1 + 0.5, n1 + 1.0, k2 + 0.5, n2 + 1.0
+  ratio = (k1 / n1) / (k2 / n2)
+  half = stats._normal_quantile(confidence) * math.sqrt(1.0 / k1 - 1.0 / n1 + 1.0 / k2 - 1.0 / n2)
+  return ratio, ratio * math.exp(-half), ratio * math.exp(half)
 
 
 def notes_markdown(rows, analysis: dict, *, ladder, preset: str, seeds, elapsed: float,
@@ -496,8 +557,7 @@ def notes_markdown(rows, analysis: dict, *, ladder, preset: str, seeds, elapsed:
            ""]
   for alg, res in analysis.items():
     name = algorithm_name(alg)
-    pred, p_lo, p_hi = predicted_price(res["p_teacher"], res["p_student"], res["p_teacher_ci"],
-                                       res["p_student_ci"])
+    pred, p_lo, p_hi = predicted_price(*res["teacher_counts"], *res["student_counts"])
     lines += [f"## {name}", "",
               "| pipeline | scale | alignment samples | total PFLOPs | target share (mean ± sd) "
               "| law's optimum (mean) |",
@@ -525,8 +585,13 @@ def notes_markdown(rows, analysis: dict, *, ladder, preset: str, seeds, elapsed:
               f"{res['p_teacher_ci'][1]:.4g}], p_student = {res['p_student']:.4g} "
               f"[{res['p_student_ci'][0]:.4g}, {res['p_student_ci'][1]:.4g}] (Wilson 95%).",
               f"- Predicted price of low recall (equal expected target samples): K-A needs "
-              f"p_teacher/p_student = {pred:.3g} [{p_lo:.3g}, {p_hi:.3g}] times A-K's alignment "
-              f"samples; the ladder reaches {max_s:g}x"
+              f"p_teacher/p_student = {pred:.3g} [{p_lo:.3g}, {p_hi:.3g}] (95% log-ratio (Katz) "
+              f"interval from the counts k = {res['teacher_counts'][0]} of "
+              f"{res['teacher_counts'][1]} and {res['student_counts'][0]} of "
+              f"{res['student_counts'][1]}"
+              + ("; a zero count: 0.5 added to each cell, Haldane-Anscombe"
+                 if 0 in (res["teacher_counts"][0], res["student_counts"][0]) else "")
+              + f") times A-K's alignment samples; the ladder reaches {max_s:g}x"
               + (" (short of the prediction)." if max_s < pred else "."),
               f"- Measured price in alignment samples: "
               + describe_crossing(res["cross_samples"], unit="alignment samples",

@@ -20,8 +20,10 @@ K-A's limit at infinite budget. Target masses are exact (bivariate normal cdf).
 The measured price of low recall (:func:`recall_theory.lm.compute_match.crossings`): the
 ratio of K-A's alignment samples (and total samples) where its mass first reaches A-K's, to
 A-K's; the prediction from the sampling trap is ``p_teacher / p_student`` (equal expected
-target samples). Outputs: ``mog_compute.csv``, ``mog_compute.{pdf,png}`` + data,
-``mog_compute_notes.md``.
+target samples); the recalls are exact, so each seed's ratio is too (no binomial interval,
+unlike the LM track's :func:`recall_theory.lm.compute_match.predicted_price`): the notes give
+its geometric mean over seeds with a t-interval. Outputs: ``mog_compute.csv``,
+``mog_compute.{pdf,png}`` + data, ``mog_compute_notes.md``.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import numpy as np
 from recall_theory import stats, xla_cpu
 from recall_theory.errors import InputError
 from recall_theory.lm.compute_match import (crossings, describe_crossing, parse_ladder,
-                                            plot_ladder, predicted_price, scale_count)
+                                            plot_ladder, scale_count)
 
 # Below the 4-mode student's trap boundary: its exact tilt reaches the target, so what K-A
 # lacks at 1x is samples of it (the sampling trap), which a budget can buy. At beta 0.1 the
@@ -313,7 +315,9 @@ def notes_markdown(analysis, *, ladder, beta, seeds, elapsed, estimate, time_lim
     max_s = ladder[-1]
     lines += ["",
               f"- Recalls (exact, mean over seeds): p_teacher = {_fmt(p_t)}, p_student = "
-              f"{_fmt(p_s)}.",
+              f"{_fmt(p_s)}. Exact (bivariate normal cdf, no sampling), so each seed's ratio "
+              f"p_teacher/p_student is exact: a binomial (Katz) interval would be degenerate, and "
+              f"the interval below is the spread over seeds.",
               f"- Predicted price (equal expected target samples): p_teacher/p_student = "
               f"{_fmt(pred)}" + ("" if math.isnan(lo) else
                                  f" [{_fmt(math.exp(lo))}, {_fmt(math.exp(hi))}] (geometric mean "

@@ -10,8 +10,11 @@ outside the reference's support; they differ in how far they can lift a rare set
   best unsupported reward r_u beats the support's normaliser lambda_0 the left-over mass
   moves there. Two-level reward, ``s = gap/beta``: ``t = pi(A)`` solves
   ``s t^2 - (s-1) t - p = 0``, so ``t -> 1 - 1/s`` as p -> 0 and ``t = max(0, 1 - 1/s)``
-  at p = 0 exactly. It does not trap a rare set as KL(pi || pi_ref) does, but escape
-  (``t >= 1/2``) needs ``s >= 2``, or ``p >= (2 - s)/4`` for ``1 < s < 2``.
+  at p = 0 exactly. It does not trap a rare set as KL(pi || pi_ref) does. Escape
+  (``t >= 1/2``) holds iff ``s + 4p >= 2``, for every ``s > 0``: the quadratic is
+  ``(2 - s - 4p)/4`` at ``t = 1/2`` and ``-p <= 0`` at ``t = 0``, so its non-negative root
+  passes 1/2 exactly when that value is <= 0 (always for ``s >= 2``; for ``s <= 1`` too,
+  once ``p >= (2 - s)/4 >= 1/4``).
 * ``chi2_kl_optimum``: D = KL(pi || pi_ref) + chi^2(pi || pi_ref)/2 (chi-squared
   preference optimisation, Huang et al. 2024). ``u = pi/pi_ref`` solves
   ``u + log u = (r - lambda)/beta``, i.e. ``u = W(exp((r - lambda)/beta))`` (Lambert W).
@@ -152,8 +155,13 @@ def forward_kl_aligned_mass(recall, gap, beta) -> jax.Array:
   charge for mass outside the reference's support, and the optimum is
   ``t = max(0, 1 - 1/s)`` (theory.md item 8), e.g. 1/3, 2/3, 0.9 for s = 1.5, 3, 10.
 
-  Escaping the trap (``t >= 1/2``) needs ``s >= 2``, or ``p >= (2 - s)/4`` when
-  ``1 < s < 2``; for ``s <= 1`` the mass stays near ``p / (1 - s)``.
+  Escaping the trap (``t >= 1/2``) holds iff ``s + 4p >= 2``, for every ``s >= 0``: with
+  ``f(t) = s t^2 - (s - 1) t - p`` (convex, ``f(0) = -p <= 0``) the root is >= 1/2 iff
+  ``f(1/2) = (2 - s - 4p)/4 <= 0``. So ``s >= 2`` always escapes, and ``s < 2`` escapes
+  once ``p >= (2 - s)/4``, ``s <= 1`` included (e.g. s = 0.5, p = 0.45 gives
+  ``t = (sqrt(4.6) - 1)/2``; s = 1, p = 0.3 gives ``t = sqrt(0.3)``). For ``s < 1``,
+  ``f(p) = s p (p - 1) <= 0 <= f(p/(1 - s)) = s p^2/(1 - s)^2`` bracket the root:
+  ``p <= t <= p/(1 - s)``, and ``t ~ p/(1 - s)`` only while ``p s << (1 - s)^2``.
 
   Args:
     recall: ``p = pi_ref(A)`` in [0, 1] (broadcasts).

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from recall_theory import stats
 from recall_theory.cli import main as cli_main
 from recall_theory.errors import InputError
 from recall_theory.lm import compute_match as cm
@@ -102,9 +103,74 @@ def test_crossings_interval_only_when_every_seed_crossed():
   assert "2 of 3 seeds" in text and "lower bounds" in text
 
 
-def test_predicted_price_interval_brackets_the_ratio():
-  r, lo, hi = cm.predicted_price(0.03, 0.002, (0.028, 0.032), (0.0015, 0.0027))
-  assert r == pytest.approx(15.0) and lo < r < hi
+Z95 = 1.959963984540054  # Phi^{-1}(0.975)
+
+
+def test_predicted_price_is_the_katz_log_ratio_interval():
+  # p_teacher = 30/1000 = 0.03, p_student = 4/2000 = 0.002: ratio 15, and by hand
+  # se = sqrt(1/30 - 1/1000 + 1/4 - 1/2000) = sqrt(0.28183333...) = 0.530880...
+  r, lo, hi = cm.predicted_price(30, 1000, 4, 2000)
+  se = math.sqrt(0.2818333333333333)
+  assert r == pytest.approx(15.0, rel=1e-15)
+  assert lo == pytest.approx(15.0 * math.exp(-Z95 * se), rel=1e-12)
+  assert hi == pytest.approx(15.0 * math.exp(Z95 * se), rel=1e-12)
+  assert lo == pytest.approx(5.2991422, rel=1e-7) and hi == pytest.approx(42.459702, rel=1e-7)
+  # symmetric in log around the ratio; swapping teacher and student inverts the interval
+  assert math.log(hi / r) == pytest.approx(math.log(r / lo), rel=1e-12)
+  r2, lo2, hi2 = cm.predicted_price(4, 2000, 30, 1000)
+  assert (r2, lo2, hi2) == pytest.approx((1 / r, 1 / hi, 1 / lo), rel=1e-12)
+  # 90% is narrower than 95%
+  _, lo90, hi90 = cm.predicted_price(30, 1000, 4, 2000, confidence=0.90)
+  assert lo < lo90 < r < hi90 < hi
+
+
+def test_predicted_price_zero_count_uses_haldane_anscombe():
+  # k_student = 0: 0.5 added to each cell, k -> k + 1/2, n -> n + 1, for both recalls:
+  # (30.5/1001) / (0.5/2001), se = sqrt(1/30.5 - 1/1001 + 1/0.5 - 1/2001)
+  r, lo, hi = cm.predicted_price(30, 1000, 0, 2000)
+  ratio = (30.5 / 1001) / (0.5 / 2001)
+  se = math.sqrt(1 / 30.5 - 1 / 1001 + 2 - 1 / 2001)
+  assert r == pytest.approx(ratio, rel=1e-14)
+  assert (lo, hi) == pytest.approx((ratio * math.exp(-Z95 * se), ratio * math.exp(Z95 * se)), rel=1e-12)
+  assert math.isfinite(hi) and lo > 0
+  # k = n needs no correction: (1 - p)/k = 0
+  r, lo, hi = cm.predicted_price(50, 50, 5, 100)
+  se = math.sqrt(1 / 5 - 1 / 100)
+  assert (r, lo, hi) == pytest.approx((20.0, 20.0 * math.exp(-Z95 * se), 20.0 * math.exp(Z95 * se)), rel=1e-12)
+
+
+@pytest.mark.parametrize("counts", [(-1, 10, 1, 10), (11, 10, 1, 10), (1, 0, 1, 10), (1.5, 10, 1, 10)])
+def test_predicted_price_refuses_bad_counts(counts):
+  with pytest.raises(InputError, match="counts"):
+    cm.predicted_price(*counts)
+
+
+def test_predicted_price_covers_95_percent_not_more():
+  # Seeded binomial draws at the lm presets' sizes: the Katz interval covers the true ratio
+  # about 95% of the time. The ratio of the recalls' opposite Wilson ends (the interval it
+  # replaced) covers it in ~98%: too wide to be called 95%.
+  rng = np.random.default_rng(0)
+  p_t, p_s, n, reps = 0.03, 0.003, 8192, 4000
+  k_t, k_s = rng.binomial(n, p_t, reps), rng.binomial(n, p_s, reps)
+  katz = wilson = 0
+  for a, b in zip(k_t, k_s):
+    _, lo, hi = cm.predicted_price(int(a), n, int(b), n)
+    katz += lo <= p_t / p_s <= hi
+    (tl, th_), (sl, sh) = stats.wilson_interval(int(a), n), stats.wilson_interval(int(b), n)
+    wilson += tl / sh <= p_t / p_s <= th_ / sl
+  # binomial sd of a 95% coverage over 4000 draws: 0.0034 (bounds at -+4.4 sd)
+  assert 0.935 < katz / reps < 0.965
+  assert wilson / reps > 0.975
+
+
+def test_reference_counts_read_from_the_estimator():
+  row = {"pipeline": "K-A", "algorithm": "dpo", "reference_recall": 18 / 8192,
+         "estimator": "p_ref: monte-carlo n=8192 reference samples (k=18), wilson 95%; delta/beta: ..."}
+  assert cm.reference_counts(row) == (18, 8192)
+  with pytest.raises(InputError, match="do not"):
+    cm.reference_counts({**row, "reference_recall": 0.5})
+  with pytest.raises(InputError, match="names no reference counts"):
+    cm.reference_counts({**row, "estimator": "exact"})
 
 
 def test_tiny_run_records_cost_and_scales_budget(tmp_path):

@@ -116,6 +116,69 @@ def test_tilt_kl_matches_the_kl_of_the_tilted_density(students):
   np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-8)
 
 
+
+def _tail_tilt_kl_mpmath(weights, means, variances, center, width, beta, dps=50):
+  """KL(pi || ref) over R^2 of ref = sum_k w_k N(mu_k, v_k I) tilted by u = R/beta,
+  R(x) = exp(-|x - c|^2 / (2 width^2)), to ~30 digits, independently of any quadrature rule.
+
+  R^n is the bump of width^2/n, so each moment is a product of 1-D Gaussian convolutions:
+  E_ref[R^n] = sum_k w_k prod_d sqrt(s/(s + v_k)) exp(-(mu_kd - c_d)^2 / (2 (s + v_k))),
+  s = width^2/n. With m_n = E_ref[u^n], Z - 1 = sum_{n>=1} m_n/n!, E_ref[u e^u] =
+  sum_{n>=1} m_n/(n-1)!, and KL = E_ref[u e^u]/Z - log Z (at 50 digits the cancellation
+  of the two ~1e-8 terms leaves ~35 digits of a 1e-15 KL)."""
+  import mpmath
+  with mpmath.workdps(dps):
+    w2, b = mpmath.mpf(width) ** 2, mpmath.mpf(beta)
+    z_minus_1 = mean_u_eu = mpmath.mpf(0)
+    for n in range(1, 80):  # u <= 1/beta <= 1: the terms fall like 1/n!
+      moment = mpmath.mpf(0)
+      for wk, mu, v in zip(weights, means, variances):
+        s, v = w2 / n, mpmath.mpf(v)
+        moment += mpmath.mpf(wk) * mpmath.fprod(
+            mpmath.sqrt(s / (s + v)) * mpmath.exp(-(mpmath.mpf(m) - c) ** 2 / (2 * (s + v)))
+            for m, c in zip(mu, center))
+      m_n = moment / b ** n
+      z_minus_1 += m_n / mpmath.factorial(n)
+      mean_u_eu += m_n / mpmath.factorial(n - 1)
+    return float(mean_u_eu / (1 + z_minus_1) - mpmath.log1p(z_minus_1))
+
+
+@pytest.mark.parametrize("beta", [1.0, 3.0, 10.0])
+def test_tilt_kl_of_a_barely_moved_reference_against_mpmath(beta):
+  # The 3-mode student (no mass near the target) tilted by the bump at (1, 1): KL 1.3e-13 ..
+  # 1.3e-15. The old form E_pi[u] - log Z carried -log M ~ +1.1e-9 (the default rule's
+  # reference mass is M = 1 - 1.1e-9) and, where M = 1, lost all digits to cancellation.
+  weights, means, variances = [1 / 3] * 3, [[-1, -1], [0, -1], [1, -1]], [0.03, 0.025, 0.028]
+  q = mx.make_mixture(weights, means, variances, dtype=jnp.float64)
+  center = TARGETS["one"][0]
+  reward = make_bump_reward(TARGETS["one"], 0.3, jnp.float64)
+  truth = _tail_tilt_kl_mpmath(weights, means, variances, center, 0.3, beta)
+  assert 1e-16 < truth < 1e-12
+  region = target_region(MogConfig())
+
+  def both(rule):
+    log_q, r = mx.log_prob(q, rule.points_QxD), reward(rule.points_QxD)
+    log_f = log_q + r / beta + rule.log_weights_Q
+    log_z = jax.nn.logsumexp(log_f)
+    old = float(jnp.sum(jnp.exp(log_f - log_z) * r) / beta - log_z)  # the form before the fix
+    return float(tilt_kl(log_q, r, beta, rule)), old, float(jax.nn.logsumexp(log_q + rule.log_weights_Q))
+
+  # Default rule: what the runs use. It integrates the student to 1 - 1.1e-9, and KL (a variance
+  # of u, ~ E_ref[u^2]/2, carried by the far tail of the modes) to ~2e-8 relative: rtol 1e-7.
+  ours, old, log_m = both(make_region_rule(region, [[1.0, 1.0]]))
+  assert -1e-8 < log_m < -1e-10
+  np.testing.assert_allclose(ours, truth, rtol=1e-7)
+  assert abs(old - truth) > 1e-9  # the defect: off by -log M, 4 to 6 orders above the KL
+  np.testing.assert_allclose(old - truth, -log_m, rtol=1e-3)
+  # A refined rule integrates the student to M = 1 (to rounding) and the KL to ~5e-15 relative:
+  # the sum of non-negative terms keeps ~13 digits of a 1e-15 KL (rtol 1e-12 leaves a margin of
+  # 100 for the rule's own error); the old difference of two ~1e-8 terms keeps none of them.
+  ours, old, log_m = both(make_region_rule(region, [[1.0, 1.0]], finest=0.004, coarsest=0.2, order=8))
+  assert abs(log_m) < 1e-14
+  np.testing.assert_allclose(ours, truth, rtol=1e-12)
+  assert abs(old - truth) > 1e3 * abs(ours - truth)
+
+
 def test_default_seed0_reference_recall_is_exact_not_the_midpoint_value():
   """Issue 8 defect 3: the seed-0 4-mode student's recall is 1.52e-4, not the midpoint grid's 8.77e-5."""
   from recall_theory.mog.grid_run import build_problem

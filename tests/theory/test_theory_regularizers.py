@@ -111,13 +111,47 @@ def test_forward_kl_aligned_mass_overflowing_gap_and_escape_threshold():
     # gap/beta = inf: all mass moves to A (was NaN), at p = 0, 1e-300 and 0.5
     np.testing.assert_array_equal(np.asarray(th.forward_kl_aligned_mass(np.array([0.0, 1e-300, 0.5]), 1e300, 1e-10)),
                                   1.0)
-    # escape t >= 1/2 iff p >= (2 - s)/4 for 1 < s < 2 (always for s >= 2)
-    for s in (1.2, 1.5, 1.9):
+    # escape t >= 1/2 iff s + 4p >= 2, for every s > 0 (s <= 1 included; always for s >= 2):
+    # the quadratic s t^2 - (s-1) t - p is (2 - s - 4p)/4 at t = 1/2
+    for s in (0.1, 0.5, 1.0, 1.2, 1.5, 1.9):
       edge = (2 - s) / 4
       assert float(th.forward_kl_aligned_mass(edge, s, 1.0)) == pytest.approx(0.5, abs=1e-12)
       assert float(th.forward_kl_aligned_mass(edge * 0.99, s, 1.0)) < 0.5 < float(
           th.forward_kl_aligned_mass(min(1.0, edge * 1.01), s, 1.0))
     assert float(th.forward_kl_aligned_mass(0.0, 2.0, 1.0)) == 0.5
+
+
+@pytest.mark.parametrize("s,p,root", [
+    # s t^2 - (s-1) t - p = 0 solved by hand: s = 0.5 -> t^2 + t - 2p = 0; s = 1 -> t^2 = p
+    (0.5, 0.45, (np.sqrt(4.6) - 1) / 2),   # 0.5724...
+    (1.0, 0.3, np.sqrt(0.3)),              # 0.5477...
+    (0.5, 0.3, (np.sqrt(3.4) - 1) / 2),    # s + 4p = 1.7 < 2: trapped (0.4220...)
+])
+def test_forward_kl_escape_rule_below_s_one(s, p, root):
+  # the old rule ("only for s >= 2, or 1 < s < 2 with p >= (2-s)/4") called the first two trapped
+  with jax.enable_x64(True):
+    t = float(th.forward_kl_aligned_mass(p, s, 1.0))
+    assert t == pytest.approx(root, rel=1e-13)
+    assert (t >= 0.5) == (s + 4 * p >= 2)
+    if s < 1:   # the docstring's bracket p <= t <= p/(1-s); t is far from p/(1-s) here
+      assert p <= t <= p / (1 - s)
+
+
+
+def test_verify_escape_check_catches_the_old_rule():
+  # the verify check "forward_kl_escape_rule" must fail on the rule the docs used to state
+  from recall_theory import verify
+  old_rule = lambda s, p: (s >= 2.0) | ((s > 1.0) & (s + 4.0 * p >= 2.0))
+  with jax.enable_x64(True):
+    _, err_old = verify.forward_kl_escape_errors(rule=old_rule)
+    _, err_new = verify.forward_kl_escape_errors()
+  tolerance = verify.CHECKS["forward_kl_escape_rule"].tolerance
+  # the old rule calls every escaping cell with s <= 1 trapped. Grid s = k/100, p = j/400: off the
+  # boundary (k + j = 200 is left out) that is j = 201 - k .. 399 for k = 1..100, plus the 100
+  # cells p = (2 - s)/4 (1 + 1e-9) just above it
+  expected = sum(399 - (201 - k) + 1 for k in range(1, 101)) + 100
+  assert float(err_old) == expected > tolerance
+  assert float(err_new) <= tolerance
 
 
 def _forward_kl_brute_force(ref, reward, beta):
