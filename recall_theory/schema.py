@@ -39,6 +39,35 @@ LAW_COLUMNS = ("reference_recall", "reference_recall_low", "reference_recall_hig
                "n_samples", "sampler_recall", "expected_target_samples", "p_no_target_sample",
                "kl", "kl_ceiling", "above_ceiling", "estimator")
 TRACKS = ("theory", "mog", "lm", "smollm2")
+# How far each trained model got (recall_theory.plateau): steps used and budget, how the stage
+# ended, its held-out objective, the objective's optimum, the sub-optimality (distance to the
+# optimum in the objective's own units, >= 0 in expectation) and KL(pi || pi*) to the law's
+# optimum, the common currency of every algorithm whose optimum is a Gibbs tilt.
+TRAINING_COLUMNS = ("steps", "max_steps", "plateau", "objective", "objective_optimum",
+                    "suboptimality", "kl_to_optimum")
+# How a model's training ended (the ``plateau`` column).
+PLATEAU_REACHED = "reached"      # the plateau rule held
+PLATEAU_BUDGET = "budget"        # the budget ran out first: not converged
+PLATEAU_FIXED = "fixed"          # a fixed-step stage without the rule (pre-training, distillation)
+PLATEAU_EXACT = "exact"          # no training: a closed form or quadrature
+PLATEAU_STATES = (PLATEAU_REACHED, PLATEAU_BUDGET, PLATEAU_FIXED, PLATEAU_EXACT)
+
+
+def plateau_state(reached) -> str:
+  """``reached``/``budget`` for a stage with the rule (True/False), ``fixed`` for None."""
+  if reached is None:
+    return PLATEAU_FIXED
+  return PLATEAU_REACHED if reached else PLATEAU_BUDGET
+
+
+def training_columns(*, steps, max_steps, plateau: str, objective=math.nan, objective_optimum=math.nan,
+                     suboptimality=math.nan, kl_to_optimum=math.nan) -> dict:
+  """One row's :data:`TRAINING_COLUMNS` (plain Python values)."""
+  if plateau not in PLATEAU_STATES:
+    raise ValueError(f"plateau must be one of {PLATEAU_STATES}, got {plateau!r}")
+  return {"steps": int(steps), "max_steps": int(max_steps), "plateau": plateau,
+          "objective": float(objective), "objective_optimum": float(objective_optimum),
+          "suboptimality": float(suboptimality), "kl_to_optimum": float(kl_to_optimum)}
 # A measured mass counts as above its ceiling only beyond this absolute slack (rounding
 # of exact quadrature and of float32 model evaluations).
 CEILING_TOLERANCE = 1e-6
@@ -154,7 +183,7 @@ def _truthy(value) -> bool:
   return bool(value) and not (isinstance(value, float) and math.isnan(value))
 
 
-_TEXT_COLUMNS = {"track", "pipeline", "algorithm", "setting", "estimator", "above_ceiling"}
+_TEXT_COLUMNS = {"track", "pipeline", "algorithm", "setting", "estimator", "above_ceiling", "plateau"}
 
 
 def read_results(path) -> list[dict]:

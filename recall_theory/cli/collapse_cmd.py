@@ -3,9 +3,13 @@
 Reads the results CSVs that ``sweep``, ``mog``, ``lm`` and ``smollm2`` write (with the law's
 columns, :mod:`recall_theory.schema`) and writes into ``--out``:
 
-* ``collapse.{pdf,png}`` + ``collapse_data.npz`` -- (a) measured aligned mass against the
-  predicted optimum on log-odds axes with the KL-ceiling band, (b) the trap boundary
-  ``Delta/beta = log((1-p)/p)`` with every run placed on it;
+* ``collapse.{pdf,png}`` + ``collapse_data.npz`` -- (a) the measured aligned mass of every
+  trained model at its plateau against the predicted optimum on log-odds axes with the
+  KL-ceiling band (runs stopped by their budget as grey crosses, not scored), (b) the
+  decomposition runs' models (``gap_levels.csv`` of ``recall-theory gap``) against their
+  best in class, (c) the trap boundary ``Delta/beta = log((1-p)/p)`` with every run placed
+  on it. Exact Gibbs tilts (the identity the law rests on) and A-K students (a distillation
+  after alignment, outside the law) are counted in the caption, not drawn;
 * ``collapse.csv`` -- one row per aligned model with its verdict;
 * ``collapse_caption.md`` -- the caption, every number generated from the data.
 
@@ -59,10 +63,12 @@ def run(args: argparse.Namespace) -> int:
     from recall_theory.errors import InputError
     raise InputError(f"--inputs: no aligned model with both a measured and a predicted mass in "
                      f"{', '.join(str(f) for f in files)}")
+  gap = collapse.load_gap_pairs(folders)
   summary = collapse.summarize(table)
+  summary["gap_pairs"] = int(gap["as_is"].size)
   options = describe_options(getattr(args, "non_default_options", {}) or {})
   caption = collapse.caption(summary, skipped=skipped, options=options)
-  fig, data = collapse.collapse_figure(table)
+  fig, data = collapse.collapse_figure(table, gap)
 
   out = io.prepare_output_dir(args.out)
   save_figure(fig, out, "collapse", data=data)
@@ -71,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
   for path, reason in skipped:
     print(f"collapse: skipped {path}: {reason}", file=sys.stderr)
-  if summary["over_ceiling"]:
+  if summary["over_ceiling_all"]:
     bad = [{**{c: table[c][i] for c in schema.ID_COLUMNS}, "above_ceiling": True,
             **{c: table[c][i] for c in ("aligned_mass_low", "kl_ceiling", "kl")}}
            for i in range(table["verdict"].size) if table["over_ceiling"][i]]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import math
 
+from recall_theory.cli import plateau_flags
 from recall_theory.errors import InputError
 
 PRESET_NAMES = ("cpu-tiny", "gpu", "test")
@@ -93,6 +94,7 @@ def register(subparsers) -> None:
   p.add_argument("--time-limit", type=float, default=None,
                  help="seconds; --match-compute refuses a ladder estimated to run longer "
                       "on 2 idle cores (default 1200)")
+  plateau_flags.add_arguments(p)  # --max-steps --first-check --plateau-tolerance
   from recall_theory.lm import distributed
   distributed.add_arguments(p)   # --coordinator --num-processes --process-id (multi-host runs)
   p.set_defaults(func=run)
@@ -106,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
 
   seeds = parse_seeds(args.seeds)
   algorithms = parse_algorithms(args.algorithms)
+  plateau = plateau_flags.parse(args)
   taus = None
   if args.taus is not None:
     from recall_theory.lm.tau_sweep import parse_taus
@@ -131,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
   from recall_theory.cli.main import describe_options
   from recall_theory.lm import pipeline, presets, report
 
-  config = presets.get_preset(args.preset)
+  config = plateau_flags.apply_lm(presets.get_preset(args.preset), plateau)
   if algorithms is not None:
     config = dataclasses.replace(config, algorithms=algorithms)
   if args.fsdp is not None:

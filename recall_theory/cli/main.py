@@ -33,6 +33,7 @@ SUBCOMMANDS = (
     "recall_theory.cli.lm_cmd",
     "recall_theory.cli.generate_cmd",
     "recall_theory.cli.smollm2_cmd",
+    "recall_theory.cli.gap_cmd",
     "recall_theory.cli.collapse_cmd",
     "recall_theory.cli.reproduce_cmd",
 )

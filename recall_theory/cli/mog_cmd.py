@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 
+from recall_theory.cli import plateau_flags
+
 DEFAULT_OUT = "results/mog"
 DEFAULT_TAU_BETAS = (0.03, 0.1, 0.3, 1.0)
 
@@ -45,6 +47,7 @@ def register(subparsers) -> None:
   p.add_argument("--ladder", default=None, help="increasing budget scales for --match-compute (default 1,4,16,64)")
   p.add_argument("--time-limit", type=float, default=None,
                  help="seconds; --match-compute refuses a ladder estimated to run longer (default 1200)")
+  plateau_flags.add_arguments(p)  # --max-steps --first-check --plateau-tolerance
   p.set_defaults(func=run)
 
 
@@ -105,13 +108,15 @@ def build_config(args):
     raise InputError(f"--label-noise must be < 0.5, got {args.label_noise:g}")
   if args.dpo_pairs is not None:
     check_int_range("--dpo-pairs", args.dpo_pairs, 16, 10_000_000)
+  overrides = plateau_flags.parse(args)
   cfg = MogConfig(target=args.target, label_noise=args.label_noise)
   if args.quick:
-    cfg = dataclasses.replace(cfg, n_teacher_samples=1000, n_student_samples=1000, em_iters=30, pg_steps=60,
-                              dpo_steps=60, dpo_pairs=512, control_steps=40, grid_n=81)
+    cfg = dataclasses.replace(cfg, n_teacher_samples=1000, n_student_samples=1000, em_iters=30, pg_steps=400,
+                              dpo_steps=400, dpo_pairs=512, control_steps=40, grid_n=81,
+                              plateau=dataclasses.replace(cfg.plateau, first_check=50))
   if args.dpo_pairs is not None:
     cfg = dataclasses.replace(cfg, dpo_pairs=args.dpo_pairs)
-  return cfg.validate()
+  return plateau_flags.apply_mog(cfg, overrides).validate()
 
 
 def _check_tau_options(args) -> None:

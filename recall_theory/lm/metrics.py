@@ -58,22 +58,34 @@ def sample_model(model, groundtruth, key, n: int, *, temperature: float = 1.0,
 
 
 def evaluate(model, groundtruth, key, *, n: int, ref_model=None,
-             groundtruth_samples=None) -> dict[str, float]:
-  """All metrics of the module docstring for ``model`` (see there)."""
+             groundtruth_samples=None, return_draws: bool = False):
+  """All metrics of the module docstring for ``model`` (see there).
+
+  With ``return_draws`` also the per-sample values behind them: ``(metrics, draws)`` with
+  ``draws = {"log_q", "log_ref", "reward"}`` ([n] float64 numpy; ``log_ref`` nan without a
+  reference) of the n model samples.
+  """
   p = int(np.shape(groundtruth.prompt)[0])
   t = groundtruth.seq_len
   k_q, k_p = jax.random.split(key)
   x = sample_model(model, groundtruth, k_q, n)
   y = groundtruth.sample(k_p, n) if groundtruth_samples is None else groundtruth_samples
   log_q_x = model_log_prob(model, x, p)
+  log_ref_x = model_log_prob(ref_model, x, p) if ref_model is not None else None
+  reward = groundtruth.reward(x)
   out = {
-      "reward": float(jnp.mean(groundtruth.reward(x))),
+      "reward": float(jnp.mean(reward)),
       "target_share": float(jnp.mean(groundtruth.shows_target(x))),
       "target_precision": (float(jnp.mean(groundtruth.target_log_prob(x))) / t
                            if hasattr(groundtruth, "target_log_prob") else float("nan")),
       "precision": float(jnp.mean(groundtruth.log_prob(x))) / t,
       "recall": float(np.mean(model_log_prob(model, y, p))) / t,
-      "kl_ref": (float(np.mean(log_q_x - model_log_prob(ref_model, x, p)))
-                 if ref_model is not None else float("nan")),
+      "kl_ref": (float(np.mean(log_q_x - log_ref_x)) if log_ref_x is not None else float("nan")),
   }
-  return out
+  if not return_draws:
+    return out
+  draws = {"log_q": np.asarray(log_q_x, np.float64),
+           "log_ref": (np.asarray(log_ref_x, np.float64) if log_ref_x is not None
+                       else np.full(n, np.nan)),
+           "reward": np.asarray(reward, np.float64)}
+  return out, draws

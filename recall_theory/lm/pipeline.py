@@ -55,10 +55,12 @@ from recall_theory.errors import InputError, check_positive
 from recall_theory.lm import checkpoint as ckpt_lib
 from recall_theory.lm import cost as cost_lib
 from recall_theory.lm import law as law_lib
-from recall_theory.lm import losses, metrics, sharding
+from recall_theory.lm import heldout, losses, metrics, sharding
 from recall_theory.lm.groundtruth import GroundTruth, MarkovMixture, MarkovMixtureConfig
 from recall_theory.lm.model import ModelConfig, Transformer
+from recall_theory.lm.rollout import count_in_target, make_rollout
 from recall_theory import progress as progress_lib
+from recall_theory.plateau import Checkpoint, PlateauRule, compare, plateau_schedule
 from recall_theory.lm.train import (check_finite_metrics, init_train_state, make_optimizer,
                                     make_train_step, place_state)
 
@@ -66,16 +68,27 @@ ALGORITHMS = ("dpo", "ipo", "simpo", "rloo")
 PREFERENCE_ALGORITHMS = ("dpo", "ipo", "simpo")
 KD_KINDS = ("sequence",) + losses.KD_DIVERGENCES
 PIPELINES = ("K-A", "A-K", "K-A(teacher-ref)")
-_DATA_STREAM = 0x7FFFFFFF  # fold_in index of a stage's fixed data set (steps use 0, 1, ...)
+# fold_in indices of a stage's fixed draws (its steps use 0, 1, 2, ...)
+_DATA_STREAM = 0x7FFFFFFF      # the training data set (pairs, distillation samples)
+_EVAL_STREAM = 0x7FFFFFFE      # the policy samples of every held-out evaluation
+_HELDOUT_STREAM = 0x7FFFFFFD   # held-out pairs
+_LAW_STREAM = 0x7FFFFFFC       # reference samples for log Z when no LawBook gives them
 
 
 @dataclasses.dataclass(frozen=True)
 class StageConfig:
-  """Optimisation of one stage: steps, batch size (sequences), peak learning rate."""
+  """Optimisation of one stage: steps, batch size (sequences), peak learning rate.
+
+  Without ``plateau`` the stage runs exactly ``steps`` steps under a warm-up + cosine
+  schedule. With a :class:`~recall_theory.plateau.PlateauRule` it trains until the rule
+  holds, ``steps`` is its budget, and the learning rate follows
+  :func:`~recall_theory.plateau.plateau_schedule` (no total step count needed).
+  """
   steps: int
   batch_size: int
   learning_rate: float
   warmup_steps: int = 0
+  plateau: PlateauRule | None = None
 
   def validate(self, name: str) -> "StageConfig":
     for field in ("steps", "batch_size"):
@@ -83,7 +96,19 @@ class StageConfig:
       if isinstance(v, bool) or not isinstance(v, int) or v < 1:
         raise InputError(f"{name}.{field} must be a positive integer, got {v!r}")
     check_positive(f"{name}.learning_rate", self.learning_rate)
+    if self.plateau is not None:
+      self.plateau.validate(f"{name}.plateau")
+      if self.plateau.first_check > self.steps:
+        raise InputError(f"{name}.plateau.first_check={self.plateau.first_check} exceeds the "
+                         f"budget {name}.steps={self.steps}")
     return self
+
+  def optimizer(self):
+    """AdamW under this stage's schedule (cosine to ``steps``, or inverse-sqrt to a plateau)."""
+    if self.plateau is None:
+      return make_optimizer(self.learning_rate, self.steps, warmup_steps=self.warmup_steps)
+    return make_optimizer(self.learning_rate, self.steps, schedule=plateau_schedule(
+        self.learning_rate, warmup_steps=self.warmup_steps, constant_steps=self.plateau.first_check))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,6 +133,7 @@ class ExperimentConfig:
   rloo_beta: float = 0.05
   rloo_group: int = 4
   eval_samples: int = 2048
+  heldout_pairs: int = 2048
   reference_samples: int = 8192
   checkpoint_every: int = 50
   fsdp: int = 1
@@ -128,7 +154,7 @@ class ExperimentConfig:
     check_positive("beta", self.beta)
     check_positive("rloo_beta", self.rloo_beta)
     check_positive("ipo_beta", self.ipo_beta)
-    for name in ("eval_samples", "reference_samples", "n_pairs", "distill_samples"):
+    for name in ("eval_samples", "reference_samples", "n_pairs", "distill_samples", "heldout_pairs"):
       v = getattr(self, name)
       if isinstance(v, bool) or not isinstance(v, int) or v < 1:
         raise InputError(f"{name} must be a positive integer, got {v!r}")
@@ -160,8 +186,13 @@ class RunInterrupted(RuntimeError):
   """Raised by ``interrupt_after`` (tests of resume): simulates a killed run."""
 
 
+def stream_index(name: str) -> int:
+  """A stable fold-in index for a named random stream (CRC-32 of the name, 31 bits)."""
+  return zlib.crc32(name.encode()) & 0x7FFFFFFF
+
+
 def _stage_key(seed: int, stage: str) -> jax.Array:
-  return jax.random.fold_in(jax.random.key(seed), zlib.crc32(stage.encode()) & 0x7FFFFFFF)
+  return jax.random.fold_in(jax.random.key(seed), stream_index(stage))
 
 
 class Runner:
@@ -188,40 +219,81 @@ class Runner:
     return _STEP_CACHE[key]
 
   def train(self, stage: str, model: Transformer, loss_key: tuple, loss_fn, cfg: StageConfig,
-            make_batch: Callable) -> Transformer:
-    """Train ``model`` for ``cfg.steps``; resume from / save to checkpoints of ``stage``.
+            make_batch: Callable, evaluate: Callable | None = None) -> Transformer:
+    """Train ``model`` for ``cfg.steps``, or to its plateau; resume from / save to checkpoints.
 
     ``make_batch(step, current_model) -> dict`` must be a deterministic function of the
     step (and the current parameters), so a resumed stage replays exactly.
+
+    With ``cfg.plateau`` set, ``evaluate(model) -> plateau.Checkpoint`` measures the
+    held-out objective and the aligned mass at each checkpoint of the rule; it must be
+    deterministic in the model (fixed held-out draws and evaluation key), so that a resumed
+    stage sees the values an uninterrupted one saw. The stage stops at the first doubling
+    that meets the rule, or at the budget ``cfg.steps``; ``stage_costs[stage]`` records the
+    steps used, the budget, whether the plateau was reached and the last evaluation.
     """
-    tx = make_optimizer(cfg.learning_rate, cfg.steps, warmup_steps=cfg.warmup_steps)
+    rule = cfg.plateau
+    if rule is not None and evaluate is None:
+      raise ValueError(f"stage {stage!r} trains to a plateau but has no held-out evaluation")
+    tx = cfg.optimizer()
     graphdef, state = init_train_state(model, tx)
     state = place_state(state, self.mesh)
-    start = 0
+    start, history, stopped, reached = 0, [], False, False
     meta = self.ckpt.latest(stage)
     if meta is not None:
       state = self.ckpt.restore(meta, state)
       start = int(meta["step"])
+      history = [Checkpoint.from_json(d) for d in meta.get("plateau_history", [])]
+      stopped, reached = bool(meta.get("final")), bool(meta.get("plateau"))
+    checks = set(rule.checkpoints(cfg.steps)) if rule is not None else set()
     step_fn = self._step_fn((loss_key, dataclasses.astuple(cfg), graphdef), graphdef, tx, loss_fn)
     started = time.perf_counter()
     with progress_lib.stage(stage, total=cfg.steps, enabled=self.progress) as bar:
       bar.set(start, resumed=start) if start else None
-      for step in range(start, cfg.steps):
+      step = start
+      while step < cfg.steps and not stopped:
         batch = make_batch(step, lambda: nnx.merge(graphdef, state.params))
         state, out = step_fn(state, sharding.shard_batch(batch, self.mesh))
         host = check_finite_metrics(out, step + 1, stage)
-        done = step + 1
-        if done == cfg.steps or done % self.checkpoint_every == 0:
-          self.ckpt.save(stage, done, state, final=done == cfg.steps)
-        bar.set(done, loss=host["loss"])
+        step += 1
+        if step in checks:
+          current = dataclasses.replace(evaluate(nnx.merge(graphdef, state.params)), step=step)
+          reached = bool(history) and compare(rule, history[-1], current)
+          history.append(current)
+          stopped = reached
+        final = step == cfg.steps or stopped
+        if final or step % self.checkpoint_every == 0 or step in checks:
+          self.ckpt.save(stage, step, state, final=final, extra={
+              "plateau": reached,
+              # only the last evaluation's per-draw values are needed (the next one pairs with it)
+              "plateau_history": [c.to_json() if i == len(history) - 1 else
+                                  dataclasses.replace(c, objective_N=None, in_target_N=None).to_json()
+                                  for i, c in enumerate(history)]})
+        bar.set(step, loss=host["loss"])
         self.steps_run += 1
         if self.interrupt_after is not None and self.steps_run >= self.interrupt_after:
           raise RunInterrupted(f"interrupted after {self.steps_run} steps (stage {stage!r})")
-    # steps: the stage's total (a resumed stage ran only those after first_step here)
-    self.stage_costs[stage] = {"steps": cfg.steps, "first_step": start,
-                               "seconds": time.perf_counter() - started}
+    # steps: what the stage used in all (a resumed stage ran only those after first_step here)
+    self.stage_costs[stage] = {"steps": step, "max_steps": cfg.steps, "first_step": start,
+                               "seconds": time.perf_counter() - started,
+                               "plateau": (None if rule is None else reached),
+                               "checkpoints": history}
     return nnx.merge(graphdef, state.params)
 
+
+  def train_seeds(self, stages: Sequence[str], models: Sequence[Transformer], loss_key: tuple,
+                  loss_fn, cfg: StageConfig, make_batch: Callable,
+                  evaluates: Sequence[Callable] | None = None) -> list[Transformer]:
+    """One stage for several seeds: :meth:`train` of each, one after the other.
+
+    ``stages[i]``, ``models[i]`` and ``evaluates[i]`` are seed i's stage name (its own
+    checkpoints and cost record), initial model and held-out evaluation;
+    ``make_batch(step, i, current_model) -> dict`` gives seed i's batch.
+    """
+    evaluates = [None] * len(models) if evaluates is None else list(evaluates)
+    return [self.train(stage, model, loss_key, loss_fn, cfg,
+                       lambda step, current, i=i: make_batch(step, i, current), evaluates[i])
+            for i, (stage, model) in enumerate(zip(stages, models))]
 
 # -- cost --------------------------------------------------------------------------------
 def stage_flops(*, trained: ModelConfig, train_sequences: int, seq_len: int, prompt_len: int,
@@ -247,7 +319,8 @@ def stage_flops(*, trained: ModelConfig, train_sequences: int, seq_len: int, pro
 
 
 # -- data builders ---------------------------------------------------------------------
-def _minibatch(key, arrays: dict, batch_size: int) -> dict:
+def minibatch(key, arrays: dict, batch_size: int) -> dict:
+  """``batch_size`` rows drawn with replacement from every array of ``arrays`` (same rows)."""
   n = next(iter(arrays.values())).shape[0]
   idx = jax.random.randint(key, (batch_size,), 0, n)
   return {k: v[idx] for k, v in arrays.items()}
@@ -258,7 +331,7 @@ def _continuation_log_probs(graphdef, state, tokens, prompt_len):
   return losses.continuation_log_probs(nnx.merge(graphdef, state), tokens, prompt_len)[1]
 
 
-def _copy(model: Transformer) -> Transformer:
+def copy_model(model: Transformer) -> Transformer:
   """An independent copy (training donates its buffers; the original must survive)."""
   graphdef, state = nnx.split(model)
   return nnx.merge(graphdef, jax.tree.map(lambda x: jnp.array(x, copy=True), state))
@@ -328,14 +401,14 @@ def distill(runner: Runner, config: ExperimentConfig, groundtruth: GroundTruth,
     loss_key, loss_fn = ("mle", p), losses.make_mle_loss(p)
 
     def make_batch(step, _):
-      return _minibatch(jax.random.fold_in(key, step), data, cfg.batch_size)
+      return minibatch(jax.random.fold_in(key, step), data, cfg.batch_size)
   else:
     loss_key = ("token_kd", p, config.kd, config.tau)
     loss_fn = losses.make_token_kd_loss(p, config.kd, temperature=config.tau)
     t_graphdef, t_state = nnx.split(teacher)
 
     def make_batch(step, _):
-      batch = _minibatch(jax.random.fold_in(key, step), data, cfg.batch_size)
+      batch = minibatch(jax.random.fold_in(key, step), data, cfg.batch_size)
       batch["teacher_logits"] = _continuation_log_probs(t_graphdef, t_state, batch["tokens"], p)
       return batch
 
@@ -350,67 +423,169 @@ def distill(runner: Runner, config: ExperimentConfig, groundtruth: GroundTruth,
   return model
 
 
+def law_inputs(config: ExperimentConfig, algorithm: str, law_samples: dict) -> dict:
+  """The effective reward of ``algorithm``'s optimum and its ``log Z`` under a reference.
+
+  ``law_samples``: the reference's samples (:func:`reference_sample`: oracle rewards R and
+  membership in A). Returns ``reward_fn`` (R -> r), ``coefficient`` (beta) and ``log_z`` =
+  ``log E_ref[e^{r/beta}]`` (nan for SimPO, which has no Gibbs optimum).
+  """
+  if algorithm not in law_lib.LAW_ALGORITHMS:
+    return {"reward_fn": None, "coefficient": config.beta, "log_z": math.nan}
+  g, coefficient = law_lib.effective_reward(
+      algorithm, law_samples["reward"], beta=config.beta, rloo_beta=config.rloo_beta,
+      ipo_beta=config.ipo_beta, bt_scale=config.bt_scale)
+  return {"reward_fn": g, "coefficient": coefficient,
+          "log_z": heldout.log_partition(g(law_samples["reward"]), coefficient)}
+
+
+def stage_evaluator(config: ExperimentConfig, groundtruth: GroundTruth, reference: Transformer,
+                    algorithm: str, key, law_samples: dict, pair_sampler: Transformer | None = None):
+  """The held-out evaluation of an alignment stage (its plateau rule and sub-optimality).
+
+  KL-regularised RL (RLOO): ``J/beta`` on fresh policy samples. Preference losses: the
+  label-averaged loss on ``config.heldout_pairs`` pairs drawn from ``pair_sampler``
+  (default the reference, where the algorithm's own pairs come from). Every evaluation
+  uses the same key (paired checkpoints). See :mod:`recall_theory.lm.heldout`.
+  """
+  eval_key = jax.random.fold_in(key, _EVAL_STREAM)
+  law = law_inputs(config, algorithm, law_samples)
+  if algorithm == "rloo":
+    return heldout.kl_regularised_evaluator(
+        groundtruth, reference, eval_key, n=config.eval_samples, reward_fn=law["reward_fn"],
+        coefficient=law["coefficient"], log_z=law["log_z"])
+  sampler = reference if pair_sampler is None else pair_sampler
+  both = metrics.sample_model(sampler, groundtruth, jax.random.fold_in(key, _HELDOUT_STREAM),
+                              2 * config.heldout_pairs)
+  pairs = heldout.held_out_pairs(both[:config.heldout_pairs], both[config.heldout_pairs:],
+                                 groundtruth, reference, config.bt_scale)
+  beta = config.ipo_beta if algorithm == "ipo" else config.beta
+  return heldout.pair_evaluator(groundtruth, pairs, eval_key, n=config.eval_samples,
+                                algorithm=algorithm, beta=beta, bt_scale=config.bt_scale,
+                                simpo_gamma=config.simpo_gamma,
+                                ipo_win_probability=law["reward_fn"] if algorithm == "ipo" else None)
+
+
+def preference_loss(config: ExperimentConfig, algorithm: str, prompt_len: int) -> tuple[tuple, Callable]:
+  """(cache key, loss_fn) of a preference algorithm (dpo, ipo, simpo) at the run's coefficients."""
+  if algorithm == "simpo":
+    return (("simpo", prompt_len, config.beta, config.simpo_gamma),
+            losses.make_simpo_loss(prompt_len, config.beta, config.simpo_gamma))
+  beta = config.ipo_beta if algorithm == "ipo" else config.beta
+  return (algorithm, prompt_len, beta), losses.make_dpo_loss(prompt_len, beta, variant=algorithm)
+
+
+def record_alignment_cost(runner: Runner, stage: str, *, algorithm: str, policy: Transformer,
+                          reference: Transformer, sampler: ModelConfig, groundtruth: GroundTruth,
+                          batch_size: int, samples: int) -> None:
+  """Samples drawn and FLOPs of an alignment stage, from the steps it actually ran."""
+  p = int(np.shape(groundtruth.prompt)[0])
+  steps = runner.stage_costs[stage]["steps"]
+  runner.stage_costs[stage]["samples"] = samples
+  length = p + groundtruth.seq_len
+  if algorithm in PREFERENCE_ALGORITHMS:  # pairs drawn once, scored by the reference once
+    flops = stage_flops(trained=policy.config, train_sequences=2 * steps * batch_size,
+                        seq_len=length, prompt_len=p, sampler=sampler, sampled=samples,
+                        reference=reference.config,
+                        referenced=0 if algorithm == "simpo" else samples)
+  else:  # on-policy samples, each scored by the reference
+    flops = stage_flops(trained=policy.config, train_sequences=steps * batch_size,
+                        seq_len=length, prompt_len=p, sampler=sampler, sampled=samples,
+                        reference=reference.config, referenced=samples)
+  runner.stage_costs[stage].update(flops)
+
+
 def align(runner: Runner, config: ExperimentConfig, groundtruth: GroundTruth,
           policy: Transformer, reference: Transformer, algorithm: str, stage: str,
-          seed: int, draws: dict | None = None, data_stage: str | None = None) -> Transformer:
+          seed: int, draws: dict | None = None, data_stage: str | None = None,
+          law_samples: dict | None = None) -> Transformer:
   """Align a copy of ``policy`` against the frozen ``reference`` with ``algorithm``.
 
-  ``draws`` (optional, filled in): ``samples`` drawn for training (2 per preference
+  One seed of :func:`align_seeds` (see there); ``draws`` is that seed's draw record.
+  """
+  return align_seeds(runner, config, groundtruth, policy, reference, algorithm, [stage], [seed],
+                     None if draws is None else [draws],
+                     None if data_stage is None else [data_stage], law_samples)[0]
+
+
+def align_seeds(runner: Runner, config: ExperimentConfig, groundtruth: GroundTruth,
+                policy: Transformer, reference: Transformer, algorithm: str,
+                stages: Sequence[str], seeds: Sequence[int], draws: Sequence[dict] | None = None,
+                data_stages: Sequence[str] | None = None,
+                law_samples: dict | Sequence[dict] | None = None) -> list[Transformer]:
+  """Align a copy of ``policy`` against the frozen ``reference`` once per seed.
+
+  Seed i trains stage ``stages[i]`` on its own random stream (``data_stages[i]`` if given,
+  as in :func:`distill`).
+  Each stage runs to its plateau when its :class:`StageConfig` has a rule
+  (:mod:`recall_theory.plateau`), judged on held-out draws (:func:`stage_evaluator`);
+  ``runner.stage_costs[stage]`` then holds the steps used, whether the plateau was reached
+  and the last evaluation (objective, optimum, sub-optimality). A stage without a rule is
+  evaluated once at its end.
+
+  ``draws[i]`` (optional, filled in): ``samples`` drawn for training (2 per preference
   pair; every on-policy RLOO sample) and ``target`` (how many of them lie in A). For an
   RLOO stage resumed from a checkpoint the count covers only the steps run here, and
-  ``complete`` is False. ``data_stage``: as in :func:`distill`.
+  ``complete`` is False. ``law_samples``: the reference's samples behind the law
+  (:class:`LawBook`), which give the optimum's ``log Z`` (one dict for every seed, or one
+  per seed); drawn per seed (``config.reference_samples``) when not given.
   """
   p = int(np.shape(groundtruth.prompt)[0])
-  key = _stage_key(seed, stage if data_stage is None else data_stage)
-  draws = {} if draws is None else draws
+  if algorithm not in ALGORITHMS:
+    raise InputError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+  n = len(seeds)
+  keys = [_stage_key(seed, stage if data_stages is None else data_stages[i])
+          for i, (seed, stage) in enumerate(zip(seeds, stages))]
+  draws = [{} for _ in range(n)] if draws is None else list(draws)
+  evaluates = []
+  for i, key in enumerate(keys):
+    if law_samples is None:
+      samples = reference_sample(reference, groundtruth, jax.random.fold_in(key, _LAW_STREAM),
+                                 config.reference_samples)
+    else:
+      samples = law_samples[i] if isinstance(law_samples, (list, tuple)) else law_samples
+    evaluates.append(stage_evaluator(config, groundtruth, reference, algorithm, key, samples))
+  make_batches = None
   if algorithm in PREFERENCE_ALGORITHMS:
     cfg = config.preference_train
-    data = preference_pairs(reference, groundtruth, jax.random.fold_in(key, _DATA_STREAM), config.n_pairs,
-                            config.bt_scale)
-    draws.update(samples=2 * config.n_pairs, target=data.pop("n_target"), complete=True)
-    if algorithm == "simpo":
-      data = {k: data[k] for k in ("chosen", "rejected")}
-      loss_key = ("simpo", p, config.beta, config.simpo_gamma)
-      loss_fn = losses.make_simpo_loss(p, config.beta, config.simpo_gamma)
-    else:
-      beta = config.ipo_beta if algorithm == "ipo" else config.beta
-      loss_key = (algorithm, p, beta)
-      loss_fn = losses.make_dpo_loss(p, beta, variant=algorithm)
+    data = []
+    for key, record in zip(keys, draws):
+      pairs = preference_pairs(reference, groundtruth, jax.random.fold_in(key, _DATA_STREAM),
+                               config.n_pairs, config.bt_scale)
+      record.update(samples=2 * config.n_pairs, target=pairs.pop("n_target"), complete=True)
+      if algorithm == "simpo":
+        pairs = {k: pairs[k] for k in ("chosen", "rejected")}
+      data.append(pairs)
+    loss_key, loss_fn = preference_loss(config, algorithm, p)
 
-    def make_batch(step, _):
-      return _minibatch(jax.random.fold_in(key, step), data, cfg.batch_size)
-  elif algorithm == "rloo":
+    def make_batch(step, i, _):
+      return minibatch(jax.random.fold_in(keys[i], step), data[i], cfg.batch_size)
+  else:
     cfg = config.rloo_train
     loss_key = ("rloo", p, config.rloo_beta, config.rloo_group)
     loss_fn = losses.make_rloo_loss(p, config.rloo_beta, config.rloo_group)
-    seen: dict[int, int] = {}
+    rollout = make_rollout(groundtruth, reference, cfg.batch_size)
+    seen: list[dict[int, int]] = [{} for _ in range(n)]
 
-    def make_batch(step, current_model):
-      tokens = metrics.sample_model(current_model(), groundtruth, jax.random.fold_in(key, step),
-                                    cfg.batch_size)
-      seen[step] = int(jnp.sum(groundtruth.shows_target(tokens)))
-      return {"tokens": tokens, "reward": groundtruth.reward(tokens),
-              "ref_logp": jnp.asarray(metrics.model_log_prob(reference, tokens, p))}
-  else:
-    raise InputError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
-  model = runner.train(stage, _copy(policy), loss_key, loss_fn, cfg, make_batch)
-  if algorithm == "rloo":
-    draws.update(samples=cfg.steps * cfg.batch_size, target=sum(seen.values()),
-                 complete=len(seen) == cfg.steps)
-  runner.stage_costs[stage]["samples"] = draws["samples"]
-  length = p + groundtruth.seq_len
-  if algorithm in PREFERENCE_ALGORITHMS:  # pairs from the reference, scored by it once
-    flops = stage_flops(trained=policy.config, train_sequences=2 * cfg.steps * cfg.batch_size,
-                        seq_len=length, prompt_len=p, sampler=reference.config,
-                        sampled=draws["samples"], reference=reference.config,
-                        referenced=0 if algorithm == "simpo" else draws["samples"])
-  else:  # on-policy samples, each scored by the reference
-    flops = stage_flops(trained=policy.config, train_sequences=cfg.steps * cfg.batch_size,
-                        seq_len=length, prompt_len=p, sampler=policy.config,
-                        sampled=draws["samples"], reference=reference.config,
-                        referenced=draws["samples"])
-  runner.stage_costs[stage].update(flops)
-  return model
+    def make_batch(step, i, current_model):
+      batch = rollout(current_model(), jax.random.fold_in(keys[i], step))
+      seen[i][step] = count_in_target(batch)
+      return {k: batch[k] for k in ("tokens", "reward", "ref_logp")}
+  models = runner.train_seeds(stages, [copy_model(policy) for _ in range(n)], loss_key, loss_fn, cfg,
+                              make_batch, evaluates)
+  for i, (stage, model) in enumerate(zip(stages, models)):
+    cost = runner.stage_costs[stage]
+    if not cost["checkpoints"]:  # a fixed-step stage: evaluated at its end
+      cost["checkpoints"] = [dataclasses.replace(evaluates[i](model), step=cost["steps"])]
+    if algorithm == "rloo":
+      draws[i].update(samples=cost["steps"] * cfg.batch_size, target=sum(seen[i].values()),
+                      complete=len(seen[i]) == cost["steps"])
+    record_alignment_cost(runner, stage, algorithm=algorithm, policy=policy, reference=reference,
+                          sampler=(reference.config if algorithm in PREFERENCE_ALGORITHMS
+                                   else policy.config),
+                          groundtruth=groundtruth, batch_size=cfg.batch_size,
+                          samples=draws[i]["samples"])
+  return models
 
 
 # -- the law beside every aligned model -----------------------------------------------------
@@ -547,8 +722,15 @@ class Recorder:
                                              config.eval_samples) for s in seeds}
 
   def __call__(self, pipeline: str, algorithm: str, seed: int, model, ref, *, stages=(),
-               law: dict | None = None, extra: dict | None = None) -> dict:
+               law: dict | None = None, extra: dict | None = None,
+               aligned: bool = False) -> dict:
     """Evaluate ``model`` (KL against ``ref``); ``law``: :func:`law_row` keywords or None.
+
+    ``aligned``: the model is the output of its last stage, an alignment stage against
+    ``ref``; its :data:`~recall_theory.schema.TRAINING_COLUMNS` then give that stage's
+    steps, plateau and held-out sub-optimality, and ``kl_to_optimum`` = KL(model || the
+    law's optimum) from the evaluation samples (theory.md item 13). Otherwise they describe
+    the last (fixed-step) stage and the optimum columns are nan.
 
     ``stages``: every training stage of the pipeline that made this model, in order
     (shared ones included: K-A = teacher, student, K-A). The last one's cost goes into
@@ -564,8 +746,9 @@ class Recorder:
            "setting": self.setting}
     row.update(extra or {})
     started = time.perf_counter()
-    measured = metrics.evaluate(model, self.groundtruth, key, n=self.config.eval_samples,
-                                ref_model=ref, groundtruth_samples=self.gt_samples[seed])
+    measured, draws = metrics.evaluate(model, self.groundtruth, key, n=self.config.eval_samples,
+                                       ref_model=ref, groundtruth_samples=self.gt_samples[seed],
+                                       return_draws=True)
     row.update(measured)
     if law is None:
       row.update(empty_law_row("not aligned: reference row"))
@@ -573,6 +756,7 @@ class Recorder:
       row.update(law_row(self.book, measured=measured, n_eval=self.config.eval_samples, **law))
     costs = [self.runner.stage_costs.get(st, {}) for st in stages]
     own = costs[-1] if costs else {}
+    row.update(self._training(own, algorithm, draws, law if aligned else None))
     row.update(stage_steps=own.get("steps", 0), stage_samples_drawn=own.get("samples", 0),
                stage_seconds=own.get("seconds", 0.0))
     for kind in ("train_flops", "sampling_flops", "reference_flops"):
@@ -587,6 +771,24 @@ class Recorder:
     row["eval_seconds"] = time.perf_counter() - started
     self.rows.append(row)
     return row
+
+  def _training(self, cost: dict, algorithm: str, draws: dict, law: dict | None) -> dict:
+    """The training columns of a row from its last stage's cost record."""
+    if law is None or not cost.get("checkpoints"):
+      return schema.training_columns(steps=cost.get("steps", 0),
+                                     max_steps=cost.get("max_steps", cost.get("steps", 0)),
+                                     plateau=schema.plateau_state(cost.get("plateau")))
+    last = cost["checkpoints"][-1]
+    kl_opt = math.nan
+    if algorithm in law_lib.LAW_ALGORITHMS:
+      inputs = law_inputs(self.config, algorithm, self.book.samples[law["reference"]])
+      kl_opt = float(np.mean(heldout.kl_to_optimum(
+          draws["log_q"], draws["log_ref"], inputs["reward_fn"](draws["reward"]),
+          inputs["coefficient"], inputs["log_z"])))
+    return schema.training_columns(
+        steps=cost["steps"], max_steps=cost["max_steps"], plateau=schema.plateau_state(cost["plateau"]),
+        objective=last.objective, objective_optimum=last.optimum, suboptimality=last.suboptimality,
+        kl_to_optimum=kl_opt)
 
 
 def sampler_of(algorithm: str, reference: str, policy: str) -> str:
@@ -618,32 +820,44 @@ def run_comparison(config: ExperimentConfig, seeds: Sequence[int], *,
   book.add_reference("teacher", teacher)
   book.add_reference("student", student)
   record = Recorder(config, groundtruth, runner, seeds, book, setting)
-  for seed in seeds:
+  # Each alignment stage is trained for every seed (Runner.train_seeds); rows are recorded
+  # afterwards, seed by seed, in the order teacher, student, then per algorithm K-A, A, A-K
+  # and the control.
+  aligned: dict[tuple[str, str], list] = {}
+  for alg in config.algorithms:
+    for pipeline, policy, reference, ref_name in (("K-A", student, student, "student"),
+                                                  ("A", teacher, teacher, "teacher"),
+                                                  ("K-A(teacher-ref)", student, teacher, "teacher")):
+      if pipeline == "K-A(teacher-ref)" and alg not in law_lib.LAW_ALGORITHMS:
+        continue  # SimPO has no reference to swap
+      stages = [f"{pipeline}/{alg}/seed{seed}" for seed in seeds]
+      draws = [{} for _ in seeds]
+      models = align_seeds(runner, config, groundtruth, policy, reference, alg, stages, seeds, draws,
+                           law_samples=book.samples[ref_name])
+      aligned[(pipeline, alg)] = list(zip(models, stages, draws))
+    aligned[("A-K", alg)] = [
+        (distill(runner, config, groundtruth, a, f"A-K/{alg}/seed{seed}",
+                 init_seed=config.seed + 1 + 7919 * (seed + 1), data_seed=seed),
+         f"A-K/{alg}/seed{seed}", None)
+        for seed, (a, _, _) in zip(seeds, aligned[("A", alg)])]
+  for i, seed in enumerate(seeds):
     record("teacher", "none", seed, teacher, None, stages=("teacher",))
     record("student", "none", seed, student, teacher, stages=("teacher", "student"))
     for alg in config.algorithms:
-      draws: dict = {}
-      stage = f"K-A/{alg}/seed{seed}"
-      ka = align(runner, config, groundtruth, student, student, alg, stage, seed, draws)
-      record("K-A", alg, seed, ka, student, stages=("teacher", "student", stage),
+      ka, stage, draws = aligned[("K-A", alg)][i]
+      record("K-A", alg, seed, ka, student, stages=("teacher", "student", stage), aligned=True,
              law=dict(algorithm=alg, reference="student", sampler="student", draws=draws))
-      a_draws: dict = {}
-      a_stage = f"A/{alg}/seed{seed}"
-      a = align(runner, config, groundtruth, teacher, teacher, alg, a_stage, seed, a_draws)
-      record("A", alg, seed, a, teacher, stages=("teacher", a_stage),
+      a, a_stage, a_draws = aligned[("A", alg)][i]
+      record("A", alg, seed, a, teacher, stages=("teacher", a_stage), aligned=True,
              law=dict(algorithm=alg, reference="teacher", sampler="teacher", draws=a_draws))
-      stage = f"A-K/{alg}/seed{seed}"
-      ak = distill(runner, config, groundtruth, a, stage,
-                   init_seed=config.seed + 1 + 7919 * (seed + 1), data_seed=seed)
+      ak, stage, _ = aligned[("A-K", alg)][i]
       record("A-K", alg, seed, ak, teacher, stages=("teacher", a_stage, stage),
              law=dict(algorithm=alg, reference="teacher", sampler="teacher", draws=a_draws,
                       note=A_K_NOTE))
-      if alg in law_lib.LAW_ALGORITHMS:  # SimPO has no reference to swap
-        draws = {}
-        stage = f"K-A(teacher-ref)/{alg}/seed{seed}"
-        ctrl = align(runner, config, groundtruth, student, teacher, alg, stage, seed, draws)
+      if ("K-A(teacher-ref)", alg) in aligned:
+        ctrl, stage, draws = aligned[("K-A(teacher-ref)", alg)][i]
         record("K-A(teacher-ref)", alg, seed, ctrl, teacher, stages=("teacher", "student", stage),
-               law=dict(algorithm=alg, reference="teacher",
-                        sampler=sampler_of(alg, "teacher", "student"), draws=draws))
+               aligned=True, law=dict(algorithm=alg, reference="teacher",
+                                      sampler=sampler_of(alg, "teacher", "student"), draws=draws))
   schema.report_ceiling_violations(record.rows, where="lm")
   return record.rows

@@ -1,10 +1,14 @@
 """Named experiment sizes for ``recall-theory lm --preset NAME``.
 
 * ``cpu-tiny``: the whole comparison (teacher, student, K-A, A-K, control; DPO and
-  RLOO; 3 seeds) in a few minutes on 2 CPU cores.
+  RLOO; 3 seeds) on 2 CPU cores, every alignment stage trained to its plateau.
 * ``gpu``: a larger language (more tokens, longer sequences, rarer target) and ~20x
-  larger models, sized for about 10 minutes on one modern GPU.
+  larger models for one modern GPU (its plateau budgets have not been run on a GPU yet).
 * ``test``: a seconds-long run for the test suite (too small to show the effect).
+
+Every alignment stage trains until the plateau rule of :mod:`recall_theory.plateau` holds
+(held-out objective and aligned mass steady over a doubling of the steps) or until its
+budget ``steps`` runs out; rows say which (``plateau`` column).
 
 Operating point, chosen from the law (theory.md item 12): each algorithm's coefficient
 (``beta`` for DPO and SimPO with Bradley-Terry scale ``bt_scale``, ``ipo_beta``,
@@ -24,10 +28,19 @@ from recall_theory.errors import InputError
 from recall_theory.lm.groundtruth import MarkovMixtureConfig
 from recall_theory.lm.model import ModelConfig
 from recall_theory.lm.pipeline import ExperimentConfig, StageConfig
+from recall_theory.plateau import PlateauRule
 
 _CPU_GT = MarkovMixtureConfig(vocab_size=24, seq_len=12, n_styles=4, target_weight=0.05,
                               common_concentration=0.08, target_concentration=0.08, leak=0.01,
                               noise_weight=0.02)
+
+# Plateau rules of the alignment stages (recall_theory.plateau). A preference loss is in nats per
+# pair and moves little (most pairs carry no target sequence); J/beta is in nats per sequence and
+# keeps improving slowly long after the mass has settled (the policy refines its distribution
+# within and outside A), so its tolerance is wider. RLOO's learning rate stays constant for 256
+# steps before it decays.
+_PAIR_PLATEAU = PlateauRule(first_check=64, objective_tolerance=2e-3)
+_POLICY_PLATEAU = PlateauRule(first_check=256, objective_tolerance=0.05)
 
 CPU_TINY = ExperimentConfig(
     groundtruth=_CPU_GT,
@@ -40,14 +53,17 @@ CPU_TINY = ExperimentConfig(
     tau=0.6,
     distill_samples=4096,
     algorithms=("dpo", "rloo"),
-    preference_train=StageConfig(steps=48, batch_size=64, learning_rate=1e-3),
-    n_pairs=1024,
+    preference_train=StageConfig(steps=2048, batch_size=128, learning_rate=1e-4, warmup_steps=10,
+                                 plateau=_PAIR_PLATEAU),
+    n_pairs=16384,
+    heldout_pairs=2048,
     beta=1.8,
     ipo_beta=0.1,
     bt_scale=10.0,
-    rloo_train=StageConfig(steps=48, batch_size=64, learning_rate=1e-3),
+    rloo_train=StageConfig(steps=2048, batch_size=64, learning_rate=1e-3, warmup_steps=10,
+                           plateau=_POLICY_PLATEAU),
     rloo_beta=0.18,
-    rloo_group=4,
+    rloo_group=64,
     eval_samples=2048,
     reference_samples=16384,
     checkpoint_every=50,
@@ -68,14 +84,16 @@ GPU = ExperimentConfig(
     tau=0.6,
     distill_samples=65536,
     algorithms=("dpo", "rloo"),
-    preference_train=StageConfig(steps=120, batch_size=128, learning_rate=3e-4),
-    n_pairs=8192,
+    preference_train=StageConfig(steps=4096, batch_size=128, learning_rate=3e-4, warmup_steps=20,
+                                 plateau=_PAIR_PLATEAU),
+    n_pairs=65536,
     beta=2.3,
     ipo_beta=0.13,
     bt_scale=10.0,
-    rloo_train=StageConfig(steps=120, batch_size=256, learning_rate=3e-4),
+    rloo_train=StageConfig(steps=4096, batch_size=256, learning_rate=3e-4, warmup_steps=20,
+                           plateau=_POLICY_PLATEAU),
     rloo_beta=0.23,
-    rloo_group=8,
+    rloo_group=256,
     eval_samples=8192,
     reference_samples=32768,
     checkpoint_every=200,
@@ -93,9 +111,13 @@ TEST = dataclasses.replace(
     teacher_train=StageConfig(steps=12, batch_size=16, learning_rate=3e-3),
     student_train=StageConfig(steps=8, batch_size=16, learning_rate=3e-3),
     distill_samples=64,
-    preference_train=StageConfig(steps=4, batch_size=16, learning_rate=1e-3),
+    preference_train=StageConfig(steps=4, batch_size=16, learning_rate=1e-3,
+                                 plateau=PlateauRule(first_check=2)),
     n_pairs=32,
-    rloo_train=StageConfig(steps=4, batch_size=16, learning_rate=1e-3),
+    heldout_pairs=32,
+    rloo_train=StageConfig(steps=4, batch_size=16, learning_rate=1e-3,
+                           plateau=PlateauRule(first_check=2)),
+    rloo_group=4,
     eval_samples=64,
     reference_samples=256,
     checkpoint_every=5,

@@ -118,12 +118,17 @@ class TrainState(NamedTuple):
 
 def make_optimizer(learning_rate: float, total_steps: int, *, warmup_steps: int = 0,
                    weight_decay: float = 0.0, clip_norm: float = 1.0,
-                   b2: float = 0.99) -> optax.GradientTransformation:
-  """AdamW with linear warm-up then cosine decay to 10%, and global-norm clipping."""
-  warmup_steps = min(warmup_steps, max(total_steps - 1, 0))
-  schedule = optax.warmup_cosine_decay_schedule(
-      0.0 if warmup_steps else learning_rate, learning_rate, warmup_steps,
-      max(total_steps, warmup_steps + 1), end_value=0.1 * learning_rate)
+                   b2: float = 0.99, schedule=None) -> optax.GradientTransformation:
+  """AdamW with global-norm clipping; by default linear warm-up then cosine decay to 10%.
+
+  ``schedule`` (an optax schedule) replaces the default one, e.g. the inverse-sqrt
+  schedule of stages trained to a plateau (:mod:`recall_theory.plateau`).
+  """
+  if schedule is None:
+    warmup_steps = min(warmup_steps, max(total_steps - 1, 0))
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0 if warmup_steps else learning_rate, learning_rate, warmup_steps,
+        max(total_steps, warmup_steps + 1), end_value=0.1 * learning_rate)
   return optax.chain(optax.clip_by_global_norm(clip_norm),
                      optax.adamw(schedule, b2=b2, weight_decay=weight_decay))
 

@@ -15,7 +15,7 @@ mentions it (the DPO form of the sampling trap); beta is applied exactly once, i
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +25,7 @@ from recall_theory.errors import check_positive
 from recall_theory.mog.divergence_guard import Watch, new_watch, update_watch
 from recall_theory.mog.mixture import Mixture, log_prob, sample
 from recall_theory.mog.params import MixtureParams, all_finite, to_mixture
+from recall_theory.plateau import PlateauRule, PlateauState, plateau_schedule, run_to_plateau
 
 DPO_QUANTITIES = ("DPO loss", "policy parameters")
 
@@ -76,16 +77,63 @@ def train_dpo(init: MixtureParams, pairs: PreferencePairs, beta,
   """Full-batch Adam on the DPO loss; returns (params, loss per step (n_steps,), watch)."""
   check_positive("beta", beta)
   opt = optax.adam(config.learning_rate)
-  grad_fn = jax.value_and_grad(make_dpo_loss(beta), has_aux=True)
+  update = _dpo_step(pairs, beta, opt)
 
   def step(carry, t):
-    params, opt_state, watch = carry
-    (loss, _), grads = grad_fn(params, pairs)
-    updates, opt_state = opt.update(grads, opt_state, params)
-    params = optax.apply_updates(params, updates)
-    watch = update_watch(watch, t, jnp.stack([jnp.isfinite(loss), all_finite(params)]))
+    params, opt_state, watch, loss = update(t, *carry)
     return (params, opt_state, watch), loss
 
   (params, _, watch), loss_T = jax.lax.scan(
       step, (init, opt.init(init), new_watch()), jnp.arange(config.n_steps))
   return params, loss_T, watch
+
+
+def _dpo_step(pairs: PreferencePairs, beta, opt):
+  grad_fn = jax.value_and_grad(make_dpo_loss(beta), has_aux=True)
+
+  def update(t, params, opt_state, watch):
+    (loss, _), grads = grad_fn(params, pairs)
+    updates, opt_state = opt.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    watch = update_watch(watch, t, jnp.stack([jnp.isfinite(loss), all_finite(params)]))
+    return params, opt_state, watch, loss
+
+  return update
+
+
+def train_dpo_to_plateau(init: MixtureParams, pairs: PreferencePairs, beta, config: DPOConfig,
+                         rule: PlateauRule, evaluate: Callable
+                         ) -> tuple[MixtureParams, Watch, PlateauState]:
+  """Full-batch DPO until the plateau rule holds or ``config.n_steps`` (the budget) have run.
+
+  ``evaluate(params) -> (objective, mass)``: the held-out DPO loss (label averaged, on pairs
+  it never trained on) and the exact aligned mass. Learning rate as in
+  :func:`recall_theory.mog.pg.train_pg_to_plateau`.
+  """
+  check_positive("beta", beta)
+  opt = optax.adam(plateau_schedule(config.learning_rate, constant_steps=rule.first_check))
+  update = _dpo_step(pairs, beta, opt)
+
+  def step(t, carry):
+    return update(t, *carry)[:3]
+
+  final = run_to_plateau(step, lambda c: evaluate(c[0]), (init, opt.init(init), new_watch()),
+                         rule, config.n_steps)
+  params, _, watch = final.carry
+  return params, watch, final._replace(carry=None)
+
+
+def label_probability(reward: Any, first_NxD: jax.Array, second_NxD: jax.Array,
+                      label_noise=0.0) -> jax.Array:
+  """P(first preferred): ``noise + (1 - 2 noise) sigmoid(r(first) - r(second))`` (N,)."""
+  clean = jax.nn.sigmoid(reward(first_NxD) - reward(second_NxD))
+  return label_noise + (1.0 - 2.0 * label_noise) * clean
+
+
+def held_out_dpo_loss(params: MixtureParams, first_NxD, second_NxD, ref_first_N, ref_second_N,
+                      q_N, beta) -> jax.Array:
+  """Label-averaged DPO loss ``-q log sigmoid(h) - (1-q) log sigmoid(-h)`` over held-out pairs,
+  ``h = beta [log pi/pi_ref (first) - log pi/pi_ref (second)]``."""
+  policy = to_mixture(params)
+  h = beta * ((log_prob(policy, first_NxD) - ref_first_N) - (log_prob(policy, second_NxD) - ref_second_N))
+  return jnp.mean(-(q_N * jax.nn.log_sigmoid(h) + (1.0 - q_N) * jax.nn.log_sigmoid(-h)))

@@ -61,6 +61,15 @@ class GridResult(NamedTuple):
   tilt_quadrature_error: float
   student_mixtures: Mixture | None = None   # leaves (S, V, ...): the students of beta index 0
   teacher_mixtures: Mixture | None = None   # leaves (S, ...)
+  # How each trained run ended, (S, B, V, 6) in TRAINERS order (pg K-A, pg A, pg control, dpo
+  # K-A, dpo A, dpo control): steps used, whether the plateau rule held (config.plateau; False
+  # for every run without a rule), the last held-out objective and its optimum (PG: J/beta on the
+  # grid against log Z of the reference's tilt on the region rule; DPO: the held-out loss against
+  # the tilt's loss on the same pairs).
+  trained_steps: np.ndarray | None = None
+  trained_reached: np.ndarray | None = None
+  trained_objective: np.ndarray | None = None
+  trained_optimum: np.ndarray | None = None
 
 
 def build_problem(config: MogConfig, dtype=None, reward=None) -> Problem:
@@ -234,6 +243,14 @@ def run_grid(config: MogConfig, seeds: Sequence[int], betas: Sequence[float], *,
   kl = METRICS.index("kl_to_reference")
   metrics[..., RESULT_PIPELINES.index("K-A"), ex, kl] = tilt_kl_RxB[:n_sv].reshape(n_s, n_v, n_b).transpose(0, 2, 1)
   metrics[..., RESULT_PIPELINES.index(ALIGNED_TEACHER), ex, kl] = np.broadcast_to(tilt_kl_RxB[n_sv:][:, :, None], shape)
+  trained = jax.tree_util.tree_map(lambda a: np.asarray(a)[:n].reshape(shape + a.shape[1:]), out.trained)
+  optimum = np.array(trained.optimum_6, dtype=np.float64)
+  log_z_student = np.logaddexp(s_ia, s_iac)          # (S, B, V): log of int student e^{R/beta}
+  log_z_teacher = np.logaddexp(t_ia, t_iac)
+  optimum[..., 0] = log_z_student                     # pg K-A: the student's tilt
+  optimum[..., 1] = log_z_teacher                     # pg A
+  optimum[..., 2] = log_z_teacher                     # pg control: the teacher's tilt
   return GridResult(seeds_np, betas_np, tuple(config.students), metrics, student_mass, teacher_mass, dens, axis,
                     delta_over_beta(s_ia, s_iac, student_mass), delta_over_beta(t_ia, t_iac, teacher_mass),
-                    quad_err, students_SxV, teachers_S)
+                    quad_err, students_SxV, teachers_S, np.asarray(trained.steps_6),
+                    np.asarray(trained.reached_6), np.asarray(trained.objective_6, np.float64), optimum)

@@ -17,7 +17,7 @@ Loss factory (nanodo style): ``make_pg_loss(clip_eps) -> loss_fn(params, batch) 
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +27,7 @@ from recall_theory.errors import check_positive
 from recall_theory.mog.divergence_guard import Watch, new_watch, update_watch
 from recall_theory.mog.mixture import Mixture, log_prob, sample
 from recall_theory.mog.params import MixtureParams, all_finite, to_mixture
+from recall_theory.plateau import PlateauRule, PlateauState, plateau_schedule, run_to_plateau
 
 PG_QUANTITIES = ("surrogate loss", "shaped reward", "policy parameters")
 
@@ -65,21 +66,11 @@ def make_pg_loss(clip_eps: float):
   return loss_fn
 
 
-def train_pg(key: jax.Array, init: MixtureParams, reference: Mixture, reward: Any, beta,
-             config: PGConfig = PGConfig()) -> tuple[MixtureParams, PGTrace, Watch]:
-  """Run PPO-style KL-regularised policy gradient; returns (params, trace, watch).
+def _pg_step(config: PGConfig, reference: Mixture, reward: Any, beta, opt):
+  """``step(t, key_t, params, opt_state, watch) -> (params, opt_state, watch, (mean r, mean shaped))``."""
+  grad_fn = jax.value_and_grad(make_pg_loss(config.clip_eps), has_aux=True)
 
-  Check ``watch`` on the host with
-  ``divergence_guard.raise_if_diverged(watch, "policy gradient", PG_QUANTITIES)``.
-  """
-  check_positive("beta", beta)
-  opt = optax.adam(config.learning_rate)
-  loss_fn = make_pg_loss(config.clip_eps)
-  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-
-  def step(carry, inputs):
-    params, opt_state, watch = carry
-    t, key_t = inputs
+  def step(t, key_t, params, opt_state, watch):
     policy = to_mixture(params)
     x_BxD = jax.lax.stop_gradient(sample(key_t, policy, config.batch_size))
     log_old_B = jax.lax.stop_gradient(log_prob(policy, x_BxD))
@@ -94,9 +85,56 @@ def train_pg(key: jax.Array, init: MixtureParams, reference: Mixture, reward: An
       params = optax.apply_updates(params, updates)
     finite = jnp.stack([jnp.isfinite(loss), jnp.all(jnp.isfinite(shaped_B)), all_finite(params)])
     watch = update_watch(watch, t, finite)
-    return (params, opt_state, watch), PGTrace(jnp.mean(r_B), jnp.mean(shaped_B))
+    return params, opt_state, watch, (jnp.mean(r_B), jnp.mean(shaped_B))
+
+  return step
+
+
+def train_pg(key: jax.Array, init: MixtureParams, reference: Mixture, reward: Any, beta,
+             config: PGConfig = PGConfig()) -> tuple[MixtureParams, PGTrace, Watch]:
+  """Run PPO-style KL-regularised policy gradient; returns (params, trace, watch).
+
+  Check ``watch`` on the host with
+  ``divergence_guard.raise_if_diverged(watch, "policy gradient", PG_QUANTITIES)``.
+  """
+  check_positive("beta", beta)
+  opt = optax.adam(config.learning_rate)
+  update = _pg_step(config, reference, reward, beta, opt)
+
+  def step(carry, inputs):
+    params, opt_state, watch = carry
+    t, key_t = inputs
+    params, opt_state, watch, (mean_r, mean_shaped) = update(t, key_t, params, opt_state, watch)
+    return (params, opt_state, watch), PGTrace(mean_r, mean_shaped)
 
   keys = jax.random.split(key, config.n_steps)
   (params, _, watch), trace = jax.lax.scan(
       step, (init, opt.init(init), new_watch()), (jnp.arange(config.n_steps), keys))
   return params, trace, watch
+
+
+def train_pg_to_plateau(key: jax.Array, init: MixtureParams, reference: Mixture, reward: Any, beta,
+                        config: PGConfig, rule: PlateauRule, evaluate: Callable
+                        ) -> tuple[MixtureParams, Watch, PlateauState]:
+  """Policy gradient until the plateau rule holds or ``config.n_steps`` (the budget) have run.
+
+  ``evaluate(params) -> (objective, mass)``: the exact held-out objective (J/beta) and the
+  aligned mass. The learning rate follows :func:`recall_theory.plateau.plateau_schedule`
+  (constant for ``rule.first_check`` steps, then 1/sqrt(step)). Returns the final parameters,
+  the divergence watch and the driver's final state (steps used, whether the rule held, the
+  last objective and mass).
+  """
+  check_positive("beta", beta)
+  opt = optax.adam(plateau_schedule(config.learning_rate, constant_steps=rule.first_check))
+  update = _pg_step(config, reference, reward, beta, opt)
+  keys = jax.random.split(key, config.n_steps)
+
+  def step(t, carry):
+    params, opt_state, watch = carry
+    params, opt_state, watch, _ = update(t, keys[t], params, opt_state, watch)
+    return params, opt_state, watch
+
+  final = run_to_plateau(step, lambda c: evaluate(c[0]), (init, opt.init(init), new_watch()),
+                         rule, config.n_steps)
+  params, _, watch = final.carry
+  return params, watch, final._replace(carry=None)

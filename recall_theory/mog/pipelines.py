@@ -34,13 +34,15 @@ import jax
 import jax.numpy as jnp
 
 from recall_theory.mog import distill as kd
-from recall_theory.mog.dpo import DPOConfig, make_preference_pairs, train_dpo
+from recall_theory.mog.dpo import (DPOConfig, held_out_dpo_loss, label_probability, make_preference_pairs,
+                                   train_dpo, train_dpo_to_plateau)
 from recall_theory.mog.em import fit_em
 from recall_theory.mog.metrics import METRICS, Landscape, metrics_on_grid
 from recall_theory.mog.mixture import Mixture, log_prob, normalize_log_weights, sample
 from recall_theory.mog.params import from_mixture, to_mixture
-from recall_theory.mog.pg import PGConfig, train_pg
-from recall_theory.mog.quadrature import Grid, log_density_on_grid, tilt_on_grid, tilted_components
+from recall_theory.mog.pg import PGConfig, train_pg, train_pg_to_plateau
+from recall_theory.mog.quadrature import (Grid, expect, log_density_on_grid, log_normalize, tilt_on_grid,
+                                          tilted_components)
 from recall_theory.mog.region import TargetRegion, mixture_region_mass
 from recall_theory.mog.setup import ALGORITHMS, PIPELINES, RESULT_PIPELINES, MogConfig, StudentTable
 
@@ -58,6 +60,27 @@ class Problem(NamedTuple):
   reward: object
   table: StudentTable
   region: TargetRegion
+
+
+class TrainedRuns(NamedTuple):
+  """How the six trained runs of one cell ended, in :data:`TRAINERS` order (pg x3, dpo x3).
+
+  ``steps_6`` used, ``reached_6`` whether the plateau rule held (always False for a
+  fixed-step run, one of a config without a rule), ``objective_6`` the last held-out objective (PG:
+  J/beta on the grid, nats; DPO: label-averaged held-out loss, nats per pair), ``optimum_6``
+  its optimum (DPO: the tilt's held-out loss; PG: nan here, log Z from the region rule on the
+  host).
+  """
+  steps_6: jax.Array
+  reached_6: jax.Array
+  objective_6: jax.Array
+  optimum_6: jax.Array
+
+  @classmethod
+  def fixed_steps(cls, pg_steps: int, dpo_steps: int, dtype) -> "TrainedRuns":
+    nan = jnp.full((6,), jnp.nan, dtype)
+    return cls(jnp.asarray([pg_steps] * 3 + [dpo_steps] * 3, jnp.int32), jnp.zeros((6,), bool),
+               nan, nan)
 
 
 class RunOutput(NamedTuple):
@@ -79,6 +102,7 @@ class RunOutput(NamedTuple):
   watch_step_T: jax.Array
   watch_quantity_T: jax.Array
   log_density_plot: jax.Array  # (2 + P*A, n_plot, n_plot) or (0,) when not kept
+  trained: TrainedRuns
 
 
 def fit_teacher(key: jax.Array, truth: Mixture, config: MogConfig) -> Mixture:
@@ -174,15 +198,22 @@ def run_single(seed, beta, variant, problem: Problem, config: MogConfig,
   refs3 = stack(student, teacher, teacher)
   pg_cfg = PGConfig(n_steps=config.pg_steps, batch_size=config.pg_batch, learning_rate=config.pg_lr)
   k_pg, k_dpo, k_kd = jax.random.split(k_train, 3)
-  pg_params, _, pg_watch = jax.vmap(train_pg, in_axes=(0, 0, 0, None, None, None))(
-      jax.random.split(k_pg, 3), inits, refs3, reward, beta, pg_cfg)
   dpo_cfg = DPOConfig(n_steps=config.dpo_steps, learning_rate=config.dpo_lr, n_pairs=config.dpo_pairs,
                       label_noise=config.label_noise)
   pair_refs = stack(student, teacher)
+  k_pairs, k_heldout = jax.random.split(k_dpo)
   pairs2 = jax.vmap(make_preference_pairs, in_axes=(0, 0, None, None, None))(
-      jax.random.split(k_dpo, 2), pair_refs, reward, config.dpo_pairs, config.label_noise)
+      jax.random.split(k_pairs if config.plateau is not None else k_dpo, 2), pair_refs, reward,
+      config.dpo_pairs, config.label_noise)
   pairs3 = jax.tree_util.tree_map(lambda a: a[jnp.asarray([0, 1, 1])], pairs2)
-  dpo_params, _, dpo_watch = jax.vmap(train_dpo, in_axes=(0, 0, None, None))(inits, pairs3, beta, dpo_cfg)
+  if config.plateau is None:
+    pg_params, _, pg_watch = jax.vmap(train_pg, in_axes=(0, 0, 0, None, None, None))(
+        jax.random.split(k_pg, 3), inits, refs3, reward, beta, pg_cfg)
+    dpo_params, _, dpo_watch = jax.vmap(train_dpo, in_axes=(0, 0, None, None))(inits, pairs3, beta, dpo_cfg)
+    trained = TrainedRuns.fixed_steps(config.pg_steps, config.dpo_steps, reward_G.dtype)
+  else:
+    pg_params, pg_watch, dpo_params, dpo_watch, trained = _train_to_plateau(
+        k_pg, k_heldout, inits, refs3, pair_refs, pairs3, beta, problem, config, region_mass)
   policies = jax.vmap(to_mixture)(jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]),
                                                          pg_params, dpo_params))  # pg x3, dpo x3
   log_policies_6xG = jax.vmap(lambda m: log_density_on_grid(m, grid))(policies)
@@ -218,4 +249,61 @@ def run_single(seed, beta, variant, problem: Problem, config: MogConfig,
     dens = jnp.zeros((0,), log_teacher_G.dtype)
   return RunOutput(metrics, exact_mass_PxA, student_mass, teacher_mass, student, teacher,
                    jnp.concatenate([pg_watch.step, dpo_watch.step]),
-                   jnp.concatenate([pg_watch.quantity, dpo_watch.quantity]), dens)
+                   jnp.concatenate([pg_watch.quantity, dpo_watch.quantity]), dens, trained)
+
+
+def _train_to_plateau(k_pg, k_heldout, inits, refs3, pair_refs, pairs3, beta, problem: Problem,
+                      config: MogConfig, region_mass):
+  """The six trained runs of :func:`run_single`, each until the plateau rule holds.
+
+  Held-out objectives (:mod:`recall_theory.plateau`): policy gradient's ``J/beta = E_pi[r]/beta
+  - KL(pi || pi_ref)`` by quadrature on the grid (exact up to the grid's resolution); DPO's
+  label-averaged loss on ``dpo_pairs`` held-out pairs from the same reference, whose optimum
+  is the tilt's loss (``h* = r1 - r2``). Returns both runs' parameters and watches and their
+  :class:`TrainedRuns` (PG's optimum, log Z, is added on the host from the region rule).
+  """
+  grid, reward, reward_G, rule = problem.grid, problem.reward, problem.land.reward_G, config.plateau
+  pg_cfg = PGConfig(n_steps=config.pg_steps, batch_size=config.pg_batch, learning_rate=config.pg_lr)
+  dpo_cfg = DPOConfig(n_steps=config.dpo_steps, learning_rate=config.dpo_lr, n_pairs=config.dpo_pairs,
+                      label_noise=config.label_noise)
+
+  def pg_run(key, init, ref):
+    log_ref_G = log_normalize(log_density_on_grid(ref, grid), grid)[0]
+
+    def evaluate(params):
+      q = to_mixture(params)
+      log_q_G = log_normalize(log_density_on_grid(q, grid), grid)[0]
+      return expect(log_q_G, reward_G / beta - (log_q_G - log_ref_G), grid), region_mass(q)
+
+    return train_pg_to_plateau(key, init, ref, reward, beta, pg_cfg, rule, evaluate)
+
+  pg_params, pg_watch, pg_state = jax.vmap(pg_run)(jax.random.split(k_pg, 3), inits, refs3)
+
+  def held_out(key, ref):
+    k1, k2 = jax.random.split(key)
+    first, second = sample(k1, ref, config.dpo_pairs), sample(k2, ref, config.dpo_pairs)
+    q = label_probability(reward, first, second, config.label_noise)
+    return first, second, log_prob(ref, first), log_prob(ref, second), q
+
+  heldout2 = jax.vmap(held_out)(jax.random.split(k_heldout, 2), pair_refs)
+  heldout3 = jax.tree_util.tree_map(lambda a: a[jnp.asarray([0, 1, 1])], heldout2)
+
+  def dpo_run(init, pairs, first, second, ref_first, ref_second, q):
+    r_first, r_second = reward(first), reward(second)
+    optimum = jnp.mean(-(q * jax.nn.log_sigmoid(r_first - r_second)
+                         + (1.0 - q) * jax.nn.log_sigmoid(r_second - r_first)))
+
+    def evaluate(params):
+      loss = held_out_dpo_loss(params, first, second, ref_first, ref_second, q, beta)
+      return loss, region_mass(to_mixture(params))
+
+    params, watch, state = train_dpo_to_plateau(init, pairs, beta, dpo_cfg, rule, evaluate)
+    return params, watch, state, optimum
+
+  dpo_params, dpo_watch, dpo_state, dpo_optimum = jax.vmap(dpo_run)(inits, pairs3, *heldout3)
+  nan3 = jnp.full((3,), jnp.nan, reward_G.dtype)
+  trained = TrainedRuns(steps_6=jnp.concatenate([pg_state.steps, dpo_state.steps]),
+                        reached_6=jnp.concatenate([pg_state.reached, dpo_state.reached]),
+                        objective_6=jnp.concatenate([pg_state.objective, dpo_state.objective]),
+                        optimum_6=jnp.concatenate([nan3, dpo_optimum]))
+  return pg_params, pg_watch, dpo_params, dpo_watch, trained

@@ -86,6 +86,65 @@ def law_table(res, config: MogConfig) -> dict[str, np.ndarray]:
   return schema.law_columns(**{k: v.ravel() for k, v in arrays.items()}, estimator=estimator)
 
 
+# Trained runs of the grid per (pipeline, algorithm): their index in GridResult.trained_* (TRAINERS order).
+_TRAINED_INDEX = {("K-A", "pg"): 0, (ALIGNED_TEACHER, "pg"): 1, ("K-A(teacher-ref)", "pg"): 2,
+                  ("K-A", "dpo"): 3, (ALIGNED_TEACHER, "dpo"): 4, ("K-A(teacher-ref)", "dpo"): 5}
+
+
+def training_table(res, config: MogConfig) -> dict[str, np.ndarray]:
+  """:data:`recall_theory.schema.TRAINING_COLUMNS` over the grid, flattened in (S, B, V, P, A) order.
+
+  Trained runs (PG, DPO of K-A, A and the control): steps used, the budget, ``reached`` or
+  ``budget`` by the plateau rule (``fixed`` for a config without one), the held-out objective,
+  its optimum and the sub-optimality (PG: ``log Z - J/beta``; DPO: held-out loss minus the
+  tilt's). A-K and A-K(tau) end in a fixed-iteration distillation (``fixed``); the exact
+  algorithm is ``exact``. ``kl_to_optimum`` = KL(q || the law's optimum) =
+  ``KL(q || pi_ref) + log Z - E_q[R]/beta`` (grid quadrature, ``log Z`` of the reference's tilt
+  from the region rule); 0 for the exact tilts (they are the optimum), nan for the A-K rows
+  (a distillation after alignment has no optimum in the law).
+  """
+  shape = res.metrics.shape[:5]
+  n_s, n_b, n_v, n_p, n_a = shape
+  steps = np.zeros(shape, np.int64)
+  budget = np.zeros(shape, np.int64)
+  state = np.full(shape, schema.PLATEAU_EXACT, dtype=object)
+  objective = np.full(shape, np.nan)
+  optimum = np.full(shape, np.nan)
+  subopt = np.full(shape, np.nan)
+  kl_opt = np.full(shape, np.nan)
+  betas = res.betas.reshape(1, -1, 1)
+  log_z_student = res.trained_optimum[..., 0] if res.trained_optimum is not None else None
+  log_z_teacher = res.trained_optimum[..., 1] if res.trained_optimum is not None else None
+  reward = res.metrics[..., METRICS.index("reward")]
+  kl_ref = res.metrics[..., METRICS.index("kl_to_reference")]
+  for p, pipeline in enumerate(RESULT_PIPELINES):
+    for a, algorithm in enumerate(ALGORITHMS):
+      if algorithm == "exact":
+        if pipeline in ("K-A", ALIGNED_TEACHER):
+          kl_opt[..., p, a] = 0.0
+        elif pipeline == "K-A(teacher-ref)" and log_z_teacher is not None:
+          kl_opt[..., p, a] = kl_ref[..., p, a] + log_z_teacher - reward[..., p, a] / betas
+        continue
+      if pipeline not in ("K-A", ALIGNED_TEACHER, "K-A(teacher-ref)"):
+        steps[..., p, a] = budget[..., p, a] = config.em_iters
+        state[..., p, a] = schema.PLATEAU_FIXED
+        continue
+      t = _TRAINED_INDEX[(pipeline, algorithm)]
+      steps[..., p, a] = res.trained_steps[..., t]
+      budget[..., p, a] = config.pg_steps if algorithm == "pg" else config.dpo_steps
+      state[..., p, a] = (schema.PLATEAU_FIXED if config.plateau is None else
+                          np.where(res.trained_reached[..., t], schema.PLATEAU_REACHED, schema.PLATEAU_BUDGET))
+      objective[..., p, a] = res.trained_objective[..., t]
+      optimum[..., p, a] = res.trained_optimum[..., t]
+      subopt[..., p, a] = (optimum[..., p, a] - objective[..., p, a] if algorithm == "pg"
+                           else objective[..., p, a] - optimum[..., p, a])
+      log_z = log_z_student if pipeline == "K-A" else log_z_teacher
+      kl_opt[..., p, a] = kl_ref[..., p, a] + log_z - reward[..., p, a] / betas
+  return {"steps": steps.ravel(), "max_steps": budget.ravel(), "plateau": state.ravel(),
+          "objective": objective.ravel(), "objective_optimum": optimum.ravel(),
+          "suboptimality": subopt.ravel(), "kl_to_optimum": kl_opt.ravel()}
+
+
 def results_columns(res, config: MogConfig | None = None) -> dict[str, np.ndarray]:
   """Flatten a GridResult into tidy columns: shared ids, student, beta, metrics, law columns."""
   config = config or MogConfig()
@@ -108,6 +167,8 @@ def results_columns(res, config: MogConfig | None = None) -> dict[str, np.ndarra
   law = law_table(res, config)
   cols["reference_target_mass"] = law["reference_recall"]
   cols.update(law)
+  if res.trained_steps is not None:
+    cols.update(training_table(res, config))
   return cols
 
 

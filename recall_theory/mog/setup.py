@@ -30,6 +30,7 @@ import numpy as np
 
 from recall_theory.errors import InputError, check_int_range, check_positive, check_probability, check_finite
 from recall_theory.mog.mixture import Mixture, make_mixture
+from recall_theory.plateau import PlateauRule
 
 GRID_MODES = ((-1., -1.), (0., -1.), (1., -1.), (-1., 0.), (1., 0.), (-1., 1.), (0., 1.), (1., 1.))
 TARGETS = {"one": ((1., 1.),), "two": ((1., 1.), (-1., 1.))}
@@ -59,13 +60,15 @@ class MogConfig:
   kd_temperature: float = 0.05  # tau of the KD recipe (gamma = 1/tau = 20)
   kd_recovery_temperature: float = 0.5  # tau of A-K(tau), the recall-recovery variant
   selection_margin: float = 0.5  # log-weight margin of the KD profile against dropped modes
-  pg_steps: int = 200
+  pg_steps: int = 3200  # the budget of a run trained to its plateau (the exact count without a rule)
   pg_batch: int = 256
   pg_lr: float = 0.02
-  dpo_steps: int = 200
+  dpo_steps: int = 3200
   dpo_lr: float = 0.02
   dpo_pairs: int = 1024
   label_noise: float = 0.0
+  # When a trained run has converged (recall_theory.plateau); None: exactly pg_steps/dpo_steps steps.
+  plateau: PlateauRule | None = PlateauRule(first_check=100, objective_tolerance=1e-3)
   control_steps: int = 80  # exact K-A(teacher-ref): reverse-KL steps in the student family
   control_lr: float = 0.05
   grid_n: int = 101
@@ -106,6 +109,12 @@ class MogConfig:
       check_int_range(name, getattr(self, name), 16)
     for name in ("em_iters", "pg_steps", "dpo_steps", "control_steps"):
       check_int_range(name, getattr(self, name), 1)
+    if self.plateau is not None:
+      self.plateau.validate("plateau")
+      for name in ("pg_steps", "dpo_steps"):
+        if self.plateau.first_check > getattr(self, name):
+          raise InputError(f"plateau.first_check={self.plateau.first_check} exceeds the budget "
+                           f"{name}={getattr(self, name)}")
     check_int_range("grid_n", self.grid_n, 16, 2048)
     if not self.grid_hi > self.grid_lo:
       raise InputError("grid_hi must exceed grid_lo")

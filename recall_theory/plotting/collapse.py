@@ -63,7 +63,10 @@ _PROBABILITY = ("reference_recall", "reference_recall_low", "reference_recall_hi
                 "predicted_mass", "predicted_mass_low", "predicted_mass_high",
                 "aligned_mass", "aligned_mass_low", "aligned_mass_high",
                 "sampler_recall", "p_no_target_sample", "kl_ceiling")
-_TEXT = ("source", "track", "pipeline", "algorithm", "setting", "estimator")
+_TEXT = ("source", "track", "pipeline", "algorithm", "setting", "estimator", "plateau")
+# Pipelines whose exact rows are the Gibbs tilt of their own reference: they agree with the
+# law by construction (the Gibbs identity), so they check arithmetic, not the theory.
+IDENTITY_PIPELINES = ("K-A", "A")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "p", "*", "d", "8", "H")
 
 
@@ -152,6 +155,48 @@ def find_result_files(folders: Sequence[str | os.PathLike], *, strict: bool
 
 # ----------------------------------------------------------------------------- loading
 
+GAP_LEVELS_CSV = "gap_levels.csv"  # written by `recall-theory gap`
+
+
+def load_gap_pairs(folders: Sequence[str | os.PathLike]) -> dict[str, np.ndarray]:
+  """Each decomposition run's models as they are, paired with their best-in-class level.
+
+  Reads every ``gap_levels.csv`` under ``folders`` and returns 1-D arrays ``track``,
+  ``pipeline``, ``algorithm``, ``setting``, ``seed``, ``as_is`` (+ ``_low``, ``_high``),
+  ``best`` (+ ``_low``, ``_high``), ``converged`` (both levels reached their plateau).
+  Empty arrays when there is no such file.
+  """
+  keys = ("track", "pipeline", "algorithm", "setting", "seed")
+  pairs: dict[tuple, dict] = {}
+  for folder in folders:
+    root = Path(folder)
+    if not root.is_dir():
+      continue
+    for path in sorted(root.rglob(GAP_LEVELS_CSV)):
+      if any(part.startswith(".") for part in path.relative_to(root).parts):
+        continue
+      try:
+        with open(path, newline="") as fh:
+          for line, row in enumerate(csv.DictReader(fh), start=2):
+            if row.get("level") not in ("as_is", "best_in_class"):
+              continue
+            try:
+              values = tuple(float(row[c]) for c in ("aligned_mass", "aligned_mass_low", "aligned_mass_high"))
+            except (KeyError, TypeError, ValueError) as err:
+              raise InputError(f"--inputs: {path}: line {line}: aligned_mass must be a number") from err
+            key = (str(path),) + tuple(row.get(k, "") for k in keys)
+            pairs.setdefault(key, {})[row["level"]] = (values, row.get("plateau", ""))
+      except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"--inputs: {path}: cannot read: {getattr(err, 'strerror', None) or err}") from err
+  complete = [(k, v) for k, v in pairs.items() if "as_is" in v and "best_in_class" in v]
+  out = {name: np.asarray([k[i + 1] for k, _ in complete], dtype=str) for i, name in enumerate(keys)}
+  for level, name in (("as_is", "as_is"), ("best_in_class", "best")):
+    vals = np.asarray([v[level][0] for _, v in complete], dtype=float).reshape(-1, 3)
+    out[name], out[f"{name}_low"], out[f"{name}_high"] = vals[:, 0], vals[:, 1], vals[:, 2]
+  out["converged"] = np.asarray([v["as_is"][1] != "budget" and v["best_in_class"][1] != "budget"
+                                 for _, v in complete], dtype=bool)
+  return out
+
 def _bad(path: Path, line: int, column: str, value, allowed: str) -> InputError:
   return InputError(f"--inputs: {path}: line {line}: {column} = {value!r}, must be {allowed}")
 
@@ -208,9 +253,11 @@ def load_points(files: Iterable[str | os.PathLike]) -> dict[str, np.ndarray]:
         continue
       seen.add(key)
       row["source"] = str(path)
+      plateau = row.get("plateau")
+      row["plateau"] = plateau if isinstance(plateau, str) and plateau else "unknown"
       rows.append(row)
   table: dict[str, np.ndarray] = {}
-  for col in ("source",) + schema.ID_COLUMNS + schema.LAW_COLUMNS:
+  for col in ("source",) + schema.ID_COLUMNS + schema.LAW_COLUMNS + ("plateau",):
     values = [r[col] for r in rows]
     if col in _TEXT:
       table[col] = np.asarray(values, dtype=str)
@@ -282,15 +329,26 @@ def classify(table: dict[str, np.ndarray], floor: float | None = None) -> dict[s
       otherwise ``below`` (gap < 0) or ``above`` (gap > 0);
     ``over_ceiling``: the writer's ``above_ceiling`` flag, or ``aligned_low > kl_ceiling
       + schema.CEILING_TOLERANCE`` recomputed here (both must be False);
-    ``in_trap``: ``Delta/beta < log((1 - p_ref)/p_ref)``, i.e. predicted optimum < 1/2.
+    ``in_trap``: ``Delta/beta < log((1 - p_ref)/p_ref)``, i.e. predicted optimum < 1/2;
+    ``role``: ``identity`` for an exact Gibbs tilt of its own reference (K-A and A with the
+      exact algorithm: at the law by construction), ``distilled`` for A-K rows (a
+      distillation after alignment, outside the law), ``trained`` otherwise;
+    ``scored``: a trained model whose training reached its plateau (or had no rule): only
+      these are compared with the law (a run stopped by its budget is not converged).
   The scalar ``floor`` is stored as ``table["floor"]``.
   """
   finite = np.isfinite(table["aligned_mass"]) & np.isfinite(table["predicted_mass"])
   dropped: dict[str, int] = {}
   for track, algorithm in zip(table["track"][~finite], table["algorithm"][~finite]):
     dropped[f"{track}/{algorithm}"] = dropped.get(f"{track}/{algorithm}", 0) + 1
-  per_row = ("source",) + schema.ID_COLUMNS + schema.LAW_COLUMNS
+  per_row = ("source",) + schema.ID_COLUMNS + schema.LAW_COLUMNS + ("plateau",)
   out = {k: v[finite] for k, v in table.items() if k in per_row}
+  if "plateau" not in out:
+    out["plateau"] = np.full(out["track"].shape, "unknown")
+  exact_tilt = (out["algorithm"] == "exact") & np.isin(out["pipeline"], IDENTITY_PIPELINES)
+  distilled = np.char.startswith(out["pipeline"].astype(str), "A-K")
+  out["role"] = np.where(exact_tilt, "identity", np.where(distilled, "distilled", "trained")).astype(str)
+  out["scored"] = (out["role"] == "trained") & (out["plateau"] != schema.PLATEAU_BUDGET)
   out["duplicates"] = table.get("duplicates", np.asarray(0))
   out["files_read"] = table.get("files_read", np.asarray(sorted(set(table["source"].tolist())), dtype=str))
   out["no_prediction"] = np.asarray(sorted(dropped.items()), dtype=str).reshape(-1, 2)
@@ -360,31 +418,77 @@ def summarize(table: dict[str, np.ndarray]) -> dict:
         "median_expected_samples": _median(table["expected_target_samples"][mask & sampled]),
     }
 
-  everything = np.ones(verdict.shape, bool)
-  summary = counts(everything)
+  scored = table["scored"]
+  summary = counts(scored)
   order = {t: i for i, t in enumerate(schema.TRACKS)}
-  triples = sorted(set(zip(table["track"].tolist(), table["pipeline"].tolist(),
-                           table["algorithm"].tolist())), key=lambda k: (order.get(k[0], 99), k[2], k[1]))
+  triples = sorted(set(zip(table["track"][scored].tolist(), table["pipeline"][scored].tolist(),
+                           table["algorithm"][scored].tolist())),
+                   key=lambda k: (order.get(k[0], 99), k[2], k[1]))
   summary["groups"] = [{"track": t, "pipeline": pl, "algorithm": a,
-                        **counts((table["track"] == t) & (table["pipeline"] == pl) & (table["algorithm"] == a))}
+                        **counts(scored & (table["track"] == t) & (table["pipeline"] == pl)
+                                 & (table["algorithm"] == a))}
                        for t, pl, a in triples]
-  summary["per_track"] = {t: int((table["track"] == t).sum()) for t in schema.TRACKS
-                          if (table["track"] == t).any()}
-  summary["clipped"] = int(table["clipped"].sum())
+  identity = table["role"] == "identity"
+  summary["identity"] = {"n": int(identity.sum()),
+                         "within": int((identity & (verdict == "within")).sum()),
+                         "max_abs_gap": float(np.max(np.abs(table["logit_gap"][identity])))
+                         if identity.any() else math.nan}
+  budget = (table["role"] == "trained") & (table["plateau"] == schema.PLATEAU_BUDGET)
+  summary["budget"] = int(budget.sum())
+  summary["budget_groups"] = sorted(
+      {(t, pl, a): int((budget & (table["track"] == t) & (table["pipeline"] == pl)
+                        & (table["algorithm"] == a)).sum())
+       for t, pl, a in zip(table["track"][budget].tolist(), table["pipeline"][budget].tolist(),
+                           table["algorithm"][budget].tolist())}.items())
+  summary["kept"] = kept_fractions(table)
+  summary["per_track"] = {t: int((scored & (table["track"] == t)).sum()) for t in schema.TRACKS
+                          if (scored & (table["track"] == t)).any()}
+  summary["clipped"] = int((scored & table["clipped"]).sum())
   summary["floor"] = float(table["floor"])
-  summary["median_expected_below"] = _median(table["expected_target_samples"][below & sampled])
+  summary["median_expected_below"] = _median(table["expected_target_samples"][scored & below & sampled])
   summary["median_expected_within"] = _median(
-      table["expected_target_samples"][(verdict == "within") & sampled])
-  starved = sampled & (table["expected_target_samples"] < 1.0)
-  fed = sampled & (table["expected_target_samples"] >= 1.0)
+      table["expected_target_samples"][scored & (verdict == "within") & sampled])
+  starved = scored & sampled & (table["expected_target_samples"] < 1.0)
+  fed = scored & sampled & (table["expected_target_samples"] >= 1.0)
   summary["starved"], summary["starved_below"] = int(starved.sum()), int((starved & below).sum())
   summary["fed"], summary["fed_below"] = int(fed.sum()), int((fed & below).sum())
-  summary["below_colour_range"] = int((sampled & (table["expected_target_samples"] < 10.0 ** COLOUR_MIN)).sum())
-  summary["zero_expected"] = int((sampled & (table["expected_target_samples"] <= 0)).sum())
+  summary["below_colour_range"] = int((scored & sampled
+                                       & (table["expected_target_samples"] < 10.0 ** COLOUR_MIN)).sum())
+  summary["zero_expected"] = int((scored & sampled & (table["expected_target_samples"] <= 0)).sum())
+  summary["over_ceiling_all"] = int(table["over_ceiling"].sum())
   summary["duplicates"] = int(table.get("duplicates", 0))
   summary["no_prediction"] = [(str(k), int(v)) for k, v in table.get("no_prediction", [])]
   summary["sources"] = sorted(set(table.get("files_read", table["source"]).tolist()))
   return summary
+
+
+def kept_fractions(table: dict[str, np.ndarray]) -> list[dict]:
+  """What each distilled student keeps of its aligned teacher's mass: ``mass(A-K) / mass(A)``.
+
+  An A-K row is paired with the A row of the same file, track, algorithm, seed and setting
+  (the aligned teacher it distils). Returns per (track, pipeline, algorithm): the number of
+  pairs and the median and quartiles of the ratio.
+  """
+  teacher = {}
+  for i in np.flatnonzero(table["pipeline"] == "A"):
+    teacher[(table["source"][i], table["track"][i], table["algorithm"][i], float(table["seed"][i]),
+             table["setting"][i])] = float(table["aligned_mass"][i])
+  ratios: dict[tuple, list[float]] = {}
+  for i in np.flatnonzero(table["role"] == "distilled"):
+    key = (table["source"][i], table["track"][i], table["algorithm"][i], float(table["seed"][i]),
+           table["setting"][i])
+    a = teacher.get(key)
+    if a is not None and a > 0:
+      ratios.setdefault((str(table["track"][i]), str(table["pipeline"][i]), str(table["algorithm"][i])),
+                        []).append(float(table["aligned_mass"][i]) / a)
+  order = {t: k for k, t in enumerate(schema.TRACKS)}
+  out = []
+  for (track, pipeline, algorithm), values in sorted(ratios.items(),
+                                                     key=lambda kv: (order.get(kv[0][0], 99), kv[0][2], kv[0][1])):
+    q25, q50, q75 = np.percentile(values, [25, 50, 75])
+    out.append({"track": track, "pipeline": pipeline, "algorithm": algorithm, "n": len(values),
+                "median": float(q50), "q25": float(q25), "q75": float(q75)})
+  return out
 
 
 def _fmt_count(x: float) -> str:
@@ -401,7 +505,7 @@ def _plural(count: int, one: str, many: str) -> str:
 
 def verdict_lines(summary: dict) -> list[str]:
   """The verdict printed on stdout: one line overall, one per track/algorithm, the ceiling."""
-  lines = [f"collapse: {summary['n']} aligned models: {summary['within']} within their interval of the "
+  lines = [f"collapse: {summary['n']} trained models at their plateau: {summary['within']} within their interval of the "
            f"prediction (or |logit gap| <= {LOGIT_TOLERANCE:g}), {summary['below']} below "
            f"(by a median of {_fmt_count(summary['median_shortfall'])} logit units between the intervals, max "
            f"{_fmt_count(summary['max_shortfall'])}; {_fmt_count(summary['median_point_shortfall'])} between "
@@ -414,7 +518,10 @@ def verdict_lines(summary: dict) -> list[str]:
   lines.append(f"collapse: sampling trap: {summary['starved_below']} of {summary['starved']} trained models "
                f"expecting < 1 target sample fall below; {summary['fed_below']} of {summary['fed']} "
                f"expecting >= 1 do")
-  over = summary["over_ceiling"]
+  lines.append(f"collapse: not scored: {summary['budget']} trained models stopped by their budget; "
+               f"{summary['identity']['n']} exact tilts (identity: {summary['identity']['within']} at "
+               f"the law); {sum(k['n'] for k in summary['kept'])} distilled A-K students")
+  over = summary["over_ceiling_all"]
   lines.append(f"collapse: {over} above their KL ceiling" + (
       "" if over == 0 else " -- LAW VIOLATION: a measured mass above the most any policy within its KL "
                            "can reach is a bug in that track's measurement or training"))
@@ -426,16 +533,32 @@ def caption(summary: dict, *, skipped: Sequence[tuple[Path, str]] = (), options:
   per_track = ", ".join(f"{n} {t}" for t, n in summary["per_track"].items())
   floor = _fmt_floor(summary["floor"])
   upper = max(summary["floor"], UPPER_RESOLUTION)
+  identity = summary["identity"]
+  gap_pairs = summary.get("gap_pairs", 0)
   parts = [
-      f"**Collapse of every aligned model onto the law.** (a) Measured target mass pi(A) of each "
-      f"aligned model against the law's optimum sigmoid(logit p_ref + Delta/beta), both on log-odds "
-      f"axes; {summary['n']} models ({per_track}). Marker: track and algorithm; colour: log10 of the "
-      f"expected number of target samples n q among the draws the algorithm trained on (hollow: exact "
-      f"tilt, no samples{'; below 1e' + str(int(COLOUR_MIN)) + ' at the arrow of the colour bar' if summary['below_colour_range'] else ''}). Grey bars join each prediction to the KL ceiling t*(p_ref, KL paid) "
-      f"(dash): no policy within that KL has more target mass. Whiskers: intervals where the "
-      f"estimate is not exact. (b) The trap boundary Delta/beta = log((1 - p)/p); below it (shaded) "
-      f"the optimum keeps pi(A) < 1/2; {summary['in_trap']} of the {summary['n']} runs lie inside it.",
-      f"**Verdict.** {summary['within']} of {summary['n']} models sit within their interval of the "
+      f"**Trained models against the law.** (a) Measured target mass pi(A) of each trained model "
+      f"whose alignment reached its plateau, against the law's optimum sigmoid(logit p_ref + "
+      f"Delta/beta), both on log-odds axes; {summary['n']} models ({per_track}). Marker: track and "
+      f"algorithm; colour: log10 of the expected number of target samples n q among the draws the "
+      f"algorithm trained on (hollow: an exact projection, no samples"
+      f"{'; below 1e' + str(int(COLOUR_MIN)) + ' at the arrow of the colour bar' if summary['below_colour_range'] else ''}); "
+      f"grey crosses: {summary['budget']} trained models stopped by their budget before the plateau "
+      f"rule held (not converged, not scored). Grey bars join each prediction to the KL ceiling "
+      f"t*(p_ref, KL paid) (dash): no policy within that KL has more target mass. Whiskers: intervals "
+      f"where the estimate is not exact. (b) The same algorithms as they are against the best their "
+      f"model class reaches (the class fitted to the exact tilt, `recall-theory gap`): "
+      + (f"{gap_pairs} models." if gap_pairs else "no decomposition run among the inputs.")
+      + f" (c) The trap boundary Delta/beta = log((1 - p)/p); below it (shaded) the optimum keeps "
+      f"pi(A) < 1/2; {summary['in_trap']} of the {summary['n']} scored runs lie inside it.",
+      f"**Not drawn.** The {identity['n']} exact Gibbs tilts (K-A and A, exact) are the identity the "
+      f"law is built on, not a test of it: {identity['within']} of {identity['n']} sit at their "
+      f"prediction (largest |logit gap| {_fmt_count(identity['max_abs_gap'])}). A-K students are a "
+      f"distillation after alignment, outside the law; what they keep of their aligned teacher's "
+      f"mass, mass(A-K)/mass(A) per seed (median [quartiles]): "
+      + ("; ".join(f"{k['track']} {k['pipeline']} {k['algorithm']}: {k['median']:.3g} "
+                   f"[{k['q25']:.3g}, {k['q75']:.3g}] (n = {k['n']})" for k in summary["kept"])
+         or "none") + ".",
+      f"**Verdict.** {summary['within']} of {summary['n']} scored models sit within their interval of the "
       f"prediction (intervals overlap, or |logit measured - logit predicted| <= {LOGIT_TOLERANCE:g}); "
       f"{summary['below']} fall below it, by a median of {_fmt_count(summary['median_shortfall'])} "
       f"logit units between the near ends of the two intervals (max {_fmt_count(summary['max_shortfall'])}; "
@@ -446,9 +569,9 @@ def caption(summary: dict, *, skipped: Sequence[tuple[Path, str]] = (), options:
       f"{_fmt_count(summary['median_expected_within'])}. Of the trained models expecting fewer than one "
       f"target sample, {summary['starved_below']} of {summary['starved']} fall below; of those expecting "
       f"at least one, {summary['fed_below']} of {summary['fed']}. "
-      + (f"No model lies above its KL ceiling."
-         if summary["over_ceiling"] == 0 else
-         f"**LAW VIOLATION: {_plural(summary['over_ceiling'], 'model lies', 'models lie')} above "
+      + (f"No model (of any role) lies above its KL ceiling."
+         if summary["over_ceiling_all"] == 0 else
+         f"**LAW VIOLATION: {_plural(summary['over_ceiling_all'], 'model lies', 'models lie')} above "
          f"the KL ceiling** (a bug in the "
          f"measurement or the training of those runs).")
       + (f" {_plural(summary['ceiling_unknown'], 'model has', 'models have')} no KL recorded (no ceiling)."
@@ -562,11 +685,15 @@ def probability_ticks(low: float, high: float, max_ticks: int = 7) -> tuple[list
   return [v for v, _ in chosen], [label for _, label in chosen]
 
 
-def collapse_figure(table: dict[str, np.ndarray]):
-  """Draw the two panels from a :func:`classify` table; returns ``(figure, data)``.
+def collapse_figure(table: dict[str, np.ndarray], gap_pairs: dict[str, np.ndarray] | None = None):
+  """Draw the three panels from a :func:`classify` table; returns ``(figure, data)``.
 
-  ``data`` holds every array the figure is drawn from (numeric or fixed-width strings, no
-  pickled objects), for ``save_figure``'s ``NAME_data.npz``.
+  (a) the scored trained models (and, as grey crosses, those stopped by their budget)
+  against the law; (b) the decomposition runs' models as they are against their best in
+  class (``gap_pairs`` from :func:`load_gap_pairs`); (c) the trap boundary. Exact tilts and
+  distilled students are not drawn (the caption counts them). ``data`` holds every array
+  the figure is drawn from (numeric or fixed-width strings, no pickled objects), for
+  ``save_figure``'s ``NAME_data.npz``.
   """
   import matplotlib.pyplot as plt
   from matplotlib.collections import LineCollection
@@ -574,11 +701,18 @@ def collapse_figure(table: dict[str, np.ndarray]):
   from matplotlib.patches import Patch
   from matplotlib import colors as mcolors
 
-  from recall_theory.plotting.style import TEXT_WIDTH, paper_style
+  from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 
+  from recall_theory.plotting.style import PIPELINE_COLORS, TEXT_WIDTH, paper_style
+
+  full = table
+  budget = (full["role"] == "trained") & (full["plateau"] == schema.PLATEAU_BUDGET)
+  table = {k: (v[full["scored"]] if isinstance(v, np.ndarray) and v.shape == full["scored"].shape else v)
+           for k, v in full.items()}
   floor = float(table["floor"])
   clip = lambda m: clip_mass(m, floor)  # noqa: E731
   x, y = clip(table["predicted_mass"]), clip(table["aligned_mass"])
+  x_budget, y_budget = clip(full["predicted_mass"][budget]), clip(full["aligned_mass"][budget])
   x_low, x_high = clip(table["predicted_mass_low"]), clip(table["predicted_mass_high"])
   y_low, y_high = clip(table["aligned_mass_low"]), clip(table["aligned_mass_high"])
   ceiling = clip(table["kl_ceiling"])
@@ -595,12 +729,13 @@ def collapse_figure(table: dict[str, np.ndarray]):
   cmap = plt.get_cmap("viridis")
   norm = mcolors.Normalize(vmin=c_low, vmax=c_high)
 
+  pairs = gap_pairs if gap_pairs is not None and len(gap_pairs.get("as_is", ())) else None
   with paper_style():
-    fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=(TEXT_WIDTH, 3.3), layout="constrained")
+    fig, (ax_a, ax_g, ax_b) = plt.subplots(1, 3, figsize=(TEXT_WIDTH, 2.9), layout="constrained")
     ax_a.set_xscale("logit")
     ax_a.set_yscale("logit")
-    lo = min(np.nanmin(np.concatenate([x, y, x_low, y_low])), 0.4)
-    hi = max(np.nanmax(np.concatenate([x, y, x_high, y_high])), 0.6)
+    lo = min(np.nanmin(np.concatenate([x, y, x_low, y_low, x_budget, y_budget])), 0.4)
+    hi = max(np.nanmax(np.concatenate([x, y, x_high, y_high, x_budget, y_budget])), 0.6)
     lo_lim, hi_lim = lo / 2.0, 1.0 - (1.0 - hi) / 2.0
     line = np.array([lo_lim, hi_lim])
     ax_a.plot(line, line, color="0.2", lw=0.8, ls="--", zorder=1)
@@ -629,24 +764,60 @@ def collapse_figure(table: dict[str, np.ndarray]):
         if hollow.any():
           ax.scatter(xs[hollow], ys[hollow], facecolors="none", edgecolors="0.1", marker=marker_of[key],
                      s=group_size, linewidths=0.6, zorder=group_z, rasterized=rasterized)
+    if budget.any():  # not converged: drawn, not scored
+      ax_a.scatter(x_budget, y_budget, marker="x", s=size, color="0.55", linewidths=0.6, zorder=2.5,
+                   rasterized=rasterized)
     bad = table["over_ceiling"]
     if bad.any():  # impossible points, ringed in red so nobody misses them
       ax_a.scatter(x[bad], y[bad], facecolors="none", edgecolors="red", s=size * 4, linewidths=1.0,
                    zorder=4)
     ax_a.set_xlim(lo_lim, hi_lim)
     ax_a.set_ylim(lo_lim, hi_lim)
-    from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
     # "1-10^-k" labels are wide: fewer of them along x than along y.
     for axis, max_ticks in ((ax_a.xaxis, 5), (ax_a.yaxis, 7)):
       ticks, labels = probability_ticks(lo_lim, hi_lim, max_ticks)
       axis.set_major_locator(FixedLocator(ticks))
       axis.set_major_formatter(FixedFormatter(labels))
       axis.set_minor_locator(NullLocator())
-    ax_a.set_xlabel(r"predicted $\sigma(\mathrm{logit}\,p_{ref} + \Delta/\beta)$")
+    ax_a.set_xlabel(r"law $\sigma(\mathrm{logit}\,p_{ref} + \Delta/\beta)$")
     ax_a.set_ylabel(r"measured aligned mass $\pi(A)$")
-    ax_a.set_title("(a) measured against the law", loc="left")
+    ax_a.set_title("(a) trained against the law", loc="left")
 
-    # (b) the trap boundary in the (p_ref, Delta/beta) plane.
+    # (b) the decomposition runs: as they are against the best in class.
+    ax_g.set_xscale("logit")
+    ax_g.set_yscale("logit")
+    ax_g.set_title("(b) against the best in class", loc="left")
+    ax_g.set_xlabel(r"best in class $\pi_{class}(A)$")
+    if pairs is not None:
+      gx, gy = clip(pairs["best"]), clip(pairs["as_is"])
+      g_lo = min(float(np.nanmin(np.concatenate([gx, gy]))), 0.4) / 2.0
+      g_hi = 1.0 - (1.0 - max(float(np.nanmax(np.concatenate([gx, gy]))), 0.6)) / 2.0
+      ax_g.plot([g_lo, g_hi], [g_lo, g_hi], color="0.2", lw=0.8, ls="--", zorder=1)
+      _interval_whiskers(ax_g, gx, gy, clip(pairs["best_low"]), clip(pairs["best_high"]),
+                         clip(pairs["as_is_low"]), clip(pairs["as_is_high"]), False)
+      gap_keys = sorted(set(zip(pairs["track"].tolist(), pairs["algorithm"].tolist())))
+      for key in gap_keys:
+        mask = (pairs["track"] == key[0]) & (pairs["algorithm"] == key[1])
+        marker = marker_of.get(key, MARKERS[(len(keys) + gap_keys.index(key)) % len(MARKERS)])
+        for pipeline in ("K-A", "A", "K-A(teacher-ref)"):
+          m = mask & (pairs["pipeline"] == pipeline)
+          if m.any():
+            ax_g.scatter(gx[m], gy[m], marker=marker, s=18.0, zorder=3,
+                         color=PIPELINE_COLORS.get(pipeline, "0.5"), edgecolors="0.15", linewidths=0.4)
+      ax_g.set_xlim(g_lo, g_hi)
+      ax_g.set_ylim(g_lo, g_hi)
+      for axis in (ax_g.xaxis, ax_g.yaxis):
+        ticks, labels = probability_ticks(g_lo, g_hi, 4)
+        axis.set_major_locator(FixedLocator(ticks))
+        axis.set_major_formatter(FixedFormatter(labels))
+        axis.set_minor_locator(NullLocator())
+    else:
+      ax_g.text(0.5, 0.5, "no decomposition run\namong the inputs", ha="center", va="center",
+                transform=ax_g.transAxes, color="0.4")
+      ax_g.set_xticks([])
+      ax_g.set_yticks([])
+
+    # (c) the trap boundary in the (p_ref, Delta/beta) plane.
     ax_b.set_xscale("log")
     finite_p = p_ref[np.isfinite(p_ref) & np.isfinite(gap)]
     p_min = min(float(np.nanmin(finite_p)) if finite_p.size else 1e-3, 1e-3) / 3.0
@@ -673,10 +844,10 @@ def collapse_figure(table: dict[str, np.ndarray]):
     ax_b.set_ylim(g_low, g_high)
     ax_b.set_xlabel(r"reference recall $p_{ref} = \pi_{ref}(A)$")
     ax_b.set_ylabel(r"reward gap $\Delta/\beta$")
-    ax_b.set_title("(b) the trap boundary", loc="left")
+    ax_b.set_title("(c) the trap boundary", loc="left")
 
     sm = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
-    bar = fig.colorbar(sm, ax=[ax_a, ax_b], location="right", shrink=0.9, pad=0.01,
+    bar = fig.colorbar(sm, ax=[ax_a, ax_g, ax_b], location="right", shrink=0.9, pad=0.01,
                        extend="min" if (colour_value[~exact] < c_low).any() else "neither")
     bar.set_label("expected target samples\n" + r"$\log_{10}\,n\,q$")
 
@@ -689,6 +860,13 @@ def collapse_figure(table: dict[str, np.ndarray]):
     handles += [
         Line2D([], [], ls="none", marker="o", markerfacecolor="none", markeredgecolor="0.1",
                markersize=4.5, label="exact (no samples)"),
+        Line2D([], [], ls="none", marker="x", color="0.55", markersize=4.5, label="budget, no plateau"),
+    ]
+    if pairs is not None:
+      handles += [Line2D([], [], ls="none", marker="o", markerfacecolor=PIPELINE_COLORS[p],
+                         markeredgecolor="0.15", markersize=4.5, label=f"(b) {p}")
+                  for p in ("K-A", "A", "K-A(teacher-ref)")]
+    handles += [
         Line2D([], [], color="0.2", ls="--", lw=0.8, label="measured = predicted"),
         Line2D([], [], ls="none", marker="_", color="0.45", markersize=6, label="KL ceiling"),
         Line2D([], [], color="#D55E00", lw=1.0, label=r"$\Delta/\beta = \log\frac{1-p}{p}$"),
@@ -713,7 +891,10 @@ def collapse_figure(table: dict[str, np.ndarray]):
       "pipeline": table["pipeline"], "setting": table["setting"], "seed": table["seed"],
       "floor": np.asarray(floor), "boundary_p": p_grid, "boundary_delta_over_beta": boundary,
       "logit_tolerance": np.asarray(LOGIT_TOLERANCE),
+      "budget_predicted_mass": full["predicted_mass"][budget], "budget_aligned_mass": full["aligned_mass"][budget],
   }
+  if pairs is not None:
+    data.update({f"gap_{k}": v for k, v in pairs.items()})
   return fig, data
 
 

@@ -62,6 +62,7 @@ def _presets() -> dict[str, SmolLM2Experiment]:
   from recall_theory.lm.groundtruth import MarkovMixtureConfig
   from recall_theory.lm.model import ModelConfig
   from recall_theory.lm.pipeline import ExperimentConfig, StageConfig
+  from recall_theory.plateau import PlateauRule
 
   def llama(d, layers, heads, kv, ff, ctx, dtype="float32"):
     return ModelConfig(vocab_size=SMOLLM2_VOCAB, d_model=d, n_layers=layers, n_heads=heads,
@@ -77,9 +78,11 @@ def _presets() -> dict[str, SmolLM2Experiment]:
           teacher_train=StageConfig(steps=4, batch_size=16, learning_rate=3e-3),
           student_train=StageConfig(steps=4, batch_size=16, learning_rate=3e-3),
           tau=0.7, distill_samples=32, algorithms=("dpo", "rloo"),
-          preference_train=StageConfig(steps=2, batch_size=16, learning_rate=1e-3),
-          n_pairs=16, beta=0.1, bt_scale=10.0,
-          rloo_train=StageConfig(steps=2, batch_size=16, learning_rate=1e-3),
+          preference_train=StageConfig(steps=2, batch_size=16, learning_rate=1e-3,
+                                       plateau=PlateauRule(first_check=1)),
+          n_pairs=16, heldout_pairs=16, beta=0.1, bt_scale=10.0,
+          rloo_train=StageConfig(steps=2, batch_size=16, learning_rate=1e-3,
+                                 plateau=PlateauRule(first_check=1)),
           rloo_beta=0.05, rloo_group=4, eval_samples=16, reference_samples=1024,
           checkpoint_every=1000),
       seeds=2)
@@ -95,9 +98,12 @@ def _presets() -> dict[str, SmolLM2Experiment]:
           student_train=StageConfig(steps=400, batch_size=256, learning_rate=2e-3,
                                     warmup_steps=40),
           tau=0.7, distill_samples=32768, algorithms=("dpo", "rloo"),
-          preference_train=StageConfig(steps=100, batch_size=128, learning_rate=3e-4),
-          n_pairs=8192, beta=0.1, bt_scale=10.0,
-          rloo_train=StageConfig(steps=60, batch_size=256, learning_rate=3e-4),
+          # budgets for the plateau rule (recall_theory.plateau); not yet run on a GPU to plateau
+          preference_train=StageConfig(steps=2048, batch_size=128, learning_rate=3e-4,
+                                       plateau=PlateauRule(first_check=64, objective_tolerance=2e-3)),
+          n_pairs=65536, beta=0.1, bt_scale=10.0,
+          rloo_train=StageConfig(steps=2048, batch_size=256, learning_rate=3e-4,
+                                 plateau=PlateauRule(first_check=128, objective_tolerance=0.05)),
           rloo_beta=0.05, rloo_group=8, eval_samples=2048, checkpoint_every=100),
       seeds=3)
   return {"smollm2-cpu-smoke": smoke, "smollm2-gpu": gpu}

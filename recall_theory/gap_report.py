@@ -1,0 +1,120 @@
+"""The decomposition's outputs: the level table, the term table, the figure and its caption.
+
+:func:`write_gap` takes the level rows of a track (:mod:`recall_theory.lm.gap` or
+:mod:`recall_theory.mog.gap`) and writes into a folder:
+
+* ``gap_levels.csv``: one row per (setting, pipeline, algorithm, seed, level), with the
+  level's aligned mass and interval and its training columns (steps, plateau);
+* ``gap_decomposition.csv``: per (setting, pipeline, algorithm) every term's mean over seeds,
+  its paired t 95% interval, the sign counts, the sign-test p and the verdict, and the
+  dominant term;
+* ``gap.{pdf,png}`` + ``gap_data.npz``: the stacked bars (:mod:`recall_theory.plotting.decomposition`);
+* ``gap_caption.md``: the caption and the verdicts, every number generated from the rows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from recall_theory import decomposition as dec
+from recall_theory import io
+
+LEVEL_CSV = "gap_levels.csv"
+TERM_CSV = "gap_decomposition.csv"
+CAPTION = "gap_caption.md"
+ALGORITHM_NAMES = {"dpo": "DPO", "rloo": "RLOO", "pg": "policy gradient"}
+
+
+def _levels_columns(rows: Sequence[dict]) -> dict[str, np.ndarray]:
+  keys: list[str] = []
+  for row in rows:
+    for k in row:
+      if k not in keys:
+        keys.append(k)
+  return {k: np.asarray([row.get(k, np.nan) for row in rows], dtype=object) for k in keys}
+
+
+def _setting_phrase(setting: str) -> str:
+  parts = [p for p in setting.split(";") if p and not p.startswith("target=")]
+  return ", ".join(parts).replace("=", " ") if parts else ""
+
+
+def verdict_sentences(entries: Sequence[dict]) -> list[str]:
+  """One generated sentence per (setting, algorithm, pipeline)."""
+  lines = []
+  for e in entries:
+    alg = ALGORITHM_NAMES.get(e["algorithm"], e["algorithm"])
+    where = _setting_phrase(e["setting"])
+    head = f"{e['pipeline']}, {alg}" + (f" ({where})" if where else "")
+    masses = (f"law {e['mass_law']:.3g}, best in class {e['mass_best_in_class']:.3g}, covering sampler "
+              f"{e['mass_covering_sampler']:.3g}, as is {e['mass_as_is']:.3g} (means over {e['n_seeds']} seeds)")
+    if e["pipeline"] == "K-A":
+      total = f"{dec.describe_term(e['total_vs_A'])} logit units below A's law"
+      terms = ["learning trap " + dec.describe_term(e["learning_trap"])]
+    else:
+      total = f"{dec.describe_term(e['total'])} logit units below its own law"
+      terms = []
+    terms += [f"{dec.TERM_LABELS[t]} {dec.describe_term(e[t])}" for t in dec.TERMS[1:]]
+    dominant = dec.TERM_LABELS.get(e["dominant"], "none (every term a tie)")
+    plateau = (f"plateau reached: best in class {e['plateau_best_in_class']}, covering "
+               f"{e['plateau_covering_sampler']}, as is {e['plateau_as_is']}")
+    lines.append(f"- **{head}**: {masses}. As is, {total}; {'; '.join(terms)}. "
+                 f"Largest term: {dominant}. {plateau}.")
+  return lines
+
+
+def dominant_summary(entries: Sequence[dict]) -> list[str]:
+  """Per algorithm (and setting): which term dominates K-A's shortfall, one line each."""
+  out = []
+  for e in entries:
+    if e["pipeline"] != "K-A":
+      continue
+    alg = ALGORITHM_NAMES.get(e["algorithm"], e["algorithm"])
+    where = _setting_phrase(e["setting"])
+    name = dec.TERM_LABELS.get(e["dominant"], "no term (every term a tie)")
+    s = e.get(e["dominant"]) if e["dominant"] in dec.TERMS else None
+    detail = f": {dec.describe_term(s)} of {dec.describe_term(e['total_vs_A'])}" if s else ""
+    out.append(f"- {e['track']} {alg}{' (' + where + ')' if where else ''}: {name}{detail}")
+  return out
+
+
+def caption(entries: Sequence[dict], *, track: str, description: str, elapsed: float,
+            options: str) -> str:
+  """The generated caption of ``gap.png`` with the per-group verdicts."""
+  seeds = sorted({e["n_seeds"] for e in entries})
+  head = (f"**Where the shortfall comes from ({track}).** Stacked bars: the terms of each trained "
+          f"pipeline's shortfall, in logit units, means over {', '.join(map(str, seeds))} seeds "
+          "(learning trap = logit law(A) - logit law(K-A), K-A only; representation = law - best "
+          "in class; optimisation = best in class - covering sampler; sampling = covering sampler "
+          "- as is; positive terms cost target mass). Black: the total with its paired t 95% "
+          "interval (K-A: against A's law; A and K-A(teacher-ref): against their own law). "
+          f"{description} Every level is trained to its plateau (recall_theory.plateau) or its "
+          "budget; the counts say how many seeds reached the plateau. A term whose interval "
+          f"contains 0 or whose mean is below {dec.RESOLUTION:g} logit is a tie; sign p is the "
+          "exact two-sided sign test over seeds.")
+  clipped = sorted({lv for e in entries for lv in e["clipped"]})
+  note = (f" Levels with no target sample among their evaluation draws were clipped to half a "
+          f"sample before the logit: {', '.join(clipped)}." if clipped else "")
+  return "\n\n".join([head + note, "**Verdicts.**", "\n".join(verdict_sentences(entries)),
+                      "**Dominant term of K-A's shortfall.**", "\n".join(dominant_summary(entries)),
+                      f"Wall time {elapsed:.0f} s. Options: {options}."]) + "\n"
+
+
+def write_gap(out: Path, rows: Sequence[dict], *, track: str, description: str, elapsed: float,
+              options: str) -> list[Path]:
+  """Write the level table, the term table, the figure and the caption into ``out``."""
+  from recall_theory.plotting.decomposition import decomposition_figure
+  from recall_theory.plotting.style import save_figure
+
+  entries = dec.decompose(rows)
+  paths = [io.write_columns_csv(out / LEVEL_CSV, _levels_columns(rows))]
+  table = dec.table_rows(entries)
+  paths.append(io.write_columns_csv(out / TERM_CSV, _levels_columns(table)))
+  fig, data = decomposition_figure(entries)
+  paths += save_figure(fig, out, "gap", data=data)
+  text = caption(entries, track=track, description=description, elapsed=elapsed, options=options)
+  paths.append(io.write_text(out / CAPTION, text))
+  return paths

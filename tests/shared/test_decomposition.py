@@ -1,0 +1,90 @@
+"""The gap decomposition: logits, terms, the learning trap's pairing, sign tests, verdicts."""
+
+import math
+
+import numpy as np
+import pytest
+
+from recall_theory import decomposition as dec
+
+
+def _logit(m):
+  return math.log(m) - math.log1p(-m)
+
+
+def _rows(seed, law, best, cover, as_is, *, pipeline="K-A", algorithm="dpo", n_eval=1000, setting="s"):
+  out = []
+  for level, mass in zip(dec.LEVELS, (law, best, cover, as_is)):
+    out.append({"track": "lm", "setting": setting, "pipeline": pipeline, "algorithm": algorithm,
+                "seed": seed, "level": level, "aligned_mass": mass,
+                "n_eval": 0 if level == "law" else n_eval, "plateau": "exact" if level == "law" else "reached"})
+  return out
+
+
+def test_sign_test_p_exact_values():
+  assert dec.sign_test_p(5, 0) == pytest.approx(2 / 32)
+  assert dec.sign_test_p(4, 1) == pytest.approx(2 * 6 / 32)
+  assert dec.sign_test_p(3, 3) == 1.0
+  assert dec.sign_test_p(0, 0) == 1.0
+  assert dec.sign_test_p(10, 0) == pytest.approx(2 / 1024)
+
+
+def test_clipped_logit_at_half_a_sample():
+  value, clipped = dec.clipped_logit(0.0, 1000)
+  assert clipped and value == pytest.approx(_logit(0.0005))
+  value, clipped = dec.clipped_logit(0.25, 1000)
+  assert not clipped and value == pytest.approx(_logit(0.25))
+  value, clipped = dec.clipped_logit(1e-30, 0)      # exact masses keep their logit
+  assert not clipped and value == pytest.approx(_logit(1e-30))
+
+
+def test_terms_telescope_and_the_trap_pairs_with_A():
+  rows = []
+  for seed in range(3):
+    rows += _rows(seed, 0.3, 0.2, 0.1, 0.01)
+    rows += _rows(seed, 0.8, 0.7, 0.6, 0.5, pipeline="A")
+  recs = {(r["pipeline"], r["seed"]): r for r in dec.per_seed_terms(rows)}
+  ka = recs[("K-A", 0)]
+  assert ka["representation"] == pytest.approx(_logit(0.3) - _logit(0.2))
+  assert ka["optimisation"] == pytest.approx(_logit(0.2) - _logit(0.1))
+  assert ka["sampling"] == pytest.approx(_logit(0.1) - _logit(0.01))
+  assert ka["learning_trap"] == pytest.approx(_logit(0.8) - _logit(0.3))
+  assert ka["total_vs_A"] == pytest.approx(ka["learning_trap"] + ka["representation"]
+                                           + ka["optimisation"] + ka["sampling"])
+  assert recs[("A", 1)]["learning_trap"] == 0.0
+
+
+def test_decompose_names_the_dominant_term_and_calls_ties():
+  rows = []
+  rng = np.random.default_rng(0)
+  for seed in range(5):
+    # sampling costs ~3 logits on every seed; representation is noise around 0
+    noise = rng.normal(scale=0.05)
+    rows += _rows(seed, 0.3, 0.3 / (1 + noise), 0.28, 0.02)
+    rows += _rows(seed, 0.8, 0.8, 0.8, 0.8, pipeline="A")
+  entries = {e["pipeline"]: e for e in dec.decompose(rows)}
+  ka = entries["K-A"]
+  assert ka["n_seeds"] == 5
+  assert ka["dominant"] == "sampling"
+  assert ka["sampling"]["verdict"] == "costs mass"
+  assert ka["sampling"]["n_positive"] == 5 and ka["sampling"]["sign_p"] == pytest.approx(2 / 32)
+  assert ka["representation"]["verdict"] == "tie"
+  assert entries["A"]["dominant"] == "none"
+  assert entries["A"]["learning_trap"]["n"] == 0     # no trap term outside K-A
+
+
+def test_incomplete_groups_are_left_out():
+  rows = _rows(0, 0.3, 0.2, 0.1, 0.05)[:-1]          # no as_is level
+  assert dec.per_seed_terms(rows) == []
+
+
+def test_table_and_markdown_carry_every_term():
+  rows = []
+  for seed in range(2):
+    rows += _rows(seed, 0.3, 0.2, 0.1, 0.01)
+    rows += _rows(seed, 0.8, 0.7, 0.6, 0.5, pipeline="A")
+  entries = dec.decompose(rows)
+  table = dec.table_rows(entries)
+  assert {"sampling_mean", "sampling_sign_p", "learning_trap_verdict", "dominant"} <= set(table[0])
+  text = dec.markdown_table(entries)
+  assert "| lm | s | K-A | dpo | 2 |" in text
