@@ -63,7 +63,11 @@ STEPS = (
          "compute-matched K-A vs A-K, Mixture-of-Gaussians track"),
     Step("smollm2", ("smollm2", "--preset", "smollm2-cpu-smoke", "--quiet"), "smollm2",
          "SmolLM2-135M as p*, smoke preset (plumbing; needs the smollm2 extra and its weights)"),
-    Step("collapse", ("collapse",), ".", "every aligned model against the law's prediction"),
+    Step("gap-lm", ("gap", "--track", "lm", "--preset", "cpu-tiny", "--seeds", "5", "--quiet"), "gap/lm",
+         "where the transformers' shortfall comes from: four levels, 5 seeds, DPO and RLOO"),
+    Step("gap-mog", ("gap", "--track", "mog", "--seeds", "5", "--quiet"), "gap/mog",
+         "where the Mixture-of-Gaussians shortfall comes from: four levels, 5 seeds, PG and DPO"),
+    Step("collapse", ("collapse",), ".", "trained models at their plateau against the law"),
 )
 STEP_NAMES = tuple(s.name for s in STEPS)
 

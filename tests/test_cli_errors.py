@@ -82,3 +82,47 @@ def test_resume_with_another_configuration_names_the_differing_field(tmp_path):
   with pytest.raises(InputError) as err:
     ckpt.check_or_write_fingerprint({"config": {"tau": 0.8, "beta": 1.8}, "seeds": [0]}, resume=True)
   assert str(err.value).endswith("configuration: config.tau = 0.6 there, 0.8 now")
+
+
+@pytest.mark.parametrize("command", [["lm", "--preset", "test"], ["mog", "--quick"],
+                                     ["gap", "--track", "lm", "--preset", "test"], ["gap", "--track", "mog"]])
+@pytest.mark.parametrize("flag, value, shown", [
+    ("--max-steps", "0", "--max-steps"), ("--max-steps", "-5", "--max-steps"),
+    ("--max-steps", "1.5", "--max-steps"), ("--max-steps", "nan", "--max-steps"),
+    ("--max-steps", "lots", "--max-steps"), ("--first-check", "0", "--first-check"),
+    ("--first-check", "inf", "--first-check"), ("--plateau-tolerance", "0", "--plateau-tolerance"),
+    ("--plateau-tolerance", "-1e-3", "--plateau-tolerance"), ("--plateau-tolerance", "nan", "--plateau-tolerance"),
+    ("--plateau-tolerance", "inf", "--plateau-tolerance")])
+def test_plateau_flags_are_checked_before_training(command, flag, value, shown, capsys, tmp_path):
+  out = tmp_path / "out"
+  assert cli_main.main(command + [f"{flag}={value}", "--out", str(out)]) == 2
+  line = _one_line(capsys)
+  assert shown in line and ("integer" in line or "finite number > 0" in line)
+  assert not out.exists() or not any(out.iterdir())
+
+
+def test_first_check_beyond_the_budget_names_the_flag(capsys, tmp_path):
+  rc = cli_main.main(["lm", "--preset", "test", "--max-steps", "8", "--first-check", "16",
+                      "--out", str(tmp_path / "out")])
+  assert rc == 2
+  assert "--first-check" in _one_line(capsys)
+
+
+@pytest.mark.parametrize("argv, shown", [
+    (["gap", "--track", "lm", "--algorithms", "simpo"], "covers dpo,rloo"),
+    (["gap", "--track", "mog", "--algorithms", "rloo"], "covers pg,dpo"),
+    (["gap", "--track", "lm", "--preset", "gpu"], "covers cpu-tiny, test"),
+    (["gap", "--track", "lm", "--betas", "0.3"], "--betas applies to --track mog only"),
+    (["gap", "--track", "mog", "--betas", "0,1"], "--betas must be"),
+    (["gap", "--track", "mog", "--preset", "test"], "--preset applies to --track lm only"),
+])
+def test_gap_names_what_it_covers(argv, shown, capsys, tmp_path):
+  assert cli_main.main(argv + ["--out", str(tmp_path / "out")]) == 2
+  assert shown in _one_line(capsys)
+
+
+def test_gap_track_outside_the_choices(capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    cli_main.main(["gap", "--track", "smollm2"])
+  assert exit_info.value.code == 2
+  assert "--track" in _one_line(capsys)

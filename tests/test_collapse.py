@@ -40,8 +40,12 @@ def _bernoulli_kl(t, p):
 
 def _write(folder: Path, name: str, track: str, algorithm, pipeline, p_ref, gap, offset, n_samples,
            *, extra_kl=0.0, mass_interval_halfwidth=None, aligned=None, estimator="exact",
-           drop=()) -> int:
-  """Write one results CSV; measured mass = sigmoid(logit predicted + offset) unless ``aligned``."""
+           drop=(), plateau=None) -> int:
+  """Write one results CSV; measured mass = sigmoid(logit predicted + offset) unless ``aligned``.
+
+  ``plateau`` (default: ``exact`` without samples, ``reached`` with) is the training column
+  that says whether the model converged (only converged trained models are scored).
+  """
   p_ref, gap, offset = (np.atleast_1d(np.asarray(v, float)) for v in (p_ref, gap, offset))
   p_ref, gap, offset = np.broadcast_arrays(p_ref, gap, offset)
   predicted = _sigmoid(_logit(p_ref) + gap)
@@ -55,9 +59,12 @@ def _write(folder: Path, name: str, track: str, algorithm, pipeline, p_ref, gap,
   n = p_ref.size
   rows = []
   for i, law in enumerate(schema.law_rows(cols)):
+    samples = np.broadcast_to(n_samples, (n,))[i]
+    state = plateau if plateau is not None else ("exact" if samples == 0 else "reached")
     row = {"track": track, "pipeline": np.broadcast_to(pipeline, (n,))[i],
            "algorithm": np.broadcast_to(algorithm, (n,))[i], "seed": i % 3,
-           "setting": f"beta={i};p={p_ref[i]:.3g}", "reward": 0.5, **law}
+           "setting": f"beta={i};p={p_ref[i]:.3g}", "reward": 0.5, **law,
+           "plateau": np.broadcast_to(state, (n,))[i]}
     rows.append({k: v for k, v in row.items() if k not in drop})
   folder.mkdir(parents=True, exist_ok=True)
   io.write_csv(folder / name, rows)
@@ -68,8 +75,9 @@ def _write(folder: Path, name: str, track: str, algorithm, pipeline, p_ref, gap,
 def tracks(tmp_path):
   """Four result folders, one per track, with known verdicts.
 
-  within: theory (8, exact), mog exact (4), mog pg offset -0.05 (3), lm rloo with an interval
-    that covers the prediction (3), smollm2 dpo offset +0.02 (2)  -> 20 within
+  identity (exact tilts, counted apart): theory (8), mog exact K-A (4)  -> 12, all within
+  scored, within: mog pg offset -0.05 (3), lm rloo with an interval that covers the
+    prediction (3), smollm2 dpo offset +0.02 (2)                  -> 8 within
   below: mog dpo offset -2 (3), lm dpo offsets -1, -3, -5 (3)     -> 6 below, median 2, max 5
   above: lm ipo offset +1 with exact mass (1)                     -> 1 above
   no prediction: lm simpo (2 rows, NaN Delta/beta)
@@ -89,10 +97,10 @@ def tracks(tmp_path):
          [-1.0, -3.0, -5.0], 1024, extra_kl=0.1)
   _write(root / "lm" / "taus", "lm_rloo_results.csv", "lm", "rloo", "K-A", [2e-3, 5e-3, 1e-2], 3.0,
          -0.5, 3072, mass_interval_halfwidth=0.1, estimator="monte-carlo n=4096, wilson 95%")
-  _write(root / "lm" / "all_algorithms", "lm_results.csv", "lm", "ipo", "A-K", [0.02], 2.0, 1.0, 512)
+  _write(root / "lm" / "all_algorithms", "lm_results.csv", "lm", "ipo", "K-A", [0.02], 2.0, 1.0, 512)
   _write(root / "lm" / "all_algorithms", "lm_simpo_results.csv", "lm", "simpo", "K-A", [0.02, 0.03],
          np.nan, 0.0, 512, aligned=0.05)
-  _write(root / "smollm2", "smollm2_results.csv", "smollm2", "dpo", "A-K", [0.04, 0.05], 1.0, 0.02,
+  _write(root / "smollm2", "smollm2_results.csv", "smollm2", "dpo", "A", [0.04, 0.05], 1.0, 0.02,
          256, estimator="monte-carlo n=1024, wilson 95%")
   return root
 
@@ -115,7 +123,8 @@ def test_cli_writes_figure_data_csv_caption_and_prints_the_verdict(tracks, tmp_p
   assert len(rows) == 27  # 29 rows, 2 SimPO rows without a prediction
   by_verdict = {v: sum(r["verdict"] == v for r in rows) for v in ("within", "below", "above")}
   assert by_verdict == {"within": 20, "below": 6, "above": 1}
-  assert "collapse: 27 aligned models: 20 within" in stdout
+  assert sum(r["role"] == "identity" for r in rows) == 12 and sum(r["scored"] == "True" for r in rows) == 15
+  assert "collapse: 15 trained models at their plateau: 8 within" in stdout
   assert "6 below (by a median of 2 logit units between the intervals, max 5; 2 between the point values)" in stdout
   assert "1 above" in stdout
   assert "collapse: 0 above their KL ceiling" in stdout
@@ -124,12 +133,13 @@ def test_cli_writes_figure_data_csv_caption_and_prints_the_verdict(tracks, tmp_p
   assert "sampling trap: 1 of 2 trained models expecting < 1 target sample fall below; 5 of 13" in stdout
   assert "LAW VIOLATION" not in stdout + stderr
   text = (out / "collapse_caption.md").read_text()
-  assert "27 models (8 theory, 10 mog, 7 lm, 2 smollm2)" in text
-  assert "20 of 27 models sit within their interval" in text
+  assert "15 models (6 mog, 7 lm, 2 smollm2)" in text
+  assert "8 of 15 scored models sit within their interval" in text
+  assert "The 12 exact Gibbs tilts" in text and "12 of 12 sit at their prediction" in text
   assert "lm/simpo: 2" in text
   assert "| mog | K-A | dpo | 3 | 0 | 3 | 0 | 2 |" in text
   data = np.load(out / "collapse_data.npz")
-  assert data["predicted_mass"].shape == (27,) and data["verdict"].dtype.kind == "U"
+  assert data["predicted_mass"].shape == (15,) and data["verdict"].dtype.kind == "U"
   # the command prints no "wrote" lines of its own: main prints one per file moved in (+ run.json)
   assert sum(line.startswith("wrote ") for line in stdout.splitlines()) == len(list(out.iterdir()))
 
@@ -143,7 +153,7 @@ def test_default_run_is_the_same_rule_as_explicit_inputs(tracks, tmp_path, capsy
   code, stdout, stderr = _run([], capsys)
   assert code == 0, stderr
   assert (figures.parent / "results" / "collapse" / "collapse.png").exists()
-  assert "collapse: 27 aligned models: 20 within" in stdout
+  assert "collapse: 15 trained models at their plateau: 8 within" in stdout
 
 
 def test_writing_into_the_input_folder_twice_reads_the_same_models(tracks, capsys):
@@ -151,7 +161,7 @@ def test_writing_into_the_input_folder_twice_reads_the_same_models(tracks, capsy
   first = _run(["--inputs", str(tracks), "--out", str(tracks)], capsys)
   second = _run(["--inputs", str(tracks), "--out", str(tracks)], capsys)
   assert first[0] == second[0] == 0, second[2]
-  assert "collapse: 27 aligned models: 20 within" in second[1]
+  assert "collapse: 15 trained models at their plateau: 8 within" in second[1]
   assert (tracks / "collapse.csv").exists()
 
 
@@ -169,7 +179,7 @@ def test_verdict_definitions():
       "kl_ceiling": np.array([0.3, 0.3, 0.3, 0.3, 0.55]), "above_ceiling": np.zeros(n, bool),
       "reference_recall": np.full(n, 0.01), "delta_over_beta": np.full(n, 3.2),
       "n_samples": np.full(n, 100.0), "expected_target_samples": np.full(n, 1.0),
-      "source": np.array(["x.csv"] * n),
+      "source": np.array(["x.csv"] * n), "plateau": np.array(["reached"] * n),
   }
   out = collapse.classify(table)
   assert out["verdict"].tolist() == ["within", "within", "within", "below", "above"]
@@ -221,7 +231,7 @@ def test_duplicate_rows_of_one_model_are_counted_once(tracks, tmp_path, capsys):
   out = tmp_path / "out"
   code, stdout, _ = _run(["--inputs", str(tracks / "lm"), str(copy), "--out", str(out)], capsys)
   assert code == 0
-  assert "collapse: 7 aligned models" in stdout
+  assert "collapse: 7 trained models at their plateau" in stdout
   assert "3 rows repeating a model already read" in (out / "collapse_caption.md").read_text()
 
 
@@ -278,7 +288,7 @@ def test_older_format_results_are_skipped_with_a_note_by_the_default_run(tracks,
   assert "collapse: skipped figures/lm/all_algorithms/lm_results.csv: older results format" in stderr
   caption = (figures.parent / "results" / "collapse" / "collapse_caption.md").read_text()
   assert "Skipped figures/lm/all_algorithms/lm_results.csv" in caption
-  assert "collapse: 26 aligned models" in stdout
+  assert "collapse: 14 trained models at their plateau" in stdout
 
 
 def test_default_run_with_only_older_format_results_fails(tmp_path, capsys, monkeypatch):
@@ -342,7 +352,8 @@ def test_figure_over_eighteen_decades_has_no_layout_problems(tmp_path):
   fig, data = collapse.collapse_figure(table)
   assert check_figure(fig) == []
   # colours resolve n q from 1e-3 up; fewer expected target samples sit at the bar's arrow
-  starved = table["expected_target_samples"][table["n_samples"] > 0] < 1e-3
+  scored = table["scored"] & (table["n_samples"] > 0)
+  starved = table["expected_target_samples"][scored] < 1e-3
   assert starved.any()
   summary = collapse.summarize(table)
   assert summary["below_colour_range"] == int(starved.sum())
@@ -360,7 +371,7 @@ def test_probability_ticks_near_the_middle():
 def test_shortfall_of_a_monte_carlo_zero_is_measured_from_its_interval():
   """0 of n target samples: the point logit sits at the floor, the shortfall uses the Wilson end."""
   table = {
-      "track": np.array(["lm"]), "algorithm": np.array(["dpo"]), "pipeline": np.array(["A-K"]),
+      "track": np.array(["lm"]), "algorithm": np.array(["dpo"]), "pipeline": np.array(["K-A"]),
       "predicted_mass": np.array([0.88]), "predicted_mass_low": np.array([0.07]),
       "predicted_mass_high": np.array([0.98]),
       "aligned_mass": np.array([0.0]), "aligned_mass_low": np.array([0.0]),
@@ -368,7 +379,7 @@ def test_shortfall_of_a_monte_carlo_zero_is_measured_from_its_interval():
       "kl_ceiling": np.array([0.5]), "above_ceiling": np.zeros(1, bool),
       "reference_recall": np.array([0.01]), "delta_over_beta": np.array([6.6]),
       "n_samples": np.array([64.0]), "expected_target_samples": np.array([0.64]),
-      "source": np.array(["x.csv"]),
+      "source": np.array(["x.csv"]), "plateau": np.array(["reached"]),
   }
   out = collapse.classify(table)
   assert out["verdict"].tolist() == ["below"]

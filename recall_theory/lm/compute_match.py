@@ -80,11 +80,27 @@ def scale_count(count: int, scale: float) -> int:
   return max(1, int(round(scale * count)))
 
 
+# The compute-matched experiment compares fixed budgets, not plateaus: its 1x alignment stage
+# runs exactly BASE_STEPS steps (no plateau rule; its rows say ``fixed``) on BASE_PAIRS pairs.
+BASE_STEPS = 48
+BASE_PAIRS = 1024
+
+
+def fixed_budget(config):
+  """The experiment with fixed 1x alignment budgets (``BASE_STEPS``, ``BASE_PAIRS``, no plateau
+  rule): a ladder of budgets is meaningful only when each run spends its budget."""
+  return dataclasses.replace(
+      config, n_pairs=BASE_PAIRS,
+      preference_train=dataclasses.replace(config.preference_train, steps=BASE_STEPS, plateau=None),
+      rloo_train=dataclasses.replace(config.rloo_train, steps=BASE_STEPS, plateau=None))
+
+
 def scaled_config(config, scale: float):
   """The experiment with its alignment budget scaled by ``scale`` (see module docstring).
 
-  Scales ``n_pairs``, ``preference_train.steps`` and ``rloo_train.steps``; batch sizes,
-  learning rates, beta and everything else unchanged.
+  Scales ``n_pairs``, ``preference_train.steps`` and ``rloo_train.steps`` (the budgets of
+  stages trained to a plateau: such a stage still stops once its rule holds, and its row's
+  ``steps`` says where); batch sizes, learning rates, beta and everything else unchanged.
   """
   return dataclasses.replace(
       config, n_pairs=scale_count(config.n_pairs, scale),
@@ -207,13 +223,14 @@ def run_match_compute(config, ladder: Sequence[float], seeds: Sequence[int], *,
         draws: dict = {}
         stage = f"K-A/{alg}/x{scale:g}/seed{seed}"
         ka = pl.align(runner, cfg, groundtruth, student, student, alg, stage, seed, draws,
-                      data_stage=base_stage)
-        record("K-A", alg, seed, ka, student, stages=("teacher", "student", stage),
+                      data_stage=base_stage, law_samples=book.samples["student"])
+        record("K-A", alg, seed, ka, student, stages=("teacher", "student", stage), aligned=True,
                law=dict(algorithm=alg, reference="student", sampler="student", draws=draws),
                extra=budget(cfg, alg, scale))
       a_draws: dict = {}
       a_stage = f"A/{alg}/seed{seed}"
-      a = pl.align(runner, config, groundtruth, teacher, teacher, alg, a_stage, seed, a_draws)
+      a = pl.align(runner, config, groundtruth, teacher, teacher, alg, a_stage, seed, a_draws,
+                   law_samples=book.samples["teacher"])
       stage = f"A-K/{alg}/seed{seed}"
       ak = pl.distill(runner, config, groundtruth, a, stage,
                       init_seed=config.seed + 1 + 7919 * (seed + 1), data_seed=seed)
@@ -223,9 +240,10 @@ def run_match_compute(config, ladder: Sequence[float], seeds: Sequence[int], *,
       if alg in law_lib.LAW_ALGORITHMS:
         draws = {}
         stage = f"K-A(teacher-ref)/{alg}/seed{seed}"
-        ctrl = pl.align(runner, config, groundtruth, student, teacher, alg, stage, seed, draws)
+        ctrl = pl.align(runner, config, groundtruth, student, teacher, alg, stage, seed, draws,
+                        law_samples=book.samples["teacher"])
         record("K-A(teacher-ref)", alg, seed, ctrl, teacher,
-               stages=("teacher", "student", stage),
+               stages=("teacher", "student", stage), aligned=True,
                law=dict(algorithm=alg, reference="teacher",
                         sampler=pl.sampler_of(alg, "teacher", "student"), draws=draws),
                extra=budget(config, alg, 1.0))
@@ -662,6 +680,12 @@ def run_cli(args, config, seeds) -> int:
                           ("--resume", args.resume or None)) if v is not None]
   if clash:
     raise InputError(f"--match-compute runs without {', '.join(clash)}: drop it")
+  plateau = [f for f in ("--max-steps", "--first-check", "--plateau-tolerance")
+             if getattr(args, f[2:].replace("-", "_"), None) is not None]
+  if plateau:
+    raise InputError(f"--match-compute compares fixed budgets ({BASE_STEPS} steps at 1x, no plateau "
+                     f"rule); {', '.join(plateau)} does not apply to it")
+  config = fixed_budget(config)
   ladder = parse_ladder(args.ladder) if args.ladder is not None else DEFAULT_LADDER
   limit = DEFAULT_TIME_LIMIT_S if args.time_limit is None else args.time_limit
   if not (math.isfinite(limit) and limit > 0):

@@ -84,9 +84,9 @@ def run_tau_sweep(config, taus: Sequence[float], seeds: Sequence[int], *, ground
       a_draws[seed, alg] = {}
       stage = f"A/{alg}/seed{seed}"
       aligned[seed, alg] = pl.align(runner, config, groundtruth, teacher, teacher, alg, stage,
-                                    seed, a_draws[seed, alg])
+                                    seed, a_draws[seed, alg], law_samples=book.samples["teacher"])
       record("A", alg, seed, aligned[seed, alg], teacher, stages=("teacher", stage), extra=no_tau,
-             law=dict(algorithm=alg, reference="teacher", sampler="teacher",
+             aligned=True, law=dict(algorithm=alg, reference="teacher", sampler="teacher",
                       draws=a_draws[seed, alg]))
   for tau in taus:
     cfg = dataclasses.replace(config, tau=tau)
@@ -106,9 +106,9 @@ def run_tau_sweep(config, taus: Sequence[float], seeds: Sequence[int], *, ground
         draws: dict = {}
         stage = f"K-A/{alg}/seed{seed}/tau={tau:g}"
         ka = pl.align(runner, cfg, groundtruth, student, student, alg, stage, seed, draws,
-                      data_stage=f"K-A/{alg}/seed{seed}")
+                      data_stage=f"K-A/{alg}/seed{seed}", law_samples=book.samples[name])
         record("K-A", alg, seed, ka, student, stages=("teacher", student_stage, stage), extra=extra,
-               law=dict(algorithm=alg, reference=name, sampler=name, draws=draws))
+               aligned=True, law=dict(algorithm=alg, reference=name, sampler=name, draws=draws))
         stage = f"A-K/{alg}/seed{seed}/tau={tau:g}"
         ak = pl.distill(runner, cfg, groundtruth, aligned[seed, alg], stage,
                         init_seed=config.seed + 1 + 7919 * (seed + 1), data_seed=seed,

@@ -371,6 +371,16 @@ def write_outputs(rows, out, *, ladder, beta, seeds, elapsed, estimate, time_lim
   return text
 
 
+# The compute-matched experiment compares fixed budgets, not plateaus: its 1x runs take exactly
+# BASE_STEPS policy-gradient and DPO steps (no plateau rule).
+BASE_STEPS = 200
+
+
+def fixed_budget(config: MogConfig) -> MogConfig:
+  """The config with fixed 1x budgets (``BASE_STEPS``, no plateau rule)."""
+  return dataclasses.replace(config, pg_steps=BASE_STEPS, dpo_steps=BASE_STEPS, plateau=None)
+
+
 def run_cli(args, config) -> int:
   """``recall-theory mog --match-compute``: validate, run, write ``--out``."""
   import time
@@ -390,6 +400,12 @@ def run_cli(args, config) -> int:
   if clash:
     raise InputError(f"--match-compute runs one beta (--betas with one value); "
                      f"{', '.join(clash)} does not apply to it")
+  plateau = [f for f in ("--max-steps", "--first-check", "--plateau-tolerance")
+             if getattr(args, f[2:].replace("-", "_"), None) is not None]
+  if plateau:
+    raise InputError(f"--match-compute compares fixed budgets ({BASE_STEPS} steps at 1x, no plateau "
+                     f"rule); {', '.join(plateau)} does not apply to it")
+  config = fixed_budget(config)
   beta = DEFAULT_BETA
   if args.betas is not None:
     try:

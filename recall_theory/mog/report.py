@@ -277,8 +277,28 @@ def summary_text(res, config: MogConfig | None = None, options: dict | None = No
                "absolute mass); number of betas:")
   for (student, algo), c in verdict_counts(res).items():
     lines.append(f"  {student:7s} {algo:5s}: A-K ahead {c['ahead']}, behind {c['behind']}, tie {c['tie']}")
+  lines += plateau_lines(res, config)
   lines.append(stats.SD_CAPTION)
   return "\n".join(lines)
+
+
+def plateau_lines(res, config: MogConfig) -> list[str]:
+  """How the trained runs ended: plateau reached or budget, steps used, per trainer."""
+  if res.trained_steps is None:
+    return []
+  if config.plateau is None:
+    return [f"trained runs: fixed steps (pg {config.pg_steps}, dpo {config.dpo_steps}), no plateau rule"]
+  rule = config.plateau
+  lines = [f"training to the plateau (recall_theory.plateau: first check {rule.first_check} steps, then at "
+           f"every doubling; held-out objective within {rule.objective_tolerance:g} nats and mass within "
+           f"{rule.mass_logit_tolerance:g} logit or {rule.mass_tolerance:g}; budgets pg {config.pg_steps}, "
+           f"dpo {config.dpo_steps} steps); runs that reached it / all, steps used (min-max):"]
+  for name, t in _TRAINED_INDEX.items():
+    reached = res.trained_reached[..., t]
+    steps = res.trained_steps[..., t]
+    lines.append(f"  {name[1]:3s} {name[0]:17s}: {int(reached.sum())}/{reached.size}, steps "
+                 f"{int(steps.min())}-{int(steps.max())}")
+  return lines
 
 
 def _law_lines(res, config: MogConfig) -> list[str]:

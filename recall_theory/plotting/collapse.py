@@ -81,6 +81,8 @@ def _header(path: Path) -> list[str]:
 
 
 OUTPUT_CSV = "collapse.csv"  # this command's own tidy table: never read back as input
+GAP_LEVELS_CSV = "gap_levels.csv"  # written by `recall-theory gap`: levels, not aligned models
+GAP_TERMS_CSV = "gap_decomposition.csv"
 
 
 def is_results_file(path: Path) -> bool:
@@ -89,7 +91,7 @@ def is_results_file(path: Path) -> bool:
   The collapse table itself (``collapse.csv``, written into ``figures/`` beside the inputs)
   is not one: reading it back would count every model twice.
   """
-  if path.name == OUTPUT_CSV:
+  if path.name in (OUTPUT_CSV, GAP_LEVELS_CSV, GAP_TERMS_CSV):  # read apart (load_gap_pairs)
     return False
   if path.name.endswith("_results.csv"):
     return True
@@ -154,8 +156,6 @@ def find_result_files(folders: Sequence[str | os.PathLike], *, strict: bool
 
 
 # ----------------------------------------------------------------------------- loading
-
-GAP_LEVELS_CSV = "gap_levels.csv"  # written by `recall-theory gap`
 
 
 def load_gap_pairs(folders: Sequence[str | os.PathLike]) -> dict[str, np.ndarray]:
@@ -333,8 +333,10 @@ def classify(table: dict[str, np.ndarray], floor: float | None = None) -> dict[s
     ``role``: ``identity`` for an exact Gibbs tilt of its own reference (K-A and A with the
       exact algorithm: at the law by construction), ``distilled`` for A-K rows (a
       distillation after alignment, outside the law), ``trained`` otherwise;
-    ``scored``: a trained model whose training reached its plateau (or had no rule): only
-      these are compared with the law (a run stopped by its budget is not converged).
+    ``scored``: a trained model whose training reached its plateau (or an exact projection):
+      only these are compared with the law. A run stopped by its budget, trained for a fixed
+      number of steps, or from a results file without the ``plateau`` column is not known to
+      have converged.
   The scalar ``floor`` is stored as ``table["floor"]``.
   """
   finite = np.isfinite(table["aligned_mass"]) & np.isfinite(table["predicted_mass"])
@@ -345,10 +347,13 @@ def classify(table: dict[str, np.ndarray], floor: float | None = None) -> dict[s
   out = {k: v[finite] for k, v in table.items() if k in per_row}
   if "plateau" not in out:
     out["plateau"] = np.full(out["track"].shape, "unknown")
-  exact_tilt = (out["algorithm"] == "exact") & np.isin(out["pipeline"], IDENTITY_PIPELINES)
+  # exact Gibbs tilts of their own reference, and every closed form of the theory track
+  exact_tilt = ((out["algorithm"] == "exact") & np.isin(out["pipeline"], IDENTITY_PIPELINES)) | (
+      out["track"] == "theory")
   distilled = np.char.startswith(out["pipeline"].astype(str), "A-K")
   out["role"] = np.where(exact_tilt, "identity", np.where(distilled, "distilled", "trained")).astype(str)
-  out["scored"] = (out["role"] == "trained") & (out["plateau"] != schema.PLATEAU_BUDGET)
+  out["scored"] = (out["role"] == "trained") & np.isin(out["plateau"], (schema.PLATEAU_REACHED,
+                                                                          schema.PLATEAU_EXACT))
   out["duplicates"] = table.get("duplicates", np.asarray(0))
   out["files_read"] = table.get("files_read", np.asarray(sorted(set(table["source"].tolist())), dtype=str))
   out["no_prediction"] = np.asarray(sorted(dropped.items()), dtype=str).reshape(-1, 2)
@@ -433,7 +438,7 @@ def summarize(table: dict[str, np.ndarray]) -> dict:
                          "within": int((identity & (verdict == "within")).sum()),
                          "max_abs_gap": float(np.max(np.abs(table["logit_gap"][identity])))
                          if identity.any() else math.nan}
-  budget = (table["role"] == "trained") & (table["plateau"] == schema.PLATEAU_BUDGET)
+  budget = (table["role"] == "trained") & ~table["scored"]
   summary["budget"] = int(budget.sum())
   summary["budget_groups"] = sorted(
       {(t, pl, a): int((budget & (table["track"] == t) & (table["pipeline"] == pl)
@@ -469,6 +474,8 @@ def kept_fractions(table: dict[str, np.ndarray]) -> list[dict]:
   (the aligned teacher it distils). Returns per (track, pipeline, algorithm): the number of
   pairs and the median and quartiles of the ratio.
   """
+  if not all(c in table for c in ("seed", "setting", "source")):
+    return []
   teacher = {}
   for i in np.flatnonzero(table["pipeline"] == "A"):
     teacher[(table["source"][i], table["track"][i], table["algorithm"][i], float(table["seed"][i]),
@@ -518,7 +525,7 @@ def verdict_lines(summary: dict) -> list[str]:
   lines.append(f"collapse: sampling trap: {summary['starved_below']} of {summary['starved']} trained models "
                f"expecting < 1 target sample fall below; {summary['fed_below']} of {summary['fed']} "
                f"expecting >= 1 do")
-  lines.append(f"collapse: not scored: {summary['budget']} trained models stopped by their budget; "
+  lines.append(f"collapse: not scored: {summary['budget']} trained models not known to have converged; "
                f"{summary['identity']['n']} exact tilts (identity: {summary['identity']['within']} at "
                f"the law); {sum(k['n'] for k in summary['kept'])} distilled A-K students")
   over = summary["over_ceiling_all"]
@@ -542,8 +549,8 @@ def caption(summary: dict, *, skipped: Sequence[tuple[Path, str]] = (), options:
       f"algorithm; colour: log10 of the expected number of target samples n q among the draws the "
       f"algorithm trained on (hollow: an exact projection, no samples"
       f"{'; below 1e' + str(int(COLOUR_MIN)) + ' at the arrow of the colour bar' if summary['below_colour_range'] else ''}); "
-      f"grey crosses: {summary['budget']} trained models stopped by their budget before the plateau "
-      f"rule held (not converged, not scored). Grey bars join each prediction to the KL ceiling "
+      f"grey crosses: {summary['budget']} trained models not known to have converged (stopped by "
+      f"their budget before the plateau rule held, or trained for a fixed number of steps; not scored). Grey bars join each prediction to the KL ceiling "
       f"t*(p_ref, KL paid) (dash): no policy within that KL has more target mass. Whiskers: intervals "
       f"where the estimate is not exact. (b) The same algorithms as they are against the best their "
       f"model class reaches (the class fitted to the exact tilt, `recall-theory gap`): "
@@ -706,7 +713,7 @@ def collapse_figure(table: dict[str, np.ndarray], gap_pairs: dict[str, np.ndarra
   from recall_theory.plotting.style import PIPELINE_COLORS, TEXT_WIDTH, paper_style
 
   full = table
-  budget = (full["role"] == "trained") & (full["plateau"] == schema.PLATEAU_BUDGET)
+  budget = (full["role"] == "trained") & ~full["scored"]
   table = {k: (v[full["scored"]] if isinstance(v, np.ndarray) and v.shape == full["scored"].shape else v)
            for k, v in full.items()}
   floor = float(table["floor"])
@@ -774,7 +781,7 @@ def collapse_figure(table: dict[str, np.ndarray], gap_pairs: dict[str, np.ndarra
     ax_a.set_xlim(lo_lim, hi_lim)
     ax_a.set_ylim(lo_lim, hi_lim)
     # "1-10^-k" labels are wide: fewer of them along x than along y.
-    for axis, max_ticks in ((ax_a.xaxis, 5), (ax_a.yaxis, 7)):
+    for axis, max_ticks in ((ax_a.xaxis, 4), (ax_a.yaxis, 7)):
       ticks, labels = probability_ticks(lo_lim, hi_lim, max_ticks)
       axis.set_major_locator(FixedLocator(ticks))
       axis.set_major_formatter(FixedFormatter(labels))
@@ -860,7 +867,7 @@ def collapse_figure(table: dict[str, np.ndarray], gap_pairs: dict[str, np.ndarra
     handles += [
         Line2D([], [], ls="none", marker="o", markerfacecolor="none", markeredgecolor="0.1",
                markersize=4.5, label="exact (no samples)"),
-        Line2D([], [], ls="none", marker="x", color="0.55", markersize=4.5, label="budget, no plateau"),
+        Line2D([], [], ls="none", marker="x", color="0.55", markersize=4.5, label="not converged"),
     ]
     if pairs is not None:
       handles += [Line2D([], [], ls="none", marker="o", markerfacecolor=PIPELINE_COLORS[p],
@@ -907,7 +914,8 @@ CSV_COLUMNS = (("source",) + schema.ID_COLUMNS + (
     "aligned_mass", "aligned_mass_low", "aligned_mass_high",
     "n_samples", "sampler_recall", "expected_target_samples", "p_no_target_sample",
     "kl", "kl_ceiling", "estimator",
-    "logit_predicted", "logit_measured", "logit_gap", "logit_separation", "clipped", "verdict", "in_trap", "over_ceiling"))
+    "logit_predicted", "logit_measured", "logit_gap", "logit_separation", "clipped", "verdict", "in_trap", "over_ceiling",
+    "plateau", "role", "scored"))
 
 
 def tidy_columns(table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -56,10 +56,26 @@ def test_cli_ladder_needs_match_compute(capsys, tmp_path):
 
 
 def test_default_ladder_fits_the_stated_limit_on_cpu_tiny():
-  est = cm.estimate_seconds(presets.CPU_TINY, cm.DEFAULT_LADDER, 3, "cpu-tiny")
+  base = cm.fixed_budget(presets.CPU_TINY)
+  est = cm.estimate_seconds(base, cm.DEFAULT_LADDER, 3, "cpu-tiny")
   assert 0 < est <= cm.DEFAULT_TIME_LIMIT_S
-  longer = cm.estimate_seconds(presets.CPU_TINY, cm.DEFAULT_LADDER + (256.0,), 3, "cpu-tiny")
+  longer = cm.estimate_seconds(base, cm.DEFAULT_LADDER + (256.0,), 3, "cpu-tiny")
   assert longer > est
+
+
+def test_the_compute_ladder_runs_fixed_budgets_without_the_plateau_rule():
+  base = cm.fixed_budget(presets.CPU_TINY)
+  assert base.preference_train.plateau is None and base.rloo_train.plateau is None
+  assert base.preference_train.steps == base.rloo_train.steps == cm.BASE_STEPS
+  assert base.n_pairs == cm.BASE_PAIRS
+  assert presets.CPU_TINY.preference_train.plateau is not None   # the comparison itself keeps its rule
+
+
+def test_match_compute_refuses_the_plateau_flags(capsys, tmp_path):
+  rc = cli_main.main(["lm", "--preset", "test", "--match-compute", "--max-steps", "64",
+                      "--out", str(tmp_path / "o")])
+  assert rc == 2
+  assert "--max-steps does not apply" in _one_line(capsys)
 
 
 def test_scaled_config_scales_pairs_and_steps_only():

@@ -33,7 +33,7 @@ def cli_out(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference_rows(cli_out):
   rows = list(csv.DictReader(open(cli_out / "lm_results.csv")))
-  text = {"track", "pipeline", "algorithm", "setting", "estimator", "law_reference", "sampler"}
+  text = {"track", "pipeline", "algorithm", "setting", "estimator", "law_reference", "sampler", "plateau"}
   for r in rows:  # the CSV holds repr(float): an exact round trip
     for k in r:
       if k == "above_ceiling":

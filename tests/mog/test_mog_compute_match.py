@@ -10,7 +10,7 @@ from recall_theory.mog import compute_match as cm
 from recall_theory.mog.setup import MogConfig
 
 TINY = MogConfig(students=("4-mode",), n_teacher_samples=256, n_student_samples=256, em_iters=6,
-                 pg_steps=4, pg_batch=32, dpo_steps=4, dpo_pairs=32, control_steps=4, grid_n=33)
+                 pg_steps=4, pg_batch=32, dpo_steps=4, dpo_pairs=32, control_steps=4, grid_n=33, plateau=None)
 
 
 def _one_line(capsys):
@@ -41,7 +41,8 @@ def test_ladder_without_match_compute_is_refused(capsys, tmp_path):
 
 
 def test_scaled_budgets():
-  c = MogConfig()
+  c = cm.fixed_budget(MogConfig())
+  assert c.plateau is None and c.pg_steps == c.dpo_steps == cm.BASE_STEPS
   assert cm.scaled(c, "pg", 4).pg_steps == 4 * c.pg_steps
   assert cm.scaled(c, "pg", 4).pg_batch == c.pg_batch
   assert cm.scaled(c, "dpo", 4).dpo_pairs == 4 * c.dpo_pairs

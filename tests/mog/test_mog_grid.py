@@ -16,14 +16,20 @@ SCRIPT = textwrap.dedent("""
     import numpy as np
     from recall_theory.mog.setup import MogConfig
     from recall_theory.mog.grid_run import run_grid
-    cfg = MogConfig(n_teacher_samples=300, n_student_samples=300, em_iters=15, pg_steps=15, pg_batch=32,
-                    dpo_steps=15, dpo_pairs=64, control_steps=10, grid_n=41)
+    from recall_theory.plateau import PlateauRule
+    # a plateau rule checked at steps 5, 10, 20 (budget 20): every cell stops on its own, and the
+    # sharded, single-device and chunked runs must still agree
+    cfg = MogConfig(n_teacher_samples=300, n_student_samples=300, em_iters=15, pg_steps=20, pg_batch=32,
+                    dpo_steps=20, dpo_pairs=64, control_steps=10, grid_n=41,
+                    plateau=PlateauRule(first_check=5, objective_tolerance=1e-2))
     kw = dict(seeds=[0, 1, 2], betas=[0.05, 1.0])
     sharded = run_grid(cfg, devices=jax.devices(), **kw)
     single = run_grid(cfg, devices=jax.devices()[:1], **kw)
     chunked = run_grid(cfg, devices=jax.devices()[:1], chunk_size=5, **kw)
     np.savez(sys.argv[1], sharded=sharded.metrics, single=single.metrics, chunked=chunked.metrics,
-             student_mass=sharded.student_target_mass, teacher_mass=sharded.teacher_target_mass)
+             student_mass=sharded.student_target_mass, teacher_mass=sharded.teacher_target_mass,
+             steps_sharded=sharded.trained_steps, steps_single=single.trained_steps,
+             steps_chunked=chunked.trained_steps)
     print(json.dumps({"devices": jax.device_count()}))
 """)
 
@@ -53,6 +59,14 @@ def test_eight_devices_equal_one_device(grid_runs):
 def test_lax_map_chunks_equal_one_vmap(grid_runs):
   _, runs = grid_runs
   np.testing.assert_allclose(runs["chunked"], runs["single"], rtol=1e-6, atol=1e-9)
+
+
+def test_every_cell_stops_on_its_own_and_the_same_everywhere(grid_runs):
+  _, runs = grid_runs
+  np.testing.assert_array_equal(runs["steps_sharded"], runs["steps_single"])
+  np.testing.assert_array_equal(runs["steps_chunked"], runs["steps_single"])
+  assert set(np.unique(runs["steps_single"])) <= {10, 20}   # the rule compares 5 -> 10, then 10 -> 20
+  assert len(np.unique(runs["steps_single"])) == 2          # some cells stopped early, others did not
 
 
 def test_students_drop_the_target_and_exact_pipelines_order(grid_runs):
