@@ -121,6 +121,8 @@ def summarise(values: Sequence[float]) -> dict:
   cmp = stats.paired_comparison(v, np.zeros_like(v), resolution=RESOLUTION)
   p = sign_test_p(cmp["n_positive"], cmp["n_negative"])
   verdict = {"ahead": "costs mass", "behind": "adds mass", "tie": "tie"}[cmp["verdict"]]
+  if v.size < 2:  # no interval from one seed: no verdict either
+    verdict = "too few seeds"
   return {"n": int(v.size), "mean": cmp["mean_diff"], "ci_low": cmp["ci_low"], "ci_high": cmp["ci_high"],
           "n_positive": cmp["n_positive"], "n_negative": cmp["n_negative"], "n_tied": cmp["n_tied"],
           "sign_p": p, "verdict": verdict}
@@ -163,6 +165,8 @@ def describe_term(summary: dict) -> str:
   """``2.31 [1.90, 2.72] (5/5 seeds, sign p = 0.062)`` or ``tie (...)``."""
   if summary["n"] == 0:
     return "n/a"
+  if summary["verdict"] == "too few seeds":
+    return f"{_fmt(summary['mean'])} (one seed: too few seeds to call)"
   sign = (f"{summary['n_positive']}/{summary['n']} seeds > 0, sign p = {summary['sign_p']:.2g}")
   body = f"{_fmt(summary['mean'])} [{_fmt(summary['ci_low'])}, {_fmt(summary['ci_high'])}]"
   return f"{body} ({sign})" if summary["verdict"] != "tie" else f"tie: {body} ({sign})"

@@ -20,7 +20,7 @@ The learning rate of a stage trained to a plateau cannot depend on a total step 
 does not know: :func:`plateau_schedule` is constant for ``first_check`` steps (after a
 linear warm-up) and then decays like ``1/step``, so every doubling of the steps halves it
 and each doubling moves the parameters by about the same summed step size
-(``first_check lr / 2``): the change over a doubling shrinks as the gradient does, and a
+(``first_check lr ln 2``): the change over a doubling shrinks as the gradient does, and a
 stage that has reached its optimum stops moving. (A ``1/sqrt(step)`` decay moves them
 ``sqrt(2)`` times further in every doubling, so a slowly converging objective never meets
 the rule.) The sum of the rates still diverges, so a stage far from its optimum keeps
@@ -163,7 +163,13 @@ class Checkpoint:
 
 
 def compare(rule: PlateauRule, before: Checkpoint, after: Checkpoint) -> bool:
-  """Whether the doubling from ``before`` to ``after`` meets the rule (host values)."""
+  """Whether the doubling from ``before`` to ``after`` meets the rule (host values).
+
+  A last stretch shorter than a doubling (a budget that is not ``first_check 2^k``) never
+  counts: under the 1/t schedule it moves the parameters too little to judge.
+  """
+  if after.step < 2 * before.step:
+    return False
   obj_se = (paired_se(before.objective_N, after.objective_N)
             if before.objective_N is not None and after.objective_N is not None else 0.0)
   mass_se = (paired_se(before.in_target_N, after.in_target_N)
@@ -224,7 +230,7 @@ def run_to_plateau(step_fn: Callable, evaluate: Callable, carry, rule: PlateauRu
     end = checks[state.segment]
     carry = jax.lax.fori_loop(state.steps, end, step_fn, state.carry)
     objective, mass = evaluate(carry)
-    held = (state.segment > 0) & reached(rule, objective_change=objective - state.objective,
+    held = (state.segment > 0) & (end >= 2 * state.steps) & reached(rule, objective_change=objective - state.objective,
                                          objective_se=0.0, mass_before=state.mass,
                                          mass_after=mass, mass_se=0.0)
     return PlateauState(carry, state.segment + 1, end, objective, mass, held)

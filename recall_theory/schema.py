@@ -41,7 +41,7 @@ LAW_COLUMNS = ("reference_recall", "reference_recall_low", "reference_recall_hig
 TRACKS = ("theory", "mog", "lm", "smollm2")
 # How far each trained model got (recall_theory.plateau): steps used and budget, how the stage
 # ended, its held-out objective, the objective's optimum, the sub-optimality (distance to the
-# optimum in the objective's own units, >= 0 in expectation) and KL(pi || pi*) to the law's
+# optimum in the objective's own units, >= 0 in the population) and KL(pi || pi*) to the law's
 # optimum, the common currency of every algorithm whose optimum is a Gibbs tilt.
 TRAINING_COLUMNS = ("steps", "max_steps", "plateau", "objective", "objective_optimum",
                     "suboptimality", "kl_to_optimum")

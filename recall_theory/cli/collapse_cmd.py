@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
   gap = collapse.load_gap_pairs(folders)
   summary = collapse.summarize(table)
   summary["gap_pairs"] = int(gap["as_is"].size)
+  summary["gap_converged"] = int(gap["converged"].sum())
   options = describe_options(getattr(args, "non_default_options", {}) or {})
   caption = collapse.caption(summary, skipped=skipped, options=options)
   fig, data = collapse.collapse_figure(table, gap)

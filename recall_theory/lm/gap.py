@@ -219,8 +219,8 @@ def make_rloo_importance_loss(prompt_len: int, beta: float, group_size: int):
     log_w = log_ratio - batch["log_q_over_ref"]
     scores = batch["reward"] - beta * log_ratio
     adv = jax.lax.stop_gradient(importance_loo_advantages(scores, log_w, group_size))
-    w = jnp.exp(log_w)
-    ess = jnp.sum(w) ** 2 / jnp.sum(w ** 2)
+    # effective sample size in log space (the weights themselves may overflow float32)
+    ess = jnp.exp(2.0 * jax.nn.logsumexp(log_w) - jax.nn.logsumexp(2.0 * log_w))
     return -jnp.mean(adv * logp), {"effective_sample_size": ess, "kl": jnp.mean(log_ratio)}
 
   return loss_fn
@@ -380,6 +380,12 @@ def covering_sampler(runner: pl.Runner, config: pl.ExperimentConfig, sizes: GapS
                             make_batch, evaluates)
 
 
+def _whole(parts: tuple[dict, dict]) -> dict:
+  """A pool's training and held-out parts together (the law's log Z uses the whole pool)."""
+  train, held = parts
+  return {k: np.concatenate([train[k], held[k]]) for k in ("reward", "in_target")}
+
+
 PIPELINE_MODELS = {"K-A": ("student", "student"), "A": ("teacher", "teacher"),
                    "K-A(teacher-ref)": ("student", "teacher")}
 
@@ -437,11 +443,11 @@ def run_gap(config: pl.ExperimentConfig, sizes: GapSizes, seeds: Sequence[int], 
           "covering_sampler": covering_sampler(runner, config, sizes, groundtruth, policy, reference,
                                                data, ref_name, alg, name("covering_sampler"), keys),
           "as_is": pl.align_seeds(runner, config, groundtruth, policy, reference, alg, name("as_is"),
-                                  seeds, law_samples=[d.pools[ref_name][0] for d in data]),
+                                  seeds, law_samples=[_whole(d.pools[ref_name]) for d in data]),
       }
       for i, seed in enumerate(seeds):
         law = data[i].laws[(ref_name, alg)]
-        inputs = pl.law_inputs(config, alg, data[i].pools[ref_name][0])
+        inputs = pl.law_inputs(config, alg, _whole(data[i].pools[ref_name]))
         base = {"track": "lm", "pipeline": pipeline, "algorithm": alg, "seed": seed,
                 "setting": setting, **{k: law[k] for k in (
                     "reference_recall", "reference_recall_low", "reference_recall_high",

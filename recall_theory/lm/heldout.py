@@ -4,7 +4,8 @@ Every stage trained to a plateau (:mod:`recall_theory.plateau`) is judged on dra
 trained on, fixed for the whole stage (the same evaluation key at every checkpoint, so the
 changes between checkpoints are paired). Each evaluator returns a
 :class:`~recall_theory.plateau.Checkpoint` with the held-out objective, its optimal value, the
-sub-optimality (>= 0 in expectation) and the aligned mass of fresh policy samples.
+sub-optimality (>= 0 in the population; the RLOO one takes its ``log Z`` from a plug-in
+estimate, biased low, so it can dip slightly below 0 near the optimum) and the aligned mass of fresh policy samples.
 
 Objectives, with ``z(y) = r(y)/beta`` the effective reward the algorithm's optimum tilts by
 (:func:`recall_theory.lm.law.effective_reward`) and ``pi* = pi_ref e^z / Z`` that tilt
@@ -158,9 +159,12 @@ def pair_evaluator(groundtruth, pairs: HeldOutPairs, key, *, n: int, algorithm: 
     if algorithm == "simpo":
       h = beta * (lp1 - lp2) / t
       per_pair = q * -log_expit(h - simpo_gamma) + (1.0 - q) * -log_expit(-h - simpo_gamma)
-    else:
+    elif algorithm == "dpo":
       h = beta * ((lp1 - pairs["ref1"]) - (lp2 - pairs["ref2"]))
-      per_pair = _dpo_pair_loss(h, q) if algorithm == "dpo" else _ipo_pair_loss(h, q, beta)
+      per_pair = _dpo_pair_loss(h, q)
+    else:  # IPO's margin is the unscaled log-ratio difference (losses.ipo_loss)
+      h = (lp1 - pairs["ref1"]) - (lp2 - pairs["ref2"])
+      per_pair = _ipo_pair_loss(h, q, beta)
     _, _, in_a = policy_draws(model, groundtruth, key, n)
     objective = float(np.mean(per_pair))
     return Checkpoint(step=0, objective=objective, mass=float(np.mean(in_a)), optimum=optimum,

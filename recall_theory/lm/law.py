@@ -125,9 +125,16 @@ def soft_max_gap(effective_N: np.ndarray, in_target_N: np.ndarray, coefficient: 
   in_a = np.asarray(in_target_N, bool).ravel()
   lo_a, hi_a = (b / coefficient for b in target_bounds)
   n = z.size
-  weights = np.vstack([np.ones(n), rng.multinomial(n, np.full(n, 1.0 / n), size=resamples)])
-  l_a = _log_mean_exp(z[in_a], weights[:, in_a])
-  l_c = _log_mean_exp(z[~in_a], weights[:, ~in_a])
+  # Resamples drawn in chunks (the same draws, in the same order, as one call): memory grows
+  # with the chunk, not with resamples x n (a pool of 2^19 samples would need 0.8 GB at once).
+  chunk = max(1, min(resamples, (1 << 23) // max(n, 1)))
+  l_a_parts, l_c_parts = [_log_mean_exp(z[in_a], np.ones((1, int(in_a.sum()))))], \
+      [_log_mean_exp(z[~in_a], np.ones((1, int((~in_a).sum()))))]
+  for start in range(0, resamples, chunk):
+    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=min(chunk, resamples - start))
+    l_a_parts.append(_log_mean_exp(z[in_a], weights[:, in_a]))
+    l_c_parts.append(_log_mean_exp(z[~in_a], weights[:, ~in_a]))
+  l_a, l_c = np.concatenate(l_a_parts), np.concatenate(l_c_parts)
   gap_point = l_a - l_c
   empty = np.isnan(l_a)
   # No sample in A: the gap is bracketed by the reward's range on A.

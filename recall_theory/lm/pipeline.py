@@ -104,7 +104,7 @@ class StageConfig:
     return self
 
   def optimizer(self):
-    """AdamW under this stage's schedule (cosine to ``steps``, or inverse-sqrt to a plateau)."""
+    """AdamW under this stage's schedule (cosine to ``steps``, or 1/t to a plateau)."""
     if self.plateau is None:
       return make_optimizer(self.learning_rate, self.steps, warmup_steps=self.warmup_steps)
     return make_optimizer(self.learning_rate, self.steps, schedule=plateau_schedule(

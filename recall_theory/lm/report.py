@@ -217,7 +217,7 @@ def summary_markdown(rows: list[dict], config, *, preset: str, seeds, elapsed: f
   # stage reached its plateau.
   aligned = [r for r in rows if r["algorithm"] != "none" and r["pipeline"] != "A-K"
              and math.isfinite(float(r.get("predicted_mass", math.nan)))]
-  converged = [r for r in aligned if r.get("plateau") != "budget"]
+  converged = [r for r in aligned if r.get("plateau") == "reached"]
   within = sum(_within(r) for r in converged)
   below = sum(r["aligned_mass_high"] < r["predicted_mass_low"] for r in converged)
   above = sum(bool(r.get("above_ceiling")) for r in rows)
@@ -246,7 +246,7 @@ def summary_markdown(rows: list[dict], config, *, preset: str, seeds, elapsed: f
       "Every alignment stage trains until its held-out objective and its aligned mass change "
       "by less than the preset's tolerances over a doubling of the steps (recall_theory.plateau), "
       "or until its budget; the held-out objective is measured on draws the stage never trained "
-      "on. Sub-optimality = distance of that objective to its optimum (>= 0 in expectation); "
+      "on. Sub-optimality = distance of that objective to its optimum (>= 0 in the population; a plug-in log Z can put RLOO's slightly below 0); "
       "KL(pi || pi*) = the distance of the aligned model to the law's optimum, from its evaluation "
       f"samples. Means ± sd over seeds; {stats.SD_CAPTION}.\n\n"
       + training_table(rows) + "\n"

@@ -121,7 +121,7 @@ def make_optimizer(learning_rate: float, total_steps: int, *, warmup_steps: int 
                    b2: float = 0.99, schedule=None) -> optax.GradientTransformation:
   """AdamW with global-norm clipping; by default linear warm-up then cosine decay to 10%.
 
-  ``schedule`` (an optax schedule) replaces the default one, e.g. the inverse-sqrt
+  ``schedule`` (an optax schedule) replaces the default one, e.g. the 1/t
   schedule of stages trained to a plateau (:mod:`recall_theory.plateau`).
   """
   if schedule is None:

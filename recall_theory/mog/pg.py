@@ -120,7 +120,7 @@ def train_pg_to_plateau(key: jax.Array, init: MixtureParams, reference: Mixture,
 
   ``evaluate(params) -> (objective, mass)``: the exact held-out objective (J/beta) and the
   aligned mass. The learning rate follows :func:`recall_theory.plateau.plateau_schedule`
-  (constant for ``rule.first_check`` steps, then 1/sqrt(step)). Returns the final parameters,
+  (constant for ``rule.first_check`` steps, then 1/step). Returns the final parameters,
   the divergence watch and the driver's final state (steps used, whether the rule held, the
   last objective and mass).
   """

@@ -97,7 +97,7 @@ def training_table(res, config: MogConfig) -> dict[str, np.ndarray]:
   Trained runs (PG, DPO of K-A, A and the control): steps used, the budget, ``reached`` or
   ``budget`` by the plateau rule (``fixed`` for a config without one), the held-out objective,
   its optimum and the sub-optimality (PG: ``log Z - J/beta``; DPO: held-out loss minus the
-  tilt's). A-K and A-K(tau) end in a fixed-iteration distillation (``fixed``); the exact
+  tilt's; nan with label noise, whose minimiser is not a tilt). A-K and A-K(tau) end in a fixed-iteration distillation (``fixed``); the exact
   algorithm is ``exact``. ``kl_to_optimum`` = KL(q || the law's optimum) =
   ``KL(q || pi_ref) + log Z - E_q[R]/beta`` (grid quadrature, ``log Z`` of the reference's tilt
   from the region rule); 0 for the exact tilts (they are the optimum), nan for the A-K rows
@@ -135,6 +135,8 @@ def training_table(res, config: MogConfig) -> dict[str, np.ndarray]:
       state[..., p, a] = (schema.PLATEAU_FIXED if config.plateau is None else
                           np.where(res.trained_reached[..., t], schema.PLATEAU_REACHED, schema.PLATEAU_BUDGET))
       objective[..., p, a] = res.trained_objective[..., t]
+      if algorithm == "dpo" and config.label_noise > 0:
+        continue  # noisy labels: DPO's minimiser is not the tilt, so no optimum to measure against
       optimum[..., p, a] = res.trained_optimum[..., t]
       subopt[..., p, a] = (optimum[..., p, a] - objective[..., p, a] if algorithm == "pg"
                            else objective[..., p, a] - optimum[..., p, a])

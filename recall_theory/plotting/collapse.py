@@ -554,7 +554,8 @@ def caption(summary: dict, *, skipped: Sequence[tuple[Path, str]] = (), options:
       f"t*(p_ref, KL paid) (dash): no policy within that KL has more target mass. Whiskers: intervals "
       f"where the estimate is not exact. (b) The same algorithms as they are against the best their "
       f"model class reaches (the class fitted to the exact tilt, `recall-theory gap`): "
-      + (f"{gap_pairs} models." if gap_pairs else "no decomposition run among the inputs.")
+      + (f"{gap_pairs} models, {summary.get('gap_converged', 0)} of them with both levels at their "
+         f"plateau (the others as grey crosses)." if gap_pairs else "no decomposition run among the inputs.")
       + f" (c) The trap boundary Delta/beta = log((1 - p)/p); below it (shaded) the optimum keeps "
       f"pi(A) < 1/2; {summary['in_trap']} of the {summary['n']} scored runs lie inside it.",
       f"**Not drawn.** The {identity['n']} exact Gibbs tilts (K-A and A, exact) are the identity the "
@@ -807,10 +808,13 @@ def collapse_figure(table: dict[str, np.ndarray], gap_pairs: dict[str, np.ndarra
         mask = (pairs["track"] == key[0]) & (pairs["algorithm"] == key[1])
         marker = marker_of.get(key, MARKERS[(len(keys) + gap_keys.index(key)) % len(MARKERS)])
         for pipeline in ("K-A", "A", "K-A(teacher-ref)"):
-          m = mask & (pairs["pipeline"] == pipeline)
+          m = mask & (pairs["pipeline"] == pipeline) & pairs["converged"]
           if m.any():
             ax_g.scatter(gx[m], gy[m], marker=marker, s=18.0, zorder=3,
                          color=PIPELINE_COLORS.get(pipeline, "0.5"), edgecolors="0.15", linewidths=0.4)
+      loose = ~pairs["converged"]   # either level stopped by its budget: drawn, not converged
+      if loose.any():
+        ax_g.scatter(gx[loose], gy[loose], marker="x", s=18.0, color="0.55", linewidths=0.6, zorder=2.5)
       ax_g.set_xlim(g_lo, g_hi)
       ax_g.set_ylim(g_lo, g_hi)
       for axis in (ax_g.xaxis, ax_g.yaxis):

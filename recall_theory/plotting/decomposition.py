@@ -55,9 +55,16 @@ def figure_data(entries) -> dict:
 
 
 def _panel_title(setting: str, algorithm: str) -> str:
+  """``DPO, 3-mode student, beta = 0.3`` from a setting string ``student=3-mode;beta=0.3;...``."""
   name = ALGORITHM_NAMES.get(algorithm, algorithm)
-  parts = [p for p in setting.split(";") if p and not p.startswith("target=") and not p.startswith("preset=")]
-  return name + (f" ({', '.join(parts).replace('student=', '').replace('beta=', 'β = ')})" if parts else "")
+  parts = []
+  for part in setting.split(";"):
+    key, _, value = part.partition("=")
+    if key == "student":
+      parts.append(f"{value} student")
+    elif key == "beta":
+      parts.append(f"$\\beta$ = {value}")
+  return ", ".join([name] + parts)
 
 
 def decomposition_figure(entries, *, title: str | None = None):

@@ -143,3 +143,21 @@ def test_run_gap_refuses_what_it_does_not_cover():
     gap.run_gap(presets.TEST, gap.GAP_SIZES["test"], [0], algorithms=("simpo",), progress=False)
   with pytest.raises(InputError, match="covers the pipelines"):
     gap.run_gap(presets.TEST, gap.GAP_SIZES["test"], [0], pipelines=("A-K",), progress=False)
+
+
+def test_ipo_held_out_loss_is_the_label_average_of_the_training_loss():
+  """The evaluator's IPO term uses the same (unscaled) margin as losses.ipo_loss."""
+  from recall_theory.lm import losses
+  tau, q = 0.1, 0.8
+  lp1, lp2, r1, r2 = -3.0, -5.0, -3.4, -4.1
+  h = (lp1 - r1) - (lp2 - r2)
+  expected = (q * float(losses.ipo_loss(lp1, lp2, r1, r2, tau))
+              + (1 - q) * float(losses.ipo_loss(lp2, lp1, r2, r1, tau)))
+  assert heldout._ipo_pair_loss(np.array(h), q, tau) == pytest.approx(expected)
+
+
+def test_effective_sample_size_survives_huge_log_weights():
+  """The IS-RLOO diagnostic in log space: log-weights of 45 overflow float32's exp."""
+  log_w = jnp.asarray([0.0, 1.0, 45.0], jnp.float32)
+  ess = jnp.exp(2.0 * jax.nn.logsumexp(log_w) - jax.nn.logsumexp(2.0 * log_w))
+  assert np.isfinite(float(ess)) and float(ess) == pytest.approx(1.0, abs=1e-6)

@@ -88,3 +88,10 @@ def test_table_and_markdown_carry_every_term():
   assert {"sampling_mean", "sampling_sign_p", "learning_trap_verdict", "dominant"} <= set(table[0])
   text = dec.markdown_table(entries)
   assert "| lm | s | K-A | dpo | 2 |" in text
+
+
+def test_one_seed_gives_no_verdict():
+  rows = _rows(0, 0.3, 0.2, 0.1, 0.01) + _rows(0, 0.8, 0.7, 0.6, 0.5, pipeline="A")
+  ka = next(e for e in dec.decompose(rows) if e["pipeline"] == "K-A")
+  assert ka["sampling"]["verdict"] == "too few seeds" and ka["dominant"] == "none"
+  assert "too few seeds to call" in dec.describe_term(ka["sampling"])

@@ -149,3 +149,17 @@ def test_run_to_plateau_reports_the_budget_when_the_rule_never_holds():
 
   final = run_to_plateau(step, lambda x: (x, jnp.float32(0.5)), jnp.float32(0.0), rule, 64)
   assert int(final.steps) == 64 and not bool(final.reached)
+
+
+def test_a_last_stretch_shorter_than_a_doubling_never_counts():
+  rule = PlateauRule(first_check=100)
+  assert rule.checkpoints(300) == (100, 200, 300)
+  a = Checkpoint(200, 1.0, 0.3)
+  b = Checkpoint(300, 1.0, 0.3)                     # nothing moved, but 200 -> 300 is no doubling
+  assert not compare(rule, a, b)
+  assert compare(rule, Checkpoint(100, 1.0, 0.3), a)
+
+  def step(t, x):
+    return x                                          # never moves: the rule holds at 200, not before
+  final = run_to_plateau(step, lambda x: (x, jnp.float32(0.5)), jnp.float32(0.0), rule, 150)
+  assert int(final.steps) == 150 and not bool(final.reached)   # 100 -> 150 is no doubling
