@@ -372,13 +372,15 @@ def write_outputs(rows, out, *, ladder, beta, seeds, elapsed, estimate, time_lim
 
 
 # The compute-matched experiment compares fixed budgets, not plateaus: its 1x runs take exactly
-# BASE_STEPS policy-gradient and DPO steps (no plateau rule).
+# BASE_STEPS policy-gradient and DPO steps (no plateau rule) on BASE_PAIRS DPO pairs.
 BASE_STEPS = 200
+BASE_PAIRS = 1024
 
 
-def fixed_budget(config: MogConfig) -> MogConfig:
-  """The config with fixed 1x budgets (``BASE_STEPS``, no plateau rule)."""
-  return dataclasses.replace(config, pg_steps=BASE_STEPS, dpo_steps=BASE_STEPS, plateau=None)
+def fixed_budget(config: MogConfig, dpo_pairs: int | None = None) -> MogConfig:
+  """The config with fixed 1x budgets (``BASE_STEPS``, ``dpo_pairs`` or ``BASE_PAIRS``, no rule)."""
+  return dataclasses.replace(config, pg_steps=BASE_STEPS, dpo_steps=BASE_STEPS,
+                             dpo_pairs=BASE_PAIRS if dpo_pairs is None else dpo_pairs, plateau=None)
 
 
 def run_cli(args, config) -> int:
@@ -405,7 +407,7 @@ def run_cli(args, config) -> int:
   if plateau:
     raise InputError(f"--match-compute compares fixed budgets ({BASE_STEPS} steps at 1x, no plateau "
                      f"rule); {', '.join(plateau)} does not apply to it")
-  config = fixed_budget(config)
+  config = fixed_budget(config, args.dpo_pairs)
   beta = DEFAULT_BETA
   if args.betas is not None:
     try:

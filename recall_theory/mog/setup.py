@@ -65,7 +65,9 @@ class MogConfig:
   pg_lr: float = 0.02
   dpo_steps: int = 3200
   dpo_lr: float = 0.02
-  dpo_pairs: int = 1024
+  # DPO's pair budget: with 1024 pairs full-batch DPO overfits them and its mass drifts along
+  # directions the held-out loss does not see (no plateau); 4096 pin it down
+  dpo_pairs: int = 4096
   label_noise: float = 0.0
   # When a trained run has converged (recall_theory.plateau); None: exactly pg_steps/dpo_steps steps.
   plateau: PlateauRule | None = PlateauRule(first_check=100, objective_tolerance=1e-3)
