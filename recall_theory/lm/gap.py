@@ -206,9 +206,12 @@ def make_rloo_importance_loss(prompt_len: int, beta: float, group_size: int):
   ``ref_logp`` [B] and ``log_q_over_ref`` [B] (``log q(y)/pi_ref(y)``). With the weights
   ``w = pi/q = exp(log pi - log pi_ref - log q/pi_ref)`` and the shaped score
   ``s = R - beta (log pi - log pi_ref)`` (both without gradient), the loss is
-  ``-mean(A log pi)`` with ``A`` from :func:`importance_loo_advantages`; its expected
-  gradient is ``grad (E_pi[R] - beta KL(pi || pi_ref))``, the gradient RLOO estimates on
-  policy samples.
+  ``-mean(A log pi)`` with ``A`` from :func:`importance_loo_advantages`. The weights are
+  divided by their batch mean first (self-normalised importance sampling): ``pi/q`` reaches
+  ``e^{90}`` and more once the policy has moved far from the reference, which overflows
+  float32; the normalised estimator is consistent for ``grad (E_pi[R] - beta KL(pi ||
+  pi_ref))``, the gradient RLOO estimates on policy samples (the unnormalised core is exactly
+  unbiased), and the rescaling only sets the step's scale, which Adam normalises anyway.
   """
   if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 2:
     raise InputError(f"group_size must be an integer >= 2, got {group_size!r}")
@@ -217,6 +220,7 @@ def make_rloo_importance_loss(prompt_len: int, beta: float, group_size: int):
     logp = losses.sequence_log_prob(model, batch["tokens"], prompt_len)
     log_ratio = jax.lax.stop_gradient(logp) - batch["ref_logp"]
     log_w = log_ratio - batch["log_q_over_ref"]
+    log_w = log_w - (jax.nn.logsumexp(log_w) - jnp.log(log_w.shape[0]))   # mean weight 1
     scores = batch["reward"] - beta * log_ratio
     adv = jax.lax.stop_gradient(importance_loo_advantages(scores, log_w, group_size))
     # effective sample size in log space (the weights themselves may overflow float32)
