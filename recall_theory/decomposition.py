@@ -40,6 +40,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from recall_theory import stats
+from recall_theory.stats import sign_test_p  # noqa: F401  (re-exported: part of this module's interface)
 
 LEVELS = ("law", "best_in_class", "covering_sampler", "as_is")
 TERMS = ("learning_trap", "representation", "optimisation", "sampling")
@@ -57,16 +58,6 @@ def clipped_logit(mass, n_eval) -> tuple[float, bool]:
   clipped = not lo <= m <= hi
   m = min(max(m, lo), hi)
   return math.log(m) - math.log1p(-m), clipped
-
-
-def sign_test_p(n_positive: int, n_negative: int) -> float:
-  """Exact two-sided sign test: P(a split at least as uneven | fair coin), ties dropped."""
-  n = n_positive + n_negative
-  if n == 0:
-    return 1.0
-  k = min(n_positive, n_negative)
-  tail = sum(math.comb(n, i) for i in range(k + 1)) / 2.0 ** n
-  return min(1.0, 2.0 * tail)
 
 
 def _key(row) -> tuple:
@@ -119,7 +110,7 @@ def summarise(values: Sequence[float]) -> dict:
     return {"n": 0, "mean": math.nan, "ci_low": math.nan, "ci_high": math.nan, "n_positive": 0,
             "n_negative": 0, "n_tied": 0, "sign_p": math.nan, "verdict": "n/a"}
   cmp = stats.paired_comparison(v, np.zeros_like(v), resolution=RESOLUTION)
-  p = sign_test_p(cmp["n_positive"], cmp["n_negative"])
+  p = cmp["sign_p"]
   verdict = {"ahead": "costs mass", "behind": "adds mass", "tie": "tie"}[cmp["verdict"]]
   if v.size < 2:  # no interval from one seed: no verdict either
     verdict = "too few seeds"

@@ -81,7 +81,7 @@ def verdict_table(path: Path, first: str = "A-K", second: str = "K-A") -> str:
     key = (r["algorithm"], r.get("setting", ""))
     groups.setdefault(key, {}).setdefault(r["pipeline"], {})[int(float(r["seed"]))] = r
   lines = [f"| algorithm | setting | {first} mass | {second} mass | {first} − {second} [95% CI] | "
-           f"seeds higher / lower / tied | verdict |", "|---|---|---|---|---|---|---|"]
+           f"seeds higher / lower / tied | sign p | verdict |", "|---|---|---|---|---|---|---|---|"]
   for (algorithm, setting), by_pipe in sorted(groups.items()):
     seeds = sorted(set(by_pipe.get(first, {})) & set(by_pipe.get(second, {})))
     if not seeds:
@@ -98,11 +98,12 @@ def verdict_table(path: Path, first: str = "A-K", second: str = "K-A") -> str:
     word = {"ahead": f"{first} ahead", "behind": f"{second} ahead", "tie": "tie"}[cmp["verdict"]]
     lines.append(f"| {algorithm} | {setting} | {ma:.3g} ± {sa:.2g} | {mb:.3g} ± {sb:.2g} | "
                  f"{cmp['mean_diff']:+.3g} [{cmp['ci_low']:+.3g}, {cmp['ci_high']:+.3g}] | "
-                 f"{cmp['n_positive']} / {cmp['n_negative']} / {cmp['n_tied']} | "
+                 f"{cmp['n_positive']} / {cmp['n_negative']} / {cmp['n_tied']} | {cmp['sign_p']:.2g} | "
                  f"{word} (resolution {resolution:.2g}) |")
   lines.append("")
   lines.append(f"Mean ± sample sd over seeds (ddof = 1) of the measured aligned mass; the difference "
-               f"is paired by seed with a Student-t 95% interval (`{path.name}`).")
+               f"is paired by seed with a Student-t 95% interval and an exact two-sided sign test "
+               f"over the untied seeds (`{path.name}`).")
   return "\n".join(lines) + "\n"
 
 

@@ -78,13 +78,25 @@ def wilson_interval(k, n, confidence: float = 0.95):
   return low, high
 
 
+def sign_test_p(n_positive: int, n_negative: int) -> float:
+  """Exact two-sided sign test: P(a split at least as uneven | fair coin), ties dropped.
+
+  Example: 5 seeds all on one side give 2/32 = 0.0625 (five seeds cannot reach p < 0.05).
+  """
+  n = int(n_positive) + int(n_negative)
+  if n == 0:
+    return 1.0
+  k = min(int(n_positive), int(n_negative))
+  return min(1.0, 2.0 * sum(math.comb(n, i) for i in range(k + 1)) / 2.0 ** n)
+
+
 def paired_comparison(a: Sequence[float], b: Sequence[float], resolution: float = 0.0,
                       confidence: float = 0.95) -> dict:
   """Paired comparison of per-seed values ``a`` and ``b`` (same seed order).
 
   Returns ``n, mean_diff, sd_diff, ci_low, ci_high`` (Student-t interval of the mean
   difference ``a - b``), ``n_positive``, ``n_negative``, ``n_tied`` (seeds with
-  ``|a - b| <= resolution``) and ``verdict``: ``"ahead"`` iff the interval lies above 0
+  ``|a - b| <= resolution``), ``sign_p`` (exact two-sided sign test over the untied seeds) and ``verdict``: ``"ahead"`` iff the interval lies above 0
   and the mean difference exceeds ``resolution``; ``"behind"`` mirrored; else ``"tie"``.
   With one seed there is no interval and the verdict is decided by the sign alone only
   when ``|diff| > resolution``.
@@ -105,8 +117,10 @@ def paired_comparison(a: Sequence[float], b: Sequence[float], resolution: float 
       verdict = "ahead"
     elif high < 0:
       verdict = "behind"
+  n_pos, n_neg = int(np.sum((diff > 0) & ~tied)), int(np.sum((diff < 0) & ~tied))
   return {"n": n, "mean_diff": mean, "sd_diff": sd, "ci_low": float(low), "ci_high": float(high),
-          "n_positive": int(np.sum((diff > 0) & ~tied)), "n_negative": int(np.sum((diff < 0) & ~tied)),
+          "sign_p": sign_test_p(n_pos, n_neg),
+          "n_positive": n_pos, "n_negative": n_neg,
           "n_tied": int(np.sum(tied)), "resolution": float(resolution), "confidence": confidence,
           "verdict": verdict}
 
