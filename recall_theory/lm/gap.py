@@ -190,13 +190,17 @@ def importance_loo_advantages(scores_B, log_w_B, group_size: int):
   ``group_size`` consecutive draws: it does not depend on draw i, so with ``w = pi/q``
   ``E_q[w_i (s_i - b_i) grad log pi(y_i)] = E_pi[s grad log pi]`` exactly (the baseline term
   vanishes because ``E_q[w grad log pi] = E_pi[grad log pi] = 0``).
+
+  The leave-one-out sums are taken as a softmax of the log-weights with draw i masked out,
+  not as ``sum - w_i``: when one weight carries the group, ``sum - w_i`` cancels to rounding
+  noise (or below zero) and the baseline explodes.
   """
-  w = jnp.exp(log_w_B)
-  wg, sg = w.reshape(-1, group_size), scores_B.reshape(-1, group_size)
-  others_w = wg.sum(-1, keepdims=True) - wg
-  others_ws = (wg * sg).sum(-1, keepdims=True) - wg * sg
-  baseline = others_ws / jnp.maximum(others_w, jnp.finfo(w.dtype).tiny)
-  return (wg * (sg - baseline)).reshape(-1)
+  lw = log_w_B.reshape(-1, group_size)
+  sg = scores_B.reshape(-1, group_size)
+  others = ~jnp.eye(group_size, dtype=bool)                                  # [i, j]: j != i
+  logits_NxGxG = jnp.where(others, lw[:, None, :], -jnp.inf)
+  baseline = jnp.sum(jax.nn.softmax(logits_NxGxG, axis=-1) * sg[:, None, :], axis=-1)
+  return (jnp.exp(lw) * (sg - baseline)).reshape(-1)
 
 
 def make_rloo_importance_loss(prompt_len: int, beta: float, group_size: int):

@@ -118,6 +118,22 @@ def test_importance_loo_estimator_is_unbiased_for_the_rloo_gradient():
   np.testing.assert_allclose(np.asarray(expected), np.asarray(exact), rtol=1e-5, atol=1e-7)
 
 
+def test_importance_loo_baseline_survives_one_dominant_weight():
+  """One draw carries its group's weight (log-weights after normalisation: log 64 and -40):
+  the leave-one-out baseline of that draw is the others' weighted score, a plain average here,
+  not the rounding noise of ``sum - w_i`` divided by a tiny weight (which made grad_norm inf in
+  the covering-sampler RLOO)."""
+  g = 64
+  log_w = jnp.full((g,), -40.0).at[0].set(jnp.log(64.0)).astype(jnp.float32)
+  scores = jnp.linspace(-3.0, 36.0, g, dtype=jnp.float32)
+  adv = np.asarray(gap.importance_loo_advantages(scores, log_w, g), np.float64)
+  w, s = np.exp(np.asarray(log_w, np.float64)), np.asarray(scores, np.float64)
+  expected = np.array([w[i] * (s[i] - np.sum(np.delete(w * s, i)) / np.sum(np.delete(w, i)))
+                       for i in range(g)])
+  assert np.all(np.isfinite(adv))
+  np.testing.assert_allclose(adv, expected, rtol=1e-4, atol=1e-30)
+
+
 def test_run_gap_test_preset_end_to_end():
   from recall_theory import decomposition as dec
   from recall_theory.lm import presets
