@@ -119,10 +119,41 @@ def summarise(values: Sequence[float]) -> dict:
           "sign_p": p, "verdict": verdict}
 
 
+def dominant_term(recs: Sequence[dict], entry: dict, terms: Sequence[str]) -> dict:
+  """The term that costs the most mass, if it beats the runner-up.
+
+  Among the terms that cost mass, the largest mean leads; it is *the* dominant term only
+  when its per-seed lead over the next-largest term is itself resolved (paired t interval
+  above 0 and mean above :data:`RESOLUTION`, as for any term). Otherwise the two are a tie
+  and both are named (``dominant = "tie"``, ``dominant_tied = (first, second)``), with the
+  lead's summary in ``dominant_margin``.
+  """
+  costing = sorted((t for t in terms if entry[t]["verdict"] == "costs mass"),
+                   key=lambda t: entry[t]["mean"], reverse=True)
+  if not costing:
+    return {"dominant": "none", "dominant_tied": (), "dominant_margin": summarise([])}
+  if len(costing) == 1:
+    return {"dominant": costing[0], "dominant_tied": (), "dominant_margin": summarise([])}
+  first, second = costing[:2]
+  margin = summarise([r[first] - r[second] for r in recs])
+  if margin["verdict"] == "costs mass":
+    return {"dominant": first, "dominant_tied": (), "dominant_margin": margin}
+  return {"dominant": "tie", "dominant_tied": (first, second), "dominant_margin": margin}
+
+
+def dominant_label(entry: dict) -> str:
+  """``optimisation``, ``none (every term a tie)`` or ``optimisation and learning trap (tied:
+  the first leads by 0.06 [-0.01, 0.12] (2/5 seeds > 0, sign p = 0.5))``."""
+  if entry["dominant"] == "tie":
+    first, second = (TERM_LABELS[t] for t in entry["dominant_tied"])
+    lead = describe_term(entry["dominant_margin"]).removeprefix("tie: ")
+    return f"{first} and {second} (tied: the first leads by {lead})"
+  return TERM_LABELS.get(entry["dominant"], "none (every term a tie)")
+
+
 def decompose(rows: Iterable[dict]) -> list[dict]:
   """One record per (track, setting, pipeline, algorithm): every term's :func:`summarise`,
-  the mean masses of the four levels, and the dominant term (the largest mean among the
-  terms that cost mass; none when every term is a tie)."""
+  the mean masses of the four levels, and the dominant term (:func:`dominant_term`)."""
   seeds = per_seed_terms(rows)
   groups: dict[tuple, list[dict]] = defaultdict(list)
   for rec in seeds:
@@ -140,8 +171,7 @@ def decompose(rows: Iterable[dict]) -> list[dict]:
     for term in TERMS + ("total", "total_vs_A"):
       entry[term] = summarise([r[term] for r in recs]) if term in terms + ("total", "total_vs_A") \
           else summarise([])
-    costing = [t for t in terms if entry[t]["verdict"] == "costs mass"]
-    entry["dominant"] = max(costing, key=lambda t: entry[t]["mean"]) if costing else "none"
+    entry.update(dominant_term(recs, entry, terms))
     out.append(entry)
   order = {p: i for i, p in enumerate(("K-A", "A", "K-A(teacher-ref)"))}
   return sorted(out, key=lambda e: (e["track"], e["setting"], e["algorithm"],
@@ -177,7 +207,7 @@ def table_rows(entries: Sequence[dict]) -> list[dict]:
       s = e[term]
       for field in ("mean", "ci_low", "ci_high", "n_positive", "n_negative", "sign_p", "verdict"):
         row[f"{term}_{field}"] = s[field]
-    row["dominant"] = e["dominant"]
+    row["dominant"] = e["dominant"] if e["dominant"] != "tie" else "tie:" + "+".join(e["dominant_tied"])
     row["clipped_levels"] = ";".join(e["clipped"])
     out.append(row)
   return out
@@ -193,5 +223,5 @@ def markdown_table(entries: Sequence[dict]) -> str:
     terms = " | ".join(describe_term(e[t]) if t != "learning_trap" or e["pipeline"] == "K-A" else "--"
                        for t in TERMS)
     lines.append(f"| {e['track']} | {e['setting'] or '--'} | {e['pipeline']} | {e['algorithm']} | "
-                 f"{e['n_seeds']} | {masses} | {terms} | {TERM_LABELS.get(e['dominant'], e['dominant'])} |")
+                 f"{e['n_seeds']} | {masses} | {terms} | {dominant_label(e)} |")
   return "\n".join(lines)

@@ -58,7 +58,7 @@ def verdict_sentences(entries: Sequence[dict]) -> list[str]:
       total = f"{dec.describe_term(e['total'])} logit units below its own law"
       terms = []
     terms += [f"{dec.TERM_LABELS[t]} {dec.describe_term(e[t])}" for t in dec.TERMS[1:]]
-    dominant = dec.TERM_LABELS.get(e["dominant"], "none (every term a tie)")
+    dominant = dec.dominant_label(e)
     plateau = (f"plateau reached: best in class {e['plateau_best_in_class']}, covering "
                f"{e['plateau_covering_sampler']}, as is {e['plateau_as_is']}")
     lines.append(f"- **{head}**: {masses}. As is, {total}; {'; '.join(terms)}. "
@@ -74,14 +74,20 @@ def dominant_summary(entries: Sequence[dict]) -> list[str]:
       continue
     alg = ALGORITHM_NAMES.get(e["algorithm"], e["algorithm"])
     where = _setting_phrase(e["setting"])
-    name = dec.TERM_LABELS.get(e["dominant"], "no term (every term a tie)")
-    s = e.get(e["dominant"]) if e["dominant"] in dec.TERMS else None
-    detail = f": {dec.describe_term(s)} of {dec.describe_term(e['total_vs_A'])}" if s else ""
+    name = dec.dominant_label(e)
+    if e["dominant"] in dec.TERMS:
+      detail = f": {dec.describe_term(e[e['dominant']])} of {dec.describe_term(e['total_vs_A'])}"
+    elif e["dominant"] == "tie":
+      first, second = e["dominant_tied"]
+      detail = (f"; {dec.TERM_LABELS[first]} {dec.describe_term(e[first])}, {dec.TERM_LABELS[second]} "
+                f"{dec.describe_term(e[second])}, of {dec.describe_term(e['total_vs_A'])}")
+    else:
+      detail = ""
     out.append(f"- {e['track']} {alg}{' (' + where + ')' if where else ''}: {name}{detail}")
   return out
 
 
-def caption(entries: Sequence[dict], *, track: str, description: str, elapsed: float,
+def caption(entries: Sequence[dict], *, track: str, description: str, elapsed: float | None,
             options: str) -> str:
   """The generated caption of ``gap.png`` with the per-group verdicts."""
   seeds = sorted({e["n_seeds"] for e in entries})
@@ -94,23 +100,73 @@ def caption(entries: Sequence[dict], *, track: str, description: str, elapsed: f
           f"{description} Every level is trained to its plateau (recall_theory.plateau) or its "
           "budget; the counts say how many seeds reached the plateau. A term whose interval "
           f"contains 0 or whose mean is below {dec.RESOLUTION:g} logit is a tie; sign p is the "
-          "exact two-sided sign test over seeds.")
+          "exact two-sided sign test over seeds. The largest term is named only where its per-seed "
+          "lead over the next term is resolved the same way; otherwise both are named, tied.")
   clipped = sorted({lv for e in entries for lv in e["clipped"]})
   note = (f" Levels with no target sample among their evaluation draws were clipped to half a "
           f"sample before the logit: {', '.join(clipped)}." if clipped else "")
   return "\n\n".join([head + note, "**Verdicts.**", "\n".join(verdict_sentences(entries)),
                       "**Dominant term of K-A's shortfall.**", "\n".join(dominant_summary(entries)),
-                      f"Wall time {elapsed:.0f} s. Options: {options}."]) + "\n"
+                      (f"Wall time {elapsed:.0f} s. " if elapsed is not None else "")
+                      + f"Options: {options}."]) + "\n"
 
 
-def write_gap(out: Path, rows: Sequence[dict], *, track: str, description: str, elapsed: float,
-              options: str) -> list[Path]:
-  """Write the level table, the term table, the figure and the caption into ``out``."""
+_TEXT_COLUMNS = ("track", "pipeline", "algorithm", "setting", "level", "plateau")
+
+
+def read_levels(path: Path) -> list[dict]:
+  """The rows of a ``gap_levels.csv`` as :func:`write_gap` takes them (numbers parsed, empty
+  cells NaN). Raises InputError naming the file when it is not a level table."""
+  import csv
+  import math
+
+  from recall_theory.errors import InputError
+  try:
+    with open(path, newline="", encoding="utf-8") as fh:
+      table = list(csv.DictReader(fh))
+  except (OSError, UnicodeDecodeError) as err:
+    raise InputError(f"--from-levels: cannot read {str(path)!r} ({err})") from err
+  need = {"track", "pipeline", "algorithm", "seed", "level", "aligned_mass", "n_eval", "plateau"}
+  if not table or not need <= set(table[0]):
+    raise InputError(f"--from-levels: {str(path)!r} is not a {LEVEL_CSV} (it needs the columns "
+                     f"{', '.join(sorted(need))})")
+  rows = []
+  for line, raw in enumerate(table, start=2):
+    if None in raw or None in raw.values():
+      raise InputError(f"--from-levels: {str(path)!r} line {line} does not have the header's fields")
+    row = {}
+    for key, text in raw.items():
+      if key in _TEXT_COLUMNS:
+        row[key] = text
+      elif text == "":
+        row[key] = math.nan
+      else:
+        try:
+          row[key] = int(text)
+        except ValueError:
+          try:
+            row[key] = float(text)
+          except ValueError as err:
+            raise InputError(f"--from-levels: {str(path)!r} line {line}: {key} = {text!r} is not "
+                             "a number") from err
+    rows.append(row)
+  return rows
+
+
+def write_gap(out: Path, rows: Sequence[dict], *, track: str, description: str, elapsed: float | None,
+              options: str, levels_text: str | None = None) -> list[Path]:
+  """Write the level table, the term table, the figure and the caption into ``out``.
+
+  ``levels_text``: the level table as an earlier run wrote it (``--from-levels``), copied as
+  it is rather than rewritten from the parsed rows; ``elapsed`` is then None and
+  ``description`` says which run the levels come from.
+  """
   from recall_theory.plotting.decomposition import decomposition_figure
   from recall_theory.plotting.style import save_figure
 
   entries = dec.decompose(rows)
-  paths = [io.write_columns_csv(out / LEVEL_CSV, _levels_columns(rows))]
+  paths = [io.write_text(out / LEVEL_CSV, levels_text) if levels_text is not None
+           else io.write_columns_csv(out / LEVEL_CSV, _levels_columns(rows))]
   table = dec.table_rows(entries)
   paths.append(io.write_columns_csv(out / TERM_CSV, _levels_columns(table)))
   fig, data = decomposition_figure(entries)

@@ -126,3 +126,48 @@ def test_gap_track_outside_the_choices(capsys):
     cli_main.main(["gap", "--track", "smollm2"])
   assert exit_info.value.code == 2
   assert "--track" in _one_line(capsys)
+
+
+def _levels_file(folder):
+  """A small gap_levels.csv as a run writes it (two pipelines, three seeds)."""
+  from recall_theory import decomposition as dec
+  from recall_theory import gap_report
+  rows = []
+  for seed in range(3):
+    for pipeline, masses in (("K-A", (0.3, 0.2, 0.1, 0.01 + 0.001 * seed)), ("A", (0.8, 0.7, 0.6, 0.5))):
+      for level, mass in zip(dec.LEVELS, masses):
+        rows.append({"track": "lm", "setting": "preset=test", "pipeline": pipeline, "algorithm": "dpo",
+                     "seed": seed, "level": level, "aligned_mass": mass,
+                     "n_eval": 0 if level == "law" else 1000,
+                     "plateau": "exact" if level == "law" else "reached"})
+  folder.mkdir()
+  gap_report.write_gap(folder, rows, track="lm", description="d.", elapsed=1.0, options="o")
+  return folder / gap_report.LEVEL_CSV
+
+
+def test_gap_from_levels_rebuilds_the_outputs_without_training(tmp_path, capsys):
+  levels = _levels_file(tmp_path / "run")
+  out = tmp_path / "rebuilt"
+  assert cli_main.main(["gap", "--track", "lm", "--preset", "test", "--from-levels", str(levels),
+                        "--out", str(out), "--quiet"]) == 0
+  assert (out / "gap_levels.csv").read_bytes() == levels.read_bytes()
+  caption = (out / "gap_caption.md").read_text()
+  assert "Levels as written by an earlier run" in caption and "Wall time" not in caption
+  assert "- lm DPO (preset test): sampling" in caption
+  assert (out / "gap.png").is_file() and (out / "gap_decomposition.csv").is_file()
+
+
+@pytest.mark.parametrize("argv_tail, shown", [
+    (["--from-levels", "MISSING"], "--from-levels: 'MISSING' is not a file"),
+    (["--track", "mog", "--from-levels", "LEVELS"], "not --track mog"),
+    (["--from-levels", "NOT_LEVELS"], "is not a gap_levels.csv"),
+])
+def test_gap_from_levels_refuses_what_it_cannot_use(argv_tail, shown, tmp_path, capsys):
+  levels = _levels_file(tmp_path / "run")
+  other = tmp_path / "other.csv"
+  other.write_text("a,b\n1,2\n")
+  argv = [{"LEVELS": str(levels), "NOT_LEVELS": str(other)}.get(a, a) for a in argv_tail]
+  capsys.readouterr()
+  assert cli_main.main(["gap"] + argv + ["--out", str(tmp_path / "out")]) == 2
+  assert shown in _one_line(capsys)
+  assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

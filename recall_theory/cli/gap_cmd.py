@@ -42,6 +42,9 @@ def register(subparsers) -> None:
   plateau_flags.add_arguments(p)
   p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
   p.add_argument("--quiet", action="store_true", help="no progress bars and no caption on stdout")
+  p.add_argument("--from-levels", default=None, metavar="CSV",
+                 help="train nothing: rebuild the term table, figure and caption from a gap_levels.csv "
+                      "an earlier run wrote (its run.json beside it names that run) (default: train)")
   p.set_defaults(func=run)
 
 
@@ -69,6 +72,60 @@ def parse_betas(text: str) -> list[float]:
   return sorted(set(values))
 
 
+def lm_description(preset: str) -> str:
+  """What the lm levels are made of (the caption's description), from the preset's sizes."""
+  from recall_theory.lm import gap
+  sizes = gap.GAP_SIZES[preset]
+  return (f"Transformer track, preset {preset}: teacher and student trained once; per "
+          f"seed, pools of {sizes.student_pool} student and {sizes.teacher_pool} teacher "
+          f"samples give the law (p_ref, Delta/beta), the exact tilt's samples (rejection) "
+          f"and the covering proposal ({sizes.covering_share:g} of draws from the reference "
+          f"conditioned on the target); masses of levels 2-4 from {sizes.eval_samples} "
+          "policy samples each.")
+
+
+def mog_description() -> str:
+  from recall_theory.mog import gap
+  return (f"Mixture-of-Gaussians track (float64): every mass exact; the best in class is "
+          f"the family's EM fit to the tilt on the grid ({gap.BEST_FIT_ITERATIONS} "
+          f"iterations); the covering proposal draws {gap.COVERING_SHARE:g} of its points "
+          "from the reference restricted to the target's grid cells.")
+
+
+def rebuild(args: argparse.Namespace, options: str) -> int:
+  """``--from-levels``: the outputs of an earlier run, rebuilt from its level table."""
+  import json
+  from pathlib import Path
+
+  from recall_theory import gap_report, io
+  source = Path(args.from_levels)
+  if not source.is_file():
+    raise InputError(f"--from-levels: {args.from_levels!r} is not a file")
+  rows = gap_report.read_levels(source)
+  tracks = sorted({r["track"] for r in rows})
+  if tracks != [args.track]:
+    raise InputError(f"--from-levels: {args.from_levels!r} holds the track(s) {', '.join(tracks)}, "
+                     f"not --track {args.track}")
+  text = source.read_text(encoding="utf-8")
+  origin = "an earlier run"
+  record = source.parent / "run.json"
+  if record.is_file():
+    try:
+      run = json.loads(record.read_text()).get("runs", {}).get("gap", {})
+      if run.get("command"):
+        origin = f"`{run['command']}` ({run.get('started', '?')} to {run.get('finished', '?')})"
+    except (ValueError, AttributeError):
+      pass
+  description = (lm_description(args.preset) if args.track == "lm" else mog_description())
+  description += f" Levels as written by {origin}; terms, figure and caption rebuilt from them."
+  out = io.prepare_output_dir(args.out)
+  gap_report.write_gap(out, rows, track=args.track, description=description, elapsed=None,
+                       options=options, levels_text=text)
+  if not args.quiet:
+    print((out / gap_report.CAPTION).read_text(), end="")
+  return 0
+
+
 def run(args: argparse.Namespace) -> int:
   import time
 
@@ -87,6 +144,8 @@ def run(args: argparse.Namespace) -> int:
   elif args.preset != "cpu-tiny":
     raise InputError("--preset applies to --track lm only")
   options = describe_options(getattr(args, "non_default_options", {}) or {})
+  if args.from_levels is not None:
+    return rebuild(args, options)
   from recall_theory import io, progress
   if args.track == "lm":
     from recall_theory.lm import gap, presets
@@ -98,12 +157,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     rows = gap.run_gap(config, sizes, seeds, algorithms=algorithms, progress=not args.quiet,
                        setting=f"preset={args.preset}")
-    description = (f"Transformer track, preset {args.preset}: teacher and student trained once; per "
-                   f"seed, pools of {sizes.student_pool} student and {sizes.teacher_pool} teacher "
-                   f"samples give the law (p_ref, Delta/beta), the exact tilt's samples (rejection) "
-                   f"and the covering proposal ({sizes.covering_share:g} of draws from the reference "
-                   f"conditioned on the target); masses of levels 2-4 from {sizes.eval_samples} "
-                   "policy samples each.")
+    description = lm_description(args.preset)
   else:
     import jax
     from recall_theory.mog import gap
@@ -115,10 +169,7 @@ def run(args: argparse.Namespace) -> int:
     with jax.enable_x64(True):
       rows = gap.run_gap(config, seeds, betas)
     rows = [r for r in rows if r["algorithm"] in algorithms]
-    description = (f"Mixture-of-Gaussians track (float64): every mass exact; the best in class is "
-                   f"the family's EM fit to the tilt on the grid ({gap.BEST_FIT_ITERATIONS} "
-                   f"iterations); the covering proposal draws {gap.COVERING_SHARE:g} of its points "
-                   "from the reference restricted to the target's grid cells.")
+    description = mog_description()
   elapsed = time.perf_counter() - start
   from recall_theory import gap_report
   gap_report.write_gap(out, rows, track=args.track, description=description, elapsed=elapsed,

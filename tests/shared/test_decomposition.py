@@ -95,3 +95,26 @@ def test_one_seed_gives_no_verdict():
   ka = next(e for e in dec.decompose(rows) if e["pipeline"] == "K-A")
   assert ka["sampling"]["verdict"] == "too few seeds" and ka["dominant"] == "none"
   assert "too few seeds to call" in dec.describe_term(ka["sampling"])
+
+
+def test_two_terms_of_the_same_size_are_a_tie_not_a_dominant_term():
+  """Optimisation and sampling each cost about 2.3 logits on every seed (their lead over each
+  other is noise): neither dominates; both are named as tied. A clear lead is named alone."""
+  rng = np.random.default_rng(1)
+  close, clear = [], []
+  for seed in range(5):
+    jitter = rng.normal(scale=0.05)
+    best = 0.3
+    cover = 1 / (1 + math.exp(-(_logit(best) - 2.3 - jitter)))
+    as_is = 1 / (1 + math.exp(-(_logit(cover) - 2.3 + jitter)))
+    close += _rows(seed, 0.3, best, cover, as_is)
+    clear += _rows(seed, 0.3, best, cover, 1 / (1 + math.exp(-(_logit(cover) - 5.0 + jitter))))
+    for rows in (close, clear):
+      rows += _rows(seed, 0.8, 0.8, 0.8, 0.8, pipeline="A")
+  ka = next(e for e in dec.decompose(close) if e["pipeline"] == "K-A")
+  assert ka["optimisation"]["verdict"] == ka["sampling"]["verdict"] == "costs mass"
+  assert ka["dominant"] == "tie" and set(ka["dominant_tied"]) == {"optimisation", "sampling"}
+  assert dec.dominant_label(ka).startswith(("optimisation and sampling (tied", "sampling and optimisation (tied"))
+  assert dec.table_rows([ka])[0]["dominant"].startswith("tie:")
+  ka = next(e for e in dec.decompose(clear) if e["pipeline"] == "K-A")
+  assert ka["dominant"] == "sampling" and ka["dominant_margin"]["verdict"] == "costs mass"
