@@ -156,6 +156,7 @@ def describe_options(options: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
   from recall_theory import io
+  from recall_theory.cli import checks
 
   argv = list(sys.argv[1:] if argv is None else argv)
   parser = build_parser()
@@ -167,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   from recall_theory import progress
   progress_was_enabled = progress.is_enabled()   # --quiet switches it off for this run only
   try:
+    checks.check_path_flags(args)  # before any command touches a path it cannot hold
     with io.active_run(unit):
       code = int(args.func(args) or 0)
       written = unit.commit() if code == 0 else []
