@@ -178,14 +178,8 @@ def mog_arguments(args: argparse.Namespace) -> dict:
                      f"(it takes --recall-min, --recall-max, --resolution, --betas, --dtype, --out)")
   recall_min = 1e-8 if args.recall_min is None else args.recall_min
   recall_max = 0.5 if args.recall_max is None else args.recall_max
-  errors.check_probability("--recall-min", recall_min)
-  errors.check_probability("--recall-max", recall_max)
-  if not 0 < recall_min < recall_max < 1:
-    raise InputError(f"--recall-min/--recall-max must satisfy 0 < min < max < 1 with --model mog, "
-                     f"got {recall_min:g}, {recall_max:g}")
-  tiny = float(np.finfo(args.dtype).tiny)
-  if recall_min < tiny:
-    raise InputError(f"--recall-min must be >= {tiny!r} (the smallest normal {args.dtype}), got {recall_min!r}")
+  from recall_theory.sweep import check_recall_range
+  check_recall_range(recall_min, recall_max, args.dtype, max_inclusive=False)
   kwargs = dict(weight_min=recall_min, weight_max=recall_max, dtype=args.dtype)
   if args.resolution is not None:
     kwargs["n_weights"] = errors.check_int_range("--resolution", args.resolution, 2, MOG_MAX_RESOLUTION)
@@ -194,6 +188,8 @@ def mog_arguments(args: argparse.Namespace) -> dict:
     if betas.size == 0:
       raise InputError("--betas must list at least one beta, got ''")
     errors.check_positive("--betas", betas)
+    from recall_theory.cli.checks import check_representable
+    check_representable("--betas", betas, args.dtype)
     kwargs["betas"] = tuple(float(b) for b in betas)
   return kwargs
 
