@@ -51,6 +51,14 @@ def add_arguments(p) -> None:
   p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def check_cache_dir(cache_dir) -> None:
+  """A --cache-dir that exists must be a folder (else every lookup reads as missing weights)."""
+  from pathlib import Path
+  if cache_dir is not None and Path(cache_dir).expanduser().exists() and not Path(cache_dir).expanduser().is_dir():
+    raise InputError(f"--cache-dir {str(cache_dir)!r} is not a folder (give the folder that holds "
+                     f"the weights, or leave it out for ~/.cache/recall-theory)")
+
+
 def run(args: argparse.Namespace) -> int:
   import dataclasses
 
@@ -68,6 +76,10 @@ def run(args: argparse.Namespace) -> int:
 
   from recall_theory.lm import distributed
   distributed.initialize_from_args(args)   # before any computation; one process otherwise
+  # every flag before the weights are looked for: a bad --n-devices must not read as missing weights
+  from recall_theory.cli.checks import check_mesh_flags
+  check_mesh_flags(args.n_devices)
+  check_cache_dir(args.cache_dir)
 
   from recall_theory import io, progress, schema
   from recall_theory.cli.main import describe_options
