@@ -64,7 +64,7 @@ class Stage:
     return self
 
   def __exit__(self, exc_type, exc, tb) -> None:
-    self.close(failed=exc_type is not None)
+    self.close(failed=exc_type is not None, bad_input=_is_input_error(exc))
 
   def set(self, count: int, **fields) -> None:
     """Set the count (clipped to the total) and any extra fields shown beside it."""
@@ -86,8 +86,12 @@ class Stage:
   def elapsed(self) -> float:
     return time.perf_counter() - self.start
 
-  def close(self, failed: bool = False) -> None:
-    """End the stage: close the bar, or print its one summary line off a terminal."""
+  def close(self, failed: bool = False, bad_input: bool = False) -> None:
+    """End the stage: close the bar, or print its one summary line off a terminal.
+
+    ``bad_input``: the stage stopped on an InputError, whose one line says everything; a
+    "(stopped)" summary line beside it would make the error two lines.
+    """
     if self._closed:
       return
     self._closed = True
@@ -96,7 +100,7 @@ class Stage:
         self._bar.set_description_str(f"{self.name} (stopped)")
       self._bar.close()
       return
-    if not self.enabled:
+    if not self.enabled or bad_input:
       return
     total = "" if self.total is None else f"/{self.total}"
     extra = _format_fields(self.fields)
@@ -106,6 +110,11 @@ class Stage:
     self.stream.flush()
 
 
+def _is_input_error(exc) -> bool:
+  from recall_theory.errors import InputError
+  return isinstance(exc, InputError)
+
+
 @contextlib.contextmanager
 def stage(name: str, total: int | None = None, *, enabled: bool | None = None,
           stream=None) -> Iterator[Stage]:
@@ -113,7 +122,7 @@ def stage(name: str, total: int | None = None, *, enabled: bool | None = None,
   bar = Stage(name, total, enabled=enabled, stream=stream)
   try:
     yield bar
-  except BaseException:
-    bar.close(failed=True)
+  except BaseException as exc:
+    bar.close(failed=True, bad_input=_is_input_error(exc))
     raise
   bar.close()

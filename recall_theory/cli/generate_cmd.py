@@ -62,6 +62,20 @@ def validate(args: argparse.Namespace) -> None:
     check_int_range("--max-seq-len", args.max_seq_len, 2)
   if not args.prompt:
     raise InputError("--prompt must not be empty")
+  from recall_theory.cli.smollm2_cmd import check_cache_dir
+  check_cache_dir(args.cache_dir)
+
+
+def _load(args: argparse.Namespace, load_pretrained):
+  """The checkpoint behind --model; a file or folder it cannot use is an error naming --model."""
+  try:
+    return load_pretrained(args.model, max_seq_len=args.max_seq_len, param_dtype=args.dtype,
+                           cache_dir=args.cache_dir)
+  except InputError as err:
+    message = str(err)
+    if message.startswith("--"):  # already names its flag (--max-seq-len, --cache-dir)
+      raise
+    raise InputError(f"--model {args.model!r}: {message}") from err
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,8 +89,7 @@ def run(args: argparse.Namespace) -> int:
   from recall_theory.lm.hub.models import load_pretrained
 
   # stages on stderr: read, dequantise, un-permute q/k, place weights, compile, decode
-  lm = load_pretrained(args.model, max_seq_len=args.max_seq_len, param_dtype=args.dtype,
-                       cache_dir=args.cache_dir)
+  lm = _load(args, load_pretrained)
   text = args.prompt if args.raw else lm.chat(args.prompt, args.system)
   ids = lm.tokenizer.encode(text)
   limit = lm.config.max_seq_len
