@@ -383,6 +383,11 @@ def fixed_budget(config: MogConfig, dpo_pairs: int | None = None) -> MogConfig:
                              dpo_pairs=BASE_PAIRS if dpo_pairs is None else dpo_pairs, plateau=None)
 
 
+# what --match-compute takes, for every message that refuses a flag combination with it
+USE = ("--match-compute takes --betas with one value, --seeds, --ladder, --time-limit, --target, "
+       "--label-noise, --dpo-pairs, --dtype, --out")
+
+
 def run_cli(args, config) -> int:
   """``recall-theory mog --match-compute``: validate, run, write ``--out``."""
   import time
@@ -394,19 +399,18 @@ def run_cli(args, config) -> int:
   if not args.match_compute:
     given = [f for f, v in (("--ladder", args.ladder), ("--time-limit", args.time_limit))
              if v is not None]
-    raise InputError(f"{', '.join(given)} only applies with --match-compute")
+    raise InputError(f"{', '.join(given)} only applies with --match-compute ({USE})")
   clash = [f for f, v in (("--taus", args.taus), ("--quick", args.quick or None),
                           ("--chunk-size", args.chunk_size), ("--beta-min", args.beta_min),
                           ("--beta-max", args.beta_max), ("--n-betas", args.n_betas))
            if v is not None]
   if clash:
-    raise InputError(f"--match-compute runs one beta (--betas with one value); "
-                     f"{', '.join(clash)} does not apply to it")
+    raise InputError(f"{', '.join(clash)} does not apply to --match-compute ({USE})")
   plateau = [f for f in ("--max-steps", "--first-check", "--plateau-tolerance")
              if getattr(args, f[2:].replace("-", "_"), None) is not None]
   if plateau:
     raise InputError(f"--match-compute compares fixed budgets ({BASE_STEPS} steps at 1x, no plateau "
-                     f"rule); {', '.join(plateau)} does not apply to it")
+                     f"rule); {', '.join(plateau)} does not apply to it ({USE})")
   config = fixed_budget(config, args.dpo_pairs)
   beta = DEFAULT_BETA
   if args.betas is not None:
@@ -431,8 +435,8 @@ def run_cli(args, config) -> int:
   estimate = estimate_seconds(config, ladder, n_seeds)
   if estimate > limit:
     raise InputError(f"--ladder {','.join(f'{s:g}' for s in ladder)} needs an estimated "
-                     f"{estimate:.0f} s for {n_seeds} seed(s), above --time-limit {limit:g} s "
-                     f"(shorten the ladder, use fewer seeds or raise the limit)")
+                     f"{estimate:.0f} s for {n_seeds} seed(s), above --time-limit {limit:g} s: give "
+                     f"--time-limit {math.ceil(estimate)} or more, a shorter --ladder or fewer --seeds")
   out = prepare_output_dir(args.out)
   options = ("Non-default options: "
              + describe_options(getattr(args, "non_default_options", {})) + ".")
