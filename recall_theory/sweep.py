@@ -128,12 +128,7 @@ class SweepConfig:
     errors.check_finite("--gap", self.fixed_gap)
     errors.check_nonnegative("--gap", self.fixed_gap)
     checks.check_representable("--gap", self.fixed_gap, self.dtype)
-    # the grids themselves: gap = (gap/beta) * --beta on one map, gap/beta = --gap / beta on
-    # the other; a cell outside the dtype's normal numbers would be inf, NaN or flushed to 0
-    checks.check_product_range(f"--ratio-min/--ratio-max times --beta {self.fixed_beta:g} (the gaps)",
-                               self.ratio_min * self.fixed_beta, self.ratio_max * self.fixed_beta, self.dtype)
-    checks.check_product_range(f"--gap {self.fixed_gap:g} over --beta-min/--beta-max (gap/beta)",
-                               self.fixed_gap / self.beta_max, self.fixed_gap / self.beta_min, self.dtype)
+    self._check_grids()
     if not self.budgets:
       raise errors.InputError("--budgets must list at least one budget")
     errors.check_nonnegative("--budgets", list(self.budgets))
@@ -145,6 +140,25 @@ class SweepConfig:
     checks.check_distinct("--regularizers", self.regularizers)
     errors.check_int_range("chunk_cells", self.chunk_cells, 1)
     return self
+
+  def _check_grids(self) -> None:
+    """The grids' derived cells in the dtype's normal numbers: gap = (gap/beta) x --beta on
+    one map, gap/beta = --gap / beta on the other; outside, a cell is inf, NaN or flushed to 0."""
+    tiny, huge = float(np.finfo(self.dtype).tiny), float(np.finfo(self.dtype).max)
+    beta, gap = self.fixed_beta, self.fixed_gap
+    if self.ratio_max * beta > huge:
+      raise errors.InputError(f"--ratio-max {self.ratio_max:g} times --beta {beta:g} exceeds the largest "
+                              f"{self.dtype} ({huge:g}): --ratio-max must be <= {huge / beta:g} with this --beta")
+    if self.ratio_min * beta < tiny:
+      raise errors.InputError(f"--ratio-min {self.ratio_min:g} times --beta {beta:g} is below the smallest normal "
+                              f"{self.dtype} ({tiny:g}): --ratio-min must be >= {tiny / beta:g} with this --beta")
+    if gap / self.beta_min > huge:
+      raise errors.InputError(f"--gap {gap:g} over --beta-min {self.beta_min:g} exceeds the largest {self.dtype} "
+                              f"({huge:g}): --gap must be <= {huge * self.beta_min:g} with this --beta-min")
+    if 0 < gap / self.beta_max < tiny:
+      raise errors.InputError(f"--gap {gap:g} over --beta-max {self.beta_max:g} is below the smallest normal "
+                              f"{self.dtype} ({tiny:g}): --gap must be 0 or >= {tiny * self.beta_max:g} with this "
+                              f"--beta-max")
 
   @property
   def rows_per_chunk(self) -> int:

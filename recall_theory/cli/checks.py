@@ -49,19 +49,6 @@ def check_representable(flag: str, values, dtype: str) -> None:
       raise InputError(f"{flag} = {value!r} overflows {dtype}: it must be <= {huge:g}{hint}")
 
 
-def check_product_range(what: str, low: float, high: float, dtype: str) -> None:
-  """Refuse a derived range ``[low, high]`` (a grid's gaps, gap/beta) that leaves ``dtype``'s
-  normal numbers; ``what`` names the flags that make it, as typed."""
-  tiny, huge = normal_range(dtype)
-  if high > huge:
-    hint = " or use --dtype float64" if np.dtype(dtype).itemsize < 8 else ""
-    raise InputError(f"{what} reaches {high:g}, above the largest {dtype} ({huge:g}); narrow the "
-                     f"range{hint}")
-  if 0 < low < tiny:
-    raise InputError(f"{what} reaches {low:g}, below the smallest normal {dtype} ({tiny:g}); "
-                     f"narrow the range")
-
-
 def check_distinct(flag: str, names: Iterable) -> None:
   """Refuse a list that names an entry twice (it would write every row twice)."""
   seen, twice = set(), []
