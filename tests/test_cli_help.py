@@ -22,3 +22,30 @@ def test_help_has_no_rest_markup(command, capsys):
   assert stop.value.code == 0
   text = capsys.readouterr().out
   assert text and not MARKUP.search(text), MARKUP.search(text)
+
+
+# `recall-theory --help` and a bad flag must answer at once: building the parser may not
+# import JAX (11 s under load in issue 21). Checked in a fresh interpreter, by what was
+# imported rather than by timing, so a busy machine cannot make it flaky.
+JAX_FREE_PROBE = """
+import sys
+from recall_theory.cli.main import main
+try:
+  main(sys.argv[1:])
+except SystemExit:
+  pass
+print('jax imported' if 'jax' in sys.modules else 'jax not imported')
+"""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--no-such-flag"], ["lm", "--help"],
+                                  ["smollm2", "--no-such-flag"], ["mog", "--seeds"]])
+def test_help_and_bad_flags_do_not_import_jax(argv):
+  import os
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+  proc = subprocess.run([sys.executable, "-c", JAX_FREE_PROBE, *argv], capture_output=True,
+                        text=True, timeout=120, env=env)
+  assert proc.stdout.strip().splitlines()[-1] == "jax not imported", (proc.stdout, proc.stderr)

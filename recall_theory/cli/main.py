@@ -155,12 +155,11 @@ def describe_options(options: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  from recall_theory import io
-  from recall_theory.cli import checks
-
   argv = list(sys.argv[1:] if argv is None else argv)
   parser = build_parser()
-  args = parser.parse_args(argv)
+  args = parser.parse_args(argv)   # --help and bad flags exit here, before any heavy import
+  from recall_theory import io
+  from recall_theory.cli import checks
   args.non_default_options = non_default_options(parser, args)
   enable_compile_cache(args.compile_cache)
   arguments = {k: v for k, v in vars(args).items() if k not in ("func", "non_default_options")}
