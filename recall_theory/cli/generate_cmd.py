@@ -29,20 +29,21 @@ def register(subparsers) -> None:
                   "package's Flax model, through the jitted key-value cache.")
   p.add_argument("--model", default="smollm2-135m-instruct",
                  help="smollm2-135m-instruct (fetched GGUF), smollm2-360m[-instruct], "
-                      "smollm2-1.7b[-instruct] (HF folder in the cache), or a .gguf/folder path")
+                      "smollm2-1.7b[-instruct] (HF folder in the cache), or a .gguf/folder path (default smollm2-135m-instruct)")
   p.add_argument("--prompt", required=True, help="the user's text")
   p.add_argument("--raw", action="store_true",
                  help="feed the prompt as plain text (no chat template)")
-  p.add_argument("--system", default=None, help="system message (chat mode)")
-  p.add_argument("--max-new-tokens", type=int, default=64, help="tokens to generate (>= 1)")
+  p.add_argument("--system", default=None, help="system message (chat mode; default: none)")
+  p.add_argument("--max-new-tokens", type=int, default=64, help="most tokens to generate, >= 1 (default 64; stops early at end of turn)")
   p.add_argument("--temperature", type=float, default=0.0, help=">= 0; 0 is greedy (default)")
-  p.add_argument("--top-p", type=float, default=1.0, help="nucleus mass in (0, 1]")
-  p.add_argument("--num-samples", type=int, default=1, help="continuations drawn in one batch")
-  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--top-p", type=float, default=1.0, help="nucleus mass in (0, 1] (default 1: no truncation)")
+  p.add_argument("--num-samples", type=int, default=1, help="continuations drawn in one batch (default 1)")
+  p.add_argument("--seed", type=int, default=0,
+                 help="seed of the sampling key when --temperature > 0 (default 0)")
   p.add_argument("--max-seq-len", type=int, default=None,
                  help="context length (default: the checkpoint's)")
   p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
-                 help="weight and compute dtype (logits are float32 either way)")
+                 help="weight and compute dtype (logits are float32 either way; default float32)")
   p.add_argument("--cache-dir", default=None, help="weights cache (default ~/.cache/recall-theory)")
   p.add_argument("--no-cache", action="store_true",
                  help="recompute the full prefix every step (slow; for comparison)")

@@ -75,7 +75,8 @@ def register(subparsers) -> None:
                  help="distillation temperature (default: the preset's, 0.6)")
   p.add_argument("--taus", default=None,
                  help="comma list of distillation temperatures (e.g. 0.3,0.45,0.6,0.8,1.0): run "
-                      "the recall sweep (K-A and A-K against the student's recall) instead")
+                      "the recall sweep (K-A and A-K against the student's recall) instead of the "
+                      "comparison (default: the comparison)")
   p.add_argument("--kd", default=None, choices=("sequence", "forward_kl", "reverse_kl", "jsd"),
                  help="distillation loss: sequence-level KD on teacher samples at tau, or "
                       "token-level KD on the teacher's tempered logits (default sequence)")

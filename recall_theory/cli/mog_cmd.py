@@ -25,13 +25,14 @@ def register(subparsers) -> None:
   p.add_argument("--quick", action="store_true", help="reduced grid and training budget")
   p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 8; quick 2)")
   p.add_argument("--betas", type=str, default=None,
-                 help="comma-separated beta values (instead of --beta-min/--beta-max/--n-betas)")
+                 help="comma-separated beta values (instead of --beta-min/--beta-max/--n-betas; "
+                      "default: the log-spaced range)")
   p.add_argument("--beta-min", type=float, default=None, help="smallest beta of the log-spaced range (default 0.01; quick 0.03)")
   p.add_argument("--beta-max", type=float, default=None, help="largest beta of the log-spaced range (default 10; quick 3)")
   p.add_argument("--n-betas", type=int, default=None, help="number of betas in the range (default 7; quick 3)")
-  p.add_argument("--target", choices=("one", "two"), default="one", help="one target mode or two")
-  p.add_argument("--label-noise", type=float, default=0.0, help="DPO label flip probability in [0, 0.5)")
-  p.add_argument("--dpo-pairs", type=int, default=None, help="DPO preference-pair budget (>= 16)")
+  p.add_argument("--target", choices=("one", "two"), default="one", help="one target mode or two (default one)")
+  p.add_argument("--label-noise", type=float, default=0.0, help="DPO label flip probability in [0, 0.5) (default 0)")
+  p.add_argument("--dpo-pairs", type=int, default=None, help="DPO preference-pair budget (>= 16; default 4096; quick 512)")
   p.add_argument("--taus", type=str, default=None,
                  help="comma-separated KD sharpening temperatures (> 0): run the exact recall sweep over tau "
                       f"(betas default {','.join(f'{b:g}' for b in DEFAULT_TAU_BETAS)}) instead of the grid")
@@ -40,7 +41,7 @@ def register(subparsers) -> None:
                       "[1, 1000000]: memory grows with the chunk instead of the grid, at some speed "
                       "(default: one vmap over the whole grid; the numbers agree to rounding)")
   p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
-  p.add_argument("--dtype", choices=("float32", "float64"), default="float64", help="floating point type")
+  p.add_argument("--dtype", choices=("float32", "float64"), default="float64", help="floating point type (default float64)")
   p.add_argument("--match-compute", action="store_true",
                  help="compute-matched run: K-A's PG/DPO budget over --ladder against A-K and the control "
                       "at 1x, one beta (recall_theory.mog.compute_match)")

@@ -40,13 +40,13 @@ def add_arguments(p) -> None:
                  help=f"one of {', '.join(PRESET_NAMES)} (default smollm2-cpu-smoke)")
   p.add_argument("--seeds", default=None,
                  help="number of seeds or a comma list (default: the preset's)")
-  p.add_argument("--algorithms", default=None, help="comma list from dpo,ipo,simpo,rloo")
+  p.add_argument("--algorithms", default=None, help="comma list from dpo,ipo,simpo,rloo (default: the preset's)")
   p.add_argument("--model", default=None,
                  help="p* checkpoint (default smollm2-135m-instruct; a .gguf or HF folder)")
-  p.add_argument("--out", default="results/smollm2", help="output folder")
-  p.add_argument("--checkpoint-dir", default=None, help="Orbax stage checkpoints (optional)")
+  p.add_argument("--out", default="results/smollm2", help="output folder (default results/smollm2)")
+  p.add_argument("--checkpoint-dir", default=None, help="folder for Orbax stage checkpoints (default: none)")
   p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
-  p.add_argument("--n-devices", type=int, default=None, help="data-parallel devices")
+  p.add_argument("--n-devices", type=int, default=None, help="devices in the data-parallel mesh (default: all)")
   p.add_argument("--cache-dir", default=None, help="weights cache (default ~/.cache/recall-theory)")
   p.add_argument("--quiet", action="store_true", help="no progress bars")
 

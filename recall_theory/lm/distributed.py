@@ -76,11 +76,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   """Add ``--coordinator``, ``--num-processes``, ``--process-id``, ``--distributed-timeout``."""
   group = parser.add_argument_group("multi-process (one process per host or GPU)")
   group.add_argument("--coordinator", default=None, metavar="HOST:PORT",
-                     help=f"address of process 0's coordinator (or ${ENV_COORDINATOR})")
+                     help=f"address of process 0's coordinator (or ${ENV_COORDINATOR}; default: one "
+                          "process unless a cluster manager says otherwise)")
   group.add_argument("--num-processes", default=None, metavar="N",
-                     help=f"number of processes (or ${ENV_NUM_PROCESSES})")
+                     help=f"number of processes (or ${ENV_NUM_PROCESSES}; default 1)")
   group.add_argument("--process-id", default=None, metavar="I",
-                     help=f"this process, 0..N-1 (or ${ENV_PROCESS_ID})")
+                     help=f"this process, 0..N-1 (or ${ENV_PROCESS_ID}; default 0)")
   group.add_argument("--distributed-timeout", default=str(DEFAULT_TIMEOUT_S), metavar="S",
                      help="seconds to wait for the coordinator and the other processes "
                           f"(default {DEFAULT_TIMEOUT_S})")
