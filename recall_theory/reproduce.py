@@ -114,7 +114,7 @@ def run_steps(steps: Sequence[Step], root: Path, log=sys.stderr, repo: Path | No
   """
   times = {}
   repo = (repo or root.resolve().parent).resolve()
-  with progress.stage("reproduce", total=len(steps)) as bar:
+  with progress.stage("reproduce", total=len(steps), unit="steps") as bar:
     for step in steps:
       cmd = step_command(step, root)
       shown = shown_command(step, cmd)

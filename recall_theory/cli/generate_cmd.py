@@ -79,6 +79,11 @@ def _load(args: argparse.Namespace, load_pretrained):
     raise InputError(f"--model {args.model!r}: {message}") from err
 
 
+def _until_eos(row: list[int], eos_id: int | None) -> list[int]:
+  """The generated tokens before the first end-of-turn id (rows keep emitting it after)."""
+  return row[:row.index(eos_id)] if eos_id is not None and eos_id in row else row
+
+
 def run(args: argparse.Namespace) -> int:
   validate(args)
   import jax
@@ -109,16 +114,17 @@ def run(args: argparse.Namespace) -> int:
         graphdef, state, prompt, key, jnp.float32(args.temperature), jnp.float32(args.top_p),
         **decode).compile()
     bar.update(1)
-  n_tokens = args.max_new_tokens * args.num_samples
-  with progress.stage(f"decode {args.max_new_tokens} tokens x {args.num_samples}",
-                      total=n_tokens) as bar:
+  steps = args.max_new_tokens * args.num_samples
+  # counted in the answer's tokens (up to end of turn), not the --max-new-tokens steps the
+  # jitted loop always runs: "64/64" for an 8-token answer read as 64 tokens of text
+  with progress.stage(f"decode (at most {args.max_new_tokens} tokens x {args.num_samples})",
+                      total=steps, unit="tokens") as bar:
     out = jax.device_get(sampling.generate(
         lm.model, prompt, key, temperature=args.temperature, top_p=args.top_p,
         use_cache=not args.no_cache, **decode))
-    bar.set(n_tokens, tokens_per_s=n_tokens / max(bar.elapsed, 1e-9))
-  for row in out.tolist():
-    if lm.eos_id is not None and lm.eos_id in row:
-      row = row[:row.index(lm.eos_id)]
+    rows = [_until_eos(row, lm.eos_id) for row in out.tolist()]
+    bar.set(sum(map(len, rows)), steps_per_s=steps / max(bar.elapsed, 1e-9))
+  for row in rows:
     if args.num_samples > 1:
       print("---")
     print(lm.tokenizer.decode(row))

@@ -49,6 +49,8 @@ def register(subparsers) -> None:
   p.add_argument("--time-limit", type=float, default=None,
                  help="seconds; --match-compute refuses a ladder estimated to run longer (default 1200)")
   plateau_flags.add_arguments(p)  # --max-steps --first-check --plateau-tolerance
+  p.add_argument("--quiet", action="store_true",
+                 help="no progress lines and no summary on stdout (files are written as usual)")
   p.set_defaults(func=run)
 
 
@@ -134,12 +136,20 @@ def _check_tau_options(args) -> None:
                      "does not apply to it")
 
 
+def _silent(*_args, **_kwargs) -> None:
+  """print's stand-in under --quiet."""
+
+
 def run(args: argparse.Namespace) -> int:
   import time
   from recall_theory.errors import check_int_range
   from recall_theory.io import prepare_output_dir
 
   options = getattr(args, "non_default_options", {})
+  if args.quiet:  # the command line restores the setting when the run ends
+    from recall_theory import progress
+    progress.set_enabled(False)
+  say = _silent if args.quiet else print
   if args.match_compute or args.ladder is not None or args.time_limit is not None:
     from recall_theory.mog.compute_match import run_cli
     return run_cli(args, build_config(args))
@@ -172,13 +182,13 @@ def run(args: argparse.Namespace) -> int:
   from recall_theory.mog.report import run_mog
 
   start = time.perf_counter()
-  print(f"mog: {n_seeds} seeds x {len(betas)} betas x {len(config.students)} students on "
+  say(f"mog: {n_seeds} seeds x {len(betas)} betas x {len(config.students)} students on "
         f"{jax.device_count()} {jax.devices()[0].platform} device(s), {args.dtype}")
   # scoped, so an in-process caller (a notebook, the tests) keeps its own precision setting
   with jax.enable_x64(args.dtype == "float64"):
     # One figure worker: the metrics figures are drawn on the second core while this process
     # writes the tables, the other figures and the phase map.
     paths = run_mog(out, config, range(n_seeds), betas, dtype=getattr(jnp, args.dtype), options=options,
-                    chunk_size=args.chunk_size, figure_workers=1)
-  print(f"mog: {len(paths)} files in {time.perf_counter() - start:.1f} s")
+                    chunk_size=args.chunk_size, figure_workers=1, log=say)
+  say(f"mog: {len(paths)} files in {time.perf_counter() - start:.1f} s")
   return 0

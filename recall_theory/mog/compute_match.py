@@ -157,7 +157,8 @@ def run_match_compute(config, ladder: Sequence[float], seeds: Sequence[int], bet
   kl_index = METRICS.index("kl_to_reference")
   rows: list[dict] = []
   total = len(config.students) * len(seeds)
-  with progress_lib.stage("mog --match-compute", total=total, enabled=progress) as bar:
+  with progress_lib.stage("mog --match-compute", total=total, unit="reference pairs",
+                          enabled=progress) as bar:
     for v, student_name in enumerate(config.students):
       for seed in seeds:
         teacher, student = references(seed, v, problem, config)
@@ -443,7 +444,8 @@ def run_cli(args, config) -> int:
   import jax
   import jax.numpy as jnp
 
-  print(f"mog --match-compute: beta {beta:g}, ladder {','.join(f'{s:g}' for s in ladder)}, "
+  say = (lambda *a, **k: None) if getattr(args, "quiet", False) else print
+  say(f"mog --match-compute: beta {beta:g}, ladder {','.join(f'{s:g}' for s in ladder)}, "
         f"{n_seeds} seed(s) x {len(config.students)} students; estimated {estimate:.0f} s on "
         f"2 idle cores, time limit {limit:g} s")
   start = time.perf_counter()
@@ -453,5 +455,5 @@ def run_cli(args, config) -> int:
   elapsed = time.perf_counter() - start
   text = write_outputs(rows, out, ladder=ladder, beta=beta, seeds=seeds, elapsed=elapsed,
                        estimate=estimate, time_limit=limit, options=options, config=config)
-  print(text, end="")
+  say(text, end="")
   return 0
