@@ -186,6 +186,15 @@ def _truthy(value) -> bool:
 _TEXT_COLUMNS = {"track", "pipeline", "algorithm", "setting", "estimator", "above_ceiling", "plateau"}
 
 
+def _check_row_length(path, reader, raw: dict, width: int) -> None:
+  """A truncated (or overlong) row: csv fills missing fields with None, extra ones under
+  the key None; either is a damaged file, not a row of values."""
+  if None in raw or any(v is None for v in raw.values()):
+    n = width - sum(v is None for k, v in raw.items() if k is not None) + len(raw.get(None) or [])
+    raise InputError(f"{path}: line {reader.line_num} has {n} fields, the header has {width} "
+                     f"(a truncated or damaged row); rewrite it with the command that wrote it")
+
+
 def read_results(path) -> list[dict]:
   """Read a results CSV, checking the shared columns; numbers parsed as floats.
 
@@ -203,6 +212,7 @@ def read_results(path) -> list[dict]:
                          f"(an older results format? rerun the command that wrote it)")
       rows = []
       for raw in reader:
+        _check_row_length(path, reader, raw, len(header))
         row = {}
         for k, v in raw.items():
           if k in _TEXT_COLUMNS or k is None:
@@ -216,6 +226,11 @@ def read_results(path) -> list[dict]:
         rows.append(row)
   except OSError as err:
     raise InputError(f"{path}: cannot read: {err.strerror}") from err
+  except UnicodeDecodeError as err:  # a results CSV is UTF-8 text throughout, not only its header
+    raise InputError(f"{path}: not UTF-8 text (it holds the byte 0x{err.object[err.start]:02x}); "
+                     f"rewrite it with the command that wrote it") from err
+  except csv.Error as err:
+    raise InputError(f"{path}: not a readable CSV: {err}") from err
   if not rows:
     raise InputError(f"{path}: no result rows")
   return rows

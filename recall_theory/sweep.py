@@ -73,6 +73,21 @@ _FALLBACK_CELLS = 4096
 _NEWTON_STEPS = 6  # cap: from the regularizer's own mass 1-3 steps reach float precision; the rest bisect
 
 
+def check_recall_range(recall_min: float, recall_max: float, dtype: str, *, max_inclusive: bool) -> None:
+  """One message per flag with the whole allowed range: ``--recall-min`` in [smallest normal
+  of ``dtype``, --recall-max), ``--recall-max`` up to 1 (inclusive or not). Subnormal recall
+  is refused: log-space formulas lose every digit there."""
+  tiny = float(np.finfo(dtype).tiny)
+  top = "1]" if max_inclusive else "1)"
+  if not tiny <= recall_min < 1:  # NaN fails here too
+    raise errors.InputError(f"--recall-min must lie in [{tiny!r}, 1) (from the smallest normal {dtype}), "
+                            f"got {recall_min!r}")
+  if not (0 < recall_max <= 1 if max_inclusive else 0 < recall_max < 1):
+    raise errors.InputError(f"--recall-max must lie in (0, {top}, got {recall_max!r}")
+  if not recall_min < recall_max:
+    raise errors.InputError(f"--recall-min/--recall-max must satisfy min < max, got {recall_min:g}, {recall_max:g}")
+
+
 @dataclasses.dataclass(frozen=True)
 class SweepConfig:
   """Grid of the recall sweep (validated by :meth:`validate`)."""
@@ -92,36 +107,58 @@ class SweepConfig:
   chunk_cells: int = DEFAULT_CHUNK_CELLS  # cells per evaluated block (memory bound)
 
   def validate(self) -> "SweepConfig":
+    from recall_theory.cli import checks
+
     if self.dtype not in ("float32", "float64"):
       raise errors.InputError(f"--dtype must be float32 or float64, got {self.dtype!r}")
-    errors.check_probability("--recall-min", self.recall_min)
-    errors.check_probability("--recall-max", self.recall_max)
-    if not 0 < self.recall_min < self.recall_max <= 1:
-      raise errors.InputError(
-          f"--recall-min/--recall-max must satisfy 0 < min < max <= 1, got {self.recall_min:g}, {self.recall_max:g}")
-    tiny = float(np.finfo(self.dtype).tiny)
-    if self.recall_min < tiny:  # subnormal: log-space formulas lose every digit there
-      raise errors.InputError(f"--recall-min must be >= {tiny!r} (the smallest normal {self.dtype}), "
-                              f"got {self.recall_min!r}")
+    check_recall_range(self.recall_min, self.recall_max, self.dtype, max_inclusive=True)
     for name, lo, hi in (("--ratio-min/--ratio-max", self.ratio_min, self.ratio_max),
                          ("--beta-min/--beta-max", self.beta_min, self.beta_max)):
       errors.check_positive(name, lo)
       errors.check_positive(name, hi)
       if not lo < hi:
         raise errors.InputError(f"{name} must satisfy 0 < min < max, got {lo:g}, {hi:g}")
+    for flag, value in (("--ratio-min", self.ratio_min), ("--ratio-max", self.ratio_max),
+                        ("--beta-min", self.beta_min), ("--beta-max", self.beta_max)):
+      checks.check_representable(flag, value, self.dtype)
     errors.check_int_range("--resolution", self.n_recall, 2, MAX_RESOLUTION)
     errors.check_int_range("--resolution", self.n_y, 2, MAX_RESOLUTION)
     errors.check_positive("--beta", self.fixed_beta)
+    checks.check_representable("--beta", self.fixed_beta, self.dtype)
     errors.check_finite("--gap", self.fixed_gap)
     errors.check_nonnegative("--gap", self.fixed_gap)
+    checks.check_representable("--gap", self.fixed_gap, self.dtype)
+    self._check_grids()
     if not self.budgets:
       raise errors.InputError("--budgets must list at least one budget")
     errors.check_nonnegative("--budgets", list(self.budgets))
+    checks.check_representable("--budgets", list(self.budgets), self.dtype)
+    checks.check_distinct("--budgets", self.budgets)
     unknown = sorted(set(self.regularizers) - set(REGULARIZERS))
     if unknown or not self.regularizers:
       raise errors.InputError(f"--regularizers must be a non-empty subset of {list(REGULARIZERS)}, got {unknown or '[]'}")
+    checks.check_distinct("--regularizers", self.regularizers)
     errors.check_int_range("chunk_cells", self.chunk_cells, 1)
     return self
+
+  def _check_grids(self) -> None:
+    """The grids' derived cells in the dtype's normal numbers: gap = (gap/beta) x --beta on
+    one map, gap/beta = --gap / beta on the other; outside, a cell is inf, NaN or flushed to 0."""
+    tiny, huge = float(np.finfo(self.dtype).tiny), float(np.finfo(self.dtype).max)
+    beta, gap = self.fixed_beta, self.fixed_gap
+    if self.ratio_max * beta > huge:
+      raise errors.InputError(f"--ratio-max {self.ratio_max:g} times --beta {beta:g} exceeds the largest "
+                              f"{self.dtype} ({huge:g}): --ratio-max must be <= {huge / beta:g} with this --beta")
+    if self.ratio_min * beta < tiny:
+      raise errors.InputError(f"--ratio-min {self.ratio_min:g} times --beta {beta:g} is below the smallest normal "
+                              f"{self.dtype} ({tiny:g}): --ratio-min must be >= {tiny / beta:g} with this --beta")
+    if gap / self.beta_min > huge:
+      raise errors.InputError(f"--gap {gap:g} over --beta-min {self.beta_min:g} exceeds the largest {self.dtype} "
+                              f"({huge:g}): --gap must be <= {huge * self.beta_min:g} with this --beta-min")
+    if 0 < gap / self.beta_max < tiny:
+      raise errors.InputError(f"--gap {gap:g} over --beta-max {self.beta_max:g} is below the smallest normal "
+                              f"{self.dtype} ({tiny:g}): --gap must be 0 or >= {tiny * self.beta_max:g} with this "
+                              f"--beta-max")
 
   @property
   def rows_per_chunk(self) -> int:

@@ -155,7 +155,7 @@ def test_default_out_is_results_sweep():
     # options of the other model are errors naming the flag, not silently ignored
     (["--betas", "1,2"], "--betas applies only to --model mog"),
     # subnormal recall: rejected with the smallest normal number of the dtype
-    (["--recall-min", "1e-320"], "must be >= 2.2250738585072014e-308 (the smallest normal float64), got 1e-320"),
+    (["--recall-min", "1e-320"], "must lie in [2.2250738585072014e-308, 1) (from the smallest normal float64), got 1e-320"),
     (["--dtype", "float32", "--recall-min", "1e-39"], "1.1754943508222875e-38"),
 ])
 def test_sweep_bad_input_one_line_exit_2_no_files(tmp_path, capsys, args, needle):
@@ -182,9 +182,9 @@ def test_sweep_bad_input_one_line_exit_2_no_files(tmp_path, capsys, args, needle
     (["--resolution", "1"], "--resolution must be an integer in [2, 10000], got 1"),
     (["--resolution", "10001"], "--resolution"),
     (["--recall-min", "0.5", "--recall-max", "0.1"], "--recall-min/--recall-max"),
-    (["--recall-max", "1"], "--recall-min/--recall-max must satisfy 0 < min < max < 1"),
-    (["--recall-min", "-1"], "--recall-min must lie in [0, 1]"),
-    (["--recall-min", "1e-320"], "--recall-min must be >= 2.2250738585072014e-308"),
+    (["--recall-max", "1"], "--recall-max must lie in (0, 1), got 1.0"),
+    (["--recall-min", "-1"], "--recall-min must lie in [2.2250738585072014e-308, 1)"),
+    (["--recall-min", "1e-320"], "--recall-min must lie in [2.2250738585072014e-308, 1)"),
     (["--betas", "0.1,-1"], "--betas must be > 0"),
     (["--betas", ""], "--betas must list at least one beta"),
 ])
