@@ -295,7 +295,9 @@ def test_kl_ceiling_lift_agrees_with_mpmath_for_small_budgets(p, budget):
   for pi, ki, vi in zip(p, budget, values):
     pm, km = mpmath.mpf(pi), mpmath.mpf(ki)
     start = pm + mpmath.sqrt(2 * km * pm * (1 - pm))
-    exact = mpmath.findroot(lambda t: _mp_kl(t, pm) - km, start)
+    # bracketed (a free secant step can leave [p, 1] and return a complex root)
+    exact = mpmath.findroot(lambda t: _mp_kl(t, pm) - km, (pm + (start - pm) / 1000, 1 - mpmath.mpf(10) ** -40),
+                            solver="anderson")
     lift = float(exact - pm)
     assert abs((vi - pi) - lift) <= 1e-9 * lift + 2 * np.finfo(np.float64).eps * vi, (pi, ki, vi, exact)
 
