@@ -162,7 +162,9 @@ def _bernoulli_kl_near(a, b, d):
   d = jnp.where(inside, d, 0.0)
   x_in, x_out = d / safe_b, -d / (1.0 - safe_b)
   near = inside & (jnp.abs(x_in) < 0.25) & (jnp.abs(x_out) < 0.25)
-  series = (d * d / (safe_b * (1.0 - safe_b)) + a * _log1p_minus_x(jnp.where(near, x_in, 0.0))
+  # d x_in / (1-b), not d^2 / (b (1-b)): d^2 underflows for d < 1.5e-154 (b = 1e-300, d = 1e-302)
+  # while the divergence itself, ~d^2 / (2b), is a normal float down to d ~ 1e-304
+  series = (d * x_in / (1.0 - safe_b) + a * _log1p_minus_x(jnp.where(near, x_in, 0.0))
             + (1.0 - a) * _log1p_minus_x(jnp.where(near, x_out, 0.0)))
   return near, jnp.maximum(series, 0.0)
 
