@@ -80,8 +80,9 @@ def ceiling_tolerance(dtype=np.float64) -> float:
   ``p + sqrt(2 p (1 - p) K)``: a KL error ``dK`` moves it by up to ``sqrt(dK / 2)``
   (``p (1 - p) <= 1/4``). A KL summed from O(1) terms carries ``dK ~ 16 eps``, so the
   check allows ``max(CEILING_TOLERANCE, sqrt(8 eps))``: 1e-6 in float64 (where
-  ``sqrt(8 eps) = 4.2e-8``), 9.8e-4 in float32 (a float32 sweep's cells at tiny KL lie up
-  to about 1.2e-4 above a ceiling computed from their rounded KL).
+  ``sqrt(8 eps) = 4.2e-8``), 9.8e-4 in float32 (a float32 sweep's cells lie up to about
+  3e-7 above a ceiling computed from their rounded KL, 1.2e-4 before the sweep's ceiling
+  used the series about t = p).
   """
   eps = float(np.finfo(np.dtype(dtype)).eps)
   return max(CEILING_TOLERANCE, float(np.sqrt(8.0 * eps)))

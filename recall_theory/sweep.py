@@ -192,10 +192,13 @@ def kl_ceiling_from(recall, kl, start):
   """``t*(p, K) = max{t >= p : kl(t || p) <= K}`` by safeguarded Newton from ``start``.
 
   The same quantity as :func:`recall_theory.theory.kl_ceiling` (which bisects 120 times
-  from scratch), solved in logit space ``x`` with ``g(x) = kl(sigmoid x || p) - K`` and
-  ``g'(x) = (x - logit p) t (1 - t)``: from a start near the answer (the regularizer's own
-  mass, which lies on the ceiling of its own KL) a few steps reach float precision.
-  Steps leaving the bracket ``[logit p, logit(1 - eps)]`` are replaced by bisection.
+  from scratch) and the same kernel: both solve for the lift ``s = logit t - logit p >= 0``
+  with ``g(s) = kl(t || p) - K`` from ``theory.two_level._lifted_kl`` (the series about
+  ``t = p`` for small lifts: ``t - p`` from ``expm1(s)`` and kl without the cancellation of
+  its two logarithms, so a small KL at tiny p keeps its digits), and
+  ``g'(s) = s t (1 - t)``. From a start near the answer (the regularizer's own mass,
+  which lies on the ceiling of its own KL) a few steps reach float precision. Steps
+  leaving the bracket ``[0, logit(1 - eps) - logit p]`` are replaced by bisection.
 
   Returns ``(ceiling, converged)``; the caller recomputes unconverged cells with
   ``theory.kl_ceiling``. Shapes broadcast; float dtype of ``recall``.
@@ -203,43 +206,47 @@ def kl_ceiling_from(recall, kl, start):
   dtype = jnp.result_type(recall, kl)
   p, budget = jnp.broadcast_arrays(jnp.asarray(recall, dtype), jnp.asarray(kl, dtype))
   eps, tiny = jnp.finfo(dtype).eps, jnp.finfo(dtype).tiny
+  one_below = jnp.asarray(1.0, dtype) - eps
   log_p, log1m_p = jnp.log(p), jnp.log1p(-p)
-  logit_p = th.log_odds(jnp.clip(p, tiny, 1 - eps))
-  x_top = th.log_odds(jnp.asarray(1.0 - eps, dtype))
+  safe_p = jnp.clip(p, tiny, one_below)
+  s_top = jnp.maximum(th.two_level._log_odds(one_below) - th.two_level._log_odds(safe_p), 0.0)
 
-  def g(x):
-    # both log-sigmoids: log sigmoid(x) - x would cancel for x << 0, where log(1 - t) ~ -t
-    return th.two_level._bernoulli_kl_logs(jax.nn.log_sigmoid(x), jax.nn.log_sigmoid(-x), log_p, log1m_p) - budget
+  def lifted(s):  # (t, kl(t || p)): theory.kl_ceiling's kernel
+    return th.two_level._lifted_kl(safe_p, s, log_p, log1m_p)
 
-  x = jnp.clip(th.log_odds(jnp.clip(jnp.asarray(start, dtype), tiny, 1 - eps)), logit_p, x_top)
-  below = g(x) <= 0
-  lo, hi = jnp.where(below, x, logit_p), jnp.where(below, x_top, x)
+  # the start's lift from the ratio t/p (not logit t - logit p: two logits of size |log p|
+  # would leave an absolute error ~|log p| eps, all of a small lift's digits at p = 1e-300)
+  t0 = jnp.clip(jnp.asarray(start, dtype), safe_p, one_below)
+  s = jnp.clip(jnp.log(t0 / safe_p) - (jnp.log1p(-t0) - jnp.log1p(-safe_p)), 0.0, s_top)
+  below = lifted(s)[1] <= budget
+  lo, hi = jnp.where(below, s, 0.0), jnp.where(below, s_top, s)
 
-  def done(x, lo, hi, moved):
-    # the last step moved t = sigmoid(x) by a few ulp of t (dt = dx t (1 - t)): where the
-    # curve is flat the noise of kl itself moves x further, but not t; or the bracket closed
-    return (moved * (1 - jax.nn.sigmoid(x)) <= 64 * eps) | (hi - lo <= 64 * eps * jnp.maximum(1.0, jnp.abs(x)))
+  def done(s, t, lo, hi, moved):
+    # the last step moved t by a few ulp of t (dt / t = ds (1 - t)): where the curve is flat
+    # the noise of kl itself moves s further, but not t; or the bracket closed
+    return (moved * (1 - t) <= 64 * eps) | (hi - lo <= 64 * eps * jnp.maximum(1.0, s))
 
   def step(state):
-    i, lo, hi, x, moved = state
-    value = g(x)
-    lo, hi = jnp.where(value <= 0, x, lo), jnp.where(value <= 0, hi, x)
-    t = jax.nn.sigmoid(x)
-    slope = (x - logit_p) * t * (1 - t)
-    newton = x - value / jnp.where(slope > 0, slope, 1.0)
+    i, lo, hi, s, t, moved = state
+    t_s, kl_s = lifted(s)
+    value = kl_s - budget
+    lo, hi = jnp.where(value <= 0, s, lo), jnp.where(value <= 0, hi, s)
+    slope = s * t_s * (1 - t_s)
+    newton = s - value / jnp.where(slope > 0, slope, 1.0)
     inside = (slope > 0) & (newton >= lo) & (newton <= hi)
-    new_x = jnp.where(inside, newton, 0.5 * (lo + hi))
-    finished = done(x, lo, hi, moved)  # converged cells stay where they are
-    return i + 1, lo, hi, jnp.where(finished, x, new_x), jnp.where(finished, moved, jnp.abs(new_x - x))
+    new_s = jnp.where(inside, newton, 0.5 * (lo + hi))
+    finished = done(s, t_s, lo, hi, moved)  # converged cells stay where they are
+    return (i + 1, lo, hi, jnp.where(finished, s, new_s), t_s,
+            jnp.where(finished, moved, jnp.abs(new_s - s)))
 
   def unfinished(state):
-    i, lo, hi, x, moved = state
-    return (i < _NEWTON_STEPS) & ~jnp.all(done(x, lo, hi, moved))
+    i, lo, hi, s, t, moved = state
+    return (i < _NEWTON_STEPS) & ~jnp.all(done(s, t, lo, hi, moved))
 
-  state = (0, lo, hi, x, jnp.full_like(x, jnp.inf))
-  _, lo, hi, x, moved = jax.lax.while_loop(unfinished, step, state)
-  converged = done(x, lo, hi, moved)
-  ceiling = jax.nn.sigmoid(x)
+  state = (0, lo, hi, s, lifted(s)[0], jnp.full_like(s, jnp.inf))
+  _, lo, hi, s, _, moved = jax.lax.while_loop(unfinished, step, state)
+  ceiling = jnp.maximum(lifted(s)[0], p)  # t* >= p; rounding aside (as theory.kl_ceiling)
+  converged = done(s, ceiling, lo, hi, moved)
   # the exact ends, as theory.kl_ceiling: K >= -log p reaches 1, K = 0 stays at p, p = 0 reaches nothing
   ceiling = jnp.where(budget >= -log_p, 1.0, ceiling)
   ceiling = jnp.where(budget <= 0, p, jnp.where(p <= 0, 0.0, ceiling))

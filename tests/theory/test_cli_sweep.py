@@ -338,8 +338,9 @@ def test_sweep_manifest_hashes_without_reading_the_large_files_again(tmp_path, m
 
 
 def test_float32_sweep_reports_no_ceiling_violation_from_rounding(tmp_path, capsys):
-  """At tiny KL a float32 mass sits up to ~1.2e-4 above the ceiling of its rounded KL: the
-  check's tolerance follows the dtype (sqrt(8 eps)), so the run reports no LAW VIOLATION,
+  """A float32 mass may sit above the ceiling of its rounded KL (up to ~1.2e-4 with the
+  two-log Newton ceiling; ~3e-7 since the sweep solves the lift with the series about t = p):
+  the check's tolerance follows the dtype (sqrt(8 eps)), so the run reports no LAW VIOLATION,
   and the float32 text formatting casts no float64 constant (no overflow warning)."""
   import warnings
 
@@ -358,5 +359,5 @@ def test_float32_sweep_reports_no_ceiling_violation_from_rounding(tmp_path, caps
   with np.load(out / "recall_sweep.npz") as data:
     gaps = [data[f"mass_{m}"] - data[f"kl_ceiling_{m}"] for m in ("gap_over_beta", "beta")]
   worst = max(float(g.max()) for g in gaps)
-  # the rounding is real (the float64 tolerance would flag it) and far inside the float32 one
-  assert schema.CEILING_TOLERANCE < worst < schema.ceiling_tolerance(np.float32) / 4
+  # the rounding is real (a few float32 ulp) and far inside the float32 tolerance
+  assert 0 < worst < schema.ceiling_tolerance(np.float32) / 4
