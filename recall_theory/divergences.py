@@ -22,7 +22,8 @@ Terms with p = 0 contribute 0 (0 log 0 = 0); KL is +inf where p > 0 = q.
 Inputs are validated (:mod:`recall_theory.errors`; staged checks under ``jit``, raised by
 ``errors.checked``; off inside ``errors.validation(False)``): no NaN, log-probabilities
 (<= 0: probabilities passed by mistake are named), normalised along ``axis`` (logsumexp 0
-within 1e-3), shapes that broadcast, ``beta`` and ``alpha`` in [0, 1].
+within 1e-3), shapes that broadcast, ``beta`` and ``alpha`` in [0, 1]. Under a plain
+``jit``/``vmap`` an invalid input gives NaN (:func:`recall_theory.errors.nan_on_invalid`).
 """
 
 from __future__ import annotations
@@ -47,12 +48,14 @@ def _xlogy_diff(log_a: jax.Array, log_b: jax.Array) -> jax.Array:
   return jnp.where(a > 0, a * diff, 0.0)
 
 
+@errors.nan_on_invalid
 def forward_kl(log_p: jax.Array, log_q: jax.Array, axis: int = -1) -> jax.Array:
   """KL(p || q) = sum_y p(y) [log p(y) - log q(y)] over ``axis``."""
   _check(log_p, log_q, axis)
   return jnp.sum(_xlogy_diff(log_p, log_q), axis=axis)
 
 
+@errors.nan_on_invalid
 def reverse_kl(log_p: jax.Array, log_q: jax.Array, axis: int = -1) -> jax.Array:
   """KL(q || p) = sum_y q(y) [log q(y) - log p(y)] over ``axis``."""
   _check(log_p, log_q, axis)
@@ -66,6 +69,7 @@ def _log_mix(log_p: jax.Array, log_q: jax.Array, weight_p) -> jax.Array:
   return jnp.logaddexp(jnp.log(weight_p) + log_p, jnp.log1p(-weight_p) + log_q)
 
 
+@errors.nan_on_invalid
 def jsd(log_p: jax.Array, log_q: jax.Array, beta=0.5, axis: int = -1) -> jax.Array:
   """Generalised Jensen-Shannon: beta KL(p||M) + (1-beta) KL(q||M), M = beta p + (1-beta) q.
 
@@ -80,6 +84,7 @@ def jsd(log_p: jax.Array, log_q: jax.Array, beta=0.5, axis: int = -1) -> jax.Arr
           + (1.0 - beta) * jnp.sum(_xlogy_diff(log_q, log_m), axis=axis))
 
 
+@errors.nan_on_invalid
 def skew_kl(log_p: jax.Array, log_q: jax.Array, alpha=0.1, axis: int = -1) -> jax.Array:
   """Skew KL: KL(p || alpha p + (1-alpha) q); finite for alpha > 0 even where q = 0."""
   _check(log_p, log_q, axis)
@@ -87,6 +92,7 @@ def skew_kl(log_p: jax.Array, log_q: jax.Array, alpha=0.1, axis: int = -1) -> ja
   return jnp.sum(_xlogy_diff(log_p, _log_mix(log_p, log_q, alpha)), axis=axis)
 
 
+@errors.nan_on_invalid
 def tv(log_p: jax.Array, log_q: jax.Array, axis: int = -1) -> jax.Array:
   """Total variation 1/2 sum |p - q|."""
   _check(log_p, log_q, axis)

@@ -6,20 +6,24 @@ values:
 * **concrete** arguments (eager calls, the CLI): checked on the host before anything is
   traced; a bad argument raises :class:`InputError` naming it and its allowed range.
 * **traced** arguments (inside ``jax.jit`` / ``jax.vmap`` / ``lax.map``): the same
-  predicate is staged as a ``jax.experimental.checkify.check`` in *debug* mode. Under a
-  plain ``jit`` it compiles to nothing (no cost, no error, as before); under
+  predicate is staged as a ``jax.experimental.checkify.check`` in *debug* mode. Under
   :func:`checked` (``checkify.checkify`` + ``jit``) it is functionalised and the call
   raises the same :class:`InputError`, with the same message, as the eager call::
 
       safe = errors.checked(jax.vmap(theory.aligned_mass))
       safe(jnp.array([0.1, -0.1]), 1.0, 1.0)   # InputError: recall must lie in [0, 1], got -0.1
 
+  Under a plain ``jit``/``vmap`` the check raises nothing; instead a function wrapped in
+  :func:`nan_on_invalid` returns NaN wherever an argument is invalid (the convention of
+  ``jax.scipy``): an invalid input never yields a plausible number. The predicate's mask
+  is what selects the NaN, so the rule is the same one the eager check applies.
+
 Cost (``python tests/theory/bench_validation.py`` prints it as ratios against the same run's
 unvalidated baseline): host checks copy each argument to the host once per eager call;
 ``checked`` adds an error-state output and a reduction per check to the compiled
-program. Hot paths opt out with ``with errors.validation(False): ...`` (read at call and
-trace time: a function jitted while validation was on keeps its staged checks, which are
-free unless run under ``checked``).
+program; a plain ``jit`` keeps each check's mask and one select per output (the NaN).
+Hot paths opt out with ``with errors.validation(False): ...`` (read at call and trace
+time: a function jitted while validation was on keeps its staged checks).
 
 The command line turns :class:`InputError` into one line on stderr and exit code 2.
 """
@@ -74,8 +78,10 @@ def checked(fn: Callable, *, jit: bool = True, **jit_kwargs) -> Callable:
 
   A call whose (concrete) arguments violate a check raises :class:`InputError` with the
   message an eager call gives, whether ``fn`` is a library function, its ``jax.vmap``,
-  or any jittable composition of them. ``jit_kwargs`` go to ``jax.jit`` (e.g.
-  ``static_argnames``).
+  or any jittable composition of them. ``jit_kwargs`` go to ``jax.jit``. Without
+  ``static_argnums``/``static_argnames`` there, arguments that are Python ``int``,
+  ``bool``, ``str`` or ``None`` (``axis=-1``, ``num_angles=101``) are held static: one
+  compilation per distinct value, as ``jax.jit`` would need them to be.
 
   Example:
     >>> safe = checked(jax.vmap(theory.bernoulli_kl))
@@ -84,19 +90,106 @@ def checked(fn: Callable, *, jit: bool = True, **jit_kwargs) -> Callable:
   import jax
   from jax.experimental import checkify
 
-  staged = checkify.checkify(fn)
-  if jit:
-    staged = jax.jit(staged, **jit_kwargs)
+  def stage(target):
+    staged = checkify.checkify(target)
+    return jax.jit(staged, **jit_kwargs) if jit else staged
 
-  @functools.wraps(fn)
-  def call(*args, **kwargs):
+  def run(staged, args, kwargs):
     error, out = staged(*args, **kwargs)
     message = error.get()
     if message is not None:
       raise InputError(_CHECKIFY_SUFFIX.sub("", message.strip()))
     return out
 
+  if not jit or {"static_argnums", "static_argnames"} & jit_kwargs.keys():
+    staged = stage(fn)
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+      return run(staged, args, kwargs)
+
+    return call
+
+  compiled: dict = {}
+
+  @functools.wraps(fn)
+  def call_static(*args, **kwargs):
+    fixed = {i: a for i, a in enumerate(args) if _static(a)}
+    fixed_kw = {k: v for k, v in kwargs.items() if _static(v)}
+    key = (len(args), tuple((i, type(a), a) for i, a in fixed.items()),
+           tuple(sorted((k, type(v).__name__, v) for k, v in fixed_kw.items())))
+    if key not in compiled:
+      def bound(*free, **free_kw):
+        rest = iter(free)
+        full = [fixed[i] if i in fixed else next(rest) for i in range(len(args))]
+        return fn(*full, **free_kw, **fixed_kw)
+
+      compiled[key] = stage(bound)
+    free = [a for i, a in enumerate(args) if i not in fixed]
+    return run(compiled[key], free, {k: v for k, v in kwargs.items() if k not in fixed_kw})
+
+  return call_static
+
+
+def _static(value: Any) -> bool:
+  """Python scalars jit cannot trace as an axis or a count: held static by :func:`checked`."""
+  return value is None or isinstance(value, (bool, int, str))
+
+
+# Masks of the invalid entries found by traced checks, one list per open call of a
+# function wrapped in nan_on_invalid (innermost last).
+_INVALID: list[list] = []
+
+
+def nan_on_invalid(fn: Callable | None = None, *, elementwise: bool = False) -> Callable:
+  """Make ``fn`` return NaN, under ``jit``/``vmap``, where its traced argument checks fail.
+
+  Each :func:`require` staged while ``fn`` traces contributes its mask of bad entries;
+  every floating output is replaced by NaN where any mask holds. With ``elementwise``
+  (outputs broadcast from the arguments, as for the closed forms) a mask that
+  broadcasts to an output marks only its own entries; otherwise any bad entry makes the
+  whole output of the call NaN (under ``vmap``, of that batch element). Eager calls are
+  unchanged (they raise first), and so is everything inside ``validation(False)``.
+  """
+  if fn is None:
+    return functools.partial(nan_on_invalid, elementwise=elementwise)
+
+  @functools.wraps(fn)
+  def call(*args, **kwargs):
+    _INVALID.append([])
+    try:
+      out = fn(*args, **kwargs)
+    finally:
+      masks = _INVALID.pop()
+    return _poison(out, masks, elementwise) if masks else out
+
   return call
+
+
+def _poison(out, masks, elementwise):
+  import jax
+  import jax.numpy as jnp
+
+  def leaf(x):
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+      return x
+    bad = functools.reduce(jnp.logical_or, [_fit(m, x.shape, elementwise) for m in masks])
+    return jnp.where(bad, jnp.nan, x)
+
+  return jax.tree_util.tree_map(leaf, out)
+
+
+def _fit(mask, shape, elementwise):
+  """``mask`` where it lines up with an output of ``shape`` entry by entry, else its any()."""
+  import jax.numpy as jnp
+  if elementwise and mask.ndim <= len(shape):
+    try:
+      if np.broadcast_shapes(mask.shape, shape) == tuple(shape):
+        return mask
+    except ValueError:
+      pass
+  return jnp.any(mask)
 
 
 def _is_concrete(value: Any) -> bool:
@@ -108,19 +201,35 @@ def _is_concrete(value: Any) -> bool:
     return True
 
 
+def _shown(value: Any) -> str:
+  text = repr(value)
+  return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_dtype(name: str, dtype, value: Any) -> None:
+  """Real numbers only: a string, an object or a complex number is refused by name (a
+  complex one would otherwise lose its imaginary part to a cast)."""
+  import jax.numpy as jnp
+  if jnp.issubdtype(dtype, jnp.complexfloating):
+    raise InputError(f"{name} must be real, got complex {_shown(value)}")
+  if not (jnp.issubdtype(dtype, jnp.number) or jnp.issubdtype(dtype, jnp.bool_)):
+    raise InputError(f"{name} must be a real number or array of them, got {_shown(value)}")
+
+
 def _as_array(name: str, value: Any) -> np.ndarray:
   """``value`` on the host: float arrays as they are (no copy into float64: one pass less
-  per check on large inputs), anything else converted to float64."""
+  per check on large inputs), any other real dtype converted to float64."""
   try:
     arr = np.asarray(value)
-    if arr.dtype.kind != "f" or arr.dtype.itemsize < 4:
-      arr = arr.astype(np.float64)
   except (TypeError, ValueError) as err:
-    raise InputError(f"{name} must be numeric, got {value!r}") from err
+    raise InputError(f"{name} must be a real number or array of them, got {_shown(value)}") from err
+  _check_dtype(name, arr.dtype, value)
+  if arr.dtype.kind != "f" or arr.dtype.itemsize < 4:
+    arr = arr.astype(np.float64)
   return arr
 
 
-def require(value: Any, name: str, is_bad: Callable, message: str) -> None:
+def require(value: Any, name: str, is_bad: Callable, message: str, *, nan: bool = True) -> None:
   """Raise ``InputError(message.format(first bad entry))`` if ``is_bad(xp, x)`` holds anywhere.
 
   ``is_bad(xp, x)`` is a predicate written once for both numpy (``xp = np``, concrete
@@ -128,6 +237,9 @@ def require(value: Any, name: str, is_bad: Callable, message: str) -> None:
   ``checkify.check``); it returns a mask broadcastable with x, or ``(mask, shown)`` when
   the value to report is not x's entry (e.g. a row's logsumexp). ``message`` may hold one
   ``{:g}``-style field for that value.
+
+  Traced, the mask also goes to the innermost open call of a :func:`nan_on_invalid`
+  function (unless ``nan=False``), which returns NaN where it holds.
   """
   if not validation_enabled():
     return
@@ -141,11 +253,14 @@ def require(value: Any, name: str, is_bad: Callable, message: str) -> None:
   from jax.experimental import checkify
 
   x = jnp.asarray(value)
+  _check_dtype(name, x.dtype, value)
   if not jnp.issubdtype(x.dtype, jnp.inexact):
     x = x.astype(jnp.result_type(float))
   bad, shown = _bad_and_shown(is_bad(jnp, x), x, jnp)
   if bad.size == 0:
     return
+  if nan and _INVALID:
+    _INVALID[-1].append(bad)
   first = jnp.ravel(shown)[jnp.argmax(jnp.ravel(bad))]
   checkify.check(~jnp.any(bad), message, first, debug=True)
 
@@ -182,6 +297,11 @@ def check_nonnegative(name: str, value: Any) -> None:
   require(value, name, lambda xp, x: xp.isinf(x), f"{name} must be finite")
 
 
+def check_not_nan(name: str, value: Any) -> None:
+  """Raise if ``value`` has NaN entries (+-inf allowed)."""
+  require(value, name, _nan, f"{name} must not contain NaN")
+
+
 def check_finite(name: str, value: Any) -> None:
   """Raise if ``value`` has NaN or +-inf entries."""
   require(value, name, _nan, f"{name} must not contain NaN")
@@ -202,10 +322,9 @@ def check_normal(name: str, value: Any) -> None:
   import jax.numpy as jnp
 
   if _is_concrete(value):
-    try:  # the dtype jax will compute in (float64 becomes float32 without x64)
-      dtype = jax.dtypes.canonicalize_dtype(np.asarray(value).dtype)
-    except (TypeError, ValueError) as err:
-      raise InputError(f"{name} must be numeric, got {value!r}") from err
+    _as_array(name, value)  # real and numeric, else named
+    # the dtype jax will compute in (float64 becomes float32 without x64)
+    dtype = jax.dtypes.canonicalize_dtype(np.asarray(value).dtype)
     if not jnp.issubdtype(dtype, jnp.inexact):
       dtype = jnp.result_type(float)
   else:
@@ -240,13 +359,18 @@ def check_normal(name: str, value: Any) -> None:
     bits = jax.lax.bitcast_convert_type(x, int_type)
     return ((bits & exponent_mask) == 0) & ((bits & mantissa_mask) != 0)
 
-  require(value, name, subnormal, message)
+  # under jit a subnormal reads as 0, the answer an exact 0 gets: not made NaN
+  require(value, name, subnormal, message, nan=False)
 
 
 def check_int_range(name: str, value: Any, low: int, high: float = math.inf) -> int:
-  """Return ``value`` as int if low <= value <= high, else raise."""
-  if isinstance(value, bool) or not float(value).is_integer():
-    raise InputError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+  """Return ``value`` as int if low <= value <= high, else raise (5.0 is taken as 5)."""
+  try:
+    whole = not isinstance(value, (bool, str, bytes)) and float(value).is_integer()
+  except (TypeError, ValueError, OverflowError):
+    whole = False
+  if not whole:
+    raise InputError(f"{name} must be an integer in [{low}, {high}], got {_shown(value)}")
   value = int(value)
   if not low <= value <= high:
     raise InputError(f"{name} must be an integer in [{low}, {high}], got {value}")

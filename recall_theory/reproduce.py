@@ -67,6 +67,9 @@ STEPS = (
          "where the transformers' shortfall comes from: four levels, 5 seeds, DPO and RLOO"),
     Step("gap-mog", ("gap", "--track", "mog", "--seeds", "5", "--quiet"), "gap/mog",
          "where the Mixture-of-Gaussians shortfall comes from: four levels, 5 seeds, PG and DPO"),
+    # writes figures/mog/mog_recall_sweep*, which collapse reads: a step, so it is regenerated
+    Step("mog-recall", ("sweep", "--model", "mog"), "mog",
+         "Mixture-of-Gaussians sweep of the reference's weight on the target (mog_recall_sweep)"),
     Step("collapse", ("collapse",), ".", "trained models at their plateau against the law"),
 )
 STEP_NAMES = tuple(s.name for s in STEPS)
@@ -114,7 +117,7 @@ def run_steps(steps: Sequence[Step], root: Path, log=sys.stderr, repo: Path | No
   """
   times = {}
   repo = (repo or root.resolve().parent).resolve()
-  with progress.stage("reproduce", total=len(steps)) as bar:
+  with progress.stage("reproduce", total=len(steps), unit="steps") as bar:
     for step in steps:
       cmd = step_command(step, root)
       shown = shown_command(step, cmd)

@@ -80,8 +80,9 @@ def ceiling_tolerance(dtype=np.float64) -> float:
   ``p + sqrt(2 p (1 - p) K)``: a KL error ``dK`` moves it by up to ``sqrt(dK / 2)``
   (``p (1 - p) <= 1/4``). A KL summed from O(1) terms carries ``dK ~ 16 eps``, so the
   check allows ``max(CEILING_TOLERANCE, sqrt(8 eps))``: 1e-6 in float64 (where
-  ``sqrt(8 eps) = 4.2e-8``), 9.8e-4 in float32 (a float32 sweep's cells at tiny KL lie up
-  to about 1.2e-4 above a ceiling computed from their rounded KL).
+  ``sqrt(8 eps) = 4.2e-8``), 9.8e-4 in float32 (a float32 sweep's cells lie up to about
+  3e-7 above a ceiling computed from their rounded KL, 1.2e-4 before the sweep's ceiling
+  used the series about t = p).
   """
   eps = float(np.finfo(np.dtype(dtype)).eps)
   return max(CEILING_TOLERANCE, float(np.sqrt(8.0 * eps)))
@@ -186,6 +187,15 @@ def _truthy(value) -> bool:
 _TEXT_COLUMNS = {"track", "pipeline", "algorithm", "setting", "estimator", "above_ceiling", "plateau"}
 
 
+def _check_row_length(path, reader, raw: dict, width: int) -> None:
+  """A truncated (or overlong) row: csv fills missing fields with None, extra ones under
+  the key None; either is a damaged file, not a row of values."""
+  if None in raw or any(v is None for v in raw.values()):
+    n = width - sum(v is None for k, v in raw.items() if k is not None) + len(raw.get(None) or [])
+    raise InputError(f"{path}: line {reader.line_num} has {n} fields, the header has {width} "
+                     f"(a truncated or damaged row); rewrite it with the command that wrote it")
+
+
 def read_results(path) -> list[dict]:
   """Read a results CSV, checking the shared columns; numbers parsed as floats.
 
@@ -203,6 +213,7 @@ def read_results(path) -> list[dict]:
                          f"(an older results format? rerun the command that wrote it)")
       rows = []
       for raw in reader:
+        _check_row_length(path, reader, raw, len(header))
         row = {}
         for k, v in raw.items():
           if k in _TEXT_COLUMNS or k is None:
@@ -216,6 +227,11 @@ def read_results(path) -> list[dict]:
         rows.append(row)
   except OSError as err:
     raise InputError(f"{path}: cannot read: {err.strerror}") from err
+  except UnicodeDecodeError as err:  # a results CSV is UTF-8 text throughout, not only its header
+    raise InputError(f"{path}: not UTF-8 text (it holds the byte 0x{err.object[err.start]:02x}); "
+                     f"rewrite it with the command that wrote it") from err
+  except csv.Error as err:
+    raise InputError(f"{path}: not a readable CSV: {err}") from err
   if not rows:
     raise InputError(f"{path}: no result rows")
   return rows

@@ -73,6 +73,21 @@ _FALLBACK_CELLS = 4096
 _NEWTON_STEPS = 6  # cap: from the regularizer's own mass 1-3 steps reach float precision; the rest bisect
 
 
+def check_recall_range(recall_min: float, recall_max: float, dtype: str, *, max_inclusive: bool) -> None:
+  """One message per flag with the whole allowed range: ``--recall-min`` in [smallest normal
+  of ``dtype``, --recall-max), ``--recall-max`` up to 1 (inclusive or not). Subnormal recall
+  is refused: log-space formulas lose every digit there."""
+  tiny = float(np.finfo(dtype).tiny)
+  top = "1]" if max_inclusive else "1)"
+  if not tiny <= recall_min < 1:  # NaN fails here too
+    raise errors.InputError(f"--recall-min must lie in [{tiny!r}, 1) (from the smallest normal {dtype}), "
+                            f"got {recall_min!r}")
+  if not (0 < recall_max <= 1 if max_inclusive else 0 < recall_max < 1):
+    raise errors.InputError(f"--recall-max must lie in (0, {top}, got {recall_max!r}")
+  if not recall_min < recall_max:
+    raise errors.InputError(f"--recall-min/--recall-max must satisfy min < max, got {recall_min:g}, {recall_max:g}")
+
+
 @dataclasses.dataclass(frozen=True)
 class SweepConfig:
   """Grid of the recall sweep (validated by :meth:`validate`)."""
@@ -92,36 +107,58 @@ class SweepConfig:
   chunk_cells: int = DEFAULT_CHUNK_CELLS  # cells per evaluated block (memory bound)
 
   def validate(self) -> "SweepConfig":
+    from recall_theory.cli import checks
+
     if self.dtype not in ("float32", "float64"):
       raise errors.InputError(f"--dtype must be float32 or float64, got {self.dtype!r}")
-    errors.check_probability("--recall-min", self.recall_min)
-    errors.check_probability("--recall-max", self.recall_max)
-    if not 0 < self.recall_min < self.recall_max <= 1:
-      raise errors.InputError(
-          f"--recall-min/--recall-max must satisfy 0 < min < max <= 1, got {self.recall_min:g}, {self.recall_max:g}")
-    tiny = float(np.finfo(self.dtype).tiny)
-    if self.recall_min < tiny:  # subnormal: log-space formulas lose every digit there
-      raise errors.InputError(f"--recall-min must be >= {tiny!r} (the smallest normal {self.dtype}), "
-                              f"got {self.recall_min!r}")
+    check_recall_range(self.recall_min, self.recall_max, self.dtype, max_inclusive=True)
     for name, lo, hi in (("--ratio-min/--ratio-max", self.ratio_min, self.ratio_max),
                          ("--beta-min/--beta-max", self.beta_min, self.beta_max)):
       errors.check_positive(name, lo)
       errors.check_positive(name, hi)
       if not lo < hi:
         raise errors.InputError(f"{name} must satisfy 0 < min < max, got {lo:g}, {hi:g}")
+    for flag, value in (("--ratio-min", self.ratio_min), ("--ratio-max", self.ratio_max),
+                        ("--beta-min", self.beta_min), ("--beta-max", self.beta_max)):
+      checks.check_representable(flag, value, self.dtype)
     errors.check_int_range("--resolution", self.n_recall, 2, MAX_RESOLUTION)
     errors.check_int_range("--resolution", self.n_y, 2, MAX_RESOLUTION)
     errors.check_positive("--beta", self.fixed_beta)
+    checks.check_representable("--beta", self.fixed_beta, self.dtype)
     errors.check_finite("--gap", self.fixed_gap)
     errors.check_nonnegative("--gap", self.fixed_gap)
+    checks.check_representable("--gap", self.fixed_gap, self.dtype)
+    self._check_grids()
     if not self.budgets:
       raise errors.InputError("--budgets must list at least one budget")
     errors.check_nonnegative("--budgets", list(self.budgets))
+    checks.check_representable("--budgets", list(self.budgets), self.dtype)
+    checks.check_distinct("--budgets", self.budgets)
     unknown = sorted(set(self.regularizers) - set(REGULARIZERS))
     if unknown or not self.regularizers:
       raise errors.InputError(f"--regularizers must be a non-empty subset of {list(REGULARIZERS)}, got {unknown or '[]'}")
+    checks.check_distinct("--regularizers", self.regularizers)
     errors.check_int_range("chunk_cells", self.chunk_cells, 1)
     return self
+
+  def _check_grids(self) -> None:
+    """The grids' derived cells in the dtype's normal numbers: gap = (gap/beta) x --beta on
+    one map, gap/beta = --gap / beta on the other; outside, a cell is inf, NaN or flushed to 0."""
+    tiny, huge = float(np.finfo(self.dtype).tiny), float(np.finfo(self.dtype).max)
+    beta, gap = self.fixed_beta, self.fixed_gap
+    if self.ratio_max * beta > huge:
+      raise errors.InputError(f"--ratio-max {self.ratio_max:g} times --beta {beta:g} exceeds the largest "
+                              f"{self.dtype} ({huge:g}): --ratio-max must be <= {huge / beta:g} with this --beta")
+    if self.ratio_min * beta < tiny:
+      raise errors.InputError(f"--ratio-min {self.ratio_min:g} times --beta {beta:g} is below the smallest normal "
+                              f"{self.dtype} ({tiny:g}): --ratio-min must be >= {tiny / beta:g} with this --beta")
+    if gap / self.beta_min > huge:
+      raise errors.InputError(f"--gap {gap:g} over --beta-min {self.beta_min:g} exceeds the largest {self.dtype} "
+                              f"({huge:g}): --gap must be <= {huge * self.beta_min:g} with this --beta-min")
+    if 0 < gap / self.beta_max < tiny:
+      raise errors.InputError(f"--gap {gap:g} over --beta-max {self.beta_max:g} is below the smallest normal "
+                              f"{self.dtype} ({tiny:g}): --gap must be 0 or >= {tiny * self.beta_max:g} with this "
+                              f"--beta-max")
 
   @property
   def rows_per_chunk(self) -> int:
@@ -155,10 +192,13 @@ def kl_ceiling_from(recall, kl, start):
   """``t*(p, K) = max{t >= p : kl(t || p) <= K}`` by safeguarded Newton from ``start``.
 
   The same quantity as :func:`recall_theory.theory.kl_ceiling` (which bisects 120 times
-  from scratch), solved in logit space ``x`` with ``g(x) = kl(sigmoid x || p) - K`` and
-  ``g'(x) = (x - logit p) t (1 - t)``: from a start near the answer (the regularizer's own
-  mass, which lies on the ceiling of its own KL) a few steps reach float precision.
-  Steps leaving the bracket ``[logit p, logit(1 - eps)]`` are replaced by bisection.
+  from scratch) and the same kernel: both solve for the lift ``s = logit t - logit p >= 0``
+  with ``g(s) = kl(t || p) - K`` from ``theory.two_level._lifted_kl`` (the series about
+  ``t = p`` for small lifts: ``t - p`` from ``expm1(s)`` and kl without the cancellation of
+  its two logarithms, so a small KL at tiny p keeps its digits), and
+  ``g'(s) = s t (1 - t)``. From a start near the answer (the regularizer's own mass,
+  which lies on the ceiling of its own KL) a few steps reach float precision. Steps
+  leaving the bracket ``[0, logit(1 - eps) - logit p]`` are replaced by bisection.
 
   Returns ``(ceiling, converged)``; the caller recomputes unconverged cells with
   ``theory.kl_ceiling``. Shapes broadcast; float dtype of ``recall``.
@@ -166,43 +206,47 @@ def kl_ceiling_from(recall, kl, start):
   dtype = jnp.result_type(recall, kl)
   p, budget = jnp.broadcast_arrays(jnp.asarray(recall, dtype), jnp.asarray(kl, dtype))
   eps, tiny = jnp.finfo(dtype).eps, jnp.finfo(dtype).tiny
+  one_below = jnp.asarray(1.0, dtype) - eps
   log_p, log1m_p = jnp.log(p), jnp.log1p(-p)
-  logit_p = th.log_odds(jnp.clip(p, tiny, 1 - eps))
-  x_top = th.log_odds(jnp.asarray(1.0 - eps, dtype))
+  safe_p = jnp.clip(p, tiny, one_below)
+  s_top = jnp.maximum(th.two_level._log_odds(one_below) - th.two_level._log_odds(safe_p), 0.0)
 
-  def g(x):
-    # both log-sigmoids: log sigmoid(x) - x would cancel for x << 0, where log(1 - t) ~ -t
-    return th.two_level._bernoulli_kl_logs(jax.nn.log_sigmoid(x), jax.nn.log_sigmoid(-x), log_p, log1m_p) - budget
+  def lifted(s):  # (t, kl(t || p)): theory.kl_ceiling's kernel
+    return th.two_level._lifted_kl(safe_p, s, log_p, log1m_p)
 
-  x = jnp.clip(th.log_odds(jnp.clip(jnp.asarray(start, dtype), tiny, 1 - eps)), logit_p, x_top)
-  below = g(x) <= 0
-  lo, hi = jnp.where(below, x, logit_p), jnp.where(below, x_top, x)
+  # the start's lift from the ratio t/p (not logit t - logit p: two logits of size |log p|
+  # would leave an absolute error ~|log p| eps, all of a small lift's digits at p = 1e-300)
+  t0 = jnp.clip(jnp.asarray(start, dtype), safe_p, one_below)
+  s = jnp.clip(jnp.log(t0 / safe_p) - (jnp.log1p(-t0) - jnp.log1p(-safe_p)), 0.0, s_top)
+  below = lifted(s)[1] <= budget
+  lo, hi = jnp.where(below, s, 0.0), jnp.where(below, s_top, s)
 
-  def done(x, lo, hi, moved):
-    # the last step moved t = sigmoid(x) by a few ulp of t (dt = dx t (1 - t)): where the
-    # curve is flat the noise of kl itself moves x further, but not t; or the bracket closed
-    return (moved * (1 - jax.nn.sigmoid(x)) <= 64 * eps) | (hi - lo <= 64 * eps * jnp.maximum(1.0, jnp.abs(x)))
+  def done(s, t, lo, hi, moved):
+    # the last step moved t by a few ulp of t (dt / t = ds (1 - t)): where the curve is flat
+    # the noise of kl itself moves s further, but not t; or the bracket closed
+    return (moved * (1 - t) <= 64 * eps) | (hi - lo <= 64 * eps * jnp.maximum(1.0, s))
 
   def step(state):
-    i, lo, hi, x, moved = state
-    value = g(x)
-    lo, hi = jnp.where(value <= 0, x, lo), jnp.where(value <= 0, hi, x)
-    t = jax.nn.sigmoid(x)
-    slope = (x - logit_p) * t * (1 - t)
-    newton = x - value / jnp.where(slope > 0, slope, 1.0)
+    i, lo, hi, s, t, moved = state
+    t_s, kl_s = lifted(s)
+    value = kl_s - budget
+    lo, hi = jnp.where(value <= 0, s, lo), jnp.where(value <= 0, hi, s)
+    slope = s * t_s * (1 - t_s)
+    newton = s - value / jnp.where(slope > 0, slope, 1.0)
     inside = (slope > 0) & (newton >= lo) & (newton <= hi)
-    new_x = jnp.where(inside, newton, 0.5 * (lo + hi))
-    finished = done(x, lo, hi, moved)  # converged cells stay where they are
-    return i + 1, lo, hi, jnp.where(finished, x, new_x), jnp.where(finished, moved, jnp.abs(new_x - x))
+    new_s = jnp.where(inside, newton, 0.5 * (lo + hi))
+    finished = done(s, t_s, lo, hi, moved)  # converged cells stay where they are
+    return (i + 1, lo, hi, jnp.where(finished, s, new_s), t_s,
+            jnp.where(finished, moved, jnp.abs(new_s - s)))
 
   def unfinished(state):
-    i, lo, hi, x, moved = state
-    return (i < _NEWTON_STEPS) & ~jnp.all(done(x, lo, hi, moved))
+    i, lo, hi, s, t, moved = state
+    return (i < _NEWTON_STEPS) & ~jnp.all(done(s, t, lo, hi, moved))
 
-  state = (0, lo, hi, x, jnp.full_like(x, jnp.inf))
-  _, lo, hi, x, moved = jax.lax.while_loop(unfinished, step, state)
-  converged = done(x, lo, hi, moved)
-  ceiling = jax.nn.sigmoid(x)
+  state = (0, lo, hi, s, lifted(s)[0], jnp.full_like(s, jnp.inf))
+  _, lo, hi, s, _, moved = jax.lax.while_loop(unfinished, step, state)
+  ceiling = jnp.maximum(lifted(s)[0], p)  # t* >= p; rounding aside (as theory.kl_ceiling)
+  converged = done(s, ceiling, lo, hi, moved)
   # the exact ends, as theory.kl_ceiling: K >= -log p reaches 1, K = 0 stays at p, p = 0 reaches nothing
   ceiling = jnp.where(budget >= -log_p, 1.0, ceiling)
   ceiling = jnp.where(budget <= 0, p, jnp.where(p <= 0, 0.0, ceiling))

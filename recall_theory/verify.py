@@ -620,15 +620,15 @@ def run_checks(names: list[str] | None = None, seed: int = 0) -> list[CheckResul
     raise InputError(f"--check: unknown check(s) {unknown}; choose from {sorted(CHECKS)}")
   results = []
   positions = {name: i for i, name in enumerate(CHECKS)}
-  with jax.enable_x64(True):
+  # one stage counting checks ("1/1" per check said nothing); its fields name the last one
+  with jax.enable_x64(True), progress.stage("verify", total=len(selected), unit="checks") as bar:
     for name in selected:
       check = CHECKS[name]
-      with progress.stage(f"verify {name}", total=1) as bar:
-        # keyed by the check's fixed position, so a check run alone sees the same instances
-        run = jax.jit(check.run) if check.jit else check.run
-        instances, max_error = run(jax.random.PRNGKey(1000 * seed + positions[name]))
-        result = CheckResult(name, check.item, check.description, int(instances), float(max_error),
-                             check.tolerance)
-        bar.update(1, max_error=result.max_error, verdict="pass" if result.passed else "FAIL")
+      # keyed by the check's fixed position, so a check run alone sees the same instances
+      run = jax.jit(check.run) if check.jit else check.run
+      instances, max_error = run(jax.random.PRNGKey(1000 * seed + positions[name]))
+      result = CheckResult(name, check.item, check.description, int(instances), float(max_error),
+                           check.tolerance)
       results.append(result)
+      bar.update(1, last=name, failed=sum(not r.passed for r in results))
   return results

@@ -81,6 +81,41 @@ def pytest_cmdline_main(config):
     config.option.dist = "loadfile"
 
 
+def _selects_real_weight_tests(config) -> bool:
+  """Whether this run may reach a test that needs the real SmolLM2 weights (hub, lm folders)."""
+  if config.args_source == pytest.Config.ArgsSource.TESTPATHS:
+    return True
+  for arg in config.args:
+    path = os.path.abspath(arg.split("::")[0])
+    tests = os.path.dirname(os.path.abspath(__file__))
+    if any(path == tests or path.startswith(os.path.join(tests, folder)) for folder in ("hub", "lm")):
+      return True
+  return False
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session):
+  """Look for (and if need be fetch) the real SmolLM2 weights once, before any test runs.
+
+  Runs in the controlling process, before pytest-xdist starts its workers (its own session
+  start runs last), so a first run with network has the weights before the tests that need
+  them, and every worker inherits the outcome through ``PREFETCH_ENV``: offline, they skip
+  with the reason at once instead of each trying the download.
+  """
+  if os.environ.get("PYTEST_XDIST_WORKER") or session.config.option.collectonly:
+    return
+  if not _selects_real_weight_tests(session.config):
+    return
+  import importlib.util
+  # loaded by path: putting tests/hub on sys.path here would shadow this conftest module
+  where = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hub", "hub_fixtures.py")
+  spec = importlib.util.spec_from_file_location("_prefetch_hub_fixtures", where)
+  fixtures = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(fixtures)
+  path, reason = fixtures.smollm2_weights_or_reason()
+  os.environ[fixtures.PREFETCH_ENV] = "ready" if path is not None else reason
+
+
 def pytest_configure(config):
   from recall_theory.cli.main import enable_compile_cache
   folder = enable_compile_cache(None)

@@ -171,3 +171,140 @@ def test_gap_from_levels_refuses_what_it_cannot_use(argv_tail, shown, tmp_path, 
   assert cli_main.main(["gap"] + argv + ["--out", str(tmp_path / "out")]) == 2
   assert shown in _one_line(capsys)
   assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+# ------------------------------------------------------------------ issue 24: hostile input
+# Each case: (id, argv builder given a folder of prepared bad inputs, needles of the one line).
+# The builders make the files they need, so every case runs in isolation.
+def _long_out(d):
+  return ["sweep", "--resolution", "4", "--no-figures", "--out", str(d / ("x" * 300) / "o")]
+
+
+def _collapse_truncated(d):
+  folder = _collapse_inputs(d)
+  lines = (folder / "mog_results.csv").read_text().splitlines()
+  lines[2] = ",".join(lines[2].split(",")[:3])          # the second row cut after 3 fields
+  (folder / "mog_results.csv").write_text("\n".join(lines) + "\n")
+  return ["collapse", "--inputs", str(folder), "--out", str(d / "out")]
+
+
+def _collapse_not_utf8(d):
+  folder = _collapse_inputs(d, rows=200)
+  path = folder / "mog_results.csv"
+  data = path.read_bytes()
+  assert len(data) > 8192                               # the bad byte lies past the header sniff
+  path.write_bytes(data + b"mog,\xff\xfe,bad\n")
+  return ["collapse", "--inputs", str(folder), "--out", str(d / "out")]
+
+
+def _collapse_inputs(d, rows=4):
+  from test_collapse import _write   # the collapse tests' writer: a valid results CSV
+  folder = d / "mog"
+  _write(folder, "mog_results.csv", "mog", "exact", "K-A", [1e-3] * rows, 4.0, 0.0, 0)
+  return folder
+
+
+def _readme(d, make):
+  (d / "figures").mkdir()
+  target = d / "README.md"
+  if make:
+    target.mkdir()
+  return ["reproduce", "--readme-only", "--figures", str(d / "figures"), "--readme", str(target)]
+
+
+def _model(d, kind):
+  if kind == "gguf":
+    path = d / "bad.gguf"
+    path.write_bytes(b"GGUF\x03\x00\x00\x00garbage")
+  elif kind == "text":
+    path = d / "notes.txt"
+    path.write_text("hello")
+  else:
+    path = d / "model"
+    path.mkdir()
+    if kind == "config":
+      (path / "config.json").write_text("{not json")
+  return ["generate", "--model", str(path), "--prompt", "hi"]
+
+
+def _cache_file(d, command):
+  (d / "afile").write_text("x")
+  tail = ["--prompt", "hi"] if command == "generate" else ["--out", str(d / "out")]
+  return [command, "--cache-dir", str(d / "afile"), *tail]
+
+
+def _smollm2_devices(d):
+  (d / "cache").mkdir()
+  return ["smollm2", "--n-devices", "0", "--cache-dir", str(d / "cache"), "--out", str(d / "out")]
+
+
+def _out(*argv):
+  return lambda d: [*argv, "--out", str(d / "out")]
+
+
+SWEEP = ("sweep", "--resolution", "4", "--no-figures")
+HOSTILE = [
+    ("out-component-too-long", _long_out, ["--out", "bytes", "at most 255"]),
+    ("subnormal-beta", _out(*SWEEP, "--beta", "1e-320"), ["--beta = 1e-320", "smallest normal float64"]),
+    ("float32-gap-overflow", _out(*SWEEP, "--dtype", "float32", "--gap", "1e39"),
+     ["--gap = 1e+39 overflows float32", "use --dtype float64"]),
+    ("float32-ratio-overflow", _out(*SWEEP, "--dtype", "float32", "--ratio-max", "1e39"),
+     ["--ratio-max = 1e+39 overflows float32"]),
+    ("float32-gaps-of-the-grid", _out(*SWEEP, "--dtype", "float32", "--ratio-max", "1e38", "--beta", "10"),
+     ["--ratio-max 1e+38 times --beta 10 exceeds the largest float32", "--ratio-max must be <= 3.40282e+37"]),
+    ("float32-gaps-below-normal", _out(*SWEEP, "--dtype", "float32", "--beta", "1e-37"),
+     ["--ratio-min 0.01 times --beta 1e-37 is below the smallest normal float32", "--ratio-min must be >="]),
+    ("duplicate-regularizers", _out(*SWEEP, "--regularizers", "reverse_kl,reverse_kl"),
+     ["--regularizers must list each entry once", "reverse_kl"]),
+    ("duplicate-budgets", _out(*SWEEP, "--budgets", "1,1"), ["--budgets must list each entry once"]),
+    ("float32-budget-overflow", _out(*SWEEP, "--dtype", "float32", "--budgets", "1e39"),
+     ["--budgets = 1e+39 overflows float32"]),
+    ("subnormal-beta-min", _out(*SWEEP, "--beta-min", "1e-320"), ["--beta-min = 1e-320", "smallest normal"]),
+    ("gap-over-beta-overflow", _out(*SWEEP, "--gap", "1e308"),
+     ["--gap 1e+308 over --beta-min 0.001 exceeds the largest float64", "--gap must be <= 1.79769e+305"]),
+    ("gap-over-beta-below-normal", _out(*SWEEP, "--gap", "1e-306", "--beta-max", "1e3"),
+     ["--gap 1e-306 over --beta-max 1000 is below the smallest normal float64", "--gap must be 0 or >="]),
+    ("recall-min-zero", _out(*SWEEP, "--recall-min", "0"),
+     ["--recall-min must lie in [2.2250738585072014e-308, 1)", "got 0"]),
+    ("lm-n-devices-zero", _out("lm", "--preset", "test", "--n-devices", "0"),
+     ["--n-devices must be an integer in [1, ", "device(s) jax sees", "got 0"]),
+    ("lm-fsdp-zero", _out("lm", "--preset", "test", "--fsdp", "0"), ["--fsdp must divide", "one of 1", "got 0"]),
+    ("mog-subnormal-betas", _out("mog", "--quick", "--seeds", "1", "--betas", "1e-320"),
+     ["--betas = 1e-320", "smallest normal float64"]),
+    ("lm-seed-beyond-int64", _out("lm", "--seeds", "0,99999999999999999999"),
+     ["--seeds", "[0, 2147483647]", "99999999999999999999"]),
+    ("collapse-truncated-row", _collapse_truncated, ["--inputs", "line 3 has 3 fields", "the header has"]),
+    ("collapse-not-utf8", _collapse_not_utf8, ["--inputs", "not UTF-8 text", "0xff"]),
+    ("readme-missing", lambda d: _readme(d, make=False), ["--readme", "does not exist"]),
+    ("readme-is-a-folder", lambda d: _readme(d, make=True), ["--readme", "is a folder"]),
+    ("smollm2-n-devices-before-weights", _smollm2_devices, ["--n-devices must be an integer in [1, "]),
+    ("generate-corrupt-gguf", lambda d: _model(d, "gguf"), ["--model", "bad.gguf"]),
+    ("generate-text-file", lambda d: _model(d, "text"), ["--model", "notes.txt", "not a GGUF"]),
+    ("generate-empty-folder", lambda d: _model(d, "empty"), ["--model", "config.json"]),
+    ("generate-bad-config", lambda d: _model(d, "config"), ["--model", "not valid JSON"]),
+    ("generate-cache-dir-file", lambda d: _cache_file(d, "generate"), ["--cache-dir", "is not a folder"]),
+    ("smollm2-cache-dir-file", lambda d: _cache_file(d, "smollm2"), ["--cache-dir", "is not a folder"]),
+    ("mog-match-compute-quick", _out("mog", "--match-compute", "--quick", "--time-limit", "0.001"),
+     ["--quick does not apply to --match-compute", "--match-compute takes --betas with one value"]),
+    ("mog-ladder-without-match-compute", _out("mog", "--quick", "--ladder", "1,2"),
+     ["--ladder only applies with --match-compute", "--match-compute takes"]),
+    ("mog-time-limit-too-short", _out("mog", "--match-compute", "--time-limit", "0.001"),
+     ["above --time-limit 0.001 s: give --time-limit", "or more"]),
+]
+
+
+@pytest.mark.parametrize("build, needles", [c[1:] for c in HOSTILE], ids=[c[0] for c in HOSTILE])
+def test_hostile_input_is_one_line_exit_2_nothing_written(build, needles, capsys, tmp_path):
+  import warnings
+  inputs = tmp_path / "in"
+  inputs.mkdir()
+  argv = build(inputs)
+  before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")    # a RuntimeWarning on stderr is a second line: fail on it
+    assert cli_main.main(argv) == 2
+  line = _one_line(capsys)
+  for needle in needles:
+    assert needle in line, (needle, line)
+  for internal in ("n_devices", "budget must", "weights are not in"):
+    assert internal not in line
+  assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing written

@@ -387,3 +387,21 @@ def test_shortfall_of_a_monte_carlo_zero_is_measured_from_its_interval():
   summary = collapse.summarize(out)
   assert summary["median_shortfall"] == pytest.approx(_logit(0.07) - _logit(0.05))
   assert summary["median_point_shortfall"] == pytest.approx(_logit(0.88) - _logit(1e-3))
+
+
+def test_default_run_reads_the_users_results_when_there_are_any(tracks, tmp_path, capsys, monkeypatch):
+  """Issue 21: a user who had just run lm got the committed figure back unchanged. Without
+  --inputs, results/ wins when it holds results; the first line says which folder was read."""
+  work = tmp_path / "work"
+  import shutil
+  work.mkdir()
+  shutil.copytree(tracks, work / "figures")
+  monkeypatch.chdir(work)
+  code, stdout, stderr = _run([], capsys)   # no results/ of the user's: the committed figures/
+  assert code == 0, stderr
+  assert stdout.splitlines()[0] == "collapse: reading figures/ (the committed results; results/ holds none of yours)"
+  os.rename(tracks, work / "results" / "runs")  # the user's own runs beside results/collapse
+  code, stdout, stderr = _run([], capsys)   # results/collapse of the first run is not a results CSV
+  assert code == 0, stderr
+  assert stdout.splitlines()[0] == "collapse: reading results/ (your results)"
+  assert "collapse: 15 trained models at their plateau: 8 within" in stdout

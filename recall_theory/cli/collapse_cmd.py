@@ -18,9 +18,11 @@ how many lie above their KL ceiling -- which must be none) is printed on stdout.
 
 Inputs: ``--inputs FOLDER ...`` are searched recursively for results CSVs; an
 older-format file there (no law columns) is an error. Without ``--inputs`` the command
-reads ``figures/`` (the committed results: figures/, figures/mog, figures/mog/taus,
-figures/lm, figures/lm/taus, figures/lm/all_algorithms, figures/smollm2) and skips
-older-format files with a note, so the default run works while a track is regenerated.
+reads ``results/`` when it holds a results CSV (what the user's own sweep/mog/lm/smollm2
+runs wrote), else ``figures/`` (the committed results: figures/, figures/mog,
+figures/mog/taus, figures/lm, figures/lm/taus, figures/lm/all_algorithms,
+figures/smollm2); its first line says which. Older-format files there are skipped with a
+note, so the default run works while a track is regenerated.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-DEFAULT_INPUTS = "figures"
+USER_INPUTS = "results"     # the default --out of every command: the user's own runs
+DEFAULT_INPUTS = "figures"  # the committed results, when the user has none
 DEFAULT_OUT = "results/collapse"
 
 
@@ -43,9 +46,21 @@ def register(subparsers) -> None:
                   "prints the verdict.")
   p.add_argument("--inputs", nargs="+", default=None, metavar="FOLDER",
                  help="result folders, searched recursively for results CSVs with the law's columns "
-                      "(default: figures/, skipping older-format files with a note)")
+                      "(default: results/ when it holds results, else the committed figures/; "
+                      "older-format files skipped with a note)")
   p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT}/)")
   p.set_defaults(func=run)
+
+
+def default_inputs() -> str:
+  """``results/`` when it holds a results CSV, else ``figures/``."""
+  from recall_theory.errors import InputError
+  from recall_theory.plotting import collapse
+  try:
+    files, _older = collapse.find_result_files([USER_INPUTS], strict=False)
+  except InputError:  # no folder, or no results CSV in it
+    return DEFAULT_INPUTS
+  return USER_INPUTS if files else DEFAULT_INPUTS  # only older-format files: not usable
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,7 +70,11 @@ def run(args: argparse.Namespace) -> int:
   from recall_theory.plotting.style import save_figure
 
   strict = args.inputs is not None
-  folders = list(args.inputs) if strict else [DEFAULT_INPUTS]
+  folders = list(args.inputs) if strict else [default_inputs()]
+  if not strict:  # a user who just ran lm must not get the committed figure back unknowingly
+    print(f"collapse: reading {folders[0]}/"
+          + (" (your results)" if folders[0] == USER_INPUTS else
+             f" (the committed results; {USER_INPUTS}/ holds none of yours)"))
   # Everything is read, validated and computed before the output folder is touched.
   files, skipped = collapse.find_result_files(folders, strict=strict)
   table = collapse.classify(collapse.load_points(files))

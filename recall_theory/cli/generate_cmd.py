@@ -29,20 +29,21 @@ def register(subparsers) -> None:
                   "package's Flax model, through the jitted key-value cache.")
   p.add_argument("--model", default="smollm2-135m-instruct",
                  help="smollm2-135m-instruct (fetched GGUF), smollm2-360m[-instruct], "
-                      "smollm2-1.7b[-instruct] (HF folder in the cache), or a .gguf/folder path")
+                      "smollm2-1.7b[-instruct] (HF folder in the cache), or a .gguf/folder path (default smollm2-135m-instruct)")
   p.add_argument("--prompt", required=True, help="the user's text")
   p.add_argument("--raw", action="store_true",
                  help="feed the prompt as plain text (no chat template)")
-  p.add_argument("--system", default=None, help="system message (chat mode)")
-  p.add_argument("--max-new-tokens", type=int, default=64, help="tokens to generate (>= 1)")
+  p.add_argument("--system", default=None, help="system message (chat mode; default: none)")
+  p.add_argument("--max-new-tokens", type=int, default=64, help="most tokens to generate, >= 1 (default 64; stops early at end of turn)")
   p.add_argument("--temperature", type=float, default=0.0, help=">= 0; 0 is greedy (default)")
-  p.add_argument("--top-p", type=float, default=1.0, help="nucleus mass in (0, 1]")
-  p.add_argument("--num-samples", type=int, default=1, help="continuations drawn in one batch")
-  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--top-p", type=float, default=1.0, help="nucleus mass in (0, 1] (default 1: no truncation)")
+  p.add_argument("--num-samples", type=int, default=1, help="continuations drawn in one batch (default 1)")
+  p.add_argument("--seed", type=int, default=0,
+                 help="seed of the sampling key when --temperature > 0 (default 0)")
   p.add_argument("--max-seq-len", type=int, default=None,
                  help="context length (default: the checkpoint's)")
   p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
-                 help="weight and compute dtype (logits are float32 either way)")
+                 help="weight and compute dtype (logits are float32 either way; default float32)")
   p.add_argument("--cache-dir", default=None, help="weights cache (default ~/.cache/recall-theory)")
   p.add_argument("--no-cache", action="store_true",
                  help="recompute the full prefix every step (slow; for comparison)")
@@ -62,6 +63,25 @@ def validate(args: argparse.Namespace) -> None:
     check_int_range("--max-seq-len", args.max_seq_len, 2)
   if not args.prompt:
     raise InputError("--prompt must not be empty")
+  from recall_theory.cli.smollm2_cmd import check_cache_dir
+  check_cache_dir(args.cache_dir)
+
+
+def _load(args: argparse.Namespace, load_pretrained):
+  """The checkpoint behind --model; a file or folder it cannot use is an error naming --model."""
+  try:
+    return load_pretrained(args.model, max_seq_len=args.max_seq_len, param_dtype=args.dtype,
+                           cache_dir=args.cache_dir)
+  except InputError as err:
+    message = str(err)
+    if message.startswith("--"):  # already names its flag (--max-seq-len, --cache-dir)
+      raise
+    raise InputError(f"--model {args.model!r}: {message}") from err
+
+
+def _until_eos(row: list[int], eos_id: int | None) -> list[int]:
+  """The generated tokens before the first end-of-turn id (rows keep emitting it after)."""
+  return row[:row.index(eos_id)] if eos_id is not None and eos_id in row else row
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,8 +95,7 @@ def run(args: argparse.Namespace) -> int:
   from recall_theory.lm.hub.models import load_pretrained
 
   # stages on stderr: read, dequantise, un-permute q/k, place weights, compile, decode
-  lm = load_pretrained(args.model, max_seq_len=args.max_seq_len, param_dtype=args.dtype,
-                       cache_dir=args.cache_dir)
+  lm = _load(args, load_pretrained)
   text = args.prompt if args.raw else lm.chat(args.prompt, args.system)
   ids = lm.tokenizer.encode(text)
   limit = lm.config.max_seq_len
@@ -95,16 +114,17 @@ def run(args: argparse.Namespace) -> int:
         graphdef, state, prompt, key, jnp.float32(args.temperature), jnp.float32(args.top_p),
         **decode).compile()
     bar.update(1)
-  n_tokens = args.max_new_tokens * args.num_samples
-  with progress.stage(f"decode {args.max_new_tokens} tokens x {args.num_samples}",
-                      total=n_tokens) as bar:
+  steps = args.max_new_tokens * args.num_samples
+  # counted in the answer's tokens (up to end of turn), not the --max-new-tokens steps the
+  # jitted loop always runs: "64/64" for an 8-token answer read as 64 tokens of text
+  with progress.stage(f"decode (at most {args.max_new_tokens} tokens x {args.num_samples})",
+                      total=steps, unit="tokens") as bar:
     out = jax.device_get(sampling.generate(
         lm.model, prompt, key, temperature=args.temperature, top_p=args.top_p,
         use_cache=not args.no_cache, **decode))
-    bar.set(n_tokens, tokens_per_s=n_tokens / max(bar.elapsed, 1e-9))
-  for row in out.tolist():
-    if lm.eos_id is not None and lm.eos_id in row:
-      row = row[:row.index(lm.eos_id)]
+    rows = [_until_eos(row, lm.eos_id) for row in out.tolist()]
+    bar.set(sum(map(len, rows)), steps_per_s=steps / max(bar.elapsed, 1e-9))
+  for row in rows:
     if args.num_samples > 1:
       print("---")
     print(lm.tokenizer.decode(row))

@@ -28,6 +28,7 @@ from recall_theory.errors import InputError
 
 PRESET_NAMES = ("cpu-tiny", "gpu", "test")
 ALGORITHM_NAMES = ("dpo", "ipo", "simpo", "rloo")
+MAX_SEED = 2**31 - 1
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -46,6 +47,8 @@ def parse_seeds(text: str) -> list[int]:
     seeds = list(range(count))
   if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
     raise InputError(f"--seeds must give at least one distinct non-negative seed, got {text!r}")
+  if max(seeds) > MAX_SEED:  # numpy and jax keys hold int64; stage keys add offsets to a seed
+    raise InputError(f"--seeds: every seed must be an integer in [0, {MAX_SEED}], got {max(seeds)}")
   return seeds
 
 
@@ -72,7 +75,8 @@ def register(subparsers) -> None:
                  help="distillation temperature (default: the preset's, 0.6)")
   p.add_argument("--taus", default=None,
                  help="comma list of distillation temperatures (e.g. 0.3,0.45,0.6,0.8,1.0): run "
-                      "the recall sweep (K-A and A-K against the student's recall) instead")
+                      "the recall sweep (K-A and A-K against the student's recall) instead of the "
+                      "comparison (default: the comparison)")
   p.add_argument("--kd", default=None, choices=("sequence", "forward_kl", "reverse_kl", "jsd"),
                  help="distillation loss: sequence-level KD on teacher samples at tau, or "
                       "token-level KD on the teacher's tempered logits (default sequence)")
@@ -131,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
   distributed.initialize_from_args(args)   # before any computation; one process otherwise
 
   from recall_theory import io, progress
+  from recall_theory.cli.checks import check_mesh_flags
   from recall_theory.cli.main import describe_options
   from recall_theory.lm import pipeline, presets, report
 
@@ -143,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
     config = dataclasses.replace(config, tau=args.tau)
   if args.kd is not None:
     config = dataclasses.replace(config, kd=args.kd)
+  check_mesh_flags(args.n_devices, config.fsdp, fsdp_typed=args.fsdp is not None)
   config.validate()
   if args.match_compute or args.ladder is not None or args.time_limit is not None:
     from recall_theory.lm.compute_match import run_cli

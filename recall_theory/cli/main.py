@@ -155,11 +155,11 @@ def describe_options(options: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  from recall_theory import io
-
   argv = list(sys.argv[1:] if argv is None else argv)
   parser = build_parser()
-  args = parser.parse_args(argv)
+  args = parser.parse_args(argv)   # --help and bad flags exit here, before any heavy import
+  from recall_theory import io
+  from recall_theory.cli import checks
   args.non_default_options = non_default_options(parser, args)
   enable_compile_cache(args.compile_cache)
   arguments = {k: v for k, v in vars(args).items() if k not in ("func", "non_default_options")}
@@ -167,6 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   from recall_theory import progress
   progress_was_enabled = progress.is_enabled()   # --quiet switches it off for this run only
   try:
+    checks.check_path_flags(args)  # before any command touches a path it cannot hold
     with io.active_run(unit):
       code = int(args.func(args) or 0)
       written = unit.commit() if code == 0 else []

@@ -25,13 +25,14 @@ def register(subparsers) -> None:
   p.add_argument("--quick", action="store_true", help="reduced grid and training budget")
   p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 8; quick 2)")
   p.add_argument("--betas", type=str, default=None,
-                 help="comma-separated beta values (instead of --beta-min/--beta-max/--n-betas)")
+                 help="comma-separated beta values (instead of --beta-min/--beta-max/--n-betas; "
+                      "default: the log-spaced range)")
   p.add_argument("--beta-min", type=float, default=None, help="smallest beta of the log-spaced range (default 0.01; quick 0.03)")
   p.add_argument("--beta-max", type=float, default=None, help="largest beta of the log-spaced range (default 10; quick 3)")
   p.add_argument("--n-betas", type=int, default=None, help="number of betas in the range (default 7; quick 3)")
-  p.add_argument("--target", choices=("one", "two"), default="one", help="one target mode or two")
-  p.add_argument("--label-noise", type=float, default=0.0, help="DPO label flip probability in [0, 0.5)")
-  p.add_argument("--dpo-pairs", type=int, default=None, help="DPO preference-pair budget (>= 16)")
+  p.add_argument("--target", choices=("one", "two"), default="one", help="one target mode or two (default one)")
+  p.add_argument("--label-noise", type=float, default=0.0, help="DPO label flip probability in [0, 0.5) (default 0)")
+  p.add_argument("--dpo-pairs", type=int, default=None, help="DPO preference-pair budget (>= 16; default 4096; quick 512)")
   p.add_argument("--taus", type=str, default=None,
                  help="comma-separated KD sharpening temperatures (> 0): run the exact recall sweep over tau "
                       f"(betas default {','.join(f'{b:g}' for b in DEFAULT_TAU_BETAS)}) instead of the grid")
@@ -40,7 +41,7 @@ def register(subparsers) -> None:
                       "[1, 1000000]: memory grows with the chunk instead of the grid, at some speed "
                       "(default: one vmap over the whole grid; the numbers agree to rounding)")
   p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
-  p.add_argument("--dtype", choices=("float32", "float64"), default="float64", help="floating point type")
+  p.add_argument("--dtype", choices=("float32", "float64"), default="float64", help="floating point type (default float64)")
   p.add_argument("--match-compute", action="store_true",
                  help="compute-matched run: K-A's PG/DPO budget over --ladder against A-K and the control "
                       "at 1x, one beta (recall_theory.mog.compute_match)")
@@ -48,6 +49,8 @@ def register(subparsers) -> None:
   p.add_argument("--time-limit", type=float, default=None,
                  help="seconds; --match-compute refuses a ladder estimated to run longer (default 1200)")
   plateau_flags.add_arguments(p)  # --max-steps --first-check --plateau-tolerance
+  p.add_argument("--quiet", action="store_true",
+                 help="no progress lines and no summary on stdout (files are written as usual)")
   p.set_defaults(func=run)
 
 
@@ -62,10 +65,12 @@ def _betas(args, default_list=None) -> list[float]:
   """Betas from --betas, or the log-spaced range; every flag checked, conflicts reported."""
   from recall_theory.errors import InputError, check_int_range, check_positive
   import numpy as np
+  from recall_theory.cli.checks import check_representable
   for flag, value in (("--beta-min", args.beta_min), ("--beta-max", args.beta_max)):
     if value is not None:
       _finite(flag, value)
       check_positive(flag, value)
+      check_representable(flag, value, args.dtype)  # a subnormal beta is 0 to XLA
   if args.beta_min is not None and args.beta_max is not None and not args.beta_max >= args.beta_min:
     raise InputError(f"--beta-max must be >= --beta-min, got {args.beta_max:g} < {args.beta_min:g}")
   if args.n_betas is not None:
@@ -84,6 +89,7 @@ def _betas(args, default_list=None) -> list[float]:
     for v in values:
       _finite("--betas", v)
     check_positive("--betas", values)
+    check_representable("--betas", values, args.dtype)
     return sorted(set(values))
   if default_list is not None and args.beta_min is None and args.beta_max is None and args.n_betas is None:
     return list(default_list)
@@ -130,12 +136,20 @@ def _check_tau_options(args) -> None:
                      "does not apply to it")
 
 
+def _silent(*_args, **_kwargs) -> None:
+  """print's stand-in under --quiet."""
+
+
 def run(args: argparse.Namespace) -> int:
   import time
   from recall_theory.errors import check_int_range
   from recall_theory.io import prepare_output_dir
 
   options = getattr(args, "non_default_options", {})
+  if args.quiet:  # the command line restores the setting when the run ends
+    from recall_theory import progress
+    progress.set_enabled(False)
+  say = _silent if args.quiet else print
   if args.match_compute or args.ladder is not None or args.time_limit is not None:
     from recall_theory.mog.compute_match import run_cli
     return run_cli(args, build_config(args))
@@ -168,13 +182,13 @@ def run(args: argparse.Namespace) -> int:
   from recall_theory.mog.report import run_mog
 
   start = time.perf_counter()
-  print(f"mog: {n_seeds} seeds x {len(betas)} betas x {len(config.students)} students on "
+  say(f"mog: {n_seeds} seeds x {len(betas)} betas x {len(config.students)} students on "
         f"{jax.device_count()} {jax.devices()[0].platform} device(s), {args.dtype}")
   # scoped, so an in-process caller (a notebook, the tests) keeps its own precision setting
   with jax.enable_x64(args.dtype == "float64"):
     # One figure worker: the metrics figures are drawn on the second core while this process
     # writes the tables, the other figures and the phase map.
     paths = run_mog(out, config, range(n_seeds), betas, dtype=getattr(jnp, args.dtype), options=options,
-                    chunk_size=args.chunk_size, figure_workers=1)
-  print(f"mog: {len(paths)} files in {time.perf_counter() - start:.1f} s")
+                    chunk_size=args.chunk_size, figure_workers=1, log=say)
+  say(f"mog: {len(paths)} files in {time.perf_counter() - start:.1f} s")
   return 0

@@ -53,8 +53,9 @@ def run(args: argparse.Namespace) -> int:
   figures, readme_path = Path(args.figures), Path(args.readme)
   if not figures.is_dir():
     raise InputError(f"--figures: {str(figures)!r} is not a folder")
+  _check_readme(readme_path, must_exist=args.readme_only)  # before any step reruns
   if args.readme_only:
-    io.write_text(readme_path, readme.render_readme(readme_path.read_text(), figures))
+    io.write_text(readme_path, readme.render_readme(_read_readme(readme_path), figures))
     print(f"regenerated the generated blocks of {readme_path}")
     return 0
   try:
@@ -70,3 +71,22 @@ def run(args: argparse.Namespace) -> int:
     return 1 if problems else 0
   print(f"reproduced {', '.join(s.name for s in steps)} into {figures} and regenerated {readme_path}")
   return 0
+
+
+def _check_readme(path, *, must_exist: bool) -> None:
+  """--readme names a file; a missing one is skipped by a rerun but is all --readme-only has."""
+  from recall_theory.errors import InputError
+  if path.is_dir():
+    raise InputError(f"--readme: {str(path)!r} is a folder; give the README file to regenerate "
+                     f"(default README.md)")
+  if must_exist and not path.is_file():
+    raise InputError(f"--readme: {str(path)!r} does not exist; --readme-only regenerates the blocks "
+                     f"of an existing README (default README.md)")
+
+
+def _read_readme(path) -> str:
+  from recall_theory.errors import InputError
+  try:
+    return path.read_text(encoding="utf-8")
+  except (OSError, UnicodeDecodeError) as err:
+    raise InputError(f"--readme: cannot read {str(path)!r}: {getattr(err, 'strerror', None) or err}") from err

@@ -40,15 +40,23 @@ def add_arguments(p) -> None:
                  help=f"one of {', '.join(PRESET_NAMES)} (default smollm2-cpu-smoke)")
   p.add_argument("--seeds", default=None,
                  help="number of seeds or a comma list (default: the preset's)")
-  p.add_argument("--algorithms", default=None, help="comma list from dpo,ipo,simpo,rloo")
+  p.add_argument("--algorithms", default=None, help="comma list from dpo,ipo,simpo,rloo (default: the preset's)")
   p.add_argument("--model", default=None,
                  help="p* checkpoint (default smollm2-135m-instruct; a .gguf or HF folder)")
-  p.add_argument("--out", default="results/smollm2", help="output folder")
-  p.add_argument("--checkpoint-dir", default=None, help="Orbax stage checkpoints (optional)")
+  p.add_argument("--out", default="results/smollm2", help="output folder (default results/smollm2)")
+  p.add_argument("--checkpoint-dir", default=None, help="folder for Orbax stage checkpoints (default: none)")
   p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
-  p.add_argument("--n-devices", type=int, default=None, help="data-parallel devices")
+  p.add_argument("--n-devices", type=int, default=None, help="devices in the data-parallel mesh (default: all)")
   p.add_argument("--cache-dir", default=None, help="weights cache (default ~/.cache/recall-theory)")
   p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def check_cache_dir(cache_dir) -> None:
+  """A --cache-dir that exists must be a folder (else every lookup reads as missing weights)."""
+  from pathlib import Path
+  if cache_dir is not None and Path(cache_dir).expanduser().exists() and not Path(cache_dir).expanduser().is_dir():
+    raise InputError(f"--cache-dir {str(cache_dir)!r} is not a folder (give the folder that holds "
+                     f"the weights, or leave it out for ~/.cache/recall-theory)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,6 +76,10 @@ def run(args: argparse.Namespace) -> int:
 
   from recall_theory.lm import distributed
   distributed.initialize_from_args(args)   # before any computation; one process otherwise
+  # every flag before the weights are looked for: a bad --n-devices must not read as missing weights
+  from recall_theory.cli.checks import check_mesh_flags
+  check_mesh_flags(args.n_devices)
+  check_cache_dir(args.cache_dir)
 
   from recall_theory import io, progress, schema
   from recall_theory.cli.main import describe_options

@@ -117,7 +117,9 @@ def run(args: argparse.Namespace) -> int:
 
   n_blocks = len(sweep.MAPS) * len(config.regularizers) * math.ceil(config.n_y / config.rows_per_chunk)
   start = time.perf_counter()
-  with progress.stage("sweep", total=n_blocks) as bar, \
+  # the first block compiles every map's program (~10 s on a cold cache): the name says so,
+  # so a log that shows only "started" for a while is not read as a hang
+  with progress.stage("sweep (the first block compiles)", total=n_blocks, unit="blocks") as bar, \
       sweep.stream_sweep(config, out, on_block=lambda block: bar.update(1)) as files:
     seconds = time.perf_counter() - start
     result = files.result
@@ -147,15 +149,20 @@ def _report_checks(files) -> None:
           f"this is a bug", file=sys.stderr)
 
 
+def options_line(changed: dict) -> str:
+  """The summary's options line; "non-default options: defaults" read as a contradiction."""
+  from recall_theory.cli.main import describe_options
+  return f"non-default options: {describe_options(changed)}" if changed else "options: all defaults"
+
+
 def _print_summary(result, seconds: float, args: argparse.Namespace) -> None:
   import numpy as np
-  from recall_theory.cli.main import describe_options
   regs = [str(r) for r in result["regularizers"]]
   recall, ratio = np.asarray(result["recall"]), np.asarray(result["ratio"])
   n_y = result["mass_beta"].shape[1]
   print(f"computed {len(regs)} regularizers x 2 maps x {n_y} x {recall.size} cells in {seconds:.2f} s "
         f"(written as they were computed)")
-  print(f"non-default options: {describe_options(getattr(args, 'non_default_options', {}) or {})}")
+  print(options_line(getattr(args, "non_default_options", {}) or {}))
   row = int(np.argmin(np.abs(np.log(ratio / 10.0))))
   print(f"aligned target mass at gap/beta = {ratio[row]:.3g} (beta = {float(result['fixed_beta']):g}):")
   cols = [int(np.argmin(np.abs(np.log(recall / r)))) for r in (recall[0], 1e-6, 1e-3, recall[-1])]
@@ -178,14 +185,8 @@ def mog_arguments(args: argparse.Namespace) -> dict:
                      f"(it takes --recall-min, --recall-max, --resolution, --betas, --dtype, --out)")
   recall_min = 1e-8 if args.recall_min is None else args.recall_min
   recall_max = 0.5 if args.recall_max is None else args.recall_max
-  errors.check_probability("--recall-min", recall_min)
-  errors.check_probability("--recall-max", recall_max)
-  if not 0 < recall_min < recall_max < 1:
-    raise InputError(f"--recall-min/--recall-max must satisfy 0 < min < max < 1 with --model mog, "
-                     f"got {recall_min:g}, {recall_max:g}")
-  tiny = float(np.finfo(args.dtype).tiny)
-  if recall_min < tiny:
-    raise InputError(f"--recall-min must be >= {tiny!r} (the smallest normal {args.dtype}), got {recall_min!r}")
+  from recall_theory.sweep import check_recall_range
+  check_recall_range(recall_min, recall_max, args.dtype, max_inclusive=False)
   kwargs = dict(weight_min=recall_min, weight_max=recall_max, dtype=args.dtype)
   if args.resolution is not None:
     kwargs["n_weights"] = errors.check_int_range("--resolution", args.resolution, 2, MOG_MAX_RESOLUTION)
@@ -194,6 +195,8 @@ def mog_arguments(args: argparse.Namespace) -> dict:
     if betas.size == 0:
       raise InputError("--betas must list at least one beta, got ''")
     errors.check_positive("--betas", betas)
+    from recall_theory.cli.checks import check_representable
+    check_representable("--betas", betas, args.dtype)
     kwargs["betas"] = tuple(float(b) for b in betas)
   return kwargs
 

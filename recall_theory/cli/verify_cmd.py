@@ -15,7 +15,7 @@ def register(subparsers) -> None:
                   "instances by two independent routes; exit 1 if any check fails.")
   parser.add_argument("--seed", type=int, default=0, help="seed of the random instances (default 0)")
   parser.add_argument("--check", action="append", metavar="NAME",
-                      help="run only this check (repeatable); see --list")
+                      help="run only this check (repeatable; default: every check); see --list")
   parser.add_argument("--list", action="store_true", help="list the checks and exit")
   parser.add_argument("--json", action="store_true", help="print results as JSON")
   parser.set_defaults(func=run)

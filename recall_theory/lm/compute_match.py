@@ -178,7 +178,7 @@ def check_time_limit(config, ladder, n_seeds: int, preset: str, limit_s: float,
   if est > limit_s:
     raise InputError(f"{flag} {','.join(f'{s:g}' for s in ladder)} needs an estimated "
                      f"{est:.0f} s for {n_seeds} seed(s) on preset {preset}, above --time-limit "
-                     f"{limit_s:g} s (shorten the ladder, use fewer seeds or raise the limit)")
+                     f"{limit_s:g} s: give --time-limit {math.ceil(est)} or more, a shorter {flag} or fewer --seeds")
   return est
 
 
@@ -675,7 +675,8 @@ def run_cli(args, config, seeds) -> int:
   if not args.match_compute:
     given = [f for f, v in (("--ladder", args.ladder), ("--time-limit", args.time_limit))
              if v is not None]
-    raise InputError(f"{', '.join(given)} only applies with --match-compute")
+    raise InputError(f"{', '.join(given)} only applies with --match-compute (e.g. "
+                     f"--match-compute --ladder 1,4,16 --time-limit 1200)")
   clash = [f for f, v in (("--taus", args.taus), ("--checkpoint-dir", args.checkpoint_dir),
                           ("--resume", args.resume or None)) if v is not None]
   if clash:

@@ -49,11 +49,13 @@ import threading
 import time
 from typing import Mapping
 
-import jax
 import numpy as np
 
 from recall_theory.errors import InputError
-from recall_theory.lm import sharding
+
+# jax (and lm.sharding, which imports it) is imported inside the functions that run JAX:
+# the CLI calls add_arguments while building its parser, and `recall-theory --help` or a
+# bad flag must return without paying for JAX's import.
 
 ENV_COORDINATOR = "JAX_COORDINATOR_ADDRESS"
 ENV_NUM_PROCESSES = "JAX_NUM_PROCESSES"
@@ -74,11 +76,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   """Add ``--coordinator``, ``--num-processes``, ``--process-id``, ``--distributed-timeout``."""
   group = parser.add_argument_group("multi-process (one process per host or GPU)")
   group.add_argument("--coordinator", default=None, metavar="HOST:PORT",
-                     help=f"address of process 0's coordinator (or ${ENV_COORDINATOR})")
+                     help=f"address of process 0's coordinator (or ${ENV_COORDINATOR}; default: one "
+                          "process unless a cluster manager says otherwise)")
   group.add_argument("--num-processes", default=None, metavar="N",
-                     help=f"number of processes (or ${ENV_NUM_PROCESSES})")
+                     help=f"number of processes (or ${ENV_NUM_PROCESSES}; default 1)")
   group.add_argument("--process-id", default=None, metavar="I",
-                     help=f"this process, 0..N-1 (or ${ENV_PROCESS_ID})")
+                     help=f"this process, 0..N-1 (or ${ENV_PROCESS_ID}; default 0)")
   group.add_argument("--distributed-timeout", default=str(DEFAULT_TIMEOUT_S), metavar="S",
                      help="seconds to wait for the coordinator and the other processes "
                           f"(default {DEFAULT_TIMEOUT_S})")
@@ -186,6 +189,7 @@ def initialize(spec: DistributedSpec | None, *, timeout_s: float = DEFAULT_TIMEO
   """
   if spec is None:
     return False
+  import jax
   if jax.distributed.is_initialized():
     return True
   from jax._src import xla_bridge  # why private: the public API has no "backend started?"
@@ -236,6 +240,7 @@ def initialize_from_args(args: argparse.Namespace, *,
 
 def is_writer() -> bool:
   """True in the one process that writes results, figures and checkpoint metadata (0)."""
+  import jax
   return jax.process_index() == 0
 
 
@@ -250,6 +255,7 @@ def process_rows(global_batch_size: int, mesh) -> slice:
   if global_batch_size % n:
     raise InputError(f"batch size {global_batch_size} must be divisible by the number of "
                      f"devices ({n})")
+  from recall_theory.lm import sharding
   index_map = sharding.batch_sharding(mesh).addressable_devices_indices_map((global_batch_size,))
   starts = sorted({idx[0].start or 0 for idx in index_map.values()})
   stops = sorted({idx[0].stop if idx[0].stop is not None else global_batch_size
@@ -268,6 +274,8 @@ def global_batch(local_batch, mesh):
   ``jax.make_array_from_process_local_data`` with the batch sharding; in a single
   process this equals :func:`recall_theory.lm.sharding.shard_batch`.
   """
+  import jax
+  from recall_theory.lm import sharding
   target = sharding.batch_sharding(mesh)
   n_proc = jax.process_count()
 
@@ -294,6 +302,8 @@ def main(argv=None) -> int:
   except InputError as err:
     print(f"error: {err}", file=sys.stderr)
     return 2
+  import jax
+  from recall_theory.lm import sharding
   mesh = sharding.make_mesh()
   ones = global_batch(np.ones((jax.local_device_count(),), np.float32), mesh)
   total = float(jax.jit(lambda x: x.sum(), out_shardings=sharding.replicated(mesh))(ones))

@@ -424,7 +424,7 @@ def run_gap(config: pl.ExperimentConfig, sizes: GapSizes, seeds: Sequence[int], 
   student = pl.distill(runner, config, groundtruth, teacher, "student", config.seed + 1, config.seed)
   models = {"teacher": teacher, "student": student}
   started = time.perf_counter()
-  with progress_lib.stage("reference pools", total=len(seeds), enabled=progress) as bar:
+  with progress_lib.stage("reference pools", total=len(seeds), unit="seeds", enabled=progress) as bar:
     data = []
     for seed in seeds:
       data.append(seed_data(config, sizes, groundtruth, models, seed, algorithms))

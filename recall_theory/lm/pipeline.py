@@ -248,7 +248,7 @@ class Runner:
     checks = set(rule.checkpoints(cfg.steps)) if rule is not None else set()
     step_fn = self._step_fn((loss_key, dataclasses.astuple(cfg), graphdef), graphdef, tx, loss_fn)
     started = time.perf_counter()
-    with progress_lib.stage(stage, total=cfg.steps, enabled=self.progress) as bar:
+    with progress_lib.stage(stage, total=cfg.steps, unit="steps", enabled=self.progress) as bar:
       bar.set(start, resumed=start) if start else None
       step = start
       while step < cfg.steps and not stopped:

@@ -157,7 +157,8 @@ def run_match_compute(config, ladder: Sequence[float], seeds: Sequence[int], bet
   kl_index = METRICS.index("kl_to_reference")
   rows: list[dict] = []
   total = len(config.students) * len(seeds)
-  with progress_lib.stage("mog --match-compute", total=total, enabled=progress) as bar:
+  with progress_lib.stage("mog --match-compute", total=total, unit="reference pairs",
+                          enabled=progress) as bar:
     for v, student_name in enumerate(config.students):
       for seed in seeds:
         teacher, student = references(seed, v, problem, config)
@@ -383,6 +384,11 @@ def fixed_budget(config: MogConfig, dpo_pairs: int | None = None) -> MogConfig:
                              dpo_pairs=BASE_PAIRS if dpo_pairs is None else dpo_pairs, plateau=None)
 
 
+# what --match-compute takes, for every message that refuses a flag combination with it
+USE = ("--match-compute takes --betas with one value, --seeds, --ladder, --time-limit, --target, "
+       "--label-noise, --dpo-pairs, --dtype, --out")
+
+
 def run_cli(args, config) -> int:
   """``recall-theory mog --match-compute``: validate, run, write ``--out``."""
   import time
@@ -394,19 +400,18 @@ def run_cli(args, config) -> int:
   if not args.match_compute:
     given = [f for f, v in (("--ladder", args.ladder), ("--time-limit", args.time_limit))
              if v is not None]
-    raise InputError(f"{', '.join(given)} only applies with --match-compute")
+    raise InputError(f"{', '.join(given)} only applies with --match-compute ({USE})")
   clash = [f for f, v in (("--taus", args.taus), ("--quick", args.quick or None),
                           ("--chunk-size", args.chunk_size), ("--beta-min", args.beta_min),
                           ("--beta-max", args.beta_max), ("--n-betas", args.n_betas))
            if v is not None]
   if clash:
-    raise InputError(f"--match-compute runs one beta (--betas with one value); "
-                     f"{', '.join(clash)} does not apply to it")
+    raise InputError(f"{', '.join(clash)} does not apply to --match-compute ({USE})")
   plateau = [f for f in ("--max-steps", "--first-check", "--plateau-tolerance")
              if getattr(args, f[2:].replace("-", "_"), None) is not None]
   if plateau:
     raise InputError(f"--match-compute compares fixed budgets ({BASE_STEPS} steps at 1x, no plateau "
-                     f"rule); {', '.join(plateau)} does not apply to it")
+                     f"rule); {', '.join(plateau)} does not apply to it ({USE})")
   config = fixed_budget(config, args.dpo_pairs)
   beta = DEFAULT_BETA
   if args.betas is not None:
@@ -431,15 +436,16 @@ def run_cli(args, config) -> int:
   estimate = estimate_seconds(config, ladder, n_seeds)
   if estimate > limit:
     raise InputError(f"--ladder {','.join(f'{s:g}' for s in ladder)} needs an estimated "
-                     f"{estimate:.0f} s for {n_seeds} seed(s), above --time-limit {limit:g} s "
-                     f"(shorten the ladder, use fewer seeds or raise the limit)")
+                     f"{estimate:.0f} s for {n_seeds} seed(s), above --time-limit {limit:g} s: give "
+                     f"--time-limit {math.ceil(estimate)} or more, a shorter --ladder or fewer --seeds")
   out = prepare_output_dir(args.out)
   options = ("Non-default options: "
              + describe_options(getattr(args, "non_default_options", {})) + ".")
   import jax
   import jax.numpy as jnp
 
-  print(f"mog --match-compute: beta {beta:g}, ladder {','.join(f'{s:g}' for s in ladder)}, "
+  say = (lambda *a, **k: None) if getattr(args, "quiet", False) else print
+  say(f"mog --match-compute: beta {beta:g}, ladder {','.join(f'{s:g}' for s in ladder)}, "
         f"{n_seeds} seed(s) x {len(config.students)} students; estimated {estimate:.0f} s on "
         f"2 idle cores, time limit {limit:g} s")
   start = time.perf_counter()
@@ -449,5 +455,5 @@ def run_cli(args, config) -> int:
   elapsed = time.perf_counter() - start
   text = write_outputs(rows, out, ladder=ladder, beta=beta, seeds=seeds, elapsed=elapsed,
                        estimate=estimate, time_limit=limit, options=options, config=config)
-  print(text, end="")
+  say(text, end="")
   return 0

@@ -442,7 +442,7 @@ def run_mog(out_dir, config: MogConfig, seeds: Sequence[int], betas: Sequence[fl
   try:
     t0 = time.perf_counter()
     n_runs = len(list(seeds)) * len(list(betas)) * len(config.students)
-    with progress.stage("mog grid (compile + run)", total=n_runs) as bar:
+    with progress.stage("mog grid (compile + run)", total=n_runs, unit="runs") as bar:
       res = run_grid(config, seeds, betas, dtype=dtype, keep_densities=True, chunk_size=chunk_size)
       bar.set(n_runs)
     log(f"grid run (compile + run): {time.perf_counter() - t0:.1f} s")
@@ -500,8 +500,10 @@ def paths_after_grid(out: Path, res, config: MogConfig, *, dtype=None, phase_poi
   # The student with no mode near the target: its own tail recall (< 1e-12) does not mask p.
   phase_student = "3-mode" if "3-mode" in res.students else res.students[0]
   t0 = time.perf_counter()
-  with progress.stage("mog phase map", total=None):
+  n_points = len(phase_betas) * len(recalls)
+  with progress.stage("mog phase map", total=n_points, unit="points") as bar:
     phase = phase_map_dispatch(config, phase_betas, recalls, student=phase_student, dtype=dtype or jnp.float64)()
+    bar.set(n_points)  # one compiled call computes every point
   log(f"phase map: {time.perf_counter() - t0:.1f} s")
   phase_paths = figures.plot_phase(out, phase_betas, recalls, phase, phase_student)
   t0 = time.perf_counter()

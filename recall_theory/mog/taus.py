@@ -68,7 +68,7 @@ def run_tau_sweep(out_dir, config: MogConfig, taus: Sequence[float], betas: Sequ
   taus = np.asarray(taus, dtype=np.float64)
   betas = np.asarray(betas, dtype=np.float64)
   results = {}
-  with progress.stage("mog tau sweep", total=len(config.students)) as bar:
+  with progress.stage("mog tau sweep", total=len(config.students), unit="students") as bar:
     for student in config.students:
       results[student] = tau_sweep(config, taus, betas, student=student, dtype=dtype or jnp.float64)
       bar.update(1)

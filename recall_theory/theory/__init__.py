@@ -10,7 +10,9 @@ the same error with the same message::
 
     th.checked(jax.vmap(th.aligned_mass))(jnp.array([0.1, -0.1]), 1.0, 1.0)  # InputError
 
-A plain ``jax.jit`` compiles the checks away; ``with th.validation(False):`` skips them
+Under a plain ``jax.jit``/``jax.vmap`` the checks raise nothing and an invalid input gives
+NaN instead (the convention of ``jax.scipy``; elementwise for the closed forms, the whole
+output of the call for functions of a support); ``with th.validation(False):`` skips them
 everywhere (hot loops). Measured cost: ``python tests/theory/bench_validation.py``.
 
 Identities (theory.md items), each checked numerically by ``recall-theory verify``:

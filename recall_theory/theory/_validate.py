@@ -52,7 +52,7 @@ def log_distribution(value, name: str, axis: int = -1, tolerance: float | None =
   log_probs(value, name)
   if tolerance is None:
     import jax.numpy as jnp
-    dtype = jnp.result_type(value)
+    dtype = jnp.result_type(value if hasattr(value, "dtype") else np.asarray(value))
     eps = float(jnp.finfo(dtype).eps) if jnp.issubdtype(dtype, jnp.inexact) else 0.0
     tolerance = max(1e-3, 8.0 * eps)
 
@@ -82,3 +82,32 @@ def unit_interval(value, name: str) -> None:
 
 def shapes(**arrays) -> tuple[int, ...]:
   return errors.check_broadcastable(**arrays)
+
+
+def mask(value, name: str):
+  """A set's membership mask as booleans. Integer or float masks must hold only 0 and 1
+  and are converted with ``!= 0`` (``~`` on an integer is its bitwise not: ``~1 = -2``,
+  still true, so a 0/1 mask would select both sides of the set)."""
+  import jax.numpy as jnp
+  errors.require(value, name, lambda xp, x: (x != 0) & (x != 1),
+                 f"{name} must be a boolean mask (True/False, or 0/1), got {{:g}}")
+  value = jnp.asarray(value)
+  return value if value.dtype == jnp.bool_ else value != 0
+
+
+def support_batch(value, name: str, axis: int, **arrays) -> None:
+  """A scalar, or a batch ``[...]`` over the leading axes of ``arrays`` (``[..., K]``, the
+  support last), as a batched beta or n."""
+  shape = np.shape(value)
+  full = errors.check_broadcastable(**arrays)
+  if not shape:
+    return
+  if axis not in (-1, len(full) - 1):
+    raise errors.InputError(f"{name} may be batched ({name}{list(shape)}) only when the support is "
+                            f"the last axis, got axis={axis}")
+  try:
+    np.broadcast_shapes(shape + (1,), full)
+  except ValueError:
+    given = ", ".join(f"{k}{list(np.shape(v))}" for k, v in arrays.items())
+    raise errors.InputError(f"{name}{list(shape)} must broadcast against the batch axes "
+                            f"{list(full[:-1])} of {given}") from None

@@ -8,8 +8,11 @@ indicator of A, ``kl(pi(A) || p) <= K`` with ``p = pi_ref(A)``. Hence
 
 whatever produced pi (PPO, DPO, best-of-N, ...). The Gibbs optimum of a two-level
 reward lies exactly on the exact curve. ``kl(. || p)`` is increasing on [p, 1], so
-t* is found by bisection in logit space, vectorised (every grid cell in parallel, a
-fixed number of halvings: 2^-120 of the bracket, below float64 resolution).
+t* is found by bisection on the lift ``s = logit t - logit p >= 0``, vectorised (every
+grid cell in parallel, a fixed number of halvings: 2^-120 of the bracket, below float64
+resolution). Bracketing the lift, not the logit, keeps a small lift's relative precision
+(``t - p ~ sqrt(2 K p (1-p))`` for small K), and there both t - p and kl come from the
+series about t = p, without cancellation.
 """
 
 from __future__ import annotations
@@ -19,44 +22,41 @@ import jax.numpy as jnp
 
 from recall_theory import errors
 from recall_theory.theory import _validate
-from recall_theory.theory.two_level import _bernoulli_kl_logs, _float, log_odds
+from recall_theory.theory.two_level import _float, _lifted_kl, _log_odds
 
 _BISECTION_STEPS = 120
-
-
-def _kl_at_logit(x, log_p, log1m_p):
-  return _bernoulli_kl_logs(jax.nn.log_sigmoid(x), jax.nn.log_sigmoid(-x), log_p, log1m_p)
 
 
 @jax.jit
 def _ceiling(p, budget):
   dtype = jnp.result_type(p, budget)
-  p = p.astype(dtype)
-  budget = budget.astype(dtype)
+  shape = jnp.broadcast_shapes(p.shape, budget.shape)
+  p = jnp.broadcast_to(p.astype(dtype), shape)
+  budget = jnp.broadcast_to(budget.astype(dtype), shape)
   log_p, log1m_p = jnp.log(p), jnp.log1p(-p)
   # kl(1 || p) = -log p: budgets at least that reach the whole space.
   reaches_one = budget >= -log_p
-  # Bracket in logit space: lo = logit p (kl = 0), hi = logit of the largest float < 1.
-  hi_bound = log_odds(jnp.asarray(1.0, dtype) - jnp.finfo(dtype).eps)
-  safe_p = jnp.clip(p, jnp.finfo(dtype).tiny, 1.0 - jnp.finfo(dtype).eps)
-  lo = jnp.broadcast_to(log_odds(safe_p), jnp.broadcast_shapes(p.shape, budget.shape))
-  hi = jnp.broadcast_to(hi_bound, lo.shape)
-  log_p_b = jnp.broadcast_to(log_p, lo.shape)
-  log1m_p_b = jnp.broadcast_to(log1m_p, lo.shape)
+  # Bracket the lift s = logit t - logit p: lo = 0 (kl = 0), hi reaches the logit of the
+  # largest float < 1.
+  one_below = jnp.asarray(1.0, dtype) - jnp.finfo(dtype).eps
+  safe_p = jnp.clip(p, jnp.finfo(dtype).tiny, one_below)
+  lo = jnp.zeros(shape, dtype)
+  hi = jnp.maximum(_log_odds(one_below) - _log_odds(safe_p), 0.0)
 
   def halve(_, bracket):
     lo, hi = bracket
     mid = 0.5 * (lo + hi)
-    below = _kl_at_logit(mid, log_p_b, log1m_p_b) <= budget
+    below = _lifted_kl(safe_p, mid, log_p, log1m_p)[1] <= budget
     return jnp.where(below, mid, lo), jnp.where(below, hi, mid)
 
   lo, hi = jax.lax.fori_loop(0, _BISECTION_STEPS, halve, (lo, hi))
-  t = jax.nn.sigmoid(lo)
+  t = jnp.maximum(_lifted_kl(safe_p, lo, log_p, log1m_p)[0], p)  # t* >= p; rounding aside
   t = jnp.where(reaches_one, 1.0, t)
   t = jnp.where(p <= 0, 0.0, t)  # kl(t || 0) = inf for t > 0: nothing can be reached
   return jnp.where(budget <= 0, p, t)
 
 
+@errors.nan_on_invalid(elementwise=True)
 def kl_ceiling(recall, budget) -> jax.Array:
   """Largest target mass of any policy within KL budget of the reference.
 
@@ -79,6 +79,7 @@ def kl_ceiling(recall, budget) -> jax.Array:
   return _ceiling(_float(recall), _float(budget))
 
 
+@errors.nan_on_invalid(elementwise=True)
 def kl_ceiling_loose(recall, budget) -> jax.Array:
   """Closed-form loose ceiling ``min(1, (K + log 2) / log(1/p))`` (0 at p = 0)."""
   _validate.recall(recall)

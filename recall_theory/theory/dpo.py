@@ -23,6 +23,7 @@ import numpy as np
 
 from recall_theory import errors
 from recall_theory.theory import _validate
+from recall_theory.theory.two_level import _float
 
 
 def _check_pairs(log_pi, log_ref, reward, pair_weights):
@@ -39,6 +40,11 @@ def _check_pairs(log_pi, log_ref, reward, pair_weights):
     errors.check_nonnegative("pair_weights", pair_weights)
 
 
+def _arrays(*values):
+  """Lists and tuples as float arrays (after the checks, which accept them)."""
+  return tuple(None if v is None else _float(v) for v in values)
+
+
 def _pair_terms(log_pi, log_ref, scale, pair_weights):
   """Implicit-reward margins ``h(y) - h(y')``, ``h = scale (log pi - log pi_ref)`` on the
   support, with the diagonal exactly 0 and ``inf - inf`` (two outputs both at pi = 0)
@@ -53,6 +59,7 @@ def _pair_terms(log_pi, log_ref, scale, pair_weights):
   return margin, pair_weights
 
 
+@errors.nan_on_invalid
 def dpo_loss_exact(log_pi: jax.Array, log_ref: jax.Array, reward: jax.Array, beta,
                    pair_weights: jax.Array | None = None) -> jax.Array:
   """Exact-expectation DPO loss over all ordered pairs of a ``[K]`` support.
@@ -71,6 +78,7 @@ def dpo_loss_exact(log_pi: jax.Array, log_ref: jax.Array, reward: jax.Array, bet
   """
   _check_pairs(log_pi, log_ref, reward, pair_weights)
   _validate.beta(beta)
+  log_pi, log_ref, reward, pair_weights = _arrays(log_pi, log_ref, reward, pair_weights)
   margin, pair_weights = _pair_terms(log_pi, log_ref, beta, pair_weights)
   prefer = jax.nn.sigmoid(reward[:, None] - reward[None, :])
   # p log sigmoid(m) with p = 0 is 0 even at m = -inf (no 0 * inf)
@@ -79,15 +87,25 @@ def dpo_loss_exact(log_pi: jax.Array, log_ref: jax.Array, reward: jax.Array, bet
   return -jnp.sum(jnp.where(pair_weights > 0, pair_weights * per_pair, 0.0))
 
 
+@errors.nan_on_invalid
 def dpo_loss_minimum(reward: jax.Array, pair_weights: jax.Array) -> jax.Array:
   """The value of :func:`dpo_loss_exact` at its minimiser: the weighted Bernoulli entropy
   of the Bradley-Terry labels, ``sum w H(sigmoid(r - r'))``."""
+  _validate.reward(reward)
+  if len(np.shape(reward)) != 1:
+    raise errors.InputError(f"reward must be a [K] vector, got shape {list(np.shape(reward))}")
+  k = np.shape(reward)[0]
+  if np.shape(pair_weights) != (k, k):
+    raise errors.InputError(f"pair_weights must have shape [{k}, {k}], got {list(np.shape(pair_weights))}")
+  errors.check_nonnegative("pair_weights", pair_weights)
+  reward, pair_weights = _arrays(reward, pair_weights)
   diff = reward[:, None] - reward[None, :]
   entropy = -(jax.nn.sigmoid(diff) * jax.nn.log_sigmoid(diff)
               + jax.nn.sigmoid(-diff) * jax.nn.log_sigmoid(-diff))
   return jnp.sum(pair_weights * entropy)
 
 
+@errors.nan_on_invalid
 def ipo_loss_exact(log_pi: jax.Array, log_ref: jax.Array, reward: jax.Array, tau,
                    pair_weights: jax.Array | None = None) -> jax.Array:
   """Exact-expectation IPO loss ``E_{(y_w, y_l)}[(h(y_w) - h(y_l) - 1/(2 tau))^2]`` with
@@ -97,6 +115,7 @@ def ipo_loss_exact(log_pi: jax.Array, log_ref: jax.Array, reward: jax.Array, tau
   """
   _check_pairs(log_pi, log_ref, reward, pair_weights)
   _validate.beta(tau, "tau")
+  log_pi, log_ref, reward, pair_weights = _arrays(log_pi, log_ref, reward, pair_weights)
   margin, pair_weights = _pair_terms(log_pi, log_ref, 1.0, pair_weights)
   prefer = jax.nn.sigmoid(reward[:, None] - reward[None, :])
   per_pair = jnp.where(prefer > 0, prefer * (margin - 0.5 / tau) ** 2, 0.0)

@@ -31,6 +31,7 @@ def _along_support(beta, axis: int) -> jax.Array:
   return jnp.expand_dims(beta, axis) if beta.ndim else beta
 
 
+@errors.nan_on_invalid
 def gibbs(log_ref: jax.Array, reward: jax.Array, beta, axis: int = -1) -> tuple[jax.Array, jax.Array]:
   """Gibbs optimum ``(log_pi, log_z)`` of ``E_pi[r] - beta KL(pi || pi_ref)``.
 
@@ -53,7 +54,7 @@ def gibbs(log_ref: jax.Array, reward: jax.Array, beta, axis: int = -1) -> tuple[
   _validate.log_distribution(log_ref, "log_ref", axis)
   _validate.reward(reward)
   _validate.beta(beta)
-  errors.check_broadcastable(log_ref=log_ref, reward=reward)
+  _validate.support_batch(beta, "beta", axis, log_ref=log_ref, reward=reward)
   log_pi, log_z_shifted, r_max = _gibbs(_float(log_ref), _float(reward), beta, axis)
   return log_pi, jnp.squeeze(log_z_shifted + _scaled(r_max, beta, axis), axis=axis)
 
@@ -85,23 +86,31 @@ def _scaled(reward, beta, axis):
   return jnp.where(reward == 0, 0.0, reward / _along_support(beta, axis))
 
 
+@errors.nan_on_invalid
 def log_partition(log_ref: jax.Array, reward: jax.Array, beta, axis: int = -1) -> jax.Array:
   """``log Z = log E_{pi_ref}[exp(r / beta)]`` (shape: batch axes)."""
   return gibbs(log_ref, reward, beta, axis)[1]
 
 
+@errors.nan_on_invalid
 def expected_reward(log_pi: jax.Array, reward: jax.Array, axis: int = -1) -> jax.Array:
   """``E_pi[r]``, with 0 contribution from outputs where pi = 0."""
+  _validate.log_probs(log_pi, "log_pi")
+  _validate.reward(reward)
+  errors.check_broadcastable(log_pi=log_pi, reward=reward)
   pi = jnp.exp(log_pi)
   return jnp.sum(jnp.where(pi > 0, pi * reward, 0.0), axis=axis)
 
 
+@errors.nan_on_invalid
 def objective(log_pi: jax.Array, log_ref: jax.Array, reward: jax.Array, beta, axis: int = -1) -> jax.Array:
   """``J(pi) = E_pi[r] - beta KL(pi || pi_ref)``."""
+  _validate.beta(beta)
   from recall_theory.divergences import reverse_kl
   return expected_reward(log_pi, reward, axis) - jnp.asarray(beta) * reverse_kl(log_ref, log_pi, axis)
 
 
+@errors.nan_on_invalid
 def kl_cost(log_ref: jax.Array, reward: jax.Array, beta, axis: int = -1) -> jax.Array:
   """``KL(pi* || pi_ref) = E_{pi*}[r] / beta - log Z`` (theory item 3).
 
@@ -110,7 +119,7 @@ def kl_cost(log_ref: jax.Array, reward: jax.Array, beta, axis: int = -1) -> jax.
   _validate.log_distribution(log_ref, "log_ref", axis)
   _validate.reward(reward)
   _validate.beta(beta)
-  errors.check_broadcastable(log_ref=log_ref, reward=reward)
+  _validate.support_batch(beta, "beta", axis, log_ref=log_ref, reward=reward)
   log_ref, reward = _float(log_ref), _float(reward)
   # E[r]/beta - log Z = E[r - r_max]/beta - (log Z - r_max/beta): no cancellation of two
   # large terms when r/beta is large.
@@ -119,16 +128,20 @@ def kl_cost(log_ref: jax.Array, reward: jax.Array, beta, axis: int = -1) -> jax.
   return jnp.where(mean_shifted == 0, 0.0, mean_shifted / jnp.asarray(beta)) - jnp.squeeze(log_z_shifted, axis)
 
 
+@errors.nan_on_invalid
 def soft_max_reward(log_ref: jax.Array, reward: jax.Array, beta, in_set: jax.Array,
                     axis: int = -1) -> jax.Array:
   """Soft-max reward of a set S: ``L_S = beta log E_{pi_ref}[exp(r/beta) | S]``.
 
-  ``in_set`` is a boolean ``[..., K]`` mask of S. Returns ``-inf`` when pi_ref(S) = 0.
+  ``in_set`` is a ``[..., K]`` mask of S: booleans, or 0/1 (converted). Returns ``-inf``
+  when pi_ref(S) = 0.
   """
   _validate.log_probs(log_ref, "log_ref")
   _validate.reward(reward)
   _validate.beta(beta)
   errors.check_broadcastable(log_ref=log_ref, reward=reward, in_set=in_set)
+  _validate.support_batch(beta, "beta", axis, log_ref=log_ref, reward=reward, in_set=in_set)
+  in_set = _validate.mask(in_set, "in_set")
   log_ref, reward = _float(log_ref), _float(reward)
   log_set = logsumexp(jnp.where(in_set, log_ref, -jnp.inf), axis=axis)
   # shifted by the set's largest reward so that r/beta cannot overflow
@@ -139,16 +152,22 @@ def soft_max_reward(log_ref: jax.Array, reward: jax.Array, beta, in_set: jax.Arr
                    jnp.squeeze(r_top, axis) + jnp.asarray(beta) * (log_tilt - log_set), -jnp.inf)
 
 
+@errors.nan_on_invalid
 def set_mass(log_ref: jax.Array, reward: jax.Array, beta, in_set: jax.Array,
              axis: int = -1) -> jax.Array:
   """``pi*(A)`` by the set-mass law (theory item 2), computed from the logit identity
 
       logit pi*(A) = logit pi_ref(A) + (L_A - L_{A^c}) / beta.
 
-  Exact 0 when pi_ref(A) = 0 and exact 1 when pi_ref(A^c) = 0.
+  Exact 0 when pi_ref(A) = 0 and exact 1 when pi_ref(A^c) = 0. ``in_set``: booleans, or
+  0/1 (converted; any other value is refused).
   """
   _validate.log_probs(log_ref, "log_ref")
+  _validate.reward(reward)
   _validate.beta(beta)
+  errors.check_broadcastable(log_ref=log_ref, reward=reward, in_set=in_set)
+  in_set = _validate.mask(in_set, "in_set")
+  log_ref = _float(log_ref)
   log_in = logsumexp(jnp.where(in_set, log_ref, -jnp.inf), axis=axis)
   log_out = logsumexp(jnp.where(in_set, -jnp.inf, log_ref), axis=axis)
   l_in = soft_max_reward(log_ref, reward, beta, in_set, axis)

@@ -22,9 +22,10 @@ import jax.numpy as jnp
 
 from recall_theory import errors
 from recall_theory.theory import _validate
-from recall_theory.theory.two_level import _float, log_odds
+from recall_theory.theory.two_level import _float, _log_odds
 
 
+@errors.nan_on_invalid(elementwise=True)
 def predicted_mass(reference_recall, delta_over_beta) -> jax.Array:
   """``sigmoid(logit p_ref + Delta/beta)``: the optimum's mass on A (learning trap).
 
@@ -35,10 +36,11 @@ def predicted_mass(reference_recall, delta_over_beta) -> jax.Array:
     >>> predicted_mass(1e-3, 4.0)    # 1e-3 e^4 / (1 - 1e-3 + 1e-3 e^4) = 0.0518
   """
   _validate.recall(reference_recall, "reference_recall")
+  errors.check_not_nan("delta_over_beta", delta_over_beta)
   errors.check_broadcastable(reference_recall=reference_recall, delta_over_beta=delta_over_beta)
   p = _float(reference_recall)
   d = _float(delta_over_beta)
-  logit = log_odds(p)
+  logit = _log_odds(p)
   # Keep the support's endpoints exact: never evaluate inf - inf at p in {0, 1}.
   finite_logit = jnp.where(jnp.isfinite(logit), logit, 0.0) + jnp.where(jnp.isnan(d), d, jnp.nan_to_num(d))
   mass = jax.nn.sigmoid(finite_logit)
@@ -46,16 +48,20 @@ def predicted_mass(reference_recall, delta_over_beta) -> jax.Array:
   return jnp.where(p <= 0, 0.0, jnp.where(p >= 1, 1.0, mass))
 
 
+@errors.nan_on_invalid(elementwise=True)
 def expected_target_samples(sampler_recall, n_samples) -> jax.Array:
   """``n q``: expected count of draws in A among ``n`` draws from a sampler with ``q = sampler(A)``."""
   _validate.recall(sampler_recall, "sampler_recall")
-  errors.check_nonnegative("n_samples", n_samples)
+  _validate.budget(n_samples, "n_samples")
+  errors.check_broadcastable(sampler_recall=sampler_recall, n_samples=n_samples)
   return _float(n_samples) * _float(sampler_recall)
 
 
+@errors.nan_on_invalid(elementwise=True)
 def prob_no_target_sample(sampler_recall, n_samples) -> jax.Array:
   """``(1 - q)^n``: the chance that ``n`` draws contain no target sample (exact for tiny q)."""
   _validate.recall(sampler_recall, "sampler_recall")
-  errors.check_nonnegative("n_samples", n_samples)
+  _validate.budget(n_samples, "n_samples")
+  errors.check_broadcastable(sampler_recall=sampler_recall, n_samples=n_samples)
   q, n = _float(sampler_recall), _float(n_samples)
   return jnp.where(n == 0, 1.0, jnp.exp(n * jnp.log1p(-q)))

@@ -43,7 +43,7 @@ from jax.scipy.special import logsumexp
 from recall_theory import errors
 from recall_theory.theory import _validate
 from recall_theory.theory.gibbs import _along_support, gibbs
-from recall_theory.theory.two_level import _aligned_logit, _check_two_level, _float, log_odds
+from recall_theory.theory.two_level import _aligned_logit, _check_two_level, _float
 
 _BISECTION_STEPS = 100
 
@@ -58,6 +58,7 @@ def _check_support(log_ref, reward):
 def _check_n(n):
   errors.check_finite("n", n)
   errors.require(n, "n", lambda xp, x: x < 1, "n must be >= 1, got {:g}")
+  errors.check_normal("n", n)  # float32 n = 1e300 overflows to inf
 _NEWTON_STEPS = 14
 
 
@@ -75,6 +76,7 @@ def _bisect(fn, lo, hi, steps=_BISECTION_STEPS):
 
 
 # ----------------------------------------------------------------------------- forward KL
+@errors.nan_on_invalid
 def forward_kl_optimum(log_ref: jax.Array, reward: jax.Array, beta) -> jax.Array:
   """``log pi`` maximising ``E_pi[r] - beta KL(pi_ref || pi)`` (support: last axis).
 
@@ -105,6 +107,7 @@ def forward_kl_optimum(log_ref: jax.Array, reward: jax.Array, beta) -> jax.Array
   """
   _check_support(log_ref, reward)
   _validate.beta(beta)
+  _validate.support_batch(beta, "beta", -1, log_ref=log_ref, reward=reward)
   return _forward_kl_optimum(_float(log_ref), _float(reward), _float(beta))
 
 
@@ -140,6 +143,7 @@ def _forward_kl_optimum(log_ref, reward, beta):
                    log_pi - log_support)
 
 
+@errors.nan_on_invalid(elementwise=True)
 def forward_kl_aligned_mass(recall, gap, beta) -> jax.Array:
   """Two-level target mass under the forward-KL penalty, in closed form.
 
@@ -201,15 +205,24 @@ def forward_kl_aligned_mass(recall, gap, beta) -> jax.Array:
 
 
 # --------------------------------------------------------------------------- chi^2 + KL
+@errors.nan_on_invalid(elementwise=True)
 def log_lambert_w_exp(z: jax.Array, steps: int = 4) -> jax.Array:
   """``log W(e^z)``: the w solving ``e^w + w = z`` (principal Lambert W in log space).
 
   Starts from Winitzki's approximation ``W(x) ~ L (1 - log(1+L)/(2+L))``, ``L = log(1+x)``
   (relative error < 2% for all x >= 0, computed as ``L = softplus(z)`` so it never
   overflows), then Halley steps, each cubing the error: 4 reach float64 resolution.
-  Stable for z from -700 (W ~ e^z) to 1e6 (W ~ z - log z).
+  Stable for z from -700 (W ~ e^z) to 1e6 (W ~ z - log z); ``z = +-inf`` gives ``+-inf``
+  (``W(e^z) -> inf`` and ``W(0) = 0``).
   """
+  errors.check_not_nan("z", z)
+  steps = errors.check_int_range("steps", steps, 0)
   z = _float(z)
+  return jnp.where(jnp.isinf(z), z, _log_lambert_w_exp(jnp.where(jnp.isinf(z), 0.0, z), steps))
+
+
+def _log_lambert_w_exp(z, steps=4):
+  """:func:`log_lambert_w_exp` of a finite z, unchecked (inner loops)."""
   soft = jax.nn.softplus(jnp.maximum(z, -30.0))
   winitzki = jnp.log(soft) + jnp.log1p(-jnp.log1p(soft) / (2.0 + soft))
   w = jnp.where(z < -30.0, z - jnp.exp(z), winitzki)  # W(x) = x - x^2 + ... for tiny x
@@ -225,6 +238,7 @@ def log_lambert_w_exp(z: jax.Array, steps: int = 4) -> jax.Array:
   return jax.lax.fori_loop(0, steps, halley, w)
 
 
+@errors.nan_on_invalid
 def chi2_kl_optimum(log_ref: jax.Array, reward: jax.Array, beta) -> jax.Array:
   """``log pi`` maximising ``E_pi[r] - beta [KL(pi||pi_ref) + chi^2(pi||pi_ref)/2]``.
 
@@ -233,6 +247,7 @@ def chi2_kl_optimum(log_ref: jax.Array, reward: jax.Array, beta) -> jax.Array:
   """
   _check_support(log_ref, reward)
   _validate.beta(beta)
+  _validate.support_batch(beta, "beta", -1, log_ref=log_ref, reward=reward)
   return _chi2_kl_optimum(_float(log_ref), _float(reward), _float(beta))
 
 
@@ -249,14 +264,15 @@ def _chi2_kl_optimum(log_ref, reward, beta):
   hi = jnp.max(jnp.where(in_support, scaled, -jnp.inf), axis=-1, keepdims=True) - 1.0
 
   def log_mass(ell):  # log sum ref * W(exp(r/beta - ell)), decreasing in ell
-    terms = jnp.where(in_support, log_ref + log_lambert_w_exp(scaled - ell), -jnp.inf)
+    terms = jnp.where(in_support, log_ref + _log_lambert_w_exp(scaled - ell), -jnp.inf)
     return logsumexp(terms, axis=-1, keepdims=True)
 
   ell = _bisect(log_mass, lo, hi + 1e-12)
-  log_pi = jnp.where(in_support, log_ref + log_lambert_w_exp(scaled - ell), -jnp.inf)
+  log_pi = jnp.where(in_support, log_ref + _log_lambert_w_exp(scaled - ell), -jnp.inf)
   return log_pi - logsumexp(log_pi, axis=-1, keepdims=True)
 
 
+@errors.nan_on_invalid(elementwise=True)
 def chi2_kl_aligned_mass(recall, gap, beta) -> jax.Array:
   """Two-level target mass under KL + chi^2/2 (theory.md item 8).
 
@@ -294,7 +310,7 @@ def _chi2_two_level_log_mass(p, gap, beta):
   log_p, log1m_p = jnp.log(p), jnp.log1p(-p)
 
   def log_total_and_slope(ell):
-    log_u_in, log_u_out = log_lambert_w_exp(s - ell), log_lambert_w_exp(-ell)
+    log_u_in, log_u_out = _log_lambert_w_exp(s - ell), _log_lambert_w_exp(-ell)
     a, b = log_p + log_u_in, log1m_p + log_u_out
     total = jnp.logaddexp(a, b)
     # d log W(e^z) / dz = 1 / (1 + W): the slope of log(total) in ell, always < 0
@@ -332,13 +348,17 @@ def _chi2_two_level_log_mass(p, gap, beta):
 
 
 # -------------------------------------------------------------------------------- IPO
+@errors.nan_on_invalid
 def preference_vs_reference(log_ref: jax.Array, reward: jax.Array) -> jax.Array:
   """``P(y > pi_ref) = sum_y' pi_ref(y') sigmoid(r(y) - r(y'))`` (Bradley-Terry), in [0, 1]."""
+  _check_support(log_ref, reward)
+  log_ref, reward = jnp.broadcast_arrays(_float(log_ref), _float(reward))
   ref = jnp.exp(log_ref)
   diffs = reward[..., :, None] - reward[..., None, :]
   return jnp.sum(ref[..., None, :] * jax.nn.sigmoid(diffs), axis=-1)
 
 
+@errors.nan_on_invalid
 def ipo_optimum(log_ref: jax.Array, reward: jax.Array, tau) -> jax.Array:
   """``log pi`` of IPO's population optimum with pairs from pi_ref (Azar et al. 2023):
   the Gibbs tilt of the bounded reward ``P(y > pi_ref)`` at temperature ``tau``."""
@@ -347,6 +367,7 @@ def ipo_optimum(log_ref: jax.Array, reward: jax.Array, tau) -> jax.Array:
   return gibbs(log_ref, preference_vs_reference(log_ref, reward), tau)[0]
 
 
+@errors.nan_on_invalid(elementwise=True)
 def ipo_aligned_mass(recall, gap, tau) -> jax.Array:
   """Two-level IPO target mass: ``sigmoid(logit p + (sigmoid(gap) - 1/2) / tau)``.
 
@@ -358,6 +379,7 @@ def ipo_aligned_mass(recall, gap, tau) -> jax.Array:
 
 
 # -------------------------------------------------------------------------- best-of-N
+@errors.nan_on_invalid
 def best_of_n(log_ref: jax.Array, reward: jax.Array, n) -> jax.Array:
   """``log pi_BoN``: the law of the highest-reward of N i.i.d. draws from pi_ref.
 
@@ -367,6 +389,7 @@ def best_of_n(log_ref: jax.Array, reward: jax.Array, n) -> jax.Array:
   """
   _check_support(log_ref, reward)
   _check_n(n)
+  _validate.support_batch(n, "n", -1, log_ref=log_ref, reward=reward)
   return _best_of_n(_float(log_ref), _float(reward), _float(n))
 
 
@@ -388,6 +411,7 @@ def _best_of_n(log_ref, reward, n):
   return jnp.where(in_support, log_ref - log_tie + log_group, -jnp.inf)
 
 
+@errors.nan_on_invalid(elementwise=True)
 def best_of_n_aligned_mass(recall, n) -> jax.Array:
   """Top-set mass after best-of-N: ``1 - (1 - p)^N`` (exact 0 at p = 0, 1 at p = 1)."""
   _validate.recall(recall)
@@ -398,6 +422,7 @@ def best_of_n_aligned_mass(recall, n) -> jax.Array:
   return jnp.maximum(-jnp.expm1(_float(n) * jnp.log1p(-p)), p)
 
 
+@errors.nan_on_invalid(elementwise=True)
 def best_of_n_kl_bound(n) -> jax.Array:
   """``log N - (N - 1)/N``: the bound on KL(pi_BoN || pi_ref) (tight without ties as the
   support becomes continuous; Beirami et al. 2024)."""

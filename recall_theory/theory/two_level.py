@@ -30,6 +30,7 @@ def _float(x):
   return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.result_type(float))
 
 
+@errors.nan_on_invalid(elementwise=True)
 def log_odds(p: jax.Array) -> jax.Array:
   """``logit p = log p - log(1 - p)``; -inf at 0 and +inf at 1, exact for tiny p.
 
@@ -38,6 +39,11 @@ def log_odds(p: jax.Array) -> jax.Array:
   near 1/2, while ``1 - p`` is exact for p >= 1/2 (Sterbenz) and rounds by half an ulp
   below, an absolute error of ~1e-16 in the logit; for tiny p, ``log p`` dominates.
   """
+  errors.check_probability("p", p)
+  return _log_odds(p)
+
+
+def _log_odds(p):
   p = _float(p)
   return jnp.log(p) - jnp.log(1 - p)
 
@@ -54,7 +60,7 @@ def _aligned_logit(p, gap, beta):
   p = _float(p)
   interior = (p > 0) & (p < 1)
   safe_p = jnp.where(interior, p, 0.5)
-  logit = log_odds(safe_p) + _ratio(gap, beta)
+  logit = _log_odds(safe_p) + _ratio(gap, beta)
   return jnp.where(p <= 0, -jnp.inf, jnp.where(p >= 1, jnp.inf, logit))
 
 
@@ -65,6 +71,7 @@ def _check_two_level(recall, gap, beta, beta_name="beta"):
   errors.check_broadcastable(recall=recall, gap=gap, **{beta_name: beta})
 
 
+@errors.nan_on_invalid(elementwise=True)
 def aligned_logit(recall, gap, beta) -> jax.Array:
   """``logit pi*(A) = logit p + gap / beta`` (reverse-KL optimum, two-level reward).
 
@@ -74,6 +81,7 @@ def aligned_logit(recall, gap, beta) -> jax.Array:
   return _aligned_logit(recall, gap, beta)
 
 
+@errors.nan_on_invalid(elementwise=True)
 def aligned_mass(recall, gap, beta) -> jax.Array:
   """Target mass of the KL-regularized optimum under a two-level reward.
 
@@ -99,12 +107,14 @@ def aligned_mass(recall, gap, beta) -> jax.Array:
   return jax.nn.sigmoid(_aligned_logit(recall, gap, beta))
 
 
+@errors.nan_on_invalid(elementwise=True)
 def aligned_log_mass(recall, gap, beta) -> jax.Array:
   """``log pi*(A)`` (accurate when the mass itself underflows; -inf at p = 0, 0 at p = 1)."""
   _check_two_level(recall, gap, beta)
   return jax.nn.log_sigmoid(_aligned_logit(recall, gap, beta))
 
 
+@errors.nan_on_invalid(elementwise=True)
 def required_gap(recall, target_mass, beta) -> jax.Array:
   """Reward gap that lifts recall p to aligned mass t: ``beta (logit t - logit p)``.
 
@@ -116,12 +126,13 @@ def required_gap(recall, target_mass, beta) -> jax.Array:
   _validate.beta(beta)
   errors.check_broadcastable(recall=recall, target_mass=target_mass, beta=beta)
   p, t, beta = _float(recall), _float(target_mass), _float(beta)
-  logit_t, logit_p = log_odds(t), log_odds(p)
+  logit_t, logit_p = _log_odds(t), _log_odds(p)
   # inf - inf only happens at t = p in {0, 1}; there the answer is 0.
   diff = jnp.where(t == p, 0.0, logit_t - logit_p)
   return jnp.where(diff == 0, 0.0, beta * diff)
 
 
+@errors.nan_on_invalid(elementwise=True)
 def bernoulli_kl(a, b) -> jax.Array:
   """``kl(a || b) = a log(a/b) + (1-a) log((1-a)/(1-b))`` with 0 log 0 = 0.
 
@@ -138,14 +149,46 @@ def bernoulli_kl(a, b) -> jax.Array:
   errors.check_broadcastable(a=a, b=b)
   a, b = _float(a), _float(b)
   direct = _bernoulli_kl_logs(jnp.log(a), jnp.log1p(-a), jnp.log(b), jnp.log1p(-b))
+  near, series = _bernoulli_kl_near(a, b, a - b)
+  return jnp.where(near, series, direct)
+
+
+def _bernoulli_kl_near(a, b, d):
+  """``(near, kl(a || b))`` by the series about ``a = b``, given ``d = a - b`` (computed
+  by the caller without cancellation); ``near`` marks where it applies (``|d/b|`` and
+  ``|d/(1-b)|`` below 1/4, 0 < b < 1). Elsewhere the series value is meaningless."""
   inside = (b > 0) & (b < 1)
   safe_b = jnp.where(inside, b, 0.5)
-  d = a - safe_b
+  d = jnp.where(inside, d, 0.0)
   x_in, x_out = d / safe_b, -d / (1.0 - safe_b)
   near = inside & (jnp.abs(x_in) < 0.25) & (jnp.abs(x_out) < 0.25)
-  series = (d * d / (safe_b * (1.0 - safe_b)) + a * _log1p_minus_x(jnp.where(near, x_in, 0.0))
+  # d x_in / (1-b), not d^2 / (b (1-b)): d^2 underflows for d < 1.5e-154 (b = 1e-300, d = 1e-302)
+  # while the divergence itself, ~d^2 / (2b), is a normal float down to d ~ 1e-304
+  series = (d * x_in / (1.0 - safe_b) + a * _log1p_minus_x(jnp.where(near, x_in, 0.0))
             + (1.0 - a) * _log1p_minus_x(jnp.where(near, x_out, 0.0)))
-  return jnp.where(near, jnp.maximum(series, 0.0), direct)
+  return near, jnp.maximum(series, 0.0)
+
+
+def _lift(p, s):
+  """``d = sigmoid(logit p + s) - p`` without cancellation, for 0 < p < 1 and |s| < 1:
+
+      d = p (1-p) (e^s - 1) / (1 + p (e^s - 1)).
+
+  Outside that range it returns 0 (the callers use it only near s = 0)."""
+  small = jnp.abs(s) < 1.0
+  grow = jnp.expm1(jnp.where(small, s, 0.0))
+  return jnp.where(small, p * (1.0 - p) * grow / (1.0 + p * grow), 0.0)
+
+
+def _lifted_kl(p, s, log_p, log1m_p):
+  """``(t, kl(t || p))`` for ``t = sigmoid(logit p + s)``, 0 < p < 1: the series about
+  ``t = p`` (from :func:`_lift`) where it applies, the log-sigmoid form elsewhere."""
+  x = _log_odds(p) + s
+  d = _lift(p, s)
+  near, series = _bernoulli_kl_near(p + d, p, d)
+  near = near & (jnp.abs(s) < 1.0)  # where _lift gave its 0
+  direct = _bernoulli_kl_logs(jax.nn.log_sigmoid(x), jax.nn.log_sigmoid(-x), log_p, log1m_p)
+  return jnp.where(near, p + d, jax.nn.sigmoid(x)), jnp.where(near, series, direct)
 
 
 def _log1p_minus_x(x):
@@ -169,14 +212,26 @@ def _bernoulli_kl_logs(log_a, log1m_a, log_b, log1m_b) -> jax.Array:
   return jnp.maximum(first + second, 0.0)
 
 
+@errors.nan_on_invalid(elementwise=True)
 def aligned_kl(recall, gap, beta) -> jax.Array:
-  """``KL(pi* || pi_ref) = kl(pi*(A) || p)`` for the two-level reward (theory item 3)."""
+  """``KL(pi* || pi_ref) = kl(pi*(A) || p)`` for the two-level reward (theory item 3).
+
+  For a small ``s = gap/beta`` the two terms of the Bernoulli KL cancel: there
+  ``pi*(A) - p = p (1-p) (e^s - 1) / (1 + p (e^s - 1))`` feeds the series of
+  :func:`bernoulli_kl` (``kl ~ p (1-p) s^2 / 2``; ``aligned_kl(0.3, 1e-8, 1) = 1.05e-17``).
+  """
   _check_two_level(recall, gap, beta)
   x = _aligned_logit(recall, gap, beta)
   p = _float(recall)
-  return _bernoulli_kl_logs(jax.nn.log_sigmoid(x), jax.nn.log_sigmoid(-x), jnp.log(p), jnp.log1p(-p))
+  log_p, log1m_p = jnp.log(p), jnp.log1p(-p)
+  direct = _bernoulli_kl_logs(jax.nn.log_sigmoid(x), jax.nn.log_sigmoid(-x), log_p, log1m_p)
+  interior = (p > 0) & (p < 1)
+  safe_p = jnp.where(interior, p, 0.5)
+  _, lifted = _lifted_kl(safe_p, jnp.broadcast_to(_ratio(gap, beta), jnp.shape(x)), log_p, log1m_p)
+  return jnp.where(interior, lifted, direct)
 
 
+@errors.nan_on_invalid(elementwise=True)
 def pair_coverage(recall) -> jax.Array:
   """Probability that a preference pair drawn i.i.d. from pi_ref involves A.
 

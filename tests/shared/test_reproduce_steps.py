@@ -54,3 +54,13 @@ def test_timings_record_the_load_and_the_table_shows_it(tmp_path):
   # entries written before the load was recorded say so instead of inventing a number
   reproduce.write_timings(root, {"old": {"command": "c", "wall_s": 3.0, "exit_code": 0}})
   assert "| old | `c` | 3 s | not recorded |" in readme.timings_table(root)
+
+
+def test_the_mog_recall_sweep_collapse_reads_is_a_step_before_collapse(tmp_path):
+  """Issue 21: figures/mog/mog_recall_sweep* (sweep --model mog) is a collapse input and a
+  committed figure, yet no step regenerated it."""
+  names = [s.name for s in reproduce.STEPS]
+  assert names.index("mog-recall") < names.index("collapse")
+  step = reproduce.STEPS[names.index("mog-recall")]
+  cmd = reproduce.step_command(step, tmp_path / "figures")
+  assert reproduce.shown_command(step, cmd) == "recall-theory sweep --model mog --out figures/mog"

@@ -100,3 +100,43 @@ def test_progress_prints_one_line_per_stage_off_a_terminal():
     assert stream.getvalue() == ""
   finally:
     progress.set_enabled(True)
+
+
+def test_progress_off_a_terminal_says_a_stage_started_and_counts_in_its_unit(monkeypatch):
+  """Issue 21: with output redirected a stage's line came only when it ended, and counts had
+  no unit ("mog phase map: 0 in 8.3s")."""
+  progress.set_enabled(True)
+  monkeypatch.setattr(progress, "START_AFTER_S", 0.0)  # announce at once (the default waits 1 s)
+  stream = _io.StringIO()
+  with progress.stage("decode", total=64, unit="tokens", stream=stream) as bar:
+    assert stream.getvalue() == "decode: started (64 tokens)\n"  # before any step ends
+    bar.set(8)
+  assert stream.getvalue().splitlines()[1].startswith("decode: 8/64 tokens in ")
+  stream = _io.StringIO()
+  with progress.stage("phase map", stream=stream):
+    pass
+  assert stream.getvalue().splitlines()[1].startswith("phase map: done in ")  # not "0"
+
+
+def test_progress_start_line_waits_so_quick_stages_stay_one_line(monkeypatch):
+  progress.set_enabled(True)
+  monkeypatch.setattr(progress, "START_AFTER_S", 0.05)
+  stream = _io.StringIO()
+  with progress.stage("quick", total=1, unit="runs", stream=stream) as bar:
+    bar.update(1)
+  assert stream.getvalue().startswith("quick: 1/1 runs in ") and stream.getvalue().count("\n") == 1
+  stream = _io.StringIO()
+  with progress.stage("slow", total=2, unit="runs", stream=stream) as bar:
+    import time
+    time.sleep(0.5)
+    bar.update(2)
+  assert stream.getvalue().splitlines()[0] == "slow: started (2 runs)"
+
+
+def test_progress_reports_counts_while_a_long_stage_runs(monkeypatch):
+  progress.set_enabled(True)
+  monkeypatch.setattr(progress, "REPORT_EVERY_S", 0.0)
+  stream = _io.StringIO()
+  with progress.stage("grid", total=3, unit="runs", stream=stream) as bar:
+    bar.update(1)
+  assert stream.getvalue().startswith("grid: 1/3 runs after ")

@@ -75,6 +75,25 @@ BAD = [
      r"^log_p must be log-probabilities \(<= 0\), got 0\.5"),
     ("tv/unnormalised", False, divergences.tv, (np.log([0.5, 0.6]), np.log([0.5, 0.5])),
      r"^log_p must be normalised log-probabilities \(logsumexp = 0 along axis -1\), got logsumexp 0\.0953102$"),
+    # issue 24: NaN in, silent NaN out (now named)
+    ("predicted_mass/nan-delta", False, th.predicted_mass, (0.3, np.nan), r"^delta_over_beta must not contain NaN$"),
+    ("log_lambert_w_exp/nan", False, th.log_lambert_w_exp, (np.nan,), r"^z must not contain NaN$"),
+    ("prd_curve/nan-log-p", False, th.prd_curve, (np.array([np.nan, 0.0]), np.log([0.5, 0.5])),
+     r"^log_p must not contain NaN$"),
+    ("k3/nan-log-pi", False, th.k3, (np.array([np.nan]), np.array([-1.0])), r"^log_pi must not contain NaN$"),
+    ("loglik_precision/nan-log-q", False, th.loglik_precision, (np.log([0.1, 0.9]), np.array([np.nan, 0.0])),
+     r"^log_q must not contain NaN$"),
+    # issue 24: probabilities passed as log-probabilities
+    ("prd_curve/probabilities", False, th.prd_curve, (np.array([0.5, 0.5]), np.array([0.5, 0.5])),
+     r"^log_p must be log-probabilities \(<= 0\), got 0\.5 \(pass log\(p\), not p\)$"),
+    ("loglik_recall/probabilities", False, th.loglik_recall, (np.array([0.5, 0.5]), np.log([0.5, 0.5])),
+     r"^log_p must be log-probabilities \(<= 0\), got 0\.5"),
+    ("k1/probabilities", False, th.k1, (np.array([0.5]), np.array([0.4])), r"^log_pi must be log-probabilities \(<= 0\), got 0\.5"),
+    # issue 24: a mask that is neither boolean nor 0/1; a batched beta of the wrong shape
+    ("set_mass/mask-of-twos", False, th.set_mass, (LOG_REF, REWARD, 1.0, np.array([0, 2, 0])),
+     r"^in_set must be a boolean mask \(True/False, or 0/1\), got 2$"),
+    ("gibbs/batched-beta-shape", False, th.gibbs, (np.log(np.full((2, 4), 0.25)), np.zeros((2, 4)), np.ones(3)),
+     r"^beta\[3\] must broadcast against the batch axes \[2\] of log_ref\[2, 4\], reward\[2, 4\]$"),
 ]
 
 
@@ -155,6 +174,16 @@ EXACT = [
     ("required_gap/0-to-half", False, th.required_gap, (0.0, 0.5, 1.0), np.inf),
     ("required_gap/1-to-0", False, th.required_gap, (1.0, 0.0, 1.0), -np.inf),
     ("bernoulli_kl/near-equal", True, th.bernoulli_kl, (0.3, 0.3 + 1e-12), 2.3808470405901375e-24),  # mpmath, 50 digits
+    # issue 24 (mpmath, 50 digits): the direct form gave 8.2e-17 and 0.3000000010307
+    ("aligned_kl/small-lift", True, th.aligned_kl, (0.3, 1e-8, 1.0), 1.0500000028000000e-17),
+    ("kl_ceiling/small-budget", True, th.kl_ceiling, (0.3, 1e-20), 0.30000000006480739588),
+    ("log_lambert_w_exp/inf", False, th.log_lambert_w_exp, (np.inf,), np.inf),
+    ("log_lambert_w_exp/minus-inf", False, th.log_lambert_w_exp, (-np.inf,), -np.inf),
+    # issue 24: an integer 0/1 mask (before 0.2049: ~1 = -2 is true, so A^c was all of Y)
+    ("set_mass/integer-mask", True, th.set_mass, (np.log([0.9, 0.1]), np.array([0.0, 1.0]), 1.0, np.array([0, 1])),
+     0.1 * math.e / (0.9 + 0.1 * math.e)),
+    ("set_mass/float-mask", True, th.set_mass, (np.log([0.9, 0.1]), np.array([0.0, 1.0]), 1.0, np.array([0.0, 1.0])),
+     0.1 * math.e / (0.9 + 0.1 * math.e)),
 ]
 
 
@@ -167,7 +196,9 @@ def test_edges_exact(row):
   if expected == 0.0 or math.isinf(expected):
     assert value == expected and jitted == expected
   else:
-    assert value == pytest.approx(expected, rel=1e-12) and jitted == pytest.approx(expected, rel=1e-6)
+    # abs=0: pytest.approx's default absolute slack of 1e-12 would pass any tiny value
+    assert value == pytest.approx(expected, rel=1e-12, abs=0)
+    assert jitted == pytest.approx(expected, rel=1e-6, abs=0)
 
 
 def test_gibbs_float32_overflowing_tilt():
@@ -205,3 +236,86 @@ def test_log_lambert_w_exp_huge_arguments():
   w32 = th.log_lambert_w_exp(z32)
   np.testing.assert_allclose(np.exp(np.asarray(w32, np.float64)) + np.asarray(w32), np.asarray(z32, np.float64),
                              rtol=1e-4)
+
+
+# Issue 24: eager-only refusals (the value cannot reach a jitted call as it is: a string, a
+# complex number the cast would truncate, a float64 that float32 would turn into inf).
+EAGER = [
+    ("aligned_mass/string", th.aligned_mass, ("0.5", 1.0, 1.0), {},
+     r"^recall must be a real number or array of them, got '0\.5'$"),
+    ("aligned_mass/complex", th.aligned_mass, (0.5 + 0.5j, 1.0, 1.0), {}, r"^recall must be real, got complex \(0\.5\+0\.5j\)$"),
+    ("bernoulli_kl/complex-array", th.bernoulli_kl, (np.array([0.2 + 1j]), 0.3), {}, r"^a must be real"),
+    ("best_of_n_aligned_mass/float32-n-1e300", th.best_of_n_aligned_mass, (0.0, 1e300), {},
+     r"^n = 1e\+300 overflows float32 \(largest 3\.40282e\+38\); use float64$"),
+    ("prob_no_target_sample/float32-n-1e300", th.prob_no_target_sample, (0.0, 1e300), {},
+     r"^n_samples = 1e\+300 overflows float32"),
+    ("best_of_n_kl_bound/float32-n-1e300", th.best_of_n_kl_bound, (1e300,), {}, r"^n = 1e\+300 overflows float32"),
+    ("prd_curve/num-angles-string", th.prd_curve, (np.log([0.5, 0.5]), np.log([0.5, 0.5])), {"num_angles": "5"},
+     r"^num_angles must be an integer in \[3, inf\], got '5'$"),
+    # kept: refused before too
+    ("prd_curve/num-angles-fraction", th.prd_curve, (np.log([0.5, 0.5]), np.log([0.5, 0.5])), {"num_angles": 5.5},
+     r"^num_angles must be an integer in \[3, inf\], got 5\.5$"),
+    ("gibbs/batched-beta-other-axis", th.gibbs, (np.log(np.full((2, 4), 0.5)), np.zeros((2, 4)), np.ones(4)), {"axis": 0},
+     r"^beta may be batched \(beta\[4\]\) only when the support is the last axis, got axis=0$"),
+]
+
+
+@pytest.mark.parametrize("row", EAGER, ids=[r[0] for r in EAGER])
+def test_bad_input_named_eagerly(row):
+  _, fn, args, kwargs, pattern = row
+  with pytest.raises(errors.InputError, match=pattern):
+    fn(*args, **kwargs)
+
+
+# Issue 24: under a plain jit / vmap an invalid input gives NaN, never a plausible number
+# (before: 0.0, 3.79, 0.1, 1.0, ...). Each row: (id, function, bad args, good args).
+PLAIN_JIT = [
+    ("aligned_mass/negative-recall", th.aligned_mass, (-0.1, 1.0, 1.0), (0.1, 1.0, 1.0)),
+    ("bernoulli_kl/a-above-one", th.bernoulli_kl, (2.0, 0.3), (0.2, 0.3)),
+    ("kl_ceiling/negative-budget", th.kl_ceiling, (0.1, -1.0), (0.1, 1.0)),
+    ("aligned_mass/zero-beta", th.aligned_mass, (0.1, 1.0, 0.0), (0.1, 1.0, 1.0)),
+    ("best_of_n_aligned_mass/n-below-one", th.best_of_n_aligned_mass, (0.3, 0.5), (0.3, 2.0)),
+    ("predicted_mass/nan-delta", th.predicted_mass, (0.3, np.nan), (0.3, 1.0)),  # kept (NaN in, NaN out)
+    ("gibbs/unnormalised", th.gibbs, (np.log([0.5, 0.6]), np.zeros(2), 1.0), (np.log([0.5, 0.5]), np.zeros(2), 1.0)),
+    ("set_mass/mask-of-twos", th.set_mass, (LOG_REF, REWARD, 1.0, np.array([0, 2, 0])),
+     (LOG_REF, REWARD, 1.0, np.array([0, 1, 0]))),
+    ("tv/probabilities", divergences.tv, (np.array([0.5, 0.5]), np.log([0.5, 0.5])),
+     (np.log([0.5, 0.5]), np.log([0.5, 0.5]))),
+]
+
+
+@pytest.mark.parametrize("row", PLAIN_JIT, ids=[r[0] for r in PLAIN_JIT])
+def test_plain_jit_invalid_gives_nan(row):
+  _, fn, bad, good = row
+  for leaf in jax.tree_util.tree_leaves(jax.jit(fn)(*bad)):
+    assert np.isnan(np.asarray(leaf)).all()
+  # under vmap only the invalid batch element is NaN
+  batched = tuple(np.stack([np.asarray(g, np.float64), np.asarray(b, np.float64)]) for g, b in zip(good, bad))
+  for leaf in jax.tree_util.tree_leaves(jax.vmap(fn)(*batched)):
+    leaf = np.asarray(leaf)
+    assert not np.isnan(leaf[0]).any() and np.isnan(leaf[1]).all()
+
+
+def test_plain_jit_elementwise_nan_marks_only_the_bad_entries():
+  masses = jax.jit(th.aligned_mass)(jnp.array([0.1, -0.1, 0.5, 2.0]), 1.0, jnp.array([1.0, 1.0, 0.0, 1.0]))
+  assert np.isnan(np.asarray(masses)).tolist() == [False, True, True, True]
+  assert float(masses[0]) == pytest.approx(float(th.aligned_mass(0.1, 1.0, 1.0)))
+
+
+def test_checked_holds_python_ints_static():
+  # before: ConcretizationTypeError unless the caller passed static_argnames
+  log_pi, log_z = errors.checked(th.gibbs)(np.log([0.9, 0.1]), np.array([0.0, 1.0]), 1.0, axis=-1)
+  assert float(np.exp(log_pi[1])) == pytest.approx(0.2320, abs=1e-4)
+  with pytest.raises(errors.InputError, match="log_ref is -inf everywhere along axis 0"):
+    errors.checked(th.gibbs)(jnp.full((3, 2), -jnp.inf), jnp.zeros((3, 2)), 1.0, 0)
+  precision, recall, lambdas = errors.checked(th.prd_curve)(np.log([0.5, 0.5]), np.log([0.9, 0.1]), num_angles=5)
+  assert precision.shape == (5,) and lambdas.shape == (5,)
+
+
+def test_lists_and_whole_floats_accepted():
+  # issue 24: dpo_loss_exact with Python lists and prd_curve(num_angles=5.0) were raw TypeErrors
+  half = math.log(0.5)
+  assert float(th.dpo_loss_exact([half, half], [half, half], [0.0, 1.0], 1.0)) == pytest.approx(math.log(2), rel=1e-6)
+  assert float(th.ipo_loss_exact([half, half], [half, half], [0.0, 1.0], 1.0)) == pytest.approx(0.125, rel=1e-6)
+  precision, _, lambdas = th.prd_curve(np.log([0.5, 0.5]), np.log([0.5, 0.5]), num_angles=5.0)
+  assert lambdas.shape == (5,) and float(precision[2]) == pytest.approx(1.0)

@@ -155,7 +155,7 @@ def test_default_out_is_results_sweep():
     # options of the other model are errors naming the flag, not silently ignored
     (["--betas", "1,2"], "--betas applies only to --model mog"),
     # subnormal recall: rejected with the smallest normal number of the dtype
-    (["--recall-min", "1e-320"], "must be >= 2.2250738585072014e-308 (the smallest normal float64), got 1e-320"),
+    (["--recall-min", "1e-320"], "must lie in [2.2250738585072014e-308, 1) (from the smallest normal float64), got 1e-320"),
     (["--dtype", "float32", "--recall-min", "1e-39"], "1.1754943508222875e-38"),
 ])
 def test_sweep_bad_input_one_line_exit_2_no_files(tmp_path, capsys, args, needle):
@@ -182,9 +182,9 @@ def test_sweep_bad_input_one_line_exit_2_no_files(tmp_path, capsys, args, needle
     (["--resolution", "1"], "--resolution must be an integer in [2, 10000], got 1"),
     (["--resolution", "10001"], "--resolution"),
     (["--recall-min", "0.5", "--recall-max", "0.1"], "--recall-min/--recall-max"),
-    (["--recall-max", "1"], "--recall-min/--recall-max must satisfy 0 < min < max < 1"),
-    (["--recall-min", "-1"], "--recall-min must lie in [0, 1]"),
-    (["--recall-min", "1e-320"], "--recall-min must be >= 2.2250738585072014e-308"),
+    (["--recall-max", "1"], "--recall-max must lie in (0, 1), got 1.0"),
+    (["--recall-min", "-1"], "--recall-min must lie in [2.2250738585072014e-308, 1)"),
+    (["--recall-min", "1e-320"], "--recall-min must lie in [2.2250738585072014e-308, 1)"),
     (["--betas", "0.1,-1"], "--betas must be > 0"),
     (["--betas", ""], "--betas must list at least one beta"),
 ])
@@ -338,8 +338,9 @@ def test_sweep_manifest_hashes_without_reading_the_large_files_again(tmp_path, m
 
 
 def test_float32_sweep_reports_no_ceiling_violation_from_rounding(tmp_path, capsys):
-  """At tiny KL a float32 mass sits up to ~1.2e-4 above the ceiling of its rounded KL: the
-  check's tolerance follows the dtype (sqrt(8 eps)), so the run reports no LAW VIOLATION,
+  """A float32 mass may sit above the ceiling of its rounded KL (up to ~1.2e-4 with the
+  two-log Newton ceiling; ~3e-7 since the sweep solves the lift with the series about t = p):
+  the check's tolerance follows the dtype (sqrt(8 eps)), so the run reports no LAW VIOLATION,
   and the float32 text formatting casts no float64 constant (no overflow warning)."""
   import warnings
 
@@ -358,5 +359,5 @@ def test_float32_sweep_reports_no_ceiling_violation_from_rounding(tmp_path, caps
   with np.load(out / "recall_sweep.npz") as data:
     gaps = [data[f"mass_{m}"] - data[f"kl_ceiling_{m}"] for m in ("gap_over_beta", "beta")]
   worst = max(float(g.max()) for g in gaps)
-  # the rounding is real (the float64 tolerance would flag it) and far inside the float32 one
-  assert schema.CEILING_TOLERANCE < worst < schema.ceiling_tolerance(np.float32) / 4
+  # the rounding is real (a few float32 ulp) and far inside the float32 tolerance
+  assert 0 < worst < schema.ceiling_tolerance(np.float32) / 4

@@ -84,7 +84,7 @@ def test_progress_one_stage_per_check(capsys):
   original = progress.Stage.__init__
 
   def to_stream(self, name, total=None, *, enabled=None, stream_arg=None, **kw):
-    original(self, name, total, enabled=True, stream=stream)
+    original(self, name, total, unit=kw.get("unit", ""), enabled=True, stream=stream)
 
   import pytest as _pytest
   with _pytest.MonkeyPatch.context() as mp:
@@ -95,9 +95,11 @@ def test_progress_one_stage_per_check(capsys):
       verify.run_checks(names)
     finally:
       progress.set_enabled(was)
+  # one stage counted in checks (issue 21: a stage per check printed "1/1" for every check)
   lines = stream.getvalue().splitlines()
-  assert [line.split(":")[0] for line in lines] == [f"verify {n}" for n in names]
-  assert all("1/1" in line and "verdict=pass" in line for line in lines)
+  line = lines[-1]
+  assert all(earlier == "verify: started (2 checks)" for earlier in lines[:-1]), lines
+  assert line.startswith("verify: 2/2 checks in ") and "failed=0" in line, line
 
 
 def test_jitted_checks_report_python_numbers():

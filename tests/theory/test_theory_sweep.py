@@ -130,6 +130,23 @@ def test_law_columns_exact(small_result):
         np.testing.assert_allclose(ceiling, mass, rtol=1e-6, atol=1e-12)
 
 
+def test_small_kl_at_tiny_recall_keeps_its_digits():
+  """kl(t || p) ~ p s^2 / 2 is a normal float at p = 1e-300, s = 0.01 although (t - p)^2 is not:
+  aligned_kl and bernoulli_kl match mpmath, and the sweep's Newton ceiling (same lifted kernel)
+  matches theory.kl_ceiling and the optimum's own mass p e^s / (1 - p + p e^s)."""
+  with jax.enable_x64(True):
+    p = np.array([1e-300, 2.9e-263, 1e-200, 1e-150])
+    mass = p * np.exp(0.01)
+    kl = np.asarray(th.aligned_kl(p, 0.01, 1.0))
+    np.testing.assert_allclose(kl[0], 5.033458667362303662e-305, rtol=1e-13)  # mpmath, 60 digits
+    np.testing.assert_allclose(float(th.bernoulli_kl(1.01e-300, 1e-300)), 4.9834161699763001621e-305, rtol=1e-12)  # mpmath, of the two floats
+    np.testing.assert_allclose(kl, p * (0.01 * math.exp(0.01) - math.expm1(0.01)), rtol=1e-10)  # + O(p^2)
+    ceiling, converged = (np.asarray(v) for v in sweep.kl_ceiling_from(p, kl, mass))
+    assert converged.all()
+    np.testing.assert_allclose(ceiling, np.asarray(th.kl_ceiling(p, kl)), rtol=1e-14, atol=0)
+    np.testing.assert_allclose(ceiling, mass, rtol=1e-13, atol=0)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_newton_ceiling_matches_bisection_from_any_start(dtype):
   """kl_ceiling_from converges to theory.kl_ceiling from good and bad starts, incl. the ends
@@ -188,9 +205,12 @@ def test_stream_sweep_writes_the_arrays_of_compute_sweep(tmp_path, small_result)
       _assert_same(data[key], small_result[key], key)
   lines = (tmp_path / "recall_sweep.csv").read_text().splitlines()
   assert lines[0] == ",".join(sweep.CSV_COLUMNS) and len(lines) == 1 + 2 * 5 * 7 * 9
-  # recall 1e-300 needs 3-digit exponents in the recall and cell fields; beta/gap keep 2 digits
+  # recall 1e-300 needs 3-digit exponents in the recall and cell fields; beta/gap keep 2 digits.
+  # kl(t || 1e-300) at gap/beta = 0.01 is 5.0334586673623e-305 (mpmath, 60 digits: 5.03345866736...e-305);
+  # the direct two-log form cancels to 5.0334586650e-305 (relative 5e-10), and a series with d^2
+  # underflowed to 0
   assert lines[1] == ("gap_over_beta,reverse_kl,1.00000000e-300,1.00000000e+00,1.00000000e-02,1.00000000e-02,"
-                      "1.01005017e-300,5.03345866e-305,1.00000000e-300,1.01005017e-300,1.01005017e-300")
+                      "1.01005017e-300,5.03345867e-305,1.00000000e-300,1.01005017e-300,1.01005017e-300")
 
 
 def test_subsample_keeps_ends_and_shapes(small_result):

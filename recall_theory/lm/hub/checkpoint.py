@@ -147,7 +147,7 @@ def to_transformer(ckpt: LlamaCheckpoint, *, param_dtype: str = "float32",
     variable.set_value(jnp.asarray(array, dtype=store))
 
   model = nnx.eval_shape(lambda: Transformer(config, rngs=nnx.Rngs(0)))
-  with progress.stage(f"place weights ({param_dtype})", total=len(t)) as bar:
+  with progress.stage(f"place weights ({param_dtype})", total=len(t), unit="arrays") as bar:
     put(model.embed.embedding, t["model.embed_tokens.weight"])
     bar.update(1)
     for i, block in enumerate(model.layers):

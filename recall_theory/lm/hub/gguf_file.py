@@ -135,7 +135,7 @@ def read_gguf(path: str | os.PathLike, *, max_seq_len: int | None = None) -> Lla
 
   gguf = _gguf()
   path = Path(path)
-  with progress.stage(f"read {path.name}") as bar:
+  with progress.stage(f"read {path.name}", unit="tensors") as bar:
     reader = _open(path)
     bar.set(len(reader.tensors))  # tensors listed (their data is memory-mapped)
   src = str(path)
@@ -173,7 +173,7 @@ def read_gguf(path: str | os.PathLike, *, max_seq_len: int | None = None) -> Lla
   ).validate()
 
   tensors: dict[str, np.ndarray] = {}
-  with progress.stage(f"dequantise {path.name}", total=len(reader.tensors)) as bar:
+  with progress.stage(f"dequantise {path.name}", total=len(reader.tensors), unit="tensors") as bar:
     for t in reader.tensors:
       kind = t.tensor_type.name
       if kind not in SUPPORTED_TYPES:
@@ -192,7 +192,7 @@ def read_gguf(path: str | os.PathLike, *, max_seq_len: int | None = None) -> Lla
       bar.update(1)
   rotary = [name for name in tensors
             if name.endswith(("self_attn.q_proj.weight", "self_attn.k_proj.weight"))]
-  with progress.stage("un-permute q/k rows", total=len(rotary)) as bar:
+  with progress.stage("un-permute q/k rows", total=len(rotary), unit="tensors") as bar:
     for name in rotary:
       heads = n_heads if name.endswith("q_proj.weight") else n_kv
       tensors[name] = unpermute_rotary_rows(tensors[name], heads)

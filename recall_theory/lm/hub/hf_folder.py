@@ -95,7 +95,7 @@ def _load_safetensors(files: list[Path]) -> dict[str, np.ndarray]:
     raise InputError("reading safetensors needs the optional extra: "
                      "pip install 'recall-theory[smollm2]'") from err
   tensors: dict[str, np.ndarray] = {}
-  with progress.stage("read safetensors", total=len(files)) as bar:
+  with progress.stage("read safetensors", total=len(files), unit="files") as bar:
     for f in files:
       try:
         with safe_open(os.fspath(f), framework="flax") as fh:

@@ -97,7 +97,7 @@ def prefix_base_rates(groundtruth, key: jax.Array, n: int, lengths: tuple[int, .
   for t in lengths:
     if not 1 <= t <= groundtruth.seq_len:
       raise InputError(f"prefix length {t} must lie in [1, {groundtruth.seq_len}]")
-  with progress.stage(f"sample p* (T={groundtruth.seq_len})", total=n,
+  with progress.stage(f"sample p* (T={groundtruth.seq_len})", total=n, unit="samples",
                       enabled=show_progress) as bar:
     x = np.asarray(groundtruth.sample(key, n, bar=bar))
   p = int(np.shape(groundtruth.prompt)[0])
