@@ -126,11 +126,20 @@ def law_columns(*, reference_recall, delta_over_beta, aligned_mass, kl, n_sample
   p_low, p_high = (a.ravel() for a in _interval(arrays[0], reference_recall_interval, "reference_recall"))
   d_low, d_high = (a.ravel() for a in _interval(arrays[1], delta_over_beta_interval, "delta_over_beta"))
   m_low, m_high = (a.ravel() for a in _interval(arrays[2], aligned_mass_interval, "aligned_mass"))
+  def prediction(recall, ratio):
+    # NaN where a row has no prediction (no Gibbs optimum, e.g. SimPO, or an unknown input):
+    # the law itself refuses NaN inputs by name
+    out = np.full(recall.shape, np.nan)
+    has = ~(np.isnan(recall) | np.isnan(ratio))
+    if has.any():
+      out[has] = np.asarray(law.predicted_mass(recall[has], ratio[has]))
+    return out
+
   with th.float64():
-    predicted = np.asarray(law.predicted_mass(p, d))
+    predicted = prediction(p, d)
     # The prediction is increasing in both p_ref and Delta/beta: its interval is the corners'.
-    predicted_low = np.asarray(law.predicted_mass(p_low, d_low))
-    predicted_high = np.asarray(law.predicted_mass(p_high, d_high))
+    predicted_low = prediction(p_low, d_low)
+    predicted_high = prediction(p_high, d_high)
     known = np.isfinite(kl_paid)
     ceiling = np.full(p.shape, np.nan)
     if known.any():

@@ -369,4 +369,4 @@ def load_rows(csv_path: str | Path) -> list[dict]:
 
 
 _TEXT_COLUMNS = ("track", "pipeline", "algorithm", "setting", "estimator", "above_ceiling",
-                 "law_reference", "sampler")
+                 "law_reference", "sampler", "plateau")

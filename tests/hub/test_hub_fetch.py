@@ -126,8 +126,11 @@ def test_the_suite_looks_for_the_weights_once_before_its_workers_start(tmp_path)
   import subprocess
   import sys
   root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  env = dict(os.environ, RECALL_THEORY_CACHE=str(tmp_path), RECALL_THEORY_OFFLINE="1")
-  env.pop("RECALL_THEORY_TEST_WEIGHTS", None)
+  env = dict(os.environ, RECALL_THEORY_CACHE=str(tmp_path), RECALL_THEORY_OFFLINE="1",
+             COLUMNS="2000")  # the skip summary is cut at the terminal's width
+  for inherited in ("RECALL_THEORY_TEST_WEIGHTS", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT",
+                    "PYTEST_XDIST_TESTRUNUID"):
+    env.pop(inherited, None)  # this test may itself run in an xdist worker of the suite
   done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-n", "2", "-p", "no:cacheprovider",
                          "tests/hub/test_hub_smollm2.py"], cwd=root, env=env, capture_output=True,
                         text=True, timeout=300)

@@ -167,7 +167,7 @@ def test_generate_command_shows_every_load_stage_and_decodes_like_the_library(ti
   out, err = capsys.readouterr()
   for stage in ("read tiny.gguf", "dequantise tiny.gguf", "un-permute q/k rows: 4/4",
                 "place weights (float32): 20/20", "compile sampler: 1/1",
-                "decode 5 tokens x 2: 10/10"):
+                "decode (at most 5 tokens x 2): 10/10 tokens"):
     assert stage in err, stage
   lm = load_pretrained(str(path))
   ids = generate(lm.model, jnp.tile(jnp.asarray([lm.tokenizer.encode("the")]), (2, 1)),

@@ -189,7 +189,7 @@ def test_cli_writes_results_table_and_figure(cli_out, reference_rows):
     (["--seeds", "a,b"], "--seeds"),
     (["--algorithms", "ppo"], "--algorithms"),
     (["--resume"], "--resume needs --checkpoint-dir"),
-    (["--n-devices", "64"], "n_devices"),
+    (["--n-devices", "64"], "--n-devices"),
 ])
 def test_cli_bad_input_writes_nothing(tmp_path, capsys, argv, word):
   out = tmp_path / "never"
