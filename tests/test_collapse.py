@@ -405,3 +405,13 @@ def test_default_run_reads_the_users_results_when_there_are_any(tracks, tmp_path
   assert code == 0, stderr
   assert stdout.splitlines()[0] == "collapse: reading results/ (your results)"
   assert "collapse: 15 trained models at their plateau: 8 within" in stdout
+
+
+def test_the_committed_results_draw(tmp_path, capsys):
+  """Every committed results folder, the decomposition's level tables (pipeline A in panel b)
+  included, goes through the figure (a KeyError on pipeline A's colour once stopped it)."""
+  figures = Path(__file__).resolve().parent.parent / "figures"
+  assert list(figures.glob("gap/*/gap_levels.csv")), "the committed decomposition runs are missing"
+  code = main(["collapse", "--inputs", str(figures), "--out", str(tmp_path / "out")])
+  assert code == 0, capsys.readouterr().err
+  assert (tmp_path / "out" / "collapse.png").is_file()

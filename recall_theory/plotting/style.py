@@ -30,6 +30,7 @@ PIPELINE_COLORS = {
     "A-K": "#0072B2",
     "K-A": "#D55E00",
     "K-A(teacher-ref)": "#009E73",
+    "A": "#CC79A7",   # the aligned teacher on its own (the collapse figure's panel b)
     "A-K(tau)": "#56B4E9",
     "student": "#E69F00",
     "p*": "#000000",
