@@ -161,7 +161,9 @@ def decompose(rows: Iterable[dict]) -> list[dict]:
   out = []
   for key, recs in groups.items():
     entry = {"track": key[0], "setting": key[1], "pipeline": key[2], "algorithm": key[3],
-             "n_seeds": len(recs), "clipped": sorted({lv for r in recs for lv in r["clipped"]})}
+             "n_seeds": len(recs), "clipped": sorted({lv for r in recs for lv in r["clipped"]}),
+             "clipped_seeds": {lv: sum(lv in r["clipped"] for r in recs)
+                               for lv in sorted({lv for r in recs for lv in r["clipped"]})}}
     for level in LEVELS:
       entry[f"mass_{level}"] = float(np.mean([r[f"mass_{level}"] for r in recs]))
       entry[f"logit_{level}"] = float(np.mean([r[f"logit_{level}"] for r in recs]))

@@ -61,8 +61,15 @@ def verdict_sentences(entries: Sequence[dict]) -> list[str]:
     dominant = dec.dominant_label(e)
     plateau = (f"plateau reached: best in class {e['plateau_best_in_class']}, covering "
                f"{e['plateau_covering_sampler']}, as is {e['plateau_as_is']}")
+    failed = ""
+    if e.get("clipped_seeds"):
+      which = ", ".join(f"{lv.replace('_', ' ')} in {k}/{e['n_seeds']} seeds"
+                        for lv, k in e["clipped_seeds"].items())
+      failed = (" All or none of the evaluation draws in the target (mass clipped to half a "
+                f"sample) at: {which}; the terms on either side of such a level measure that "
+                "level's failure, not a cause of the shortfall.")
     lines.append(f"- **{head}**: {masses}. As is, {total}; {'; '.join(terms)}. "
-                 f"Largest term: {dominant}. {plateau}.")
+                 f"Largest term: {dominant}. {plateau}.{failed}")
   return lines
 
 

@@ -118,3 +118,19 @@ def test_two_terms_of_the_same_size_are_a_tie_not_a_dominant_term():
   assert dec.table_rows([ka])[0]["dominant"].startswith("tie:")
   ka = next(e for e in dec.decompose(clear) if e["pipeline"] == "K-A")
   assert ka["dominant"] == "sampling" and ka["dominant_margin"]["verdict"] == "costs mass"
+
+
+def test_a_level_without_target_samples_is_flagged_in_its_verdict():
+  """A level whose evaluation draws hold no target sample (mass 0, clipped to half a sample):
+  the verdict says so and that the terms beside it measure the failure."""
+  from recall_theory import gap_report
+  rows = []
+  for seed in range(3):
+    rows += _rows(seed, 0.3, 0.2, 0.1, 0.05)
+    rows += _rows(seed, 0.8, 0.7, 0.0 if seed < 2 else 0.6, 0.5, pipeline="A")
+  entries = dec.decompose(rows)
+  a = next(e for e in entries if e["pipeline"] == "A")
+  assert a["clipped_seeds"] == {"covering_sampler": 2}
+  text = "\n".join(gap_report.verdict_sentences(entries))
+  assert "(mass clipped to half a sample) at: covering sampler in 2/3 seeds" in text
+  assert text.count("All or none of the evaluation draws") == 1
