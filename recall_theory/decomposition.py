@@ -143,7 +143,7 @@ def dominant_term(recs: Sequence[dict], entry: dict, terms: Sequence[str]) -> di
 
 def dominant_label(entry: dict) -> str:
   """``optimisation``, ``none (every term a tie)`` or ``optimisation and learning trap (tied:
-  the first leads by 0.06 [-0.01, 0.12] (2/5 seeds > 0, sign p = 0.5))``."""
+  the first leads by 0.06 [-0.01, 0.12] (2/5 seeds > 0.1, sign p = 0.5))``."""
   if entry["dominant"] == "tie":
     first, second = (TERM_LABELS[t] for t in entry["dominant_tied"])
     lead = describe_term(entry["dominant_margin"]).removeprefix("tie: ")
@@ -167,6 +167,9 @@ def decompose(rows: Iterable[dict]) -> list[dict]:
     for level in LEVELS:
       entry[f"mass_{level}"] = float(np.mean([r[f"mass_{level}"] for r in recs]))
       entry[f"logit_{level}"] = float(np.mean([r[f"logit_{level}"] for r in recs]))
+      # the mass at the mean logit: the scale the terms are differences on (an arithmetic
+      # mean of masses spanning decades would not order like the terms)
+      entry[f"mass_at_mean_logit_{level}"] = float(1.0 / (1.0 + math.exp(-entry[f"logit_{level}"])))
       states = [r[f"plateau_{level}"] for r in recs]
       entry[f"plateau_{level}"] = f"{sum(s in ('reached', 'exact') for s in states)}/{len(states)}"
     terms = TERMS if key[2] == "K-A" else TERMS[1:]
@@ -190,7 +193,8 @@ def describe_term(summary: dict) -> str:
     return "n/a"
   if summary["verdict"] == "too few seeds":
     return f"{_fmt(summary['mean'])} (one seed: too few seeds to call)"
-  sign = (f"{summary['n_positive']}/{summary['n']} seeds > 0, sign p = {summary['sign_p']:.2g}")
+  sign = (f"{summary['n_positive']}/{summary['n']} seeds > {RESOLUTION:g}, sign p = "
+          f"{summary['sign_p']:.2g}")
   body = f"{_fmt(summary['mean'])} [{_fmt(summary['ci_low'])}, {_fmt(summary['ci_high'])}]"
   return f"{body} ({sign})" if summary["verdict"] != "tie" else f"tie: {body} ({sign})"
 

@@ -49,8 +49,10 @@ def verdict_sentences(entries: Sequence[dict]) -> list[str]:
     alg = ALGORITHM_NAMES.get(e["algorithm"], e["algorithm"])
     where = _setting_phrase(e["setting"])
     head = f"{e['pipeline']}, {alg}" + (f" ({where})" if where else "")
-    masses = (f"law {e['mass_law']:.3g}, best in class {e['mass_best_in_class']:.3g}, covering sampler "
-              f"{e['mass_covering_sampler']:.3g}, as is {e['mass_as_is']:.3g} (means over {e['n_seeds']} seeds)")
+    m = {lv: e[f"mass_at_mean_logit_{lv}"] for lv in dec.LEVELS}
+    masses = (f"law {m['law']:.3g}, best in class {m['best_in_class']:.3g}, covering sampler "
+              f"{m['covering_sampler']:.3g}, as is {m['as_is']:.3g} (masses at the mean logit over "
+              f"{e['n_seeds']} seeds)")
     if e["pipeline"] == "K-A":
       total = f"{dec.describe_term(e['total_vs_A'])} logit units below A's law"
       terms = ["learning trap " + dec.describe_term(e["learning_trap"])]
@@ -69,7 +71,7 @@ def verdict_sentences(entries: Sequence[dict]) -> list[str]:
                 f"sample) at: {which}; the terms on either side of such a level measure that "
                 "level's failure, not a cause of the shortfall.")
     lines.append(f"- **{head}**: {masses}. As is, {total}; {'; '.join(terms)}. "
-                 f"Largest term: {dominant}. {plateau}.{failed}")
+                 f"Largest resolved term: {dominant}. {plateau}.{failed}")
   return lines
 
 
@@ -107,8 +109,11 @@ def caption(entries: Sequence[dict], *, track: str, description: str, elapsed: f
           f"{description} Every level is trained to its plateau (recall_theory.plateau) or its "
           "budget; the counts say how many seeds reached the plateau. A term whose interval "
           f"contains 0 or whose mean is below {dec.RESOLUTION:g} logit is a tie; sign p is the "
-          "exact two-sided sign test over seeds. The largest term is named only where its per-seed "
-          "lead over the next term is resolved the same way; otherwise both are named, tied.")
+          "exact two-sided sign test over the seeds whose term lies beyond that resolution (the "
+          "counts say how many lie above it). The largest resolved term is named only where its "
+          "per-seed lead over the next one is resolved the same way; otherwise both are named, "
+          "tied. Bars are not marked for levels short of their plateau: the verdicts give the "
+          "counts.")
   clipped = sorted({lv for e in entries for lv in e["clipped"]})
   note = (f" Levels with no target sample among their evaluation draws were clipped to half a "
           f"sample before the logit: {', '.join(clipped)}." if clipped else "")
@@ -119,6 +124,7 @@ def caption(entries: Sequence[dict], *, track: str, description: str, elapsed: f
 
 
 _TEXT_COLUMNS = ("track", "pipeline", "algorithm", "setting", "level", "plateau")
+_NUMBER_COLUMNS = ("seed", "aligned_mass", "n_eval")
 
 
 def read_levels(path: Path) -> list[dict]:
@@ -154,8 +160,10 @@ def read_levels(path: Path) -> list[dict]:
           try:
             row[key] = float(text)
           except ValueError as err:
-            raise InputError(f"--from-levels: {str(path)!r} line {line}: {key} = {text!r} is not "
-                             "a number") from err
+            if key in _NUMBER_COLUMNS:
+              raise InputError(f"--from-levels: {str(path)!r} line {line}: {key} = {text!r} is "
+                               "not a number") from err
+            row[key] = text          # a track's own id column (e.g. the MoG student)
     rows.append(row)
   return rows
 

@@ -134,3 +134,16 @@ def test_a_level_without_target_samples_is_flagged_in_its_verdict():
   text = "\n".join(gap_report.verdict_sentences(entries))
   assert "(mass clipped to half a sample) at: covering sampler in 2/3 seeds" in text
   assert text.count("All or none of the evaluation draws") == 1
+
+
+def test_read_levels_keeps_a_tracks_own_text_columns_and_refuses_a_non_number(tmp_path):
+  from recall_theory import gap_report
+  from recall_theory.errors import InputError
+  path = tmp_path / "gap_levels.csv"
+  head = "track,pipeline,algorithm,seed,setting,student,level,aligned_mass,n_eval,plateau\n"
+  path.write_text(head + "mog,K-A,pg,0,beta=0.3,4-mode,law,0.25,0,exact\n")
+  (row,) = gap_report.read_levels(path)
+  assert row["student"] == "4-mode" and row["seed"] == 0 and row["aligned_mass"] == 0.25
+  path.write_text(head + "mog,K-A,pg,0,beta=0.3,4-mode,law,lots,0,exact\n")
+  with pytest.raises(InputError, match="aligned_mass = 'lots' is not a number"):
+    gap_report.read_levels(path)
