@@ -112,7 +112,9 @@ def rebuild(args: argparse.Namespace, options: str) -> int:
   if record.is_file():
     try:
       run = json.loads(record.read_text()).get("runs", {}).get("gap", {})
-      if run.get("command"):
+      if run.get("command") and (run.get("arguments") or {}).get("from_levels"):
+        origin = f"an earlier rebuild, `{run['command']}` (the training run is not recorded beside it)"
+      elif run.get("command"):
         origin = f"`{run['command']}` ({run.get('started', '?')} to {run.get('finished', '?')})"
     except (ValueError, AttributeError):
       pass
