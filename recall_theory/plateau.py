@@ -238,3 +238,13 @@ def run_to_plateau(step_fn: Callable, evaluate: Callable, carry, rule: PlateauRu
   start = PlateauState(carry, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32),
                        jnp.asarray(objective0), jnp.asarray(mass0), jnp.zeros((), bool))
   return jax.lax.while_loop(keep_going, segment, start)
+
+
+PLATEAU_FLAGS = ("--max-steps", "--first-check", "--plateau-tolerance")
+
+
+def refuse_with_fixed_budget(given: list[str], base_steps: int, use: str = "") -> None:
+  """One line refusing plateau flags where runs compare fixed budgets (the compute ladders)."""
+  if given:
+    raise InputError(f"--match-compute compares fixed budgets ({base_steps} steps at 1x, no plateau "
+                     f"rule); {', '.join(given)} does not apply to it{use}")

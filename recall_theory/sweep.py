@@ -107,8 +107,6 @@ class SweepConfig:
   chunk_cells: int = DEFAULT_CHUNK_CELLS  # cells per evaluated block (memory bound)
 
   def validate(self) -> "SweepConfig":
-    from recall_theory.cli import checks
-
     if self.dtype not in ("float32", "float64"):
       raise errors.InputError(f"--dtype must be float32 or float64, got {self.dtype!r}")
     check_recall_range(self.recall_min, self.recall_max, self.dtype, max_inclusive=True)
@@ -120,24 +118,24 @@ class SweepConfig:
         raise errors.InputError(f"{name} must satisfy 0 < min < max, got {lo:g}, {hi:g}")
     for flag, value in (("--ratio-min", self.ratio_min), ("--ratio-max", self.ratio_max),
                         ("--beta-min", self.beta_min), ("--beta-max", self.beta_max)):
-      checks.check_representable(flag, value, self.dtype)
+      errors.check_representable(flag, value, self.dtype)
     errors.check_int_range("--resolution", self.n_recall, 2, MAX_RESOLUTION)
     errors.check_int_range("--resolution", self.n_y, 2, MAX_RESOLUTION)
     errors.check_positive("--beta", self.fixed_beta)
-    checks.check_representable("--beta", self.fixed_beta, self.dtype)
+    errors.check_representable("--beta", self.fixed_beta, self.dtype)
     errors.check_finite("--gap", self.fixed_gap)
     errors.check_nonnegative("--gap", self.fixed_gap)
-    checks.check_representable("--gap", self.fixed_gap, self.dtype)
+    errors.check_representable("--gap", self.fixed_gap, self.dtype)
     self._check_grids()
     if not self.budgets:
       raise errors.InputError("--budgets must list at least one budget")
     errors.check_nonnegative("--budgets", list(self.budgets))
-    checks.check_representable("--budgets", list(self.budgets), self.dtype)
-    checks.check_distinct("--budgets", self.budgets)
+    errors.check_representable("--budgets", list(self.budgets), self.dtype)
+    errors.check_distinct("--budgets", self.budgets)
     unknown = sorted(set(self.regularizers) - set(REGULARIZERS))
     if unknown or not self.regularizers:
       raise errors.InputError(f"--regularizers must be a non-empty subset of {list(REGULARIZERS)}, got {unknown or '[]'}")
-    checks.check_distinct("--regularizers", self.regularizers)
+    errors.check_distinct("--regularizers", self.regularizers)
     errors.check_int_range("chunk_cells", self.chunk_cells, 1)
     return self
 

@@ -25,40 +25,8 @@ def flag_of(dest: str) -> str:
 
 
 # ------------------------------------------------------------------------------ numbers
-def normal_range(dtype: str) -> tuple[float, float]:
-  """``(smallest normal, largest finite)`` of a float dtype name."""
-  info = np.finfo(dtype)
-  return float(info.tiny), float(info.max)
-
-
-def check_representable(flag: str, values, dtype: str) -> None:
-  """Refuse a nonzero value outside the normal range of ``dtype``.
-
-  XLA flushes subnormals to zero and a value above the largest float becomes inf: either
-  way the computation would see another number and write NaN or a plausible wrong one.
-  """
-  tiny, huge = normal_range(dtype)
-  for value in np.atleast_1d(np.asarray(values, dtype=np.float64)).ravel().tolist():
-    if not math.isfinite(value):
-      raise InputError(f"{flag} must be finite, got {value!r}")
-    if value != 0 and abs(value) < tiny:
-      raise InputError(f"{flag} = {value!r} is below the smallest normal {dtype} ({tiny!r}) and "
-                       f"would be flushed to zero; the smallest usable nonzero value is {tiny!r}")
-    if abs(value) > huge:
-      hint = "; use --dtype float64" if np.dtype(dtype).itemsize < 8 else ""
-      raise InputError(f"{flag} = {value!r} overflows {dtype}: it must be <= {huge:g}{hint}")
-
-
-def check_distinct(flag: str, names: Iterable) -> None:
-  """Refuse a list that names an entry twice (it would write every row twice)."""
-  seen, twice = set(), []
-  for name in names:
-    if name in seen and name not in twice:
-      twice.append(name)
-    seen.add(name)
-  if twice:
-    shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in twice)
-    raise InputError(f"{flag} must list each entry once, got {shown} more than once")
+# The number checks live in recall_theory.errors, below the library (sweep.py uses them too).
+from recall_theory.errors import check_distinct, check_representable, normal_range  # noqa: E402,F401
 
 
 def check_count(flag: str, value, low: int, high: int, why: str = "") -> int:

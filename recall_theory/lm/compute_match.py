@@ -681,11 +681,10 @@ def run_cli(args, config, seeds) -> int:
                           ("--resume", args.resume or None)) if v is not None]
   if clash:
     raise InputError(f"--match-compute runs without {', '.join(clash)}: drop it")
-  plateau = [f for f in ("--max-steps", "--first-check", "--plateau-tolerance")
-             if getattr(args, f[2:].replace("-", "_"), None) is not None]
-  if plateau:
-    raise InputError(f"--match-compute compares fixed budgets ({BASE_STEPS} steps at 1x, no plateau "
-                     f"rule); {', '.join(plateau)} does not apply to it")
+  from recall_theory import plateau as plateau_lib
+  plateau_lib.refuse_with_fixed_budget(
+      [f for f in plateau_lib.PLATEAU_FLAGS if getattr(args, f[2:].replace("-", "_"), None) is not None],
+      BASE_STEPS, "")
   config = fixed_budget(config)
   ladder = parse_ladder(args.ladder) if args.ladder is not None else DEFAULT_LADDER
   limit = DEFAULT_TIME_LIMIT_S if args.time_limit is None else args.time_limit

@@ -407,11 +407,10 @@ def run_cli(args, config) -> int:
            if v is not None]
   if clash:
     raise InputError(f"{', '.join(clash)} does not apply to --match-compute ({USE})")
-  plateau = [f for f in ("--max-steps", "--first-check", "--plateau-tolerance")
-             if getattr(args, f[2:].replace("-", "_"), None) is not None]
-  if plateau:
-    raise InputError(f"--match-compute compares fixed budgets ({BASE_STEPS} steps at 1x, no plateau "
-                     f"rule); {', '.join(plateau)} does not apply to it ({USE})")
+  from recall_theory import plateau as plateau_lib
+  plateau_lib.refuse_with_fixed_budget(
+      [f for f in plateau_lib.PLATEAU_FLAGS if getattr(args, f[2:].replace("-", "_"), None) is not None],
+      BASE_STEPS, f" ({USE})")
   config = fixed_budget(config, args.dpo_pairs)
   beta = DEFAULT_BETA
   if args.betas is not None:
