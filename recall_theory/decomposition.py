@@ -193,8 +193,9 @@ def describe_term(summary: dict) -> str:
     return "n/a"
   if summary["verdict"] == "too few seeds":
     return f"{_fmt(summary['mean'])} (one seed: too few seeds to call)"
-  sign = (f"{summary['n_positive']}/{summary['n']} seeds > {RESOLUTION:g}, sign p = "
-          f"{summary['sign_p']:.2g}")
+  sign = (f"{summary['n_positive']}/{summary['n']} seeds > {RESOLUTION:g}, "
+          + stats.sign_test_note(summary["n_positive"], summary["n_negative"]).replace(
+              "sign test p", "sign p"))
   body = f"{_fmt(summary['mean'])} [{_fmt(summary['ci_low'])}, {_fmt(summary['ci_high'])}]"
   return f"{body} ({sign})" if summary["verdict"] != "tie" else f"tie: {body} ({sign})"
 

@@ -96,14 +96,18 @@ def verdict_table(path: Path, first: str = "A-K", second: str = "K-A") -> str:
     ma, sa, _ = stats.mean_sd(a)
     mb, sb, _ = stats.mean_sd(b)
     word = {"ahead": f"{first} ahead", "behind": f"{second} ahead", "tie": "tie"}[cmp["verdict"]]
+    word += f" (resolution {resolution:.2g})"
+    if cmp["n_positive"] + cmp["n_negative"] < stats.min_seeds_for_sign_test():
+      word += "; too few seeds to call by the sign test"
     lines.append(f"| {algorithm} | {setting} | {ma:.3g} ± {sa:.2g} | {mb:.3g} ± {sb:.2g} | "
                  f"{cmp['mean_diff']:+.3g} [{cmp['ci_low']:+.3g}, {cmp['ci_high']:+.3g}] | "
                  f"{cmp['n_positive']} / {cmp['n_negative']} / {cmp['n_tied']} | {cmp['sign_p']:.2g} | "
-                 f"{word} (resolution {resolution:.2g}) |")
+                 f"{word} |")
   lines.append("")
   lines.append(f"Mean ± sample sd over seeds (ddof = 1) of the measured aligned mass; the difference "
                f"is paired by seed with a Student-t 95% interval and an exact two-sided sign test "
-               f"over the untied seeds (`{path.name}`).")
+               f"over the untied seeds (`{path.name}`); a 5% sign test needs at least "
+               f"{stats.min_seeds_for_sign_test()} untied seeds, fewer are too few to call by it.")
   return "\n".join(lines) + "\n"
 
 

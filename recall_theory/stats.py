@@ -90,6 +90,28 @@ def sign_test_p(n_positive: int, n_negative: int) -> float:
   return min(1.0, 2.0 * sum(math.comb(n, i) for i in range(k + 1)) / 2.0 ** n)
 
 
+SIGN_TEST_LEVEL = 0.05
+
+
+def min_seeds_for_sign_test(level: float = SIGN_TEST_LEVEL) -> int:
+  """Fewest untied seeds whose most uneven split reaches ``level`` in the two-sided sign test.
+
+  All n on one side gives ``p = 2 / 2^n``, so n = ceil(log2(2 / level)): 6 at 5%.
+  """
+  return max(1, math.ceil(math.log2(2.0 / level) - 1e-12))
+
+
+def sign_test_note(n_positive: int, n_negative: int, level: float = SIGN_TEST_LEVEL) -> str:
+  """``"sign test p = 0.031"``, or with fewer untied seeds than a ``level`` sign test can
+  resolve, ``"sign test p = 0.062: too few seeds to call (a 5% sign test needs 6)"``."""
+  p = sign_test_p(n_positive, n_negative)
+  text = f"sign test p = {p:.2g}"
+  need = min_seeds_for_sign_test(level)
+  if int(n_positive) + int(n_negative) < need:
+    text += f": too few seeds to call (a {100 * level:g}% sign test needs {need})"
+  return text
+
+
 def paired_comparison(a: Sequence[float], b: Sequence[float], resolution: float = 0.0,
                       confidence: float = 0.95) -> dict:
   """Paired comparison of per-seed values ``a`` and ``b`` (same seed order).
@@ -131,11 +153,12 @@ def describe_comparison(cmp: dict, name_a: str, name_b: str, fmt: str = ".3f") -
   interval = f"[{cmp['ci_low']:{fmt}}, {cmp['ci_high']:{fmt}}]"
   counts = (f"{cmp['n_positive']} of {cmp['n']} seeds higher, {cmp['n_negative']} lower"
             + (f", {cmp['n_tied']} tied" if cmp["n_tied"] else ""))
+  sign = sign_test_note(cmp["n_positive"], cmp["n_negative"])
   if cmp["verdict"] == "ahead":
     return (f"{name_a} ahead of {name_b} by {cmp['mean_diff']:{fmt}} {interval} "
-            f"({counts}; paired t {pct})")
+            f"({counts}; paired t {pct}; {sign})")
   if cmp["verdict"] == "behind":
     return (f"{name_a} behind {name_b} by {-cmp['mean_diff']:{fmt}} {interval} "
-            f"({counts}; paired t {pct})")
+            f"({counts}; paired t {pct}; {sign})")
   return (f"{name_a} and {name_b} tie (difference {cmp['mean_diff']:{fmt}} {interval}, {counts}; "
-          f"resolution {cmp['resolution']:g})")
+          f"resolution {cmp['resolution']:g}; {sign})")

@@ -21,6 +21,7 @@ Heavy imports (jax, flax) happen inside :func:`run`, so ``recall-theory --help``
 from __future__ import annotations
 
 import argparse
+import sys
 import math
 
 from recall_theory.cli import plateau_flags
@@ -67,8 +68,8 @@ def register(subparsers) -> None:
                             description=__doc__.split("\n\n")[0])
   p.add_argument("--preset", default="cpu-tiny",
                  help=f"experiment size, one of {', '.join(PRESET_NAMES)} (default cpu-tiny)")
-  p.add_argument("--seeds", default="3",
-                 help="number of seeds (e.g. 3 -> 0,1,2) or a comma list (default 3)")
+  p.add_argument("--seeds", default="5",
+                 help="number of seeds (e.g. 5 -> 0,...,4) or a comma list (default 5)")
   p.add_argument("--algorithms", default=None,
                  help=f"comma list from {','.join(ALGORITHM_NAMES)} (default: the preset's)")
   p.add_argument("--tau", type=float, default=None,
@@ -179,6 +180,8 @@ def run(args: argparse.Namespace) -> int:
   report.plot_comparison(rows, out)
   if not args.quiet:
     print(text, end="")
+  for line in report.operating_point_warnings(rows, config):
+    print(line, file=sys.stderr)
   return 0
 
 

@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import sys
 
 from recall_theory.errors import InputError
 
@@ -108,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
   violations = schema.report_ceiling_violations(rows, where="smollm2")
   options = describe_options(getattr(args, "non_default_options", {}))
   summary = exp.summary_markdown(rows, info, preset=args.preset, seeds=seeds, pstar=pstar,
-                                 options=options, violations=violations)
+                                 options=options, violations=violations,
+                                 config=preset.comparison)
   io.write_csv(out / "smollm2_results.csv", rows, fieldnames=exp.csv_columns(rows))
   io.write_text(out / "smollm2_summary.md", summary)
   io.write_json(out / "smollm2_config.json", {"preset": args.preset, "seeds": seeds, **info,
@@ -119,4 +121,6 @@ def run(args: argparse.Namespace) -> int:
   report.plot_comparison(rows, out, name="smollm2_comparison",
                          metrics=("reward", "target_share", "precision", "recall"))
   print(summary, end="")
+  for line in report.operating_point_warnings(rows, preset.comparison):
+    print(line, file=sys.stderr)
   return 0

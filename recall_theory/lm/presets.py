@@ -10,14 +10,16 @@ Every alignment stage trains until the plateau rule of :mod:`recall_theory.plate
 (held-out objective and aligned mass steady over a doubling of the steps) or until its
 budget ``steps`` runs out; rows say which (``plateau`` column).
 
-Operating point, chosen from the law (theory.md item 12): each algorithm's coefficient
-(``beta`` for DPO and SimPO with Bradley-Terry scale ``bt_scale``, ``ipo_beta``,
-``rloo_beta``) puts its ``Delta/beta`` between the teacher's trap boundary
-``log((1 - p_teacher)/p_teacher)`` and the student's at the default tau, so A escapes
-the learning trap and K-A sits inside it. ``lm_summary.md`` of every run states the
-measured recalls, boundaries and ``Delta/beta`` behind this (:func:`report.operating_point`).
-The gpu preset's coefficients follow the same rule from its student's measured 1.4%
-target share (no GPU run of this version has checked them).
+Operating point, chosen from the law (theory.md item 12; :mod:`recall_theory.operating_point`):
+each algorithm's coefficient (``beta`` for DPO and SimPO with Bradley-Terry scale ``bt_scale``,
+``ipo_beta``, ``rloo_beta``) puts its ``Delta/beta`` inside the window between the teacher's trap
+boundary ``log((1 - p_teacher)/p_teacher)`` and the student's at the default tau, so A escapes
+the learning trap and K-A sits inside it. :data:`MEASURED` holds the recalls and reward gaps
+each preset's coefficients rest on, with the committed run they were measured in; the gpu
+preset's coefficients are derived from them (the window's midpoint), cpu-tiny's were set by hand
+and sit 72% of the way through its window (a test checks both). ``lm_summary.md`` of every run
+states the recalls, boundaries and ``Delta/beta`` it measured itself, and warns when they put
+the point outside the window (:func:`report.operating_point`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,20 @@ from recall_theory.errors import InputError
 from recall_theory.lm.groundtruth import MarkovMixtureConfig
 from recall_theory.lm.model import ModelConfig
 from recall_theory.lm.pipeline import ExperimentConfig, StageConfig
+from recall_theory.operating_point import MeasuredRecalls
 from recall_theory.plateau import PlateauRule
+
+# What each preset's operating point rests on: the teacher's and the student's target share and
+# the reward gap Delta under the student, per algorithm, in the units its coefficient divides
+# (DPO: Bradley-Terry scale c = 10 times the oracle reward's soft-max gap), from committed runs.
+MEASURED = {
+    "cpu-tiny": MeasuredRecalls(teacher=0.02966, student=0.002197,
+                                reward_gap={"dpo": 9.699, "rloo": 0.9699},
+                                source="figures/lm/lm_results.csv"),
+    "gpu": MeasuredRecalls(teacher=0.03894, student=0.01813,
+                           reward_gap={"dpo": 9.996, "rloo": 0.9996},
+                           source="figures/lm/gpu/lm_results.csv"),
+}
 
 _CPU_GT = MarkovMixtureConfig(vocab_size=24, seq_len=12, n_styles=4, target_weight=0.05,
                               common_concentration=0.08, target_concentration=0.08, leak=0.01,
@@ -87,12 +102,12 @@ GPU = ExperimentConfig(
     preference_train=StageConfig(steps=4096, batch_size=128, learning_rate=3e-4, warmup_steps=20,
                                  plateau=_PAIR_PLATEAU),
     n_pairs=65536,
-    beta=2.3,
+    beta=MEASURED["gpu"].coefficient("dpo"),
     ipo_beta=0.13,
     bt_scale=10.0,
     rloo_train=StageConfig(steps=4096, batch_size=256, learning_rate=3e-4, warmup_steps=20,
                            plateau=_POLICY_PLATEAU),
-    rloo_beta=0.23,
+    rloo_beta=MEASURED["gpu"].coefficient("rloo"),
     rloo_group=256,
     eval_samples=8192,
     reference_samples=32768,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recall_theory import operating_point as op
 from recall_theory import stats
 from recall_theory.lm.metrics import METRIC_NAMES
 
@@ -175,22 +176,33 @@ def cost_table(rows: list[dict]) -> str:
   return "\n".join(lines) + "\n"
 
 
-def operating_point(rows: list[dict], config) -> str:
-  """Why K-A sits inside the trap at this operating point, in numbers from ``rows``."""
-  lines = []
+def _operating_rows(rows: list[dict], config):
+  """(algorithm, K-A's first row, A's first row) for every algorithm with both."""
   for alg in config.algorithms:
     def first(pipe):
       return next((r for r in rows if r["pipeline"] == pipe and r["algorithm"] == alg), None)
     ka, a = first("K-A"), first("A")
-    if ka is None or a is None:
-      continue
+    if ka is not None and a is not None:
+      yield alg, ka, a
+
+
+def _placement(ka: dict, a: dict):
+  """Where K-A's measured Delta/beta sits against the window of the measured recalls."""
+  return op.placement(float(ka["delta_over_beta"]), p_teacher=float(a["reference_recall"]),
+                      p_student=float(ka["reference_recall"]))
+
+
+def operating_point(rows: list[dict], config) -> str:
+  """Why K-A sits inside the trap at this operating point, in numbers from ``rows``."""
+  lines = []
+  for alg, ka, a in _operating_rows(rows, config):
     p_s, p_t = ka["reference_recall"], a["reference_recall"]
-    if not math.isfinite(ka["delta_over_beta"]):
+    if not (math.isfinite(ka["delta_over_beta"]) and 0 <= p_s <= 1 and 0 <= p_t <= 1):
       lines.append(f"- {algorithm_name(alg)} is reference-free: the law gives no optimum, so the "
                    f"operating point is not chosen by it.")
       continue
-    b_s = math.log((1 - p_s) / p_s) if 0 < p_s < 1 else math.inf
-    b_t = math.log((1 - p_t) / p_t) if 0 < p_t < 1 else math.inf
+    b_s = op.trap_boundary(p_s)
+    b_t = op.trap_boundary(p_t)
     inside = ka["predicted_mass"] < 0.5
     coef = {"dpo": f"beta = {config.beta:g}, Bradley-Terry scale c = {config.bt_scale:g}",
             "ipo": f"tau = ipo_beta = {config.ipo_beta:g}, c = {config.bt_scale:g}",
@@ -205,8 +217,24 @@ def operating_point(rows: list[dict], config) -> str:
         + ("inside the trap" if inside else "NOT inside the trap")
         + f". The teacher keeps p = {p_t:.3g} (boundary {b_t:.2f}) and Delta/beta = "
         f"{a['delta_over_beta']:.2f} under it, so A's optimum is {a['predicted_mass']:.3g}"
-        + (" (it escapes)." if a["predicted_mass"] >= 0.5 else " (also trapped)."))
+        + (" (it escapes)." if a["predicted_mass"] >= 0.5 else " (also trapped).")
+        + f" Measured window: {_placement(ka, a).describe()}.")
   return "\n".join(lines) + "\n"
+
+
+def operating_point_warnings(rows: list[dict], config) -> list[str]:
+  """One line per algorithm whose measured recalls put its point outside the window."""
+  out = []
+  for alg, ka, a in _operating_rows(rows, config):
+    if not (math.isfinite(ka["delta_over_beta"]) and 0 <= ka["reference_recall"] <= 1
+            and 0 <= a["reference_recall"] <= 1):
+      continue
+    where = _placement(ka, a)
+    if not where.inside:
+      out.append(f"warning: {algorithm_name(alg)}'s operating point is outside the window its "
+                 f"run measured ({where.describe()}); the preset's coefficient needs re-deriving "
+                 "(recall_theory.operating_point)")
+  return out
 
 
 def summary_markdown(rows: list[dict], config, *, preset: str, seeds, elapsed: float,

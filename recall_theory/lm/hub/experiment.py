@@ -24,7 +24,13 @@ Presets:
   (T = 8; too small to show the effect: it checks the plumbing);
 * ``smollm2-gpu``: sized for one modern GPU in about 10 minutes by a FLOP estimate, not
   measured (T = 32; teacher 28M parameters, 19M of them the tied 49152 x 384 embedding,
-  trained on 102k fresh p* sequences; student 6.7M; 3 seeds; 2048 evaluation samples).
+  trained on 102k fresh p* sequences; student 6.7M; 5 seeds; 2048 evaluation samples).
+
+Operating points (:mod:`recall_theory.operating_point`): the reward is binary, so ``Delta/beta``
+is exactly ``c/beta`` for DPO (Bradley-Terry scale ``c``) and ``1/rloo_beta`` for RLOO; each
+preset's coefficients put it at the middle of the window between the teacher's and the student's
+trap boundaries measured in the preset's committed run (:data:`MEASURED`), and every run's
+summary checks the point against the recalls it measured itself.
 
 Note: ``ExperimentConfig.groundtruth`` (a Markov-mixture config) is not used when a
 ground-truth object is passed; the presets keep the default with T set, for the record.
@@ -42,8 +48,22 @@ import numpy as np
 
 from recall_theory.errors import InputError
 from recall_theory.lm.hub.ground_truth import PStarConfig, PretrainedGroundTruth
+from recall_theory.operating_point import MeasuredRecalls
 
 SMOLLM2_VOCAB = 49152
+BT_SCALE = 10.0
+
+# Reference recalls the presets' coefficients rest on (binary reward: Delta = c for DPO, 1 for
+# RLOO), from the presets' committed runs. The smoke run's are its smoothed estimates from 1024
+# reference draws of models trained 4 steps: a plumbing check, not a measurement to rely on.
+MEASURED = {
+    "smollm2-cpu-smoke": MeasuredRecalls(teacher=0.008789, student=0.003906,
+                                         reward_gap={"dpo": BT_SCALE, "rloo": 1.0},
+                                         source="figures/smollm2/smollm2_results.csv"),
+    "smollm2-gpu": MeasuredRecalls(teacher=0.03125, student=0.005737,
+                                   reward_gap={"dpo": BT_SCALE, "rloo": 1.0},
+                                   source="figures/smollm2/gpu/smollm2_results.csv"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,12 +100,13 @@ def _presets() -> dict[str, SmolLM2Experiment]:
           tau=0.7, distill_samples=32, algorithms=("dpo", "rloo"),
           preference_train=StageConfig(steps=2, batch_size=16, learning_rate=1e-3,
                                        plateau=PlateauRule(first_check=1)),
-          n_pairs=16, heldout_pairs=16, beta=0.1, bt_scale=10.0,
+          n_pairs=16, heldout_pairs=16, beta=MEASURED["smollm2-cpu-smoke"].coefficient("dpo"),
+          bt_scale=BT_SCALE,
           rloo_train=StageConfig(steps=2, batch_size=16, learning_rate=1e-3,
                                  plateau=PlateauRule(first_check=1)),
-          rloo_beta=0.05, rloo_group=4, eval_samples=16, reference_samples=1024,
-          checkpoint_every=1000),
-      seeds=2)
+          rloo_beta=MEASURED["smollm2-cpu-smoke"].coefficient("rloo"), rloo_group=4,
+          eval_samples=16, reference_samples=1024, checkpoint_every=1000),
+      seeds=2)  # a plumbing check: its summary prints no verdict
   gpu_t = 32
   gpu = SmolLM2Experiment(
       pstar=PStarConfig(seq_len=gpu_t, chunk=256),
@@ -101,11 +122,12 @@ def _presets() -> dict[str, SmolLM2Experiment]:
           # budgets for the plateau rule (recall_theory.plateau); not yet run on a GPU to plateau
           preference_train=StageConfig(steps=2048, batch_size=128, learning_rate=3e-4,
                                        plateau=PlateauRule(first_check=64, objective_tolerance=2e-3)),
-          n_pairs=65536, beta=0.1, bt_scale=10.0,
+          n_pairs=65536, beta=MEASURED["smollm2-gpu"].coefficient("dpo"), bt_scale=BT_SCALE,
           rloo_train=StageConfig(steps=2048, batch_size=256, learning_rate=3e-4,
                                  plateau=PlateauRule(first_check=128, objective_tolerance=0.05)),
-          rloo_beta=0.05, rloo_group=8, eval_samples=2048, checkpoint_every=100),
-      seeds=3)
+          rloo_beta=MEASURED["smollm2-gpu"].coefficient("rloo"), rloo_group=8,
+          eval_samples=2048, checkpoint_every=100),
+      seeds=5)
   return {"smollm2-cpu-smoke": smoke, "smollm2-gpu": gpu}
 
 
@@ -293,8 +315,9 @@ def law_table(rows: list[dict]) -> str:
 
 
 def summary_markdown(rows: list[dict], info: dict, *, preset: str, seeds: Sequence[int],
-                     pstar: PStarConfig, options: str, violations: int) -> str:
-  """The run's summary: set-up, options, base rate, the metric table and the law table."""
+                     pstar: PStarConfig, options: str, violations: int, config=None) -> str:
+  """The run's summary: set-up, options, base rate, the operating point (``config``: the
+  comparison's ExperimentConfig), the metric table and the law table."""
   from recall_theory import stats
   from recall_theory.lm import report
 
@@ -308,7 +331,10 @@ def summary_markdown(rows: list[dict], info: dict, *, preset: str, seeds: Sequen
       f"{info['base_rate_samples']} samples = {info['base_rate']:.4f} (95% Wilson interval "
       f"{lo:.4f} to {hi:.4f}). {info['wall_seconds']:.0f} s wall clock, p* loaded in "
       f"{info['pstar_load_seconds']:.1f} s.\n\n"
-      f"## Metrics\n\nMeans ± sd over seeds; {stats.SD_CAPTION}.\n\n"
+      + ("" if config is None else
+         "## Operating point (chosen from the law: K-A inside the trap)\n\n"
+         + report.operating_point(rows, config) + "\n")
+      + f"## Metrics\n\nMeans ± sd over seeds; {stats.SD_CAPTION}.\n\n"
       + report.markdown_table(report.summarize(rows))
       + "\n## The law beside each aligned model\n\n"
       f"Aligned mass, draws and KL: mean ± sd over seeds ({stats.SD_CAPTION}). Predicted "
