@@ -219,7 +219,8 @@ class Runner:
     return _STEP_CACHE[key]
 
   def train(self, stage: str, model: Transformer, loss_key: tuple, loss_fn, cfg: StageConfig,
-            make_batch: Callable, evaluate: Callable | None = None) -> Transformer:
+            make_batch: Callable, evaluate: Callable | None = None,
+            tally: dict[int, int] | None = None) -> Transformer:
     """Train ``model`` for ``cfg.steps``, or to its plateau; resume from / save to checkpoints.
 
     ``make_batch(step, current_model) -> dict`` must be a deterministic function of the
@@ -231,6 +232,10 @@ class Runner:
     stage sees the values an uninterrupted one saw. The stage stops at the first doubling
     that meets the rule, or at the budget ``cfg.steps``; ``stage_costs[stage]`` records the
     steps used, the budget, whether the plateau was reached and the last evaluation.
+
+    ``tally`` (optional, step -> int, filled by ``make_batch``, e.g. the target samples each
+    RLOO step drew) is saved with every checkpoint and restored on resume, so a resumed stage
+    reports the counts of an uninterrupted one.
     """
     rule = cfg.plateau
     if rule is not None and evaluate is None:
@@ -245,6 +250,8 @@ class Runner:
       start = int(meta["step"])
       history = [Checkpoint.from_json(d) for d in meta.get("plateau_history", [])]
       stopped, reached = bool(meta.get("final")), bool(meta.get("plateau"))
+      if tally is not None:
+        tally.update({int(k): int(v) for k, v in meta.get("tally", {}).items() if int(k) < start})
     checks = set(rule.checkpoints(cfg.steps)) if rule is not None else set()
     step_fn = self._step_fn((loss_key, dataclasses.astuple(cfg), graphdef), graphdef, tx, loss_fn)
     started = time.perf_counter()
@@ -265,6 +272,8 @@ class Runner:
         if final or step % self.checkpoint_every == 0 or step in checks:
           self.ckpt.save(stage, step, state, final=final, extra={
               "plateau": reached,
+              **({} if tally is None else {"tally": {str(k): v for k, v in sorted(tally.items())
+                                                     if k < step}}),
               # only the last evaluation's per-draw values are needed (the next one pairs with it)
               "plateau_history": [c.to_json() if i == len(history) - 1 else
                                   dataclasses.replace(c, objective_N=None, in_target_N=None).to_json()
@@ -283,16 +292,20 @@ class Runner:
 
   def train_seeds(self, stages: Sequence[str], models: Sequence[Transformer], loss_key: tuple,
                   loss_fn, cfg: StageConfig, make_batch: Callable,
-                  evaluates: Sequence[Callable] | None = None) -> list[Transformer]:
+                  evaluates: Sequence[Callable] | None = None,
+                  tallies: Sequence[dict] | None = None) -> list[Transformer]:
     """One stage for several seeds: :meth:`train` of each, one after the other.
 
     ``stages[i]``, ``models[i]`` and ``evaluates[i]`` are seed i's stage name (its own
     checkpoints and cost record), initial model and held-out evaluation;
-    ``make_batch(step, i, current_model) -> dict`` gives seed i's batch.
+    ``make_batch(step, i, current_model) -> dict`` gives seed i's batch; ``tallies[i]`` is
+    seed i's :meth:`train` tally.
     """
     evaluates = [None] * len(models) if evaluates is None else list(evaluates)
+    tallies = [None] * len(models) if tallies is None else list(tallies)
     return [self.train(stage, model, loss_key, loss_fn, cfg,
-                       lambda step, current, i=i: make_batch(step, i, current), evaluates[i])
+                       lambda step, current, i=i: make_batch(step, i, current), evaluates[i],
+                       tallies[i])
             for i, (stage, model) in enumerate(zip(stages, models))]
 
 # -- cost --------------------------------------------------------------------------------
@@ -524,9 +537,10 @@ def align_seeds(runner: Runner, config: ExperimentConfig, groundtruth: GroundTru
   evaluated once at its end.
 
   ``draws[i]`` (optional, filled in): ``samples`` drawn for training (2 per preference
-  pair; every on-policy RLOO sample) and ``target`` (how many of them lie in A). For an
-  RLOO stage resumed from a checkpoint the count covers only the steps run here, and
-  ``complete`` is False. ``law_samples``: the reference's samples behind the law
+  pair; every on-policy RLOO sample) and ``target`` (how many of them lie in A). An RLOO
+  stage's per-step counts are saved with its checkpoints, so a resumed stage counts every
+  step; ``complete`` is False only if a count is missing (a checkpoint written before the
+  counts were saved). ``law_samples``: the reference's samples behind the law
   (:class:`LawBook`), which give the optimum's ``log Z`` (one dict for every seed, or one
   per seed); drawn per seed (``config.reference_samples``) when not given.
   """
@@ -572,7 +586,8 @@ def align_seeds(runner: Runner, config: ExperimentConfig, groundtruth: GroundTru
       seen[i][step] = count_in_target(batch)
       return {k: batch[k] for k in ("tokens", "reward", "ref_logp")}
   models = runner.train_seeds(stages, [copy_model(policy) for _ in range(n)], loss_key, loss_fn, cfg,
-                              make_batch, evaluates)
+                              make_batch, evaluates,
+                              None if algorithm in PREFERENCE_ALGORITHMS else seen)
   for i, (stage, model) in enumerate(zip(stages, models)):
     cost = runner.stage_costs[stage]
     if not cost["checkpoints"]:  # a fixed-step stage: evaluated at its end
