@@ -268,6 +268,13 @@ class RunUnit:
     target = Path(os.path.abspath(target))
     if target in self._staged:
       return self._staged[target][0]
+    if not _is_writer_process():
+      # Only process 0 of a multi-process run owns the output folder: the others neither lock
+      # it nor clean it up (that would remove process 0's staging). They write into a private
+      # scratch folder elsewhere, dropped at the end: their rows equal process 0's.
+      scratch = Path(tempfile.mkdtemp(prefix=f"recall-theory-peer-{target.name}-"))
+      self._staged[target] = (scratch, None, None)
+      return scratch
     parent = target.parent
     _mkdir(parent)
     lock_path = parent / f".{target.name}.lock"
@@ -314,7 +321,9 @@ class RunUnit:
           leftover.unlink()
 
   @staticmethod
-  def _unlock(lock_fh, lock_path: Path) -> None:
+  def _unlock(lock_fh, lock_path: Path | None) -> None:
+    if lock_fh is None:  # a peer process's scratch folder holds no lock
+      return
     with contextlib.suppress(OSError):
       lock_path.unlink()
     with contextlib.suppress(OSError):

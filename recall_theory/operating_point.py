@@ -89,6 +89,8 @@ class Placement:
   def describe(self) -> str:
     """One sentence: the boundaries, the point, and where it sits."""
     where = ("inside the window (A escapes, K-A trapped)" if self.inside else
+             "no window: the teacher keeps no more of the target than the student"
+             if not self.teacher_boundary < self.student_boundary else
              "below the window: A is trapped too" if self.delta_over_beta <= self.teacher_boundary else
              "above the window: K-A is not trapped")
     return (f"trap boundaries log((1-p)/p): teacher {self.teacher_boundary:.2f}, student "

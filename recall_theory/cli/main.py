@@ -179,11 +179,23 @@ def main(argv: Sequence[str] | None = None) -> int:
   except TrainingDivergedError as err:  # the run stopped itself; its last good checkpoint is kept
     print(f"{PROG} {args.command}: training diverged: {err}", file=sys.stderr)
     return 3
+  except Exception as err:  # a multi-process run whose peer died: one line, every process stops
+    lost = _lost_peer(err)
+    if lost is None:
+      raise
+    from recall_theory.lm import distributed
+    distributed.abandon(lost, f"{PROG} {args.command}")
   finally:
     progress.set_enabled(progress_was_enabled)
   for path in written:
     print(f"wrote {_display(path)}")
   return code
+
+
+def _lost_peer(err: BaseException) -> str | None:
+  if "recall_theory.lm.distributed" not in sys.modules:  # no multi-process run started
+    return None
+  return sys.modules["recall_theory.lm.distributed"].lost_peer_message(err)
 
 
 def _display(path: Path) -> str:

@@ -230,12 +230,110 @@ def initialize(spec: DistributedSpec | None, *, timeout_s: float = DEFAULT_TIMEO
 
 def initialize_from_args(args: argparse.Namespace, *,
                          environ: Mapping[str, str] = os.environ) -> bool:
-  """:func:`resolve` + :func:`initialize` from the flags of :func:`add_arguments`."""
+  """:func:`resolve` + :func:`initialize` from the flags of :func:`add_arguments`; a
+  multi-process command-line run (``args.command`` set) also starts :func:`watch_peers`."""
   timeout_s = _int(getattr(args, "distributed_timeout", DEFAULT_TIMEOUT_S),
                    "--distributed-timeout", 1, 3600)
   spec = resolve(getattr(args, "coordinator", None), getattr(args, "num_processes", None),
                  getattr(args, "process_id", None), environ=environ)
-  return initialize(spec, timeout_s=timeout_s)
+  multi = initialize(spec, timeout_s=timeout_s)
+  if multi and getattr(args, "command", None):
+    watch_peers(f"recall-theory {args.command}")
+  return multi
+
+
+HEARTBEAT_S = 1.0
+LOST_AFTER_S = 15.0
+_BEAT_KEY = "recall_theory/beat/{}"
+
+
+def watch_peers(prog: str, *, beat_s: float = HEARTBEAT_S, lost_after_s: float = LOST_AFTER_S):
+  """Stop this process with one line when another process of the run is gone.
+
+  A daemon thread counts this process's heartbeat up in ``jax.distributed``'s key-value
+  store every ``beat_s`` and reads the others'. A process whose count stands still for
+  ``lost_after_s`` (killed, frozen), or a store that no longer answers (process 0, which hosts
+  it, is gone), ends this process through :func:`abandon` with a line naming the lost process.
+  Without it a survivor blocks in a collective or an Orbax barrier until JAX's own timeouts
+  (minutes) abort it with a stack dump. Returns the thread (None outside a multi-process run).
+  The beat continues while the process waits in ``jax.distributed``'s exit barrier, so a
+  process that finished early is not mistaken for a lost one.
+  """
+  import jax
+  from jax._src import distributed as jax_distributed  # why private: the KV store has no public API
+  client = jax_distributed.global_state.client
+  if client is None or jax.process_count() < 2:
+    return None
+  me, n = jax.process_index(), jax.process_count()
+
+  def count(peer: int) -> int | None:
+    try:
+      return int(client.key_value_try_get(_BEAT_KEY.format(peer)))
+    except Exception as err:  # not set yet: NOT_FOUND; anything else: the store is gone
+      if "NOT_FOUND" in str(err) or "not found" in str(err).lower():
+        return None
+      raise
+
+  def watch():
+    last = {peer: (None, time.monotonic()) for peer in range(n) if peer != me}
+    while True:
+      try:
+        client.key_value_increment(_BEAT_KEY.format(me), 1)
+        now = time.monotonic()
+        for peer, (value, since) in last.items():
+          current = count(peer)
+          if current != value:
+            last[peer] = (current, now)
+          elif now - since > lost_after_s:
+            abandon(f"lost process {peer} of {n} of the multi-process run (no heartbeat for "
+                    f"{now - since:.0f} s); process {me} stops too (rerun every process; "
+                    "--resume continues from the last checkpoint)", prog)
+      except Exception as err:  # the key-value store itself is gone: process 0 stopped
+        abandon(f"lost process 0 of {n} of the multi-process run (its coordination service "
+                f"stopped answering: {str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__}); "
+                f"process {me} stops too", prog)
+      time.sleep(beat_s)
+
+  thread = threading.Thread(target=watch, name="recall-theory-peer-watch", daemon=True)
+  thread.start()
+  return thread
+
+
+# What gloo's CPU collectives (and the coordination client) say when another process is gone.
+_LOST_PEER_SIGNS = ("Connection closed by peer", "Connection reset by peer", "Broken pipe",
+                    "Gloo", "task has been disconnected", "heartbeat")
+LOST_PEER_EXIT_CODE = 4
+
+
+def lost_peer_message(err: BaseException) -> str | None:
+  """One line for a collective that failed because another process of the run stopped.
+
+  None when ``err`` is something else or this is not a multi-process run. With two processes
+  the lost peer is the other one and is named by its index; with more, the failed
+  connection's own words name its address.
+  """
+  if "jax" not in sys.modules:
+    return None
+  import jax
+  if not jax.distributed.is_initialized() or jax.process_count() < 2:
+    return None
+  text = str(err)
+  if not any(sign in text for sign in _LOST_PEER_SIGNS):
+    return None
+  detail = next((line.strip() for line in text.splitlines() if line.strip()), type(err).__name__)
+  me, n = jax.process_index(), jax.process_count()
+  who = (f"process {1 - me} of {n}" if n == 2 else f"a process of the {n}")
+  return (f"lost {who} of the multi-process run ({detail[:240]}); process {me} stops too "
+          "(rerun every process; --resume continues from the last checkpoint)")
+
+
+def abandon(message: str, prog: str) -> None:
+  """Print ``message`` as one line and leave at once: exiting normally would wait in
+  ``jax.distributed``'s shutdown barrier for the lost process and then abort with a dump."""
+  sys.stderr.write(f"{prog}: error: {message}\n")
+  sys.stderr.flush()
+  sys.stdout.flush()
+  os._exit(LOST_PEER_EXIT_CODE)
 
 
 def is_writer() -> bool:

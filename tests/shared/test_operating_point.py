@@ -47,6 +47,8 @@ def test_placement_names_the_side_it_misses():
   above = op.placement(5.0, p_teacher=0.1, p_student=0.01)
   assert not below.inside and "A is trapped too" in below.describe()
   assert not above.inside and "K-A is not trapped" in above.describe()
+  same = op.placement(3.0, p_teacher=0.01, p_student=0.01)
+  assert not same.inside and "no window" in same.describe()
 
 
 def test_module_example_runs():
