@@ -8,9 +8,18 @@ end, machine), and rewrites the README blocks between ``<!-- generated:NAME -->`
 ``<!-- /generated:NAME -->`` from the data (:mod:`recall_theory.readme`).
 
 ``--check`` reruns into a temporary copy instead and reports every committed number that
-no longer matches: each CSV compared cell by cell (numbers to a relative tolerance, text
-exactly; columns of wall times skipped), and each README block re-rendered from the rerun
-and compared with the README's text.
+no longer matches, by one of two rules per file (:func:`file_rule`, named in the output):
+
+* **exact** (closed forms, exact tilts, quadrature): cell by cell, numbers to a relative
+  tolerance, text exactly (columns of wall times skipped);
+* **statistical** (trained and sampled rows: a different CPU or thread count reorders
+  floating-point sums, and a trained run moves under that as much as under a fresh draw of
+  noise): per group of seeds, each metric's mean may move by at most a Bonferroni-corrected
+  Student-t multiple of the standard error of the difference (:func:`compare_statistical`);
+  exact rows inside such a file are still compared cell by cell.
+
+Each README block is re-rendered from the rerun and compared with the README's text; a block
+generated from a statistically compared folder may change its text and is listed, not failed.
 """
 
 from __future__ import annotations
@@ -152,12 +161,55 @@ def _is_time_column(name: str) -> bool:
   return any(tag in name for tag in TIME_COLUMNS)
 
 
+def _load_csv(path: Path) -> list[list[str]]:
+  with open(path, newline="") as fh:
+    return list(csv.reader(fh))
+
+
+def _cells_differ(name: str, x: str, y: str, rtol: float, atol: float) -> bool:
+  """Whether two cells differ beyond rtol/atol (numbers) or at all (text)."""
+  if x == y:
+    return False
+  try:
+    fx, fy = float(x), float(y)
+  except ValueError:
+    return True
+  if math.isnan(fx) and math.isnan(fy):
+    return False
+  return not math.isclose(fx, fy, rel_tol=rtol, abs_tol=atol)
+
+
+# The statistical rule (trained and sampled rows, see file_rule): rows that share these
+# columns (those a file has) and differ only in the seed form one group; each metric's mean over
+# the group's seeds may move by at most K standard errors of the difference of two independent
+# draws, K the Student-t quantile at a file-wide (Bonferroni) 5% false-alarm rate.
+GROUP_COLUMNS = ("track", "pipeline", "algorithm", "setting", "student", "beta", "tau",
+                 "ladder_scale", "level", "teacher_target_weight")
+FALSE_ALARM = 0.05
+# Outcome text columns compared as rates over seeds (1 = the first value), not exactly.
+OUTCOME_TEXT = {"plateau": "reached"}
+
+
+def _is_exact_row(row: dict) -> bool:
+  return row.get("plateau") == "exact" or row.get("algorithm") == "exact"
+
+
+def file_rule(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+  """``"exact"`` (every cell to rtol/atol) or ``"statistical"`` (trained/sampled rows by the
+  group rule; exact rows inside such a file still cell by cell).
+
+  A file is statistical when it has a ``seed`` column and a row that is not an exact tilt
+  (``plateau`` or ``algorithm`` = exact): seeds exist only where something is drawn or trained.
+  """
+  if "seed" not in header:
+    return "exact"
+  named = [dict(zip(header, r)) for r in rows]
+  return "statistical" if any(not _is_exact_row(r) for r in named) else "exact"
+
+
 def compare_csv(committed: Path, rerun: Path, rtol: float, atol: float) -> list[str]:
   """Cell-by-cell differences between two CSVs (numbers to rtol/atol, text exactly)."""
-  def load(path):
-    with open(path, newline="") as fh:
-      return list(csv.reader(fh))
-  a, b = load(committed), load(rerun)
+  a, b = _load_csv(committed), _load_csv(rerun)
   if not a or not b or a[0] != b[0]:
     return [f"{committed}: columns differ from the rerun's"]
   if len(a) != len(b):
@@ -165,22 +217,106 @@ def compare_csv(committed: Path, rerun: Path, rtol: float, atol: float) -> list[
   header, problems = a[0], []
   for r, (row_a, row_b) in enumerate(zip(a[1:], b[1:]), start=2):
     for name, x, y in zip(header, row_a, row_b):
-      if x == y or _is_time_column(name):
+      if _is_time_column(name) or not _cells_differ(name, x, y, rtol, atol):
         continue
-      try:
-        fx, fy = float(x), float(y)
-      except ValueError:
-        problems.append(f"{committed}:{r} {name}: committed {x!r}, rerun {y!r}")
+      problems.append(f"{committed}:{r} {name}: committed {x!r}, rerun {y!r}"
+                      if _not_number(x) or _not_number(y) else
+                      f"{committed}:{r} {name}: committed {x}, rerun {y}")
+  return problems
+
+
+def _not_number(text: str) -> bool:
+  try:
+    float(text)
+    return False
+  except ValueError:
+    return True
+
+
+def _metric_value(name: str, text: str) -> float | None:
+  """A cell as a number for the group rule (None: a text column compared exactly)."""
+  if name in OUTCOME_TEXT:
+    return float(text == OUTCOME_TEXT[name])
+  try:
+    return float(text)
+  except ValueError:
+    return None
+
+
+def compare_statistical(committed: Path, rerun: Path, rtol: float, atol: float) -> list[str]:
+  """Differences beyond seed-to-seed noise between two runs of a trained/sampled CSV.
+
+  Exact rows are compared cell by cell. The other rows are grouped (:data:`GROUP_COLUMNS`, seed
+  left out); within a group every text column must agree row by row, and each numeric column's
+  mean over seeds may move by at most ``K * sqrt(var_committed + var_rerun) / sqrt(n)`` (sample
+  variances over the n seeds), ``K`` the two-sided Student-t quantile with ``2 (n - 1)`` degrees
+  of freedom at ``FALSE_ALARM / m`` for m comparisons in the file. Where that standard error is 0
+  or there is one seed, the means are held to rtol/atol.
+  """
+  import numpy as np
+
+  from recall_theory import stats
+
+  a, b = _load_csv(committed), _load_csv(rerun)
+  if not a or not b or a[0] != b[0]:
+    return [f"{committed}: columns differ from the rerun's"]
+  if len(a) != len(b):
+    return [f"{committed}: {len(a) - 1} rows committed, {len(b) - 1} in the rerun"]
+  header, problems = a[0], []
+  keys = [c for c in GROUP_COLUMNS if c in header]
+  groups: dict[tuple, list[tuple[int, list[str], list[str]]]] = {}
+  for r, (row_a, row_b) in enumerate(zip(a[1:], b[1:]), start=2):
+    named_a = dict(zip(header, row_a))
+    if _is_exact_row(named_a):
+      for name, x, y in zip(header, row_a, row_b):
+        if not _is_time_column(name) and _cells_differ(name, x, y, rtol, atol):
+          problems.append(f"{committed}:{r} {name} (exact row): committed {x!r}, rerun {y!r}")
+      continue
+    key = tuple(named_a[c] for c in keys)
+    groups.setdefault(key, []).append((r, row_a, row_b))
+  metrics = [c for c in header if c not in keys and c != "seed" and not _is_time_column(c)]
+  m = max(1, len(groups) * len(metrics))
+  for key, members in groups.items():
+    label = ", ".join(f"{c}={v}" for c, v in zip(keys, key) if v != "")
+    n = len(members)
+    for col in metrics:
+      i = header.index(col)
+      xs = [_metric_value(col, row_a[i]) for _, row_a, _ in members]
+      ys = [_metric_value(col, row_b[i]) for _, _, row_b in members]
+      if any(v is None for v in xs + ys):  # text: row by row, exactly
+        for (r, row_a, row_b) in members:
+          if row_a[i] != row_b[i]:
+            problems.append(f"{committed}:{r} {col}: committed {row_a[i]!r}, rerun {row_b[i]!r}")
         continue
-      if math.isnan(fx) and math.isnan(fy):
+      x, y = np.asarray(xs), np.asarray(ys)
+      if np.array_equal(np.isnan(x), np.isnan(y)) and np.all(np.isnan(x)):
         continue
-      if not math.isclose(fx, fy, rel_tol=rtol, abs_tol=atol):
-        problems.append(f"{committed}:{r} {name}: committed {x}, rerun {y}")
+      if not np.array_equal(np.isnan(x), np.isnan(y)):
+        problems.append(f"{committed} [{label}] {col}: NaN in {int(np.isnan(x).sum())} committed "
+                        f"and {int(np.isnan(y).sum())} rerun seeds")
+        continue
+      mx, my = float(np.nanmean(x)), float(np.nanmean(y))
+      if not (math.isfinite(mx) and math.isfinite(my)):
+        if mx != my:
+          problems.append(f"{committed} [{label}] {col}: mean {mx} committed, {my} rerun")
+        continue
+      se = (math.sqrt(float(np.var(x, ddof=1) + np.var(y, ddof=1)) / n) if n > 1 else 0.0)
+      if se > 0:
+        limit = stats._student_t_quantile(1.0 - FALSE_ALARM / m, 2 * (n - 1)) * se
+        if abs(my - mx) > limit:
+          problems.append(f"{committed} [{label}] {col}: mean over {n} seeds moved "
+                          f"{mx:.6g} -> {my:.6g}, {abs(my - mx) / se:.1f} standard errors "
+                          f"(limit {limit / se:.1f})")
+      elif not math.isclose(mx, my, rel_tol=rtol, abs_tol=atol):
+        problems.append(f"{committed} [{label}] {col}: mean over {n} seed(s) {mx:.9g} committed, "
+                        f"{my:.9g} rerun (no spread over seeds: held to the tolerance)")
   return problems
 
 
 def compare_folders(committed_root: Path, rerun_root: Path, steps: Sequence[Step], rtol: float,
-                    atol: float) -> list[str]:
+                    atol: float, rules: dict | None = None) -> list[str]:
+  """Every rerun CSV against its committed copy, by its :func:`file_rule`; ``rules`` (filled
+  in, optional) maps each committed path to the rule applied."""
   problems = []
   for folder in sorted({s.folder for s in steps if s.runner != "pytest"}):
     for rerun_csv in sorted((rerun_root / folder).glob("*.csv")):
@@ -188,13 +324,32 @@ def compare_folders(committed_root: Path, rerun_root: Path, steps: Sequence[Step
       if not committed.exists():
         problems.append(f"{committed}: not committed (the rerun writes it)")
         continue
-      problems += compare_csv(committed, rerun_csv, rtol, atol)
+      table = _load_csv(committed)
+      rule = file_rule(table[0], table[1:]) if table else "exact"
+      if rules is not None:
+        rules[committed] = rule
+      compare = compare_statistical if rule == "statistical" else compare_csv
+      problems += compare(committed, rerun_csv, rtol, atol)
   return problems
 
 
+def _block_folder(name: str) -> str | None:
+  """The results folder a README block is generated from (None: none named)."""
+  for token in name.replace("::", " ").split():
+    if "/" in token or token.endswith((".csv", ".md", ".txt", ".json")):
+      return str(Path(token).parent)
+  return None
+
+
 def reproduce(figures: Path, readme: Path, steps: Sequence[Step], *, check: bool, rtol: float,
-              atol: float) -> list[str]:
-  """Rerun ``steps``; write into ``figures`` and ``readme``, or (check) report mismatches."""
+              atol: float, rules: dict | None = None) -> list[str]:
+  """Rerun ``steps``; write into ``figures`` and ``readme``, or (check) report mismatches.
+
+  ``rules`` (check; filled in, optional): the rule applied to each file, ``exact`` or
+  ``statistical`` (:func:`compare_folders`); a README block generated from a folder whose
+  files were compared statistically may differ in its text (its numbers moved within the
+  noise the files were allowed) and is recorded there as ``statistical (README block)``.
+  """
   from recall_theory import readme as readme_lib
 
   if not check:
@@ -207,11 +362,17 @@ def reproduce(figures: Path, readme: Path, steps: Sequence[Step], *, check: bool
     scratch = Path(tmp) / figures.resolve().name
     shutil.copytree(figures, scratch)     # steps not rerun keep their committed outputs
     run_steps(steps, scratch, repo=figures.resolve().parent)
-    problems = compare_folders(figures, scratch, steps, rtol, atol)
+    rules = {} if rules is None else rules
+    problems = compare_folders(figures, scratch, steps, rtol, atol, rules)
+    statistical = {str(p.parent.relative_to(figures)) for p, r in rules.items() if r == "statistical"}
     if readme.exists():
       text = readme.read_text()
       rerendered = readme_lib.render_readme(text, scratch, figures_label=str(figures))
-      problems += [f"{readme}: generated block {name!r} differs from the rerun"
-                   for name in readme_lib.changed_blocks(text, rerendered)
-                   if not readme_lib.is_volatile(name)]
+      for name in readme_lib.changed_blocks(text, rerendered):
+        if readme_lib.is_volatile(name):
+          continue
+        if _block_folder(name) in statistical:
+          rules[f"{readme} block {name!r}"] = "statistical (README block)"
+          continue
+        problems.append(f"{readme}: generated block {name!r} differs from the rerun")
   return problems

@@ -78,3 +78,53 @@ def test_verdict_table_pairs_seeds_and_calls_ties(tmp_path):
   # rloo: diffs 0.8, 0.6, 0.7 -> mean 0.7, sd 0.1, t_{2,.975} 4.3027 -> half width 0.2484
   assert "+0.7 [+0.452, +0.948]" in rloo and "3 / 0 / 0" in rloo and "A-K ahead (resolution 0.01); too few seeds to call by the sign test" in rloo
   assert "0 / 0 / 3" in dpo and "| tie (resolution 0.05)" in dpo
+
+
+# -- the statistical rule of --check for trained and sampled files ---------------------------
+_HEAD = "track,pipeline,algorithm,seed,setting,plateau,aligned_mass,steps\n"
+
+
+def _trained(path, masses, plateaus=None, exact=None):
+  rows = [f"lm,K-A,dpo,{s},s,{(plateaus or ['reached'] * len(masses))[s]},{m},512"
+          for s, m in enumerate(masses)]
+  if exact is not None:
+    rows.append(f"lm,K-A,exact,0,s,exact,{exact},0")
+  path.write_text(_HEAD + "\n".join(rows) + "\n")
+  return path
+
+
+def test_file_rule_names_trained_files_statistical():
+  assert reproduce.file_rule(["beta", "mass"], [["1", "0.5"]]) == "exact"
+  assert reproduce.file_rule(["seed", "plateau"], [["0", "exact"]]) == "exact"
+  assert reproduce.file_rule(["seed", "plateau"], [["0", "exact"], ["0", "budget"]]) == "statistical"
+
+
+def test_statistical_rule_passes_noise_and_fails_a_shift(tmp_path):
+  base = [0.10, 0.12, 0.11, 0.09, 0.13]
+  committed = _trained(tmp_path / "a.csv", base, exact=0.25)
+  # every seed moved by rounding-level noise, one plateau outcome flipped: within the noise
+  noisy = _trained(tmp_path / "b.csv", [0.101, 0.118, 0.113, 0.088, 0.131],
+                   plateaus=["reached", "reached", "budget", "reached", "reached"], exact=0.25)
+  assert reproduce.compare_statistical(committed, noisy, 1e-6, 1e-12) == []
+  # the whole group moved by ~20 standard errors: a real change
+  shifted = _trained(tmp_path / "c.csv", [m + 0.1 for m in base], exact=0.25)
+  problems = reproduce.compare_statistical(committed, shifted, 1e-6, 1e-12)
+  assert len(problems) == 1 and "aligned_mass" in problems[0] and "standard errors" in problems[0]
+  # an exact row inside a trained file is still held cell by cell
+  exact_moved = _trained(tmp_path / "d.csv", base, exact=0.2501)
+  problems = reproduce.compare_statistical(committed, exact_moved, 1e-6, 1e-12)
+  assert len(problems) == 1 and "(exact row)" in problems[0]
+  # the cell-by-cell rule would have failed the noisy rerun on every seed
+  assert len(reproduce.compare_csv(committed, noisy, 1e-6, 1e-12)) >= 5
+
+
+def test_compare_folders_reports_the_rule_per_file(tmp_path):
+  for side in ("a", "b"):
+    (tmp_path / side / "lm").mkdir(parents=True)
+    _trained(tmp_path / side / "lm" / "lm_results.csv", [0.1, 0.2, 0.15])
+    (tmp_path / side / "lm" / "exact.csv").write_text("beta,mass\n1,0.5\n")
+  step = reproduce.Step("lm", ("lm",), "lm", "about")
+  rules = {}
+  assert reproduce.compare_folders(tmp_path / "a", tmp_path / "b", [step], 1e-6, 0.0, rules) == []
+  assert rules == {tmp_path / "a" / "lm" / "exact.csv": "exact",
+                   tmp_path / "a" / "lm" / "lm_results.csv": "statistical"}

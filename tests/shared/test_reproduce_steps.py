@@ -26,7 +26,7 @@ def test_check_leaves_the_suite_out_unless_named(monkeypatch, tmp_path):
 
   seen = {}
 
-  def fake(figures, readme_path, steps, *, check, rtol, atol):
+  def fake(figures, readme_path, steps, *, check, rtol, atol, rules=None):
     seen["steps"] = [s.name for s in steps]
     return []
 
