@@ -36,18 +36,23 @@ def timings_table(root: Path) -> str:
   if not path.exists():
     return "_No timings recorded yet: run `recall-theory reproduce`._\n"
   steps = json.loads(path.read_text())["steps"]
-  lines = ["| run | command | wall time | load (start, end) | machine | date |",
-           "|---|---|---|---|---|---|"]
+  lines = ["| run | command | wall time | compilation cache | load (start, end) | machine | date |",
+           "|---|---|---|---|---|---|---|"]
   for name, entry in steps.items():
     wall = entry["wall_s"]
     shown = f"{wall:.0f} s" if wall < 120 else f"{wall / 60:.1f} min"
     load = (f"{entry['load_start']:.1f}, {entry['load_end']:.1f}"
             if entry.get("load_start") is not None and entry.get("load_end") is not None
             else "not recorded")
-    lines.append(f"| {name} | `{entry['command']}` | {shown} | {load} | {entry['machine']} | "
-                 f"{entry['date']} |")
+    cache = {"empty": "empty (first run)", "shared": "the user's (warm after a first run)"}.get(
+        entry.get("compile_cache"), "not recorded")
+    lines.append(f"| {name} | `{entry['command']}` | {shown} | {cache} | {load} | "
+                 f"{entry['machine']} | {entry['date']} |")
   note = ("\nLoad: the machine's 1-minute load average when the run started and ended (the "
-          "machine has the cpus shown; a load above that count means the run shared them).\n")
+          "machine has the cpus shown; a load above that count means the run shared them). "
+          "Compilation cache: JAX's persistent cache of compiled programs "
+          "(`RECALL_THEORY_COMPILE_CACHE`); a first run compiles everything, later runs load "
+          "most programs from it.\n")
   return "\n".join(lines) + "\n" + note
 
 

@@ -52,11 +52,16 @@ class Step:
   folder: str                 # output folder relative to the figures root
   about: str
   runner: str = "recall-theory"   # or "pytest": the default test suite, timed, no outputs
+  # True: run with an empty JAX compilation cache of its own (a fresh clone's first run)
+  cold_cache: bool = False
 
 
 STEPS = (
-    Step("tests", (), "", "the default test suite (what .ci/run runs); not rerun by --check "
-         "unless named in --only", runner="pytest"),
+    Step("tests", (), "", "the default test suite (what .ci/run runs), warm compilation cache; "
+         "not rerun by --check unless named in --only", runner="pytest"),
+    Step("tests-first-run", (), "", "the default test suite with an empty compilation cache, as "
+         "on a fresh clone (the SmolLM2 weights already fetched); only when named in --only",
+         runner="pytest", cold_cache=True),
     Step("sweep", ("sweep",), ".", "exact recall sweep and phase maps (theory track)"),
     Step("mog", ("mog",), "mog", "Mixture-of-Gaussians comparison, 8 seeds x 7 betas x 2 students"),
     Step("mog-taus", ("mog", "--taus", "0.02,0.05,0.1,0.2,0.5,1"), "mog/taus",
@@ -106,8 +111,15 @@ def step_command(step: Step, root: Path) -> list[str]:
 def shown_command(step: Step, cmd: list[str]) -> str:
   """The command as a user types it (``recall-theory ...`` / ``python3 -m pytest ...``)."""
   if step.runner == "pytest":
-    return "python3 -m pytest -q"
+    return ("RECALL_THEORY_COMPILE_CACHE=<empty folder> " if step.cold_cache else "") + \
+        "python3 -m pytest -q"
   return "recall-theory " + " ".join(cmd[3:])
+
+
+def cold_cache_env(folder: str) -> dict[str, str]:
+  """This process's environment with an empty compilation cache in ``folder`` for the step
+  and every process it starts (the variables the suite and the command line read)."""
+  return {**os.environ, "RECALL_THEORY_COMPILE_CACHE": folder, "JAX_COMPILATION_CACHE_DIR": folder}
 
 
 def load_average() -> float | None:
@@ -133,12 +145,15 @@ def run_steps(steps: Sequence[Step], root: Path, log=sys.stderr, repo: Path | No
       log.write(f"reproduce: {step.name}: {shown}\n")
       log.flush()
       load_start = load_average()
-      start = time.perf_counter()
-      done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            cwd=repo if step.runner == "pytest" else root.resolve().parent)
-      wall = time.perf_counter() - start
+      with tempfile.TemporaryDirectory(prefix="recall-theory-cold-cache-") as cold:
+        start = time.perf_counter()
+        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              cwd=repo if step.runner == "pytest" else root.resolve().parent,
+                              env=cold_cache_env(cold) if step.cold_cache else None)
+        wall = time.perf_counter() - start
       times[step.name] = {"command": shown, "wall_s": round(wall, 1), "exit_code": done.returncode,
-                          "load_start": load_start, "load_end": load_average()}
+                          "load_start": load_start, "load_end": load_average(),
+                          "compile_cache": "empty" if step.cold_cache else "shared"}
       if done.returncode != 0:
         tail = "\n".join(done.stdout.strip().splitlines()[-15:])
         raise RuntimeError(f"step {step.name} failed (exit {done.returncode}):\n{tail}")

@@ -19,7 +19,7 @@ def test_readme_blocks_render_from_files(tmp_path):
           "<!-- generated:timings -->\n<!-- /generated:timings -->\nend\n")
   out = readme.render_readme(text, tmp_path)
   assert "| 1 | 2 |\n<!-- /generated:include mog/summary.md -->" in out and "stale" not in out
-  assert "| sweep | `recall-theory sweep --out <figures>` | 3.2 min | not recorded | m | d |" in out
+  assert "| sweep | `recall-theory sweep --out <figures>` | 3.2 min | not recorded | not recorded | m | d |" in out
   assert readme.changed_blocks(text, out) == ["include mog/summary.md", "timings"]
   with pytest.raises(InputError, match="missing.md"):
     readme.render_readme("<!-- generated:include missing.md -->\n<!-- /generated:include missing.md -->",

@@ -38,22 +38,33 @@ def test_check_leaves_the_suite_out_unless_named(monkeypatch, tmp_path):
   assert cli.main(args + ["--check", "--only", "tests"]) == 0
   assert seen["steps"] == ["tests"]
   assert cli.main(args) == 0
-  assert seen["steps"][0] == "tests"
+  assert seen["steps"][0] == "tests" and "tests-first-run" not in seen["steps"]
+  assert cli.main(args + ["--only", "tests-first-run"]) == 0
+  assert seen["steps"] == ["tests-first-run"]
 
 
 def test_timings_record_the_load_and_the_table_shows_it(tmp_path):
   root = tmp_path / "figures"
   root.mkdir()
   times = {"probe": {"command": "recall-theory probe", "wall_s": 130.0, "exit_code": 0,
-                     "load_start": 0.4, "load_end": 2.25}}
+                     "load_start": 0.4, "load_end": 2.25, "compile_cache": "empty"}}
   reproduce.write_timings(root, times)
   entry = json.loads((root / "timings.json").read_text())["steps"]["probe"]
   assert entry["load_start"] == 0.4 and entry["machine"] == reproduce.machine()
   table = readme.timings_table(root)
-  assert "| probe | `recall-theory probe` | 2.2 min | 0.4, 2.2 |" in table
+  assert "| probe | `recall-theory probe` | 2.2 min | empty (first run) | 0.4, 2.2 |" in table
   # entries written before the load was recorded say so instead of inventing a number
   reproduce.write_timings(root, {"old": {"command": "c", "wall_s": 3.0, "exit_code": 0}})
-  assert "| old | `c` | 3 s | not recorded |" in readme.timings_table(root)
+  assert "| old | `c` | 3 s | not recorded | not recorded |" in readme.timings_table(root)
+
+
+def test_first_run_suite_step_runs_with_an_empty_cache_only_when_named(tmp_path):
+  step = next(s for s in reproduce.STEPS if s.name == "tests-first-run")
+  assert step.cold_cache and step.runner == "pytest"
+  cmd = reproduce.step_command(step, tmp_path / "figures")
+  assert reproduce.shown_command(step, cmd).startswith("RECALL_THEORY_COMPILE_CACHE=<empty folder> ")
+  env = reproduce.cold_cache_env(str(tmp_path / "cold"))
+  assert env["RECALL_THEORY_COMPILE_CACHE"] == env["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / "cold")
 
 
 def test_the_mog_recall_sweep_collapse_reads_is_a_step_before_collapse(tmp_path):
