@@ -270,6 +270,13 @@ HOSTILE = [
     ("lm-fsdp-zero", _out("lm", "--preset", "test", "--fsdp", "0"), ["--fsdp must divide", "one of 1", "got 0"]),
     ("mog-subnormal-betas", _out("mog", "--quick", "--seeds", "1", "--betas", "1e-320"),
      ["--betas = 1e-320", "smallest normal float64"]),
+    # tiny but normal: the exact tilt's log-sum-exp lost every digit (masses 1 "above" the ceiling)
+    ("mog-tiny-normal-betas", _out("mog", "--quick", "--seeds", "1", "--betas", "1e-305"),
+     ["--betas must lie in [0.0001, 10000]", "got 1e-305"]),
+    ("mog-tiny-beta-min", _out("mog", "--quick", "--beta-min", "1e-300"),
+     ["--beta-min must lie in [0.0001, 10000]", "got 1e-300"]),
+    ("gap-mog-tiny-betas", _out("gap", "--track", "mog", "--betas", "1e-5"),
+     ["--betas must lie in [0.0001, 10000]", "got 1e-05"]),
     ("lm-seed-beyond-int64", _out("lm", "--seeds", "0,99999999999999999999"),
      ["--seeds", "[0, 2147483647]", "99999999999999999999"]),
     ("collapse-truncated-row", _collapse_truncated, ["--inputs", "line 3 has 3 fields", "the header has"]),

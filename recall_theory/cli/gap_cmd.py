@@ -165,6 +165,8 @@ def run(args: argparse.Namespace) -> int:
     from recall_theory.mog import gap
     from recall_theory.mog.setup import MogConfig
     betas = list(DEFAULT_MOG_BETAS) if args.betas is None else parse_betas(args.betas)
+    from recall_theory.mog.setup import check_beta_range
+    check_beta_range("--betas", betas)
     config = plateau_flags.apply_mog(MogConfig(), overrides).validate()
     out = io.prepare_output_dir(args.out)
     start = time.perf_counter()

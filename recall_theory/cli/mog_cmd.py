@@ -66,11 +66,13 @@ def _betas(args, default_list=None) -> list[float]:
   from recall_theory.errors import InputError, check_int_range, check_positive
   import numpy as np
   from recall_theory.cli.checks import check_representable
+  from recall_theory.mog.setup import check_beta_range
   for flag, value in (("--beta-min", args.beta_min), ("--beta-max", args.beta_max)):
     if value is not None:
       _finite(flag, value)
       check_positive(flag, value)
       check_representable(flag, value, args.dtype)  # a subnormal beta is 0 to XLA
+      check_beta_range(flag, value)
   if args.beta_min is not None and args.beta_max is not None and not args.beta_max >= args.beta_min:
     raise InputError(f"--beta-max must be >= --beta-min, got {args.beta_max:g} < {args.beta_min:g}")
   if args.n_betas is not None:
@@ -90,6 +92,7 @@ def _betas(args, default_list=None) -> list[float]:
       _finite("--betas", v)
     check_positive("--betas", values)
     check_representable("--betas", values, args.dtype)
+    check_beta_range("--betas", values)
     return sorted(set(values))
   if default_list is not None and args.beta_min is None and args.beta_max is None and args.n_betas is None:
     return list(default_list)

@@ -196,8 +196,25 @@ def voronoi_target_indicator(points_GxD: jax.Array, mode_means_KxD: jax.Array,
   return target_K[jnp.argmin(sq, axis=-1)].astype(points_GxD.dtype)
 
 
+# The betas the track resolves (both ends run and checked against the KL ceiling). Far below,
+# r/beta is so large that the exact tilt's log-sum-exp over the quadrature grid loses every
+# digit (beta = 1e-305 gave masses of 1 at a KL of 1, "above" the ceiling); far above, the tilt
+# equals its reference to float64.
+BETA_RANGE = (1e-4, 1e4)
+
+
+def check_beta_range(flag: str, values) -> None:
+  """InputError naming ``flag`` when a beta lies outside :data:`BETA_RANGE`."""
+  low, high = BETA_RANGE
+  for v in np.atleast_1d(np.asarray(values, dtype=np.float64)):
+    if not low <= v <= high:
+      raise InputError(f"{flag} must lie in [{low:g}, {high:g}] (outside it the quadrature grid "
+                       f"does not resolve the exact tilt), got {v:g}")
+
+
 def parse_betas(values: Sequence[float]) -> np.ndarray:
-  """Validated, sorted array of beta values (each > 0); also accepts a comma-separated string."""
+  """Validated, sorted array of beta values (each in :data:`BETA_RANGE`); also accepts a
+  comma-separated string."""
   if isinstance(values, str):
     values = [v for v in values.split(",") if v.strip()]
   try:
@@ -207,4 +224,5 @@ def parse_betas(values: Sequence[float]) -> np.ndarray:
   if arr.size == 0:
     raise InputError("betas must contain at least one value")
   check_positive("beta", arr)
+  check_beta_range("beta", arr)
   return np.sort(arr)
