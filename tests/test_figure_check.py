@@ -472,3 +472,25 @@ def test_one_colour_curves_on_each_other_are_caught():
 
 def test_curves_told_apart_by_colour_pass():
   assert fc.check_figure(_bound_and_exact("#4a7c12")) == []
+
+
+def test_multi_line_texts_are_checked_too():
+  """A text of several lines is drawn line by line without naming itself: it still counts."""
+  fig = _clean_line_figure()
+  ax = fig.axes[0]
+  ax.annotate("law: K-A escapes\nfor p > 0.0056", (0.8, 0.5), textcoords="offset points", xytext=(3, -4),
+              ha="left", va="top", fontsize=6)
+  ax.annotate("tau=0.8", (0.8, 0.5), textcoords="offset points", xytext=(6, -8), ha="left", va="top", fontsize=6)
+  problems = fc.check_figure(fig)
+  assert "overlap" in _kinds(problems)
+  assert any("law: K-A escapes" in p and "tau=0.8" in p for p in problems if p.startswith("overlap"))
+
+
+def test_long_category_tick_labels_pass_long_numbers_do_not():
+  with plotting.paper_style():
+    fig, (words, numbers) = plt.subplots(1, 2, figsize=(plotting.TEXT_WIDTH, 2.0))
+    words.set_xticks([0, 1], ["K-A", "K-A\n(teacher-ref)"])
+    numbers.set_xlim(0, 1)
+    numbers.set_xticks([0.5], ["0.50000000001"])
+  problems = fc.check_figure(fig)
+  assert len(problems) == 1 and "0.50000000001" in problems[0] and problems[0].startswith("long tick label")

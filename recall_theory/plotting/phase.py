@@ -26,7 +26,7 @@ from matplotlib import colors, patches, patheffects, ticker
 from matplotlib.legend_handler import HandlerTuple
 from matplotlib.lines import Line2D
 
-from recall_theory.plotting.style import TEXT_WIDTH, COLUMN_WIDTH, paper_style, figure_size
+from recall_theory.plotting.style import TEXT_WIDTH, COLUMN_WIDTH, darker, paper_style, figure_size
 
 TITLES = {
     "reverse_kl": "reverse KL (RLHF, DPO)",
@@ -206,11 +206,6 @@ def draw_phase_maps(result: dict) -> "plt.Figure":
   return fig
 
 
-def _shade(colour, towards_black: float = 0.3) -> tuple[float, float, float]:
-  """``colour`` darkened: the loose bound's dashes stay visible on top of its exact curve."""
-  return tuple((1.0 - towards_black) * c for c in colors.to_rgb(colour))
-
-
 def draw_ceiling(result: dict) -> "plt.Figure":
   """KL-budget ceiling t*(p, K) (solid) and its loose bound (dashed, darker, on top) against recall.
 
@@ -227,7 +222,7 @@ def draw_ceiling(result: dict) -> "plt.Figure":
   for k, (budget, colour) in enumerate(zip(result["budgets"], palette)):
     label = f"K = {float(budget):g}"
     exact_line, = ax.plot(recall, ceiling[k], color=colour, lw=1.4, label=label, zorder=2)
-    loose_line, = ax.plot(recall, loose[k], color=_shade(colour), ls="--", lw=0.8, label=label, zorder=3)
+    loose_line, = ax.plot(recall, loose[k], color=darker(colour), ls="--", lw=0.8, label=label, zorder=3)
     handles.append((exact_line, loose_line))
   ax.set_xscale("log")
   ax.set_yscale("log")
