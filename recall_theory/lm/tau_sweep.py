@@ -248,6 +248,9 @@ def markdown_report(rows: list[dict], *, preset: str, seeds, elapsed: float,
               f" (interval: earliest {describe_exit(x['predicted_earliest'], x['taus'])}, latest "
               f"{describe_exit(x['predicted_latest'], x['taus'])}); measured "
               f"{describe_exit(x['measured'], x['taus'])}.", ""]
+  reversal = describe_reversals(recall_reversals(summary))
+  if reversal:
+    lines += [reversal[0].upper() + reversal[1:] + " (the figure places points by recall).", ""]
   aligned = [r for r in rows if r["pipeline"] in SWEEP_PIPELINES + ("A",)
              and np.isfinite(r["predicted_mass"])]
   within = sum(r["predicted_mass_low"] <= r["aligned_mass_high"]
