@@ -3,7 +3,8 @@
 Each case calls the function the command calls, with the data of the default run (redrawn
 from the committed ``figures/**/_data.npz`` and results CSVs, or recomputed where that is
 cheap), and fails with the problems :func:`recall_theory.plotting.figure_check.check_figure`
-finds: overlapping texts, text off the canvas, garbled tick labels, legends over data.
+finds: overlapping texts, text off the canvas or out of its axes, garbled tick labels,
+legends over data or missing artists, bands out of range, cut markers, hidden curves.
 Figures saved by their function are checked just before they are written
 (``checking_saved_figures``), so the check sees exactly what ``save_figure`` saves.
 """
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 
 from recall_theory.plotting.figure_check import assert_figure_ok, check_figure, checking_saved_figures
+from recall_theory.replot import REPLOTTERS
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ROOT / "figures"
@@ -220,6 +222,18 @@ def test_lm_compute_committed(tmp_path):
   _assert_saved_ok(found, {"lm_compute"})
 
 
+@pytest.mark.parametrize("name, folder", [(name, folder) for name, (folder, _) in REPLOTTERS.items()])
+def test_every_replotted_figure(tmp_path, name, folder):
+  """Every figure `recall-theory replot` redraws from the committed data passes the check."""
+  from recall_theory import replot
+  if not (FIGURES / folder).is_dir():
+    pytest.skip(f"figures/{folder} is not committed")
+  with checking_saved_figures() as found:
+    replot.REPLOTTERS[name][1](FIGURES / folder, tmp_path)
+  problems = [f"figure {k!r}:\n  " + "\n  ".join(v) for k, v in sorted(found.items()) if v]
+  assert found and not problems, "layout problems:\n" + "\n".join(problems)
+
+
 def test_smollm2_comparison(tmp_path):
   """The smollm2 command's figure: no target-precision panel (p* has no closed-form conditional).
 
@@ -230,8 +244,7 @@ def test_smollm2_comparison(tmp_path):
   smollm2 = FIGURES / "smollm2" / "smollm2_results.csv"
   rows = report.load_rows(smollm2 if smollm2.exists() else _committed("lm/lm_results.csv"))
   with checking_saved_figures() as found:
-    report.plot_comparison(rows, tmp_path, name="smollm2_comparison",
-                           metrics=("reward", "target_share", "precision", "recall"))
+    report.plot_comparison(rows, tmp_path, name="smollm2_comparison", metrics=report.SMOLLM2_METRICS)
   _assert_saved_ok(found, {"smollm2_comparison"})
 
 

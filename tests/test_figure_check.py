@@ -255,3 +255,242 @@ def test_checking_saved_figures_sees_what_save_figure_saves(tmp_path):
   # outside the block nothing is checked any more
   plotting.save_figure(_clean_line_figure(), tmp_path, "later", data={"x": np.arange(2)})
   assert sorted(found) == ["bad", "good"]
+
+
+# --- legends: every drawn artist explained, every swatch drawn as its artist ----------------
+
+def _two_pipelines(ax, x):
+  ax.plot(x, 0.2 + 0.3 * x, color="#D55E00", label="K-A")
+  ax.plot(x, 0.6 + 0.3 * x, color="#0072B2", label="A-K")
+
+
+def test_line_missing_from_the_legend_is_caught():
+  x = np.linspace(0.0, 1.0, 20)
+  with plotting.paper_style():
+    fig, ax = plt.subplots(figsize=plotting.figure_size())
+    _two_pipelines(ax, x)
+    ax.axhline(0.5, color="0.6", ls="-.", lw=0.5)  # the trap line, in no legend entry
+    ax.plot(x, 0.1 + 0 * x, color="#009E73", label="control")  # labelled, left out below
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles[:2], labels[:2], loc="outside lower center", ncol=2)
+  problems = fc.check_figure(fig)
+  assert _kinds(problems) == ["not in legend"]
+  assert any("dash-dot line #999999" in p for p in problems)
+  assert any("labelled 'control'" in p for p in problems)
+
+
+def test_every_artist_in_the_legend_passes_and_styles_may_be_given_apart():
+  """Colour names the pipeline, a grey swatch the kind of curve: both may be separate entries."""
+  from matplotlib.lines import Line2D
+  x = np.linspace(0.0, 1.0, 20)
+  with plotting.paper_style():
+    fig, ax = plt.subplots(figsize=plotting.figure_size())
+    _two_pipelines(ax, x)
+    ax.plot(x, 0.25 + 0.3 * x, color="#D55E00", ls="--")  # K-A's law, dashed
+    ax.fill_between(x, 0.15 + 0.3 * x, 0.25 + 0.3 * x, color="#D55E00", alpha=0.15, lw=0)
+    ax.axhline(0.5, color="0.6", ls="-.", lw=0.5, label="share 1/2")
+    handles, labels = ax.get_legend_handles_labels()
+    handles.append(Line2D([], [], color="0.3", ls="--", label="law"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=4)
+  assert fc.check_figure(fig) == []
+
+
+def _iso_mass_map(line_colour):
+  from matplotlib.lines import Line2D
+  x = np.linspace(0.0, 1.0, 40)
+  z = x[None, :] + x[:, None]
+  with plotting.paper_style():
+    fig, ax = plt.subplots(figsize=plotting.figure_size())
+    ax.pcolormesh(x, x, z, shading="nearest")
+    ax.contour(x, x, z, levels=[0.5, 1.0], colors="white", linewidths=0.5)
+    fig.legend(handles=[Line2D([], [], color=line_colour, label="white: iso-mass")],
+               loc="outside upper center")
+  return fig
+
+
+def test_legend_swatch_in_another_colour_than_its_lines_is_caught():
+  problems = fc.check_figure(_iso_mass_map("#21918c"))
+  assert _kinds(problems) == ["legend swatch differs", "not in legend"]
+  assert any("solid line #21918c, which no drawn artist has" in p for p in problems)
+  assert any("QuadContourSet" in p and "solid line #ffffff" in p for p in problems)
+
+
+def test_legend_swatch_drawn_like_its_lines_passes():
+  assert fc.check_figure(_iso_mass_map("white")) == []
+
+
+def test_labelled_artist_drawn_unlike_its_swatch_is_caught():
+  from matplotlib.lines import Line2D
+  x = np.linspace(0.0, 1.0, 20)
+  with plotting.paper_style():
+    fig, ax = plt.subplots(figsize=plotting.figure_size())
+    ax.plot(x, 0.2 + 0.3 * x, "--", color="#D55E00", label="loose bound")
+    ax.plot(x, 0.5 + 0.3 * x, "-", color="#D55E00", label="exact")
+    fig.legend(handles=[Line2D([], [], color="#D55E00", ls="-", label="loose bound"),
+                        Line2D([], [], color="#D55E00", ls="-", label="exact")],
+               loc="outside lower center", ncol=2)
+  problems = fc.check_figure(fig)
+  assert _kinds(problems) == ["legend swatch differs", "not in legend"]
+  assert any("entry 'loose bound' shows solid line #d55e00 but its artist is drawn as dashed" in p
+             for p in problems)
+
+
+# --- texts out of their axes ------------------------------------------------------------------
+
+def _ladder_with_label(offset_pt):
+  with plotting.paper_style():
+    fig, ax = plt.subplots(figsize=plotting.figure_size())
+    ax.plot([1, 4, 16, 64], [0.1, 0.2, 0.3, 0.4], "o-")
+    ax.set_xlim(-2, 66)  # the points' markers inside the frame, the last label not
+    ax.set_ylim(0, 0.5)
+    ax.annotate("64x", (64, 0.4), textcoords="offset points", xytext=(offset_pt, -4), ha="left", va="top")
+  return fig
+
+
+def test_point_label_running_out_of_its_axes_is_caught():
+  problems = fc.check_figure(_ladder_with_label(2))
+  assert _kinds(problems) == ["outside axes"]
+  assert "'64x'" in problems[0]
+
+
+def test_point_label_turned_inward_and_text_placed_outside_on_purpose_pass():
+  fig = _ladder_with_label(-14)
+  fig.axes[0].text(0.0, 1.04, "(a)", transform=fig.axes[0].transAxes, va="bottom")  # anchored outside
+  assert fc.check_figure(fig) == []
+
+
+# --- bands beyond the declared valid range ----------------------------------------------------
+
+def _mass_band(low, high, declare=True):
+  x = np.linspace(0.0, 1.0, 20)
+  with plotting.paper_style():
+    fig, ax = plt.subplots(figsize=plotting.figure_size())
+    ax.plot(x, 0.9 * np.ones_like(x))
+    ax.fill_between(x, low * np.ones_like(x), high * np.ones_like(x), alpha=0.2, lw=0)
+    ax.set_ylim(-0.3, 1.3)
+    if declare:
+      fc.declare_valid_range(ax, 0.0, 1.0, "target mass")
+  return fig
+
+
+def test_band_beyond_the_declared_range_is_caught():
+  problems = fc.check_figure(_mass_band(0.7, 1.2))
+  assert _kinds(problems) == ["out of range"]
+  assert "target mass = 1.2, outside its valid range [0, 1]" in problems[0]
+
+
+def test_band_inside_the_declared_range_or_without_a_declaration_passes():
+  assert fc.check_figure(_mass_band(0.7, 1.0)) == []
+  assert fc.check_figure(_mass_band(0.7, 1.2, declare=False)) == []
+
+
+# --- markers cut by the frame -----------------------------------------------------------------
+
+def _points_at(ys, ylim):
+  with plotting.paper_style():
+    fig, ax = plt.subplots(figsize=plotting.figure_size())
+    ax.scatter([0.2, 0.5, 0.8][:len(ys)], ys, s=20)
+    ax.plot([0.3], [0.5], "D", ms=4)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(*ylim)
+  return fig
+
+
+def test_markers_on_or_beyond_the_frame_are_caught():
+  problems = fc.check_figure(_points_at([1e-4, 0.5, 2.0], (1e-4, 1.0)))
+  assert _kinds(problems) == ["marker cut"]
+  assert "1 of 3 markers of PathCollection" in problems[0] and "1 lie outside the limits" in problems[0]
+
+
+def test_markers_inside_the_frame_pass():
+  assert fc.check_figure(_points_at([0.05, 0.5, 0.9], (0.0, 1.0))) == []
+
+
+# --- tick labels a formatter garbled ----------------------------------------------------------
+
+def test_logit_tick_reading_1_minus_10_times_10_to_the_minus_13_is_caught():
+  with plotting.paper_style():
+    fig, ax = plt.subplots(figsize=(2.0, 3.0))
+    ax.set_yscale("logit")
+    ax.set_ylim(1e-10, 1 - 1e-14)  # matplotlib's LogitFormatter writes 1 - 10.10^-13 up there
+  problems = fc.check_figure(fig)
+  assert _kinds(problems) == ["garbled tick label"]
+  assert any(r"1-10\\cdot10^{-13}" in p and "mantissa 10 " in p for p in problems)
+
+
+def test_tick_label_with_two_powers_of_ten_is_caught():
+  with plotting.paper_style():
+    fig, ax = plt.subplots(figsize=(2.0, 3.0))
+    ax.set_ylim(0, 1)
+    ax.set_yticks([0.5], [r"$10^{3}\cdot10^{-2}$"])
+  problems = fc.check_figure(fig)
+  assert _kinds(problems) == ["garbled tick label"] and "two powers of ten" in problems[0]
+
+
+def test_repeated_tick_label_and_unnormalised_mantissa_are_caught():
+  with plotting.paper_style():
+    fig, (left, right) = plt.subplots(1, 2, figsize=(plotting.TEXT_WIDTH, 2.0))
+    left.set_ylim(0, 1)
+    left.set_yticks([0.2, 0.5, 0.8], ["$10^{-3}$", "$10^{-3}$", "$10^{-2}$"])
+    right.set_ylim(0, 1)
+    right.set_yticks([0.2, 0.8], [r"$10\times10^{3}$", r"$2\times10^{3}$"])
+  problems = fc.check_figure(fig)
+  assert _kinds(problems) == ["garbled tick label"]
+  assert any("'10-3' labels 2 ticks" in p for p in problems)
+  assert any("mantissa 10 " in p for p in problems)
+  assert len(problems) == 2
+
+
+def test_clean_logit_ticks_pass():
+  with plotting.paper_style():
+    fig, ax = plt.subplots(figsize=(2.0, 3.0))
+    ax.set_yscale("logit")
+    ax.set_ylim(1e-4, 1 - 1e-4)
+    ax.set_yticks([1e-3, 0.5, 1 - 1e-3], ["0.001", "0.5", "0.999"])
+    ax.yaxis.set_minor_locator(plt.NullLocator())
+  assert fc.check_figure(fig) == []
+
+
+# --- curves hiding each other -----------------------------------------------------------------
+
+def _bound_and_exact(loose_colour, loose_marker=""):
+  x = np.geomspace(1e-6, 0.5, 100)
+  exact = np.minimum(1.0, 0.4 + 0.02 * np.log10(x) + 0.6)
+  with plotting.paper_style():
+    fig, ax = plt.subplots(figsize=plotting.figure_size())
+    ax.plot(x, exact, "-", color="#9bd93c")
+    ax.plot(x, exact * (1 + 1e-3), "--" + loose_marker, color=loose_colour, markevery=20, ms=3)
+    ax.set_xscale("log")
+  return fig
+
+
+def test_one_colour_curves_on_each_other_are_caught():
+  problems = fc.check_figure(_bound_and_exact("#9bd93c"))
+  assert _kinds(problems) == ["indistinguishable curves"]
+  assert "over 100% of the shorter" in problems[0]
+
+
+def test_curves_told_apart_by_colour_pass():
+  assert fc.check_figure(_bound_and_exact("#4a7c12")) == []
+
+
+def test_multi_line_texts_are_checked_too():
+  """A text of several lines is drawn line by line without naming itself: it still counts."""
+  fig = _clean_line_figure()
+  ax = fig.axes[0]
+  ax.annotate("law: K-A escapes\nfor p > 0.0056", (0.8, 0.5), textcoords="offset points", xytext=(3, -4),
+              ha="left", va="top", fontsize=6)
+  ax.annotate("tau=0.8", (0.8, 0.5), textcoords="offset points", xytext=(6, -8), ha="left", va="top", fontsize=6)
+  problems = fc.check_figure(fig)
+  assert "overlap" in _kinds(problems)
+  assert any("law: K-A escapes" in p and "tau=0.8" in p for p in problems if p.startswith("overlap"))
+
+
+def test_long_category_tick_labels_pass_long_numbers_do_not():
+  with plotting.paper_style():
+    fig, (words, numbers) = plt.subplots(1, 2, figsize=(plotting.TEXT_WIDTH, 2.0))
+    words.set_xticks([0, 1], ["K-A", "K-A\n(teacher-ref)"])
+    numbers.set_xlim(0, 1)
+    numbers.set_xticks([0.5], ["0.50000000001"])
+  problems = fc.check_figure(fig)
+  assert len(problems) == 1 and "0.50000000001" in problems[0] and problems[0].startswith("long tick label")

@@ -35,6 +35,7 @@ SUBCOMMANDS = (
     "recall_theory.cli.smollm2_cmd",
     "recall_theory.cli.gap_cmd",
     "recall_theory.cli.collapse_cmd",
+    "recall_theory.cli.replot_cmd",
     "recall_theory.cli.reproduce_cmd",
 )
 COMPILE_CACHE_ENV = "RECALL_THEORY_COMPILE_CACHE"

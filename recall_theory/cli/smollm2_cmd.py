@@ -117,9 +117,7 @@ def run(args: argparse.Namespace) -> int:
                                               "non_default_options": options,
                                               "ceiling_violations": violations,
                                               "experiment": preset.to_dict()})
-  # p* has no closed-form target conditional: no target-precision panel
-  report.plot_comparison(rows, out, name="smollm2_comparison",
-                         metrics=("reward", "target_share", "precision", "recall"))
+  report.plot_comparison(rows, out, name="smollm2_comparison", metrics=report.SMOLLM2_METRICS)
   print(summary, end="")
   for line in report.operating_point_warnings(rows, preset.comparison):
     print(line, file=sys.stderr)

@@ -349,21 +349,61 @@ def describe_crossing(cross: dict, *, unit: str, max_label: str) -> str:
 
 
 # -- figure -------------------------------------------------------------------------------
+AK_LABEL = "A-K, 1x (dashed: its mean)"
+CONTROL_LABEL = "K-A(teacher-ref), 1x"
+LADDER_LABEL = "K-A, budget ladder"
+
+
+def flops_unit(values) -> tuple[float, str]:
+  """(divisor, name) of the FLOP unit that puts the largest of ``values`` in [1, 1000).
+
+  >>> flops_unit([2.8e11, 6.5e11])
+  (1000000000.0, 'GFLOPs')
+  """
+  largest = float(np.nanmax(np.abs(np.asarray(values, float))))
+  for exponent, name in ((18, "EFLOPs"), (15, "PFLOPs"), (12, "TFLOPs"), (9, "GFLOPs"), (6, "MFLOPs"),
+                         (3, "kFLOPs")):
+    if largest >= 10.0 ** exponent:
+      return 10.0 ** exponent, name
+  return 1.0, "FLOPs"
+
+
+def _share_limits(ax, values: np.ndarray, yscale: str, floor: float) -> None:
+  """y limits holding every drawn share with its marker whole (log-odds padded on a logit axis)."""
+  from recall_theory.plotting import ticks
+
+  finite = values[np.isfinite(values)]
+  if yscale == "logit":
+    ticks.set_probability_axis(ax.yaxis, float(finite.min()), float(finite.max()), max_ticks=6)
+  else:
+    ax.set_yscale("log")
+    ax.set_ylim(*ticks.padded_log_limits(max(float(finite.min()), floor), float(finite.max()), 0.08))
+
+
 def plot_ladder(panels: list[dict], out_dir, name: str, *, xlabel: str, ylabel: str,
-                caption_note: str = "") -> list:
+                caption_note: str = "", figure_note: str = "") -> list:
   """Share against cost: K-A's ladder (seeds thin, mean ± sample sd), A-K and the control.
 
   ``panels``: one dict per algorithm with ``title``, ``ka_cost_SxL``, ``ka_share_SxL``,
   ``scales_L``, ``ak_cost_S``, ``ak_share_S`` and optionally ``ctrl_cost_S``,
-  ``ctrl_share_S``, ``floor`` (shares below are drawn at it). Saved with its data through
+  ``ctrl_share_S``, ``floor`` (shares below are drawn at it), ``ka_limit`` (K-A's
+  infinite-budget limit, dotted), ``xscale``, ``yscale`` ("log" or "logit") and ``band``
+  ("range": min..max over seeds instead of mean ± sd). Budget labels ("16x") are placed
+  beside their points where they cover nothing (:func:`recall_theory.plotting.labels.label_points`).
+  ``figure_note`` (lines generated from the data) is printed above the panels. Saved with its data through
   :func:`recall_theory.plotting.save_figure`.
   """
   import matplotlib.pyplot as plt
+  from matplotlib.legend_handler import HandlerTuple
   from matplotlib.ticker import MaxNLocator, NullFormatter
   from recall_theory.plotting import (PIPELINE_COLORS, TEXT_WIDTH, figure_size, paper_style,
                                       save_figure)
+  from recall_theory.plotting.figure_check import declare_valid_range
+  from recall_theory.plotting.labels import label_points
+  from recall_theory.plotting.style import darker
 
   data: dict = {}
+  ka_colour = PIPELINE_COLORS["K-A"]
   with paper_style():
     ncols = min(2, len(panels))
     nrows = -(-len(panels) // ncols)
@@ -371,6 +411,7 @@ def plot_ladder(panels: list[dict], out_dir, name: str, *, xlabel: str, ylabel: 
                              figsize=figure_size(TEXT_WIDTH, 0.42 * nrows))
     for ax in axes.ravel()[len(panels):]:
       ax.set_axis_off()
+    ladder_points = []
     for ax, pan in zip(axes.ravel(), panels):
       key = pan["key"]
       floor = pan.get("floor", 1e-4)
@@ -378,30 +419,26 @@ def plot_ladder(panels: list[dict], out_dir, name: str, *, xlabel: str, ylabel: 
       # logit axis: masses near 1 (and near 0) both resolved; clip away from 0 and 1
       ceiling = 1.0 - floor if yscale == "logit" else 1.0
       clip = lambda v: np.clip(np.asarray(v, float), floor, ceiling)
+      drawn = []
       c_SxL, s_SxL = np.asarray(pan["ka_cost_SxL"], float), np.asarray(pan["ka_share_SxL"], float)
       # per-seed points, not lines: a line per seed would run through the budget labels
-      ax.scatter(c_SxL.ravel(), clip(s_SxL.ravel()), s=5, color=PIPELINE_COLORS["K-A"],
-                 alpha=0.35, lw=0)
+      ax.scatter(c_SxL.ravel(), clip(s_SxL.ravel()), s=5, color=ka_colour, alpha=0.35, lw=0)
       mean_L = s_SxL.mean(0)
       sd_L = s_SxL.std(0, ddof=1) if len(s_SxL) > 1 else np.zeros_like(mean_L)
       cost_L = c_SxL.mean(0)
       by_range = pan.get("band") == "range"  # min..max over seeds (mean ± sd leaves (0, 1))
       band_lo, band_hi = ((s_SxL.min(0), s_SxL.max(0)) if by_range
                           else (mean_L - sd_L, mean_L + sd_L))
-      ax.fill_between(cost_L, clip(band_lo), clip(band_hi),
-                      color=PIPELINE_COLORS["K-A"], alpha=0.15, lw=0)
-      ax.plot(cost_L, clip(mean_L), "o-", color=PIPELINE_COLORS["K-A"], ms=3, lw=1.2,
-              label="K-A, budget ladder")
-      for x, y, s in zip(cost_L, clip(mean_L), pan["scales_L"]):
-        # below and right of its point: the rising ladder runs up and away from it, and the
-        # horizontal reference lines (A-K's level, the law's limit) lie above
-        ax.annotate(f"{s:g}x", (x, y), textcoords="offset points", xytext=(2, -4), ha="left",
-                    va="top", fontsize=6, color=PIPELINE_COLORS["K-A"])
-      ax.margins(y=0.12)
-      if pan.get("ka_limit") is not None:  # K-A's infinite-budget limit (the law's optimum)
-        ax.axhline(clip(pan["ka_limit"]), color=PIPELINE_COLORS["K-A"], ls=":", lw=0.9,
+      ax.fill_between(cost_L, clip(band_lo), clip(band_hi), color=ka_colour, alpha=0.15, lw=0)
+      ax.plot(cost_L, clip(mean_L), "o-", color=ka_colour, ms=3, lw=1.2, label=LADDER_LABEL)
+      drawn += [clip(s_SxL.ravel()), clip(mean_L)]
+      ladder_points.append((ax, list(zip(cost_L, clip(mean_L))), [f"{s:g}x" for s in pan["scales_L"]]))
+      if pan.get("ka_limit") is not None:  # K-A's infinite-budget limit (the law's optimum):
+        # darker and on top, so it shows where the ladder lies on it
+        ax.axhline(clip(pan["ka_limit"]), color=darker(ka_colour), ls=":", lw=0.9, zorder=3,
                    label=pan.get("ka_limit_label", "K-A, law's optimum"))
         data[f"{key}__K-A__limit"] = np.asarray(pan["ka_limit"], float)
+        drawn.append(clip([pan["ka_limit"]]))
       for pipe, ck, sk in (("A-K", "ak_cost_S", "ak_share_S"),
                            ("K-A(teacher-ref)", "ctrl_cost_S", "ctrl_share_S")):
         if pan.get(sk) is None or not len(pan[sk]):
@@ -410,21 +447,25 @@ def plot_ladder(panels: list[dict], out_dir, name: str, *, xlabel: str, ylabel: 
         m, sd, n = stats.mean_sd(ss)
         sd = 0.0 if math.isnan(sd) else sd
         lo, hi = (ss.min(), ss.max()) if by_range else (m - sd, m + sd)
+        label = AK_LABEL if pipe == "A-K" else CONTROL_LABEL
         ax.scatter(cs, clip(ss), s=6, color=PIPELINE_COLORS[pipe], alpha=0.45, lw=0)
         ax.errorbar(cs.mean(), clip(m), yerr=[[clip(m) - clip(lo)], [clip(hi) - clip(m)]],
                     fmt="s" if pipe == "A-K" else "^", ms=4, color=PIPELINE_COLORS[pipe],
-                    capsize=2, lw=0.9, label=pipe + ", 1x" if pipe == "A-K" else "control, 1x")
+                    capsize=2, lw=0.9, label=label)
         if pipe == "A-K":
-          ax.axhline(clip(m), color=PIPELINE_COLORS[pipe], ls="--", lw=0.8)
+          ax.axhline(clip(m), color=PIPELINE_COLORS[pipe], ls="--", lw=0.8, label=label)
+        drawn += [clip(ss), clip([lo, hi])]
         data[f"{key}__{pipe}__cost_S"], data[f"{key}__{pipe}__share_S"] = cs, ss
       # linear cost axis: the fixed cost (teacher, student) and the ladder's increments
       # stay readable; shares span decades, so log there
       ax.set_xscale(pan.get("xscale", "linear"))
       if pan.get("xscale", "linear") == "linear":
         ax.xaxis.set_major_locator(MaxNLocator(4))
+        ax.margins(x=0.06)
       else:  # decades only: minor labels of a short log range collide
         ax.xaxis.set_minor_formatter(NullFormatter())
-      ax.set_yscale(yscale)
+      _share_limits(ax, np.concatenate([np.ravel(d) for d in drawn]), yscale, floor)
+      declare_valid_range(ax, 0.0, 1.0, "target share")
       ax.set_title(pan["title"])
       if ax in axes[-1] or nrows == 1:
         ax.set_xlabel(xlabel)
@@ -434,11 +475,26 @@ def plot_ladder(panels: list[dict], out_dir, name: str, *, xlabel: str, ylabel: 
       data[f"{key}__floor"] = np.asarray(floor)
     for row in axes:
       row[0].set_ylabel(ylabel)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), frameon=False)
+    handles, labels = _ladder_legend(axes[0][0])
+    fig.legend(handles, labels, handler_map={tuple: HandlerTuple(ndivide=None)},
+               loc="outside lower center", ncol=len(labels), frameon=False)
+    if figure_note:  # a title line: the layout makes room for it
+      fig.suptitle(figure_note, fontsize=6.5)
+      data["figure_note"] = np.asarray(figure_note)
+    for ax, points, texts in ladder_points:  # last: placed around everything drawn
+      label_points(ax, points, texts, color=ka_colour)
     if caption_note:
       data["caption"] = np.asarray(caption_note)
     return save_figure(fig, out_dir, name, data)
+
+
+def _ladder_legend(ax) -> tuple[list, list[str]]:
+  """One entry per label of ``ax``: an errorbar and its dashed mean line share one (A-K)."""
+  handles, labels = ax.get_legend_handles_labels()
+  grouped: dict[str, list] = {}
+  for handle, label in zip(handles, labels):
+    grouped.setdefault(label, []).append(handle)
+  return [tuple(h) if len(h) > 1 else h[0] for h in grouped.values()], list(grouped)
 
 
 # -- notes --------------------------------------------------------------------------------
@@ -634,31 +690,42 @@ def notes_markdown(rows, analysis: dict, *, ladder, preset: str, seeds, elapsed:
   return "\n".join(lines) + "\n"
 
 
+def plot_compute(rows, out, *, ladder, algorithms) -> list:
+  """The ``lm_compute`` figure from the run's rows: share against the pipeline's FLOPs, in
+  the unit that puts the largest cost in [1, 1000) (:func:`flops_unit`)."""
+  from recall_theory.lm.report import algorithm_name
+
+  analysis = analyse(rows, ladder, algorithms)
+  costs = np.concatenate([np.ravel(res[k]) for res in analysis.values()
+                          for k in ("ka_pflops_SxL", "ak_pflops_S", "ctrl_pflops_S")]) * 1e15
+  divisor, unit = flops_unit(costs)
+  to_unit = lambda pflops: np.asarray(pflops, float) * 1e15 / divisor  # noqa: E731
+  panels = []
+  for alg, res in analysis.items():
+    panels.append({"key": alg, "title": algorithm_name(alg), "scales_L": list(ladder),
+                   "ka_cost_SxL": to_unit(res["ka_pflops_SxL"]), "ka_share_SxL": res["ka_share_SxL"],
+                   "ak_cost_S": to_unit(res["ak_pflops_S"]), "ak_share_S": res["ak_share_S"],
+                   "ctrl_cost_S": to_unit(res["ctrl_pflops_S"]), "ctrl_share_S": res["ctrl_share_S"],
+                   "ka_limit": (float(np.mean(res["ka_pred_SxL"][:, -1]))
+                                if np.isfinite(res["ka_pred_SxL"][:, -1]).all() else None),
+                   "ka_limit_label": "K-A, law's optimum (any budget)", "floor": 1e-4})
+  return plot_ladder(panels, out, "lm_compute", xlabel=f"total {unit} of the pipeline",
+                     ylabel="aligned target share",
+                     caption_note=(f"K-A's alignment budget scaled by the ladder; cost in {unit}; small "
+                                   "points: seeds; band: mean ± sample sd; dotted: the law's optimum of "
+                                   "K-A, sigmoid(logit p_student + Delta/beta); shares below 1e-4 drawn "
+                                   "at 1e-4"))
+
+
 def write_outputs(rows, out, *, ladder, preset, seeds, elapsed, estimate, time_limit,
                   options, algorithms) -> str:
   """CSV, figure (+ data) and notes into ``out``; returns the notes' text."""
   from recall_theory import io
-  from recall_theory.lm.report import algorithm_name
 
   io.write_csv(out / "lm_compute.csv", rows)
-  analysis = analyse(rows, ladder, algorithms)
-  panels = []
-  for alg, res in analysis.items():
-    panels.append({"key": alg, "title": algorithm_name(alg), "scales_L": list(ladder),
-                   "ka_cost_SxL": res["ka_pflops_SxL"], "ka_share_SxL": res["ka_share_SxL"],
-                   "ak_cost_S": res["ak_pflops_S"], "ak_share_S": res["ak_share_S"],
-                   "ctrl_cost_S": res["ctrl_pflops_S"], "ctrl_share_S": res["ctrl_share_S"],
-                   "ka_limit": (float(np.mean(res["ka_pred_SxL"][:, -1]))
-                                if np.isfinite(res["ka_pred_SxL"][:, -1]).all() else None),
-                   "ka_limit_label": "K-A, law's optimum (any budget)", "floor": 1e-4})
-  plot_ladder(panels, out, "lm_compute", xlabel="total PFLOPs of the pipeline",
-              ylabel="aligned target share",
-              caption_note=("K-A's alignment budget scaled by the ladder; small points: seeds; "
-                            "band: mean ± sample sd; dotted: the law's optimum of K-A, "
-                            "sigmoid(logit p_student + Delta/beta); shares below 1e-4 drawn at "
-                            "1e-4"))
-  text = notes_markdown(rows, analysis, ladder=ladder, preset=preset, seeds=seeds,
-                        elapsed=elapsed, estimate=estimate, time_limit=time_limit,
+  plot_compute(rows, out, ladder=ladder, algorithms=algorithms)
+  text = notes_markdown(rows, analyse(rows, ladder, algorithms), ladder=ladder, preset=preset,
+                        seeds=seeds, elapsed=elapsed, estimate=estimate, time_limit=time_limit,
                         options=options)
   io.write_text(out / "compute_notes.md", text)
   return text

@@ -28,15 +28,17 @@ ALGORITHM_NAMES = {"dpo": "DPO", "ipo": "IPO", "simpo": "SimPO", "rloo": "RLOO",
 LABELS = {
     "reward": "reward $E_q[R]$",
     "target_share": "target share (log-odds axis)",
-    "target_precision": "target precision",
+    "target_precision": "target precision ($p^*_{\\rm tgt}$: $p^*$'s target style)",
     "precision": "precision",
     "recall": "recall",
     "kl_ref": "KL(q || ref) (nats)",
 }
-YLABELS = {"target_precision": "$E_q[\\log p^*(x|t)]/T$ (nats/token)",
+YLABELS = {"target_precision": "$E_q[\\log p^*_{\\rm tgt}(x)]/T$ (nats/token)",
            "precision": "$E_q[\\log p^*(x)]/T$ (nats/token)",
            "recall": "$E_{p^*}[\\log q(y)]/T$ (nats/token)",
            "target_share": "share of samples in A"}
+# p* of SmolLM2 has no closed-form target conditional: no target-precision panel
+SMOLLM2_METRICS = ("reward", "target_share", "precision", "recall")
 LAW_SUMMARY = ("reference_recall", "delta_over_beta", "predicted_mass", "predicted_mass_low",
                "predicted_mass_high", "aligned_mass", "expected_target_samples",
                "target_samples_drawn", "kl", "kl_ceiling")
@@ -292,24 +294,50 @@ def summary_markdown(rows: list[dict], config, *, preset: str, seeds, elapsed: f
       + markdown_table(summary))
 
 
+SHARE_FLOOR = 1e-4  # target shares below are drawn at it (a 0 of n measurement), above 1 - it at 1 - it
+PIPELINE_MARKER = "o"
+
+
+def beyond_axis_marker(value: float, floor: float, marker: str) -> str:
+  """The marker of a share drawn at an end of the axis: a triangle pointing past that end."""
+  if value < floor:
+    return "v"
+  if value > 1.0 - floor:
+    return "^"
+  return marker
+
+
+def _draw_share(ax, x, value, floor, *, marker, colour, hollow=False, size=3.2, zorder=3) -> str:
+  """One share at ``x``, clipped into the axis and marked as beyond it where it is; returns the marker."""
+  shape = beyond_axis_marker(value, floor, marker)
+  ax.plot([x], [np.clip(value, floor, 1 - floor)], shape, ms=size, color=colour,
+          mfc="white" if hollow else colour, mew=0.8, zorder=zorder)
+  return shape
+
+
 def plot_comparison(rows: list[dict], out_dir: str | Path, name: str = "lm_comparison",
                     metrics=("target_share", "target_precision", "precision",
                              "recall")) -> list[Path]:
   """Per-seed dots and mean ± sample sd for each pipeline, one panel per metric.
 
   The target-share panel (log-odds axis) also marks the law's optimum of each aligned
-  model (open diamonds with the prediction's interval).
+  model at the same place as the measurement (open diamond, its interval a wide light bar
+  behind the measurement), and the trap boundary 1/2. Shares beyond ``[SHARE_FLOOR, 1 -
+  SHARE_FLOOR]`` are drawn at that end of the axis as triangles pointing past it.
   """
   from recall_theory.plotting import (PIPELINE_COLORS, TEXT_WIDTH, figure_size, paper_style,
-                                      save_figure)
+                                      save_figure, ticks)
+  from recall_theory.plotting.figure_check import declare_valid_range
   import matplotlib.pyplot as plt
+  from matplotlib.legend_handler import HandlerTuple
   from matplotlib.lines import Line2D
 
   algorithms = sorted({r["algorithm"] for r in rows if r["algorithm"] != "none"})
   n_seeds = len({r["seed"] for r in rows})
   data: dict[str, np.ndarray] = {"algorithms": np.array(algorithms),
                                  "pipelines": np.array(PLOT_PIPELINES)}
-  floor = 1e-4  # target shares below are drawn at the floor (0 of n samples)
+  floor = SHARE_FLOOR
+  beyond: set[tuple[str, bool]] = set()  # (triangle, hollow) drawn for shares beyond the axis
   with paper_style():
     ncols = 2
     nrows = -(-len(metrics) // ncols)
@@ -323,6 +351,7 @@ def plot_comparison(rows: list[dict], out_dir: str | Path, name: str = "lm_compa
       share = m == "target_share"
       clip = (lambda v: np.clip(v, floor, 1 - floor)) if share else (lambda v: v)
       for j, pipe in enumerate(PLOT_PIPELINES):
+        colour = PIPELINE_COLORS[pipe]
         means, sds = [], []
         for i, alg in enumerate(algorithms):
           sel = [r for r in rows if r["pipeline"] == pipe and r["algorithm"] == alg]
@@ -334,23 +363,31 @@ def plot_comparison(rows: list[dict], out_dir: str | Path, name: str = "lm_compa
           if not len(vals):
             continue
           x = i + (j - 1) * width
-          ax.scatter(np.full(len(vals), x), clip(vals), s=6, color=PIPELINE_COLORS[pipe],
-                     alpha=0.45, linewidths=0, zorder=2)
+          if share and "predicted_mass" in sel[0]:
+            law = _law_interval(sel)
+            if law is not None:
+              p_mid, p_lo, p_hi = law
+              # behind the measurement, at its place: the law's interval a wide light bar
+              ax.plot([x, x], clip([p_lo, p_hi]), color=colour, lw=4.0, alpha=0.25,
+                      solid_capstyle="butt", zorder=1)
+              shape = _draw_share(ax, x, p_mid, floor, marker="D", colour=colour, hollow=True, size=5.0,
+                                  zorder=2)
+              if shape != "D":
+                beyond.add((shape, True))
+              data[f"predicted_mass__{pipe}__{alg}"] = np.array(law)
+          inside = (clip(vals) == vals) if share else np.ones(len(vals), bool)
+          ax.scatter(np.full(int(inside.sum()), x), vals[inside], s=6, color=colour, alpha=0.45,
+                     linewidths=0, zorder=2)
+          for v in vals[~inside]:
+            beyond.add((_draw_share(ax, x, v, floor, marker=PIPELINE_MARKER, colour=colour, size=2.6,
+                                    zorder=2), False))
           err = 0.0 if math.isnan(sd) else sd
           lo, hi = clip(mean - err), clip(mean + err)
-          ax.errorbar(x, clip(mean), yerr=[[clip(mean) - lo], [hi - clip(mean)]], fmt="o",
-                      ms=3.2, color=PIPELINE_COLORS[pipe], capsize=2, lw=0.9, zorder=3)
-          if share and "predicted_mass" in sel[0]:
-            pred = np.array([r["predicted_mass"] for r in sel], float)
-            if np.isfinite(pred).all():
-              p_lo = float(np.mean([r["predicted_mass_low"] for r in sel]))
-              p_hi = float(np.mean([r["predicted_mass_high"] for r in sel]))
-              p_mid = float(np.mean(pred))
-              ax.errorbar(x + 0.09, clip(p_mid),
-                          yerr=[[clip(p_mid) - clip(p_lo)], [clip(p_hi) - clip(p_mid)]],
-                          fmt="D", ms=3.0, mfc="white", color=PIPELINE_COLORS[pipe], lw=0.7,
-                          capsize=1.5, zorder=3)
-              data[f"predicted_mass__{pipe}__{alg}"] = np.array([p_mid, p_lo, p_hi])
+          ax.plot([x, x], [lo, hi], color=colour, lw=0.9, zorder=3)
+          if share and clip(mean) != mean:
+            beyond.add((_draw_share(ax, x, mean, floor, marker=PIPELINE_MARKER, colour=colour), False))
+          else:
+            ax.plot([x], [mean], PIPELINE_MARKER, ms=3.2, color=colour, zorder=3)
         data[f"{m}__{pipe}__mean"] = np.array(means)
         data[f"{m}__{pipe}__sd"] = np.array(sds)
       for ref, style in (("teacher", "--"), ("student", ":")):
@@ -359,27 +396,57 @@ def plot_comparison(rows: list[dict], out_dir: str | Path, name: str = "lm_compa
           ax.axhline(clip(vals.mean()), color=PIPELINE_COLORS[ref], ls=style, lw=0.8, zorder=1)
           data[f"{m}__{ref}"] = vals
       if share:
-        ax.set_yscale("logit")
-        ax.set_ylim(floor, 1 - floor)
-        ticks = [1e-4, 1e-3, 1e-2, 0.1, 0.5, 0.9, 0.99, 0.999]
-        ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
-        ax.yaxis.set_minor_locator(plt.NullLocator())
-        ax.axhline(0.5, color="0.6", lw=0.5, ls="-.", zorder=0)
+        ticks.set_probability_axis(ax.yaxis, floor, 1 - floor, max_ticks=8)
+        ax.axhline(0.5, color=HALF_COLOUR, lw=0.5, ls="-.", zorder=0)
+      if m in VALID_RANGES:
+        declare_valid_range(ax, *VALID_RANGES[m], m)
       ax.set_xticks(range(len(algorithms)), [algorithm_name(a) for a in algorithms])
       ax.set_xlim(-0.5, len(algorithms) - 0.5)
       ax.set_title(LABELS.get(m, m))
       if m in YLABELS:
         ax.set_ylabel(YLABELS[m], labelpad=1)
-    handles = [Line2D([], [], color=PIPELINE_COLORS[p], marker="o", ms=3.2, lw=0.9, label=p)
-               for p in PLOT_PIPELINES]
-    handles += [Line2D([], [], color="0.3", marker="D", mfc="white", ms=3.0, lw=0,
-                       label="law's optimum [interval]"),
-                Line2D([], [], color=PIPELINE_COLORS["teacher"], ls="--", lw=0.8, label="teacher"),
-                Line2D([], [], color=PIPELINE_COLORS["student"], ls=":", lw=0.8, label="student")]
-    fig.legend(handles=handles, loc="outside lower center", ncol=6)
+    handles, labels = _comparison_legend(PIPELINE_COLORS, beyond, floor, "target_share" in metrics)
+    fig.legend(handles, labels, handler_map={tuple: HandlerTuple(ndivide=None)},
+               loc="outside lower center", ncol=min(len(labels), 4))
     fig.suptitle(f"dots: seeds; filled markers and bars: mean ± sample sd over {n_seeds} "
-                 "seeds (ddof = 1); shares below 1e-4 drawn at 1e-4", fontsize=6.5)
+                 "seeds (ddof = 1)", fontsize=6.5)
     return save_figure(fig, out_dir, name, data=data)
+
+
+HALF_COLOUR = "0.6"
+VALID_RANGES = {"target_share": (0.0, 1.0), "reward": (0.0, 1.0)}
+
+
+def _law_interval(sel: list[dict]) -> tuple[float, float, float] | None:
+  """(optimum, low, high) of the law, averaged over seeds; None where any seed has none."""
+  pred = np.array([r["predicted_mass"] for r in sel], float)
+  if not np.isfinite(pred).all():
+    return None
+  return (float(np.mean(pred)), float(np.mean([r["predicted_mass_low"] for r in sel])),
+          float(np.mean([r["predicted_mass_high"] for r in sel])))
+
+
+def _comparison_legend(colours, beyond: set[tuple[str, bool]], floor: float,
+                       has_share: bool) -> tuple[list, list[str]]:
+  from matplotlib.lines import Line2D
+
+  handles = [Line2D([], [], color=colours[p], marker=PIPELINE_MARKER, ms=3.2, lw=0.9) for p in PLOT_PIPELINES]
+  labels = list(PLOT_PIPELINES)
+  if has_share:
+    handles.append((Line2D([], [], color="0.3", lw=4.0, alpha=0.25, solid_capstyle="butt"),
+                    Line2D([], [], color="0.3", marker="D", mfc="white", ms=5.0, mew=0.8, lw=0)))
+    labels.append("law's optimum [interval]")
+  handles += [Line2D([], [], color=colours["teacher"], ls="--", lw=0.8),
+              Line2D([], [], color=colours["student"], ls=":", lw=0.8)]
+  labels += ["teacher", "student"]
+  if has_share:
+    handles.append(Line2D([], [], color=HALF_COLOUR, ls="-.", lw=0.5))
+    labels.append("share 1/2 (trap boundary)")
+  if beyond:
+    handles.append(tuple(Line2D([], [], color="0.3", marker=shape, mfc="white" if hollow else "0.3", ms=3.2,
+                                mew=0.8, lw=0) for shape, hollow in sorted(beyond)))
+    labels.append(f"below {floor:g} or above 1 - {floor:g}: drawn there")
+  return handles, labels
 
 
 def load_rows(csv_path: str | Path) -> list[dict]:

@@ -248,6 +248,9 @@ def markdown_report(rows: list[dict], *, preset: str, seeds, elapsed: float,
               f" (interval: earliest {describe_exit(x['predicted_earliest'], x['taus'])}, latest "
               f"{describe_exit(x['predicted_latest'], x['taus'])}); measured "
               f"{describe_exit(x['measured'], x['taus'])}.", ""]
+  reversal = describe_reversals(recall_reversals(summary))
+  if reversal:
+    lines += [reversal[0].upper() + reversal[1:] + " (the figure places points by recall).", ""]
   aligned = [r for r in rows if r["pipeline"] in SWEEP_PIPELINES + ("A",)
              and np.isfinite(r["predicted_mass"])]
   within = sum(r["predicted_mass_low"] <= r["aligned_mass_high"]
@@ -261,22 +264,75 @@ def markdown_report(rows: list[dict], *, preset: str, seeds, elapsed: float,
 
 
 # -- the figure -----------------------------------------------------------------------------
+SHARE_FLOOR = 1e-4  # shares are drawn inside [SHARE_FLOOR, 1 - SHARE_FLOOR]; a measured 0 at the floor
+ZERO_MARKER = "v"   # a measured 0 (0 of n samples in A): a triangle pointing below the floor
+HALF_COLOUR = "0.5"
+LAW_COLOUR = "0.25"
+
+
+CLOSE_DECADES = 0.12  # points closer than this in log10 recall share one tau label
+
+
+def close_groups(positions: np.ndarray, within: float) -> list[list[int]]:
+  """Indices of sorted ``positions`` grouped where neighbours are closer than ``within``.
+
+  >>> close_groups(np.array([0.0, 0.05, 1.0]), 0.1)
+  [[0, 1], [2]]
+  """
+  groups: list[list[int]] = []
+  for i, x in enumerate(positions):
+    if groups and x - positions[groups[-1][-1]] < within:
+      groups[-1].append(i)
+    else:
+      groups.append([i])
+  return groups
+
+
+def recall_reversals(summary: list[dict]) -> list[tuple[float, float, float, float]]:
+  """``(tau_low, p_low, tau_high, p_high)`` for consecutive taus where the student's recall
+  falls as tau rises (the points then sit out of tau order along the recall axis)."""
+  by_tau = {}
+  for e in summary:
+    by_tau.setdefault(e["tau"], e["student_recall"])
+  taus = sorted(by_tau)
+  return [(a, by_tau[a], b, by_tau[b]) for a, b in zip(taus[:-1], taus[1:]) if by_tau[b] < by_tau[a]]
+
+
+def describe_reversals(reversals) -> str:
+  """One line for the figure: where the student's recall is not monotone in tau."""
+  if not reversals:
+    return ""
+  pairs = "; ".join(f"p(tau={b:g}) = {pb:.2g} < p(tau={a:g}) = {pa:.2g}" for a, pa, b, pb in reversals)
+  return f"the student's recall is not monotone in tau: {pairs}"
+
+
 def plot_tau_sweep(rows: list[dict], out_dir: str | Path, name: str = "lm_tau_sweep") -> list[Path]:
-  """Per algorithm: K-A / A-K share against the student's recall, with the law's curve."""
+  """Per algorithm: K-A / A-K share against the student's recall, with the law's curve.
+
+  Each K-A mean is labelled with its tau beside the point (points closer than
+  ``CLOSE_DECADES`` in recall share one label, taus left to right). A measured share of exactly 0 is
+  drawn at the floor as a downward triangle (a measurement of none, not a value at the
+  floor). Where the student's recall falls as tau rises, the title says so.
+  """
   import matplotlib.pyplot as plt
-  from recall_theory.plotting import PIPELINE_COLORS, TEXT_WIDTH, figure_size, paper_style, save_figure
+  from matplotlib.lines import Line2D
+  from recall_theory.plotting import PIPELINE_COLORS, TEXT_WIDTH, figure_size, paper_style, save_figure, ticks
+  from recall_theory.plotting.figure_check import declare_valid_range
+  from recall_theory.plotting.labels import label_points
 
   summary = sweep_summary(rows)
   algorithms = sorted({e["algorithm"] for e in summary})
-  floor = 1e-4  # shares below are drawn at the floor (a 0 of n measurement)
+  floor = SHARE_FLOOR
+  clip = lambda v: ticks.clip_probability(v, floor)  # noqa: E731
   recalls = np.array([e["student_recall"] for e in summary])
   x_floor = 0.3 * float(recalls[recalls > 0].min()) if (recalls > 0).any() else 1e-5
   data: dict[str, np.ndarray] = {"algorithms": np.array(algorithms), "floor": np.array(floor),
                                  "x_floor": np.array(x_floor)}
-  ticks = [1e-4, 1e-3, 1e-2, 0.1, 0.5, 0.9, 0.99, 0.999]
+  zero_drawn = False
+  tau_labels = []
   with paper_style():
     fig, axes = plt.subplots(1, len(algorithms), squeeze=False, sharey=True,
-                             figsize=figure_size(TEXT_WIDTH, 0.42))
+                             figsize=figure_size(TEXT_WIDTH, 0.46))
     for ax, alg in zip(axes[0], algorithms):
       for pipe in SWEEP_PIPELINES:
         # drawn in order of the student's recall (which need not rise monotonically with tau)
@@ -288,18 +344,26 @@ def plot_tau_sweep(rows: list[dict], out_dir: str | Path, name: str = "lm_tau_sw
                     if r["pipeline"] == pipe and r["algorithm"] == alg]
         if per_seed:
           xs, ys = np.array(per_seed).T
-          ax.scatter(np.maximum(xs, x_floor), np.clip(ys, floor, 1 - floor), s=7, color=color, alpha=0.4,
-                     linewidths=0, zorder=3)
+          xs, zero = np.maximum(xs, x_floor), ys <= 0
+          ax.scatter(xs[~zero], clip(ys[~zero]), s=7, color=color, alpha=0.4, linewidths=0, zorder=3)
+          if zero.any():
+            ax.plot(xs[zero], np.full(int(zero.sum()), floor), ZERO_MARKER, ms=3.0, color=color, alpha=0.5,
+                    zorder=3)
+            zero_drawn = True
         mean = np.array([e["measured_mean"] for e in es])
-        ax.plot(p, np.clip(mean, floor, 1 - floor), "o-", color=color, ms=3.5, lw=1.0, zorder=4,
+        measured = mean > 0
+        ax.plot(p[measured], clip(mean[measured]), "o-", color=color, ms=3.5, lw=1.0, zorder=4,
                 label=f"{pipe} measured (mean)")
+        if (~measured).any():
+          ax.plot(p[~measured], np.full(int((~measured).sum()), floor), ZERO_MARKER, color=color, ms=4.5,
+                  zorder=4)
+          zero_drawn = True
         pred = np.array([e["predicted"] for e in es])
         lo = np.array([e["predicted_low"] for e in es])
         hi = np.array([e["predicted_high"] for e in es])
-        ax.plot(p, np.clip(pred, floor, 1 - floor), "--", color=color, lw=1.0, zorder=2,
+        ax.plot(p, clip(pred), "--", color=color, lw=1.0, zorder=2,
                 label=f"{pipe} law" + (" (its aligned teacher)" if pipe == "A-K" else ""))
-        ax.fill_between(p, np.clip(lo, floor, 1 - floor), np.clip(hi, floor, 1 - floor),
-                        color=color, alpha=0.13, lw=0, zorder=1)
+        ax.fill_between(p, clip(lo), clip(hi), color=color, alpha=0.13, lw=0, zorder=1)
         for key, arr in (("student_recall", p), ("measured_mean", mean), ("predicted", pred),
                          ("predicted_low", lo), ("predicted_high", hi),
                          ("tau", np.array([e["tau"] for e in es]))):
@@ -309,36 +373,44 @@ def plot_tau_sweep(rows: list[dict], out_dir: str | Path, name: str = "lm_tau_sw
           d = float(np.mean([e["delta_over_beta"] for e in es]))
           grid = np.geomspace(x_floor, max(p.max() * 3, 0.05), 200)
           curve = 1 / (1 + np.exp(-(np.log(grid) - np.log1p(-grid) + d)))
-          ax.plot(grid, np.clip(curve, floor, 1 - floor), "-", color="0.25", lw=0.7, zorder=2,
+          ax.plot(grid, clip(curve), "-", color=LAW_COLOUR, lw=0.7, zorder=2,
                   label="law: sigmoid(logit p + mean $\\Delta/\\beta$)")
           data[f"{alg}__law_curve_x"], data[f"{alg}__law_curve_y"] = grid, curve
           # where the law lets K-A out: logit p + Delta/beta = 0
           p_exit = 1 / (1 + math.exp(d))
-          ax.axvline(p_exit, ymax=0.5, color="0.25", lw=0.6, ls=(0, (1, 2)), zorder=1)  # below the labels
+          ax.axvline(p_exit, ymax=0.5, color=LAW_COLOUR, lw=0.6, ls=(0, (1, 2)), zorder=1)
           ax.annotate(f"law: K-A escapes\nfor p > {p_exit:.2g}", (p_exit, 0.5),
                       textcoords="offset points", xytext=(3, -4), ha="left", va="top",
-                      fontsize=5.5, color="0.25")
+                      fontsize=5.5, color=LAW_COLOUR)
           data[f"{alg}__law_exit_recall"] = np.array(p_exit)
-          for i, (e, x) in enumerate(zip(es, p)):  # staggered: close recalls do not collide
-            ax.annotate(f"$\\tau$={e['tau']:g}", (x, 1 - floor),
-                        textcoords="offset points", xytext=(0, -4 - 7 * (i % 3)), ha="center",
-                        va="top", fontsize=5.5, color="0.35")
-      ax.axhline(0.5, color="0.5", lw=0.6, ls=":", zorder=0)
+          shown = np.where(measured, clip(mean), floor)
+          groups = close_groups(np.log10(p), CLOSE_DECADES)
+          tau_labels.append((ax, [(float(np.exp(np.mean(np.log(p[g])))), float(np.max(shown[g]))) for g in groups],
+                             ["$\\tau$=" + ", ".join(f"{es[i]['tau']:g}" for i in g) for g in groups]))
+      ax.axhline(0.5, color=HALF_COLOUR, lw=0.6, ls=":", zorder=0)
       ax.axhspan(floor, 0.5, color="0.92", zorder=-1, lw=0)
       ax.text(0.98, 0.03, "trap: share < 1/2", transform=ax.transAxes, fontsize=6, color="0.4",
               ha="right")
       ax.set_xscale("log")
-      ax.set_yscale("logit")
-      ax.set_ylim(floor, 1 - floor)
-      ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
-      ax.yaxis.set_minor_locator(plt.NullLocator())
+      ticks.set_probability_axis(ax.yaxis, floor, 1 - floor, max_ticks=8)
+      declare_valid_range(ax, 0.0, 1.0, "target share")
       ax.set_xlabel("student recall $\\pi_{student}(A)$"
                     + (f" (0 drawn at {x_floor:.1g})" if (recalls <= 0).any() else ""))
       ax.set_title(alg.upper() if alg != "simpo" else "SimPO")
     axes[0][0].set_ylabel("aligned target share $\\pi(A)$")
     handles, labels = axes[0][0].get_legend_handles_labels()
+    handles.append(Line2D([], [], color=HALF_COLOUR, lw=0.6, ls=":"))
+    labels.append("share 1/2 (trap boundary)")
+    if zero_drawn:
+      handles.append(Line2D([], [], color="0.3", marker=ZERO_MARKER, ls="none", ms=4.5))
+      labels.append(f"0 measured (none of n in A), at {floor:g}")
     fig.legend(handles, labels, loc="outside lower center", ncol=3)
     n_seeds = len({r["seed"] for r in rows})
+    reversal = describe_reversals(recall_reversals(summary))
+    data["note"] = np.asarray(reversal)
     fig.suptitle(f"small dots: seeds; large markers: mean over {n_seeds} seeds; bands: the law's "
-                 "95% interval; shares below 1e-4 drawn at 1e-4", fontsize=6.5)
+                 "95% interval" + (f"\n{reversal}: points are placed by recall" if reversal else ""),
+                 fontsize=6.5)
+    for ax, points, texts in tau_labels:  # last: placed around everything drawn
+      label_points(ax, points, texts, color="0.35", fontsize=5.5)
     return save_figure(fig, out_dir, name, data=data)

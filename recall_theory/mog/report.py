@@ -497,20 +497,25 @@ def paths_after_grid(out: Path, res, config: MogConfig, *, dtype=None, phase_poi
   # The phase map needs only the betas' range (its figure is drawn here, after it).
   phase_betas = np.geomspace(res.betas.min(), res.betas.max(), phase_points)
   recalls = np.geomspace(1e-12, 0.5, phase_points)
-  # The student with no mode near the target: its own tail recall (< 1e-12) does not mask p.
-  phase_student = "3-mode" if "3-mode" in res.students else res.students[0]
+  student = phase_student(res.students)
   t0 = time.perf_counter()
   n_points = len(phase_betas) * len(recalls)
   with progress.stage("mog phase map", total=n_points, unit="points") as bar:
-    phase = phase_map_dispatch(config, phase_betas, recalls, student=phase_student, dtype=dtype or jnp.float64)()
+    phase = phase_map_dispatch(config, phase_betas, recalls, student=student, dtype=dtype or jnp.float64)()
     bar.set(n_points)  # one compiled call computes every point
   log(f"phase map: {time.perf_counter() - t0:.1f} s")
-  phase_paths = figures.plot_phase(out, phase_betas, recalls, phase, phase_student)
+  phase_paths = figures.plot_phase(out, phase_betas, recalls, phase, student)
   t0 = time.perf_counter()
   drawn = [done() for done in [other_figures[0], *metric_figures, other_figures[1]]]
   if pool is not None:
     log(f"figures of the worker process: waited {time.perf_counter() - t0:.1f} s for them")
   return paths + [p for d in drawn for p in d] + phase_paths
+
+
+def phase_student(students) -> str:
+  """The phase map's student: the one with no mode near the target (3-mode), whose own tail
+  recall (< 1e-12) does not mask the recall p the map sets; else the first."""
+  return "3-mode" if "3-mode" in students else students[0]
 
 
 def _draw(pool, plot, *args):

@@ -336,7 +336,7 @@ def run_recall_sweep(out_dir, *, weight_min: float = 1e-8, weight_max: float = 0
   cols = recall_sweep_columns(weights, betas_np, res, config, student)
   paths = [io.write_columns_csv(out / "mog_recall_sweep.csv", cols)]
   from recall_theory.mog.figures import plot_recall_sweep
-  paths += plot_recall_sweep(out, weights, betas_np, res)
+  paths += plot_recall_sweep(out, weights, betas_np, res, student)
   return paths
 
 

@@ -6,8 +6,8 @@ teacher is p*, see :func:`recall_theory.mog.sweep.tau_sweep`) the run writes
 * ``mog_taus.csv``: one row per (tau, beta, pipeline K-A / A-K / A) with the shared ids and the
   law's columns (p_ref, Delta/beta, the predicted optimum, the measured mass, KL and its ceiling);
 * ``mog_taus.{pdf,png}`` + ``mog_taus_data.npz``: K-A's and A-K's aligned mass against the
-  student's recall, one panel per beta, with the law's curve sigmoid(logit p + Delta/beta) and
-  the trap boundary p = sigmoid(-Delta/beta);
+  student's recall, one panel per beta, each K-A point ringed by its own law prediction
+  sigmoid(logit p + Delta/beta) and the trap boundaries p = sigmoid(-Delta/beta) of the taus;
 * ``mog_taus_notes.md``: where K-A leaves the trap, measured and predicted (generated).
 
 Example::

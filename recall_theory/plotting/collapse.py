@@ -44,6 +44,7 @@ import numpy as np
 
 from recall_theory import schema
 from recall_theory.errors import InputError
+from recall_theory.plotting.ticks import padded_logit_limits, probability_ticks
 
 # A measured mass counts as *at* its prediction when the two intervals overlap, or when the
 # point values differ by at most this much in log-odds (exp(0.1): 10% in the odds).
@@ -662,37 +663,6 @@ def _interval_whiskers(ax, x, y, x_low, x_high, y_low, y_high, rasterized):
                                      rasterized=rasterized))
 
 
-def probability_ticks(low: float, high: float, max_ticks: int = 7) -> tuple[list[float], list[str]]:
-  """Readable ticks of a logit axis from ``low`` to ``high``: 10^-k, 0.1, 0.5, 0.9, 1 - 10^-k.
-
-  Ticks are chosen outward from 1/2, each at least ``span / max_ticks`` log-odds from the
-  previous one (``span`` = the axis' extent in log-odds), so labels never crowd however
-  many decades the axis covers. Labels are mathtext: ``10^{-4}``, ``0.1``, ``0.5``,
-  ``0.9``, ``0.99``, ``1-10^{-4}``.
-
-  Example:
-    >>> probability_ticks(1e-3, 0.999)[1]
-    ['$10^{-3}$', '$10^{-2}$', '0.1', '0.5', '0.9', '0.99', '$1-10^{-3}$']
-  """
-  def odds(m: float) -> float:
-    return math.log(m) - math.log1p(-m)
-
-  min_gap = (odds(high) - odds(low)) / max_ticks
-  below = [(10.0 ** -k, "0.1" if k == 1 else f"$10^{{-{k}}}$") for k in range(1, 31)]
-  above = [(1.0 - 10.0 ** -k, {1: "0.9", 2: "0.99"}.get(k, f"$1-10^{{-{k}}}$")) for k in range(1, 31)]
-  chosen = [(0.5, "0.5")] if low <= 0.5 <= high else []
-  for side in (below, above):
-    last = 0.0
-    for value, label in side:
-      if not low <= value <= high:
-        continue
-      if abs(odds(value) - last) >= min_gap * (1 - 1e-9):
-        chosen.append((value, label))
-        last = odds(value)
-  chosen.sort()
-  return [v for v, _ in chosen], [label for _, label in chosen]
-
-
 def collapse_figure(table: dict[str, np.ndarray], gap_pairs: dict[str, np.ndarray] | None = None):
   """Draw the three panels from a :func:`classify` table; returns ``(figure, data)``.
 
@@ -706,6 +676,7 @@ def collapse_figure(table: dict[str, np.ndarray], gap_pairs: dict[str, np.ndarra
   import matplotlib.pyplot as plt
   from matplotlib.collections import LineCollection
   from matplotlib.lines import Line2D
+  from matplotlib.legend_handler import HandlerTuple
   from matplotlib.patches import Patch
   from matplotlib import colors as mcolors
 
@@ -744,7 +715,7 @@ def collapse_figure(table: dict[str, np.ndarray], gap_pairs: dict[str, np.ndarra
     ax_a.set_yscale("logit")
     lo = min(np.nanmin(np.concatenate([x, y, x_low, y_low, x_budget, y_budget])), 0.4)
     hi = max(np.nanmax(np.concatenate([x, y, x_high, y_high, x_budget, y_budget])), 0.6)
-    lo_lim, hi_lim = lo / 2.0, 1.0 - (1.0 - hi) / 2.0
+    lo_lim, hi_lim = padded_logit_limits(lo, hi)  # markers at the ends stay whole
     line = np.array([lo_lim, hi_lim])
     ax_a.plot(line, line, color="0.2", lw=0.8, ls="--", zorder=1)
     # Ceiling band: from each prediction (on the identity line) up to its KL ceiling.
@@ -798,8 +769,8 @@ def collapse_figure(table: dict[str, np.ndarray], gap_pairs: dict[str, np.ndarra
     ax_g.set_xlabel(r"best in class $\pi_{class}(A)$")
     if pairs is not None:
       gx, gy = clip(pairs["best"]), clip(pairs["as_is"])
-      g_lo = min(float(np.nanmin(np.concatenate([gx, gy]))), 0.4) / 2.0
-      g_hi = 1.0 - (1.0 - max(float(np.nanmax(np.concatenate([gx, gy]))), 0.6)) / 2.0
+      g_lo, g_hi = padded_logit_limits(min(float(np.nanmin(np.concatenate([gx, gy]))), 0.4),
+                                       max(float(np.nanmax(np.concatenate([gx, gy]))), 0.6))
       ax_g.plot([g_lo, g_hi], [g_lo, g_hi], color="0.2", lw=0.8, ls="--", zorder=1)
       _interval_whiskers(ax_g, gx, gy, clip(pairs["best_low"]), clip(pairs["best_high"]),
                          clip(pairs["as_is_low"]), clip(pairs["as_is_high"]), False)
@@ -879,12 +850,15 @@ def collapse_figure(table: dict[str, np.ndarray], gap_pairs: dict[str, np.ndarra
                   for p in ("K-A", "A", "K-A(teacher-ref)")]
     handles += [
         Line2D([], [], color="0.2", ls="--", lw=0.8, label="measured = predicted"),
-        Line2D([], [], ls="none", marker="_", color="0.45", markersize=6, label="KL ceiling"),
+        (Line2D([], [], color="0.8", lw=1.6, alpha=0.45),
+         Line2D([], [], ls="none", marker="_", color="0.45", markersize=6)),
         Line2D([], [], color="#D55E00", lw=1.0, label=r"$\Delta/\beta = \log\frac{1-p}{p}$"),
         Patch(facecolor="#D55E00", alpha=0.12, label="trap: optimum < 1/2"),
     ]
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(5, len(handles)),
-               handletextpad=0.3, columnspacing=1.0)
+    labels = [h.get_label() for h in handles[:-3]] + ["KL ceiling"] \
+        + [h.get_label() for h in handles[-2:]]
+    fig.legend(handles, labels, handler_map={tuple: HandlerTuple(ndivide=None)}, loc="outside lower center",
+               ncol=min(5, len(handles)), handletextpad=0.3, columnspacing=1.0)
 
   data = {
       "predicted_mass": table["predicted_mass"], "predicted_mass_low": table["predicted_mass_low"],

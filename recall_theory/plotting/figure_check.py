@@ -21,9 +21,10 @@ starting with the rule's name (an empty list when the figure is fine):
   column or text width.
 * ``clipped`` -- a clipped text (contour labels, ``ax.text``) cut by its axes by more than
   ``CANVAS_TOLERANCE_PT``: half a label at the edge of a panel.
-* ``long tick label`` -- a tick label longer than ``MAX_TICK_LABEL_CHARS`` (10) characters
-  as displayed (mathtext markup removed: ``$\\mathdefault{10^{-4}}$`` counts as ``10-4``,
-  4 characters), or printing a number with more than ``MAX_TICK_SIGNIFICANT_DIGITS`` (4)
+* ``long tick label`` -- a numeric tick label (one with a digit; category names such as
+  ``K-A(teacher-ref)`` are words set on purpose) with a line longer than
+  ``MAX_TICK_LABEL_CHARS`` (10) characters as displayed (mathtext markup removed:
+  ``$\\mathdefault{10^{-4}}$`` counts as ``10-4``, 4 characters), or printing a number with more than ``MAX_TICK_SIGNIFICANT_DIGITS`` (4)
   significant digits: the signature of a formatter that gave up (``1.08779x10^-1``).
 * ``label on a line`` -- a drawn line (a contour line, or a plotted line with a line
   style) runs through a contour label, an ``ax.text`` or an annotation: tested in the
@@ -33,6 +34,37 @@ starting with the rule's name (an empty list when the figure is fine):
   cut to the axes, contains a vertex of a visible line, a scatter point or an error-bar end,
   or a line's path crosses it (the tests matplotlib's ``loc="best"`` scores). Axes legends
   are tested against their own axes, figure legends against every axes.
+
+* ``outside axes`` -- an ``ax.text`` or annotation attached to a point inside its axes (the
+  annotated point, or the text's own position) whose glyphs reach more than
+  ``CANVAS_TOLERANCE_PT`` beyond the axes' frame: a point label running out of its panel.
+  Texts placed outside on purpose (anchored outside the frame) are left to ``off canvas``.
+* ``garbled tick label`` -- a tick label with two powers of ten, a mantissa outside
+  [1, 10) (matplotlib's logit formatter writes ``1 - 10.10^-13``), or one text at two ticks
+  of an axis (a formatter that lost precision).
+* ``not in legend`` -- in an axes a legend explains (its own, or a figure legend), a drawn
+  line, collection (bands, error bars, scatters) or contour line whose colour or style
+  (dash family, marker) no legend entry shows, or a labelled artist whose label no entry
+  reads. Colour and style may be shown by different entries (a colour per pipeline, a grey
+  swatch per kind of curve). Colour-mapped artists are the colour bar's (see
+  :mod:`recall_theory.plotting.marks`). Heuristic: colours compare as RGB without alpha, so a
+  light band of a pipeline's colour is explained by the pipeline's entry.
+* ``legend swatch differs`` -- a legend entry drawn unlike what it names: an entry whose
+  text is an artist's label must show that artist's colour, dash family and marker; any
+  other (proxy) entry must show marks some artist of its axes has (a grey, black or white
+  proxy is compared by style only).
+* ``out of range`` -- a band (``fill_between``), error bar or data line beyond the valid
+  range the plotting code declared for its axes with :func:`declare_valid_range` (a mass
+  in [0, 1], a KL >= 0); axes without a declaration are not checked.
+* ``marker cut`` -- a marker (line markers, scatter points; error-bar caps excepted) whose
+  centre lies within its radius (half the marker size plus half its edge, less
+  ``MARKER_TOLERANCE_PT``) of the clipping frame, or outside it: drawn as a chevron, or
+  not at all.
+* ``indistinguishable curves`` -- two plotted curves of one colour of which at least
+  ``INDISTINGUISHABLE_SHARE`` (90%) of the shorter lies within half the wider line width
+  (+1 px) of the other, in the rendered image: one hides the other, whatever their dash
+  patterns (a solid line covers a dashed one), unless both carry different markers.
+  Heuristic: it samples the curves every pixel and compares nearest distances.
 
 :func:`assert_figure_ok` raises ``AssertionError`` listing the problems, and
 :func:`checking_saved_figures` checks every figure handed to
@@ -59,7 +91,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
-from matplotlib.collections import LineCollection, PathCollection  # noqa: E402
+from matplotlib.collections import LineCollection, PathCollection, PolyCollection  # noqa: E402
 from matplotlib.contour import ContourSet  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.legend import Legend  # noqa: E402
@@ -69,6 +101,8 @@ from matplotlib.transforms import Bbox  # noqa: E402
 import numpy as np  # noqa: E402
 
 from recall_theory.plotting import style  # noqa: E402
+from recall_theory.plotting.marks import (NO_LINE, NO_MARKER, Mark, artist_marks, drawn_artists,  # noqa: E402
+                                          error_bar_caps, is_neutral, legend_entries, rgb)
 
 OVERLAP_TOLERANCE_PT = 0.75
 CANVAS_TOLERANCE_PT = 1.0
@@ -77,6 +111,8 @@ LABEL_CLEARANCE_PT = 4.0
 LINE_TOLERANCE_PT = 0.75
 MAX_TICK_LABEL_CHARS = 10
 MAX_TICK_SIGNIFICANT_DIGITS = 4
+MARKER_TOLERANCE_PT = 0.5
+INDISTINGUISHABLE_SHARE = 0.9
 
 
 @dataclass(frozen=True)
@@ -177,8 +213,9 @@ def _visible_extent(text: Text, extent: Bbox) -> Bbox:
 def drawn_texts(fig: Figure) -> tuple[list[DrawnText], "matplotlib.backend_bases.RendererBase"]:
   """Draw ``fig`` with the Agg renderer and return every non-empty text it drew, in draw order.
 
-  The renderer's ``draw_text`` and ``draw_tex`` are wrapped on this one renderer instance
-  (nothing global changes), so exactly the texts that reach the picture are returned.
+  The renderer's ``draw_text`` and ``draw_tex`` are wrapped on this one renderer instance,
+  and ``Text.draw`` for the duration of the draw (a multi-line text draws its lines without
+  naming itself), so exactly the texts that reach the picture are returned.
   """
   if not isinstance(fig.canvas, FigureCanvasAgg):
     FigureCanvasAgg(fig)
@@ -186,19 +223,32 @@ def drawn_texts(fig: Figure) -> tuple[list[DrawnText], "matplotlib.backend_bases
   # so one draw both lays the figure out and records the texts at their final places.
   renderer = fig.canvas.get_renderer()
   seen: dict[int, Text] = {}  # id -> artist: each text once, however many lines it has
+  drawing: list[Text] = []  # the text being drawn: a multi-line text draws its lines without mtext
 
   def recording(method):
     def record(gc, x, y, s, prop, angle, *args, mtext=None, **kwargs):
-      if mtext is not None and s.strip():
-        seen.setdefault(id(mtext), mtext)
+      owner = mtext if mtext is not None else (drawing[-1] if drawing else None)
+      if owner is not None and s.strip():
+        seen.setdefault(id(owner), owner)
       return method(gc, x, y, s, prop, angle, *args, mtext=mtext, **kwargs)
     return record
 
+  text_draw = Text.draw
+
+  def tracked_draw(self, *args, **kwargs):
+    drawing.append(self)
+    try:
+      return text_draw(self, *args, **kwargs)
+    finally:
+      drawing.pop()
+
   renderer.draw_text = recording(renderer.draw_text)
   renderer.draw_tex = recording(renderer.draw_tex)
+  Text.draw = tracked_draw  # for this draw only: which text a line without mtext belongs to
   try:
     fig.canvas.draw()
   finally:
+    Text.draw = text_draw
     del renderer.draw_text, renderer.draw_tex  # back to the class's methods
   roles = _text_roles(fig)
   drawn = []
@@ -258,8 +308,9 @@ def _long_tick_labels(drawn: list[DrawnText]) -> list[str]:
   for d in drawn:
     if " tick label " not in f" {d.role} ":
       continue
-    if len(d.shown) > MAX_TICK_LABEL_CHARS:
-      problems.append(f"long tick label: {_label(d)} has {len(d.shown)} characters "
+    longest = max(len(line) for line in d.shown.split("\n"))
+    if longest > MAX_TICK_LABEL_CHARS and re.search(r"\d", d.shown):  # a number, not a category name
+      problems.append(f"long tick label: {_label(d)} has {longest} characters "
                       f"(at most {MAX_TICK_LABEL_CHARS})")
       continue
     for number in re.findall(r"\d+\.?\d*", d.shown):
@@ -411,14 +462,344 @@ def _legend_on_data(fig: Figure, renderer, tolerance_px: float) -> list[str]:
   return problems
 
 
+
+# ----------------------------------------------------------------------------- artists
+
+VALID_RANGE_ATTR = "recall_theory_valid_y_range"
+
+
+def declare_valid_range(ax, low: float = -np.inf, high: float = np.inf, quantity: str = "y") -> None:
+  """Declare the values ``quantity`` can take on ``ax``'s y axis: ``low <= y <= high``.
+
+  Plotting code calls it on every axes whose y has a range by definition (a mass in
+  [0, 1], a KL >= 0); the ``out of range`` check then fails any band, error bar or data
+  line drawn beyond it (a mean +- sd band reaching a mass of 1.2).
+  """
+  setattr(ax, VALID_RANGE_ATTR, (float(low), float(high), str(quantity)))
+
+
+def _plot_axes(fig: Figure) -> list:
+  return [ax for ax in fig.axes if not hasattr(ax, "_colorbar")]
+
+
+def _covering_legends(fig: Figure, ax) -> list[Legend]:
+  """The legends that explain ``ax``: its own and every figure legend."""
+  legends = [ax.get_legend()] if ax.get_legend() is not None else []
+  return [lg for lg in legends + list(fig.legends) if lg.get_visible()]
+
+
+def _artist_name(artist) -> str:
+  label = artist.get_label() if hasattr(artist, "get_label") else ""
+  kind = type(artist).__name__
+  if label and not str(label).startswith("_"):
+    return f"{kind} {str(label)[:40]!r}"
+  return kind
+
+
+def _labelled_artists(ax) -> dict[str, set[Mark]]:
+  """label -> marks of everything ``ax`` draws under that label: artists and error-bar
+  containers (a line and the scatter of its points may share one label)."""
+  found: dict[str, set[Mark]] = {}
+  caps = error_bar_caps(ax)
+  for artist in drawn_artists(ax):
+    label = str(artist.get_label())
+    if label and not label.startswith("_"):
+      found.setdefault(label, set()).update(artist_marks(artist))
+  for container in ax.containers:
+    label = str(container.get_label())
+    if label and not label.startswith("_"):
+      for child in container.get_children():
+        if child.get_visible() and id(child) not in caps:
+          found.setdefault(label, set()).update(artist_marks(child))
+  return found
+
+
+def _mark_is_represented(mark: Mark, shown: set[Mark]) -> bool:
+  """A drawn mark is explained when the legend shows its colour and its style (each in some
+  entry: legends often give colour (pipeline) and style (kind of curve) separately)."""
+  colour_ok = mark.colour is None or mark.colour in {m.colour for m in shown}
+  if mark.kind == "line":
+    style_ok = mark.style in {m.style for m in shown if m.kind == "line"}
+  elif mark.kind == "marker":
+    style_ok = mark.style is None or mark.style in {m.style for m in shown if m.kind == "marker"}
+  elif mark.kind == "hatch":
+    style_ok = mark.style in {m.style for m in shown if m.kind == "hatch"}
+  else:
+    style_ok = True
+  return colour_ok and style_ok
+
+
+def _artists_missing_from_legend(fig: Figure) -> list[str]:
+  """Drawn lines, collections and contour lines whose colour or style no legend entry shows,
+  and labelled artists whose label no legend reads, in axes that a legend explains."""
+  names = _describe_axes(fig)
+  problems = []
+  for ax in _plot_axes(fig):
+    legends = _covering_legends(fig, ax)
+    if not legends:
+      continue
+    entries = [entry for lg in legends for entry in legend_entries(lg)]
+    shown = set().union(*(marks for _, marks in entries)) if entries else set()
+    texts = {text for text, _ in entries}
+    for artist in drawn_artists(ax):
+      missing = sorted((m for m in artist_marks(artist) if not _mark_is_represented(m, shown)),
+                       key=Mark.describe)
+      if missing:
+        problems.append(f"not in legend: {_artist_name(artist)} of {names[id(ax)]} is drawn as "
+                        f"{', '.join(m.describe() for m in missing)}, which no legend entry shows")
+    for label in sorted(set(_labelled_artists(ax)) - texts):
+      problems.append(f"not in legend: the artist labelled {label[:40]!r} of {names[id(ax)]} has "
+                      f"no legend entry reading so")
+  return problems
+
+
+def _marks_equal(entry: Mark, drawn: Mark, any_colour: bool = False) -> bool:
+  if entry.kind != drawn.kind:
+    return False
+  if entry.style is not None and drawn.style is not None and entry.style != drawn.style:
+    return False
+  return any_colour or entry.colour is None or entry.colour == drawn.colour
+
+
+def _legend_swatch_mismatches(fig: Figure) -> list[str]:
+  """Legend entries drawn unlike the artist they name.
+
+  An entry whose text is the label of an artist must show exactly that artist's marks. Any
+  other entry (a proxy handle) must show marks that some artist in the axes it explains
+  has; a grey, black or white proxy stands for a style in any colour, so only its style
+  is compared.
+  """
+  problems = []
+  legends = [lg for lg in (*(ax.get_legend() for ax in _plot_axes(fig)), *fig.legends)
+             if lg is not None and lg.get_visible()]
+  for legend in legends:
+    axes = [ax for ax in _plot_axes(fig) if any(lg is legend for lg in _covering_legends(fig, ax))]
+    labelled: dict[str, list[set[Mark]]] = {}  # label -> its marks in each axes, then in all of them
+    for ax in axes:
+      for label, marks in _labelled_artists(ax).items():
+        labelled.setdefault(label, []).append(marks)
+    for candidates in labelled.values():  # a figure legend's entry may name a label drawn in several panels
+      candidates.append(set().union(*candidates))
+    drawn = set()
+    for ax in axes:
+      for artist in (*drawn_artists(ax), *ax.patches):
+        drawn |= artist_marks(artist)
+    for text, marks in legend_entries(legend):
+      if text in labelled:
+        if not any(all(any(_marks_equal(m, d) for d in candidate) for m in marks) for candidate in labelled[text]):
+          drawn_as = "; ".join(", ".join(sorted(d.describe() for d in c)) for c in labelled[text][:2])
+          problems.append(f"legend swatch differs: entry {text[:40]!r} shows "
+                          f"{', '.join(sorted(m.describe() for m in marks))} but its artist is drawn as {drawn_as}")
+        continue
+      unmatched = [m for m in marks
+                   if not any(_marks_equal(m, d, any_colour=is_neutral(m.colour)) for d in drawn)]
+      if unmatched:
+        problems.append(f"legend swatch differs: entry {text[:40]!r} shows "
+                        f"{', '.join(sorted(m.describe() for m in unmatched))}, which no drawn artist has")
+  return problems
+
+
+def _anchor_in_display(text: Text) -> np.ndarray:
+  """Where a text is attached: an annotation's annotated point, else the text's position."""
+  if isinstance(text, Annotation):
+    return np.asarray(text._get_xy_display(), float)
+  return np.asarray(text.get_transform().transform(text.get_unitless_position()), float)
+
+
+def _texts_outside_axes(drawn: list[DrawnText], tolerance_px: float) -> list[str]:
+  """Texts attached to a point inside their axes (a label of a data point, an in-panel
+  note) whose drawn glyphs reach beyond the axes' frame: a label running out of its panel."""
+  problems = []
+  for d in drawn:
+    if not d.role.startswith(("text in", "annotation in")) or d.artist.axes is None:
+      continue
+    frame = d.artist.axes.bbox
+    x, y = _anchor_in_display(d.artist)
+    if not (frame.x0 - tolerance_px <= x <= frame.x1 + tolerance_px
+            and frame.y0 - tolerance_px <= y <= frame.y1 + tolerance_px):
+      continue  # placed outside on purpose: off canvas / overlap still apply
+    e = d.extent
+    beyond = max(frame.x0 - e.x0, e.x1 - frame.x1, frame.y0 - e.y0, e.y1 - frame.y1)
+    if e.width > 0 and beyond > tolerance_px:
+      problems.append(f"outside axes: {_label(d)} runs {beyond:.0f} px out of its axes")
+  return problems
+
+
+def _data_y(artist, ax) -> np.ndarray:
+  """y of an artist drawn in data coordinates (fills, error bars, data lines); empty otherwise."""
+  if artist.get_transform() != ax.transData:
+    return np.zeros(0)
+  if isinstance(artist, Line2D):
+    return np.asarray(artist.get_xydata(), float)[:, 1]
+  if isinstance(artist, PolyCollection):
+    paths = artist.get_paths()
+    return np.concatenate([p.vertices[:, 1] for p in paths]) if paths else np.zeros(0)
+  if isinstance(artist, LineCollection) and not isinstance(artist, ContourSet):
+    segments = [np.asarray(s, float).reshape(-1, 2)[:, 1] for s in artist.get_segments()]
+    return np.concatenate(segments) if segments else np.zeros(0)
+  return np.zeros(0)
+
+
+def _out_of_declared_range(fig: Figure) -> list[str]:
+  """Bands, error bars and data lines beyond the range the plotting code declared for the
+  axes (:func:`declare_valid_range`): a +-sd band of a mass above 1 or a KL below 0."""
+  names = _describe_axes(fig)
+  problems = []
+  for ax in _plot_axes(fig):
+    declared = getattr(ax, VALID_RANGE_ATTR, None)
+    if declared is None:
+      continue
+    low, high, quantity = declared
+    slack = 1e-9 * max(1.0, abs(low) if np.isfinite(low) else 0.0, abs(high) if np.isfinite(high) else 0.0)
+    for artist in (*ax.lines, *ax.collections):
+      y = _data_y(artist, ax)
+      y = y[np.isfinite(y)]
+      outside = y[(y < low - slack) | (y > high + slack)]
+      if outside.size:
+        worst = outside[np.argmax(np.maximum(low - outside, outside - high))]
+        problems.append(f"out of range: {_artist_name(artist)} of {names[id(ax)]} reaches "
+                        f"{quantity} = {worst:.3g}, outside its valid range [{low:g}, {high:g}]")
+  return problems
+
+
+def _marker_centres(artist) -> np.ndarray:
+  """Display coordinates of the markers an artist draws (markevery honoured for ints and slices)."""
+  if isinstance(artist, Line2D):
+    xy = artist.get_transform().transform(np.asarray(artist.get_xydata(), float))
+    every = artist.get_markevery()
+    if isinstance(every, (int, np.integer)):
+      xy = xy[::int(every)]
+    elif isinstance(every, slice):
+      xy = xy[every]
+    elif isinstance(every, (list, tuple, np.ndarray)) and np.asarray(every).dtype.kind in "iu":
+      xy = xy[np.asarray(every)]
+  else:
+    offsets = np.asarray(artist.get_offsets(), float).reshape(-1, 2)
+    xy = artist.get_offset_transform().transform(offsets)
+  return xy[np.all(np.isfinite(xy), axis=1)]
+
+
+def _marker_radii_pt(artist, n: int) -> np.ndarray:
+  """Radius in points of each marker: half the marker size plus half its edge."""
+  if isinstance(artist, Line2D):
+    return np.full(n, artist.get_markersize() / 2 + artist.get_markeredgewidth() / 2)
+  sizes = np.resize(np.asarray(artist.get_sizes(), float), n) if len(artist.get_sizes()) else np.zeros(n)
+  edge = np.resize(np.asarray(artist.get_linewidth(), float), n) if n else np.zeros(0)
+  return np.sqrt(np.maximum(sizes, 0)) / 2 + edge / 2
+
+
+def _draws_markers(artist) -> bool:
+  if not artist.get_visible() or not artist.get_clip_on():
+    return False
+  if isinstance(artist, Line2D):
+    return artist.get_marker() not in NO_MARKER and artist.get_markersize() > 0
+  return isinstance(artist, PathCollection)
+
+
+def _markers_cut_by_frame(fig: Figure, tolerance_px: float) -> list[str]:
+  """Markers whose centre lies less than a marker radius inside the frame (cut) or outside it
+  (hidden): a point drawn at an axis limit reads as a chevron, or not at all."""
+  names = _describe_axes(fig)
+  px_per_pt = fig.dpi / 72.0
+  problems = []
+  for ax in _plot_axes(fig):
+    frame = ax.bbox
+    for artist in drawn_artists(ax):  # error-bar caps sit at the bar's ends: the bar's business
+      if not _draws_markers(artist):
+        continue
+      centres = _marker_centres(artist)
+      if not len(centres):
+        continue
+      radius_px = _marker_radii_pt(artist, len(centres)) * px_per_pt
+      inside_by = np.minimum.reduce([centres[:, 0] - frame.x0, frame.x1 - centres[:, 0],
+                                     centres[:, 1] - frame.y0, frame.y1 - centres[:, 1]])
+      hidden = int(np.sum(inside_by < -radius_px + tolerance_px))
+      cut = int(np.sum((inside_by < radius_px - tolerance_px) & (inside_by >= -radius_px + tolerance_px)))
+      if hidden or cut:
+        problems.append(f"marker cut: {cut} of {len(centres)} markers of {_artist_name(artist)} in "
+                        f"{names[id(ax)]} are cut by the frame and {hidden} lie outside the limits")
+  return problems
+
+
+_MANTISSA_TIMES_POWER = re.compile(r"(\d+(?:\.\d+)?)\s*(?:\\cdot|\\times|\u00d7|\u00b7)\s*10\^")
+
+
+def _garbled_tick_labels(drawn: list[DrawnText]) -> list[str]:
+  """Tick labels a formatter got wrong: two powers of ten in one label or a mantissa outside
+  [1, 10) (``1 - 10.10^-13``), and one text at two ticks of an axis (lost precision)."""
+  problems = []
+  ticks = [d for d in drawn if " tick label " in f" {d.role} "]
+  for d in ticks:
+    raw = d.artist.get_text()
+    if raw.count("10^") >= 2:
+      problems.append(f"garbled tick label: {_label(d)} shows two powers of ten")
+      continue
+    for mantissa in _MANTISSA_TIMES_POWER.findall(raw):
+      if not 1.0 <= float(mantissa) < 10.0:
+        problems.append(f"garbled tick label: {_label(d)} has the mantissa {mantissa} (outside [1, 10))")
+        break
+  by_axis: dict[tuple[str, str], list[float]] = {}
+  for d in ticks:
+    along = (d.extent.x0 + d.extent.x1) / 2 if d.role.startswith("x") else (d.extent.y0 + d.extent.y1) / 2
+    by_axis.setdefault((d.role, d.shown), []).append(along)
+  for (role, shown), positions in by_axis.items():
+    if len(positions) > 1 and np.ptp(positions) > 1.0:
+      problems.append(f"garbled tick label: {shown!r} labels {len(positions)} ticks ({role})")
+  return problems
+
+
+def _curve_points(line: Line2D, frame: Bbox, step_px: float) -> np.ndarray:
+  points = _densified(line.get_transform().transform(np.asarray(line.get_xydata(), float)), step_px)
+  keep = ((points[:, 0] >= frame.x0) & (points[:, 0] <= frame.x1)
+          & (points[:, 1] >= frame.y0) & (points[:, 1] <= frame.y1))
+  return points[keep]
+
+
+def _marker_style(line: Line2D):
+  marks = [m for m in artist_marks(line) if m.kind == "marker"]
+  return marks[0].style if marks else None
+
+
+def _indistinguishable_curves(fig: Figure, share: float = 0.9) -> list[str]:
+  """Two curves of one colour lying on each other (heuristic, see the module docstring)."""
+  from scipy.spatial import cKDTree
+
+  names = _describe_axes(fig)
+  px_per_pt = fig.dpi / 72.0
+  problems = []
+  for ax in _plot_axes(fig):
+    curves = [line for line in ax.lines if line.get_visible()
+              and line.get_linestyle() not in NO_LINE and line.get_linewidth() > 0]
+    points = [_curve_points(line, ax.bbox, 1.0) for line in curves]
+    for i, a in enumerate(curves):
+      for j in range(i + 1, len(curves)):
+        b = curves[j]
+        if rgb(a.get_color()) != rgb(b.get_color()) or min(len(points[i]), len(points[j])) < 10:
+          continue
+        markers = (_marker_style(a), _marker_style(b))
+        if None not in markers and markers[0] != markers[1]:
+          continue  # different markers tell the two apart
+        shorter, longer = (points[i], points[j]) if len(points[i]) <= len(points[j]) else (points[j], points[i])
+        reach_px = max(a.get_linewidth(), b.get_linewidth()) * px_per_pt / 2 + 1.0
+        distance, _ = cKDTree(longer).query(shorter)
+        covered = float(np.mean(distance <= reach_px))
+        if covered >= share:
+          problems.append(f"indistinguishable curves: {_artist_name(a)} and {_artist_name(b)} of "
+                          f"{names[id(ax)]} have one colour and lie on each other over "
+                          f"{100 * covered:.0f}% of the shorter")
+  return problems
+
+
 def check_figure(fig: Figure) -> list[str]:
   """Problems a reader would see in ``fig`` (see the module docstring); [] when there are none.
 
   Args:
     fig: a matplotlib figure, laid out as it will be saved (same size and dpi).
   Returns:
-    one human-readable line per problem: overlapping texts, text off the canvas, long
-    tick labels, legends over data.
+    one human-readable line per problem: overlapping texts, text off the canvas or out of
+    its axes, long or garbled tick labels, legends over data, artists missing from the
+    legend or drawn unlike their swatch, bands out of their declared range, markers cut by
+    the frame, curves hiding each other.
   """
   drawn, renderer = drawn_texts(fig)
   px_per_pt = fig.dpi / 72.0
@@ -428,7 +809,14 @@ def check_figure(fig: Figure) -> list[str]:
           + _clipped(drawn, renderer, CANVAS_TOLERANCE_PT * px_per_pt)
           + _long_tick_labels(drawn)
           + _labels_on_lines(fig, drawn, renderer, LINE_TOLERANCE_PT * px_per_pt)
-          + _legend_on_data(fig, renderer, LEGEND_TOLERANCE_PT * px_per_pt))
+          + _legend_on_data(fig, renderer, LEGEND_TOLERANCE_PT * px_per_pt)
+          + _texts_outside_axes(drawn, CANVAS_TOLERANCE_PT * px_per_pt)
+          + _garbled_tick_labels(drawn)
+          + _artists_missing_from_legend(fig)
+          + _legend_swatch_mismatches(fig)
+          + _out_of_declared_range(fig)
+          + _markers_cut_by_frame(fig, MARKER_TOLERANCE_PT * px_per_pt)
+          + _indistinguishable_curves(fig, INDISTINGUISHABLE_SHARE))
 
 
 def assert_figure_ok(fig: Figure, name: str) -> None:

@@ -3,15 +3,17 @@
 One panel per regularizer, log axes with explicit cell edges (``pcolormesh``), a
 perceptually uniform map of ``log10 pi*(A)`` with one shared colour bar, iso-mass
 contours at the colour bar's own ticks (marked on it, so lines and colours read on one
-scale), each regularizer's own trap -- where *its* optimum keeps less than half its mass
-on the target, ``pi*(A) < 1/2`` -- hatched, and the law's boundary
+scale; white with a dark halo, as in the legend), each regularizer's own trap -- where
+*its* optimum keeps less than half its mass on the target, ``pi*(A) < 1/2`` -- hatched
+(a dark and a light pass of one pattern: visible on dark and light cells), and the law's boundary
 ``gap/beta = log((1-p)/p)`` (where the reverse-KL optimum reaches 1/2) dashed on every
 panel for comparison. :func:`phase_caption` and :func:`ceiling_caption` write the
 captions from the same arrays, so text and picture cannot disagree.
 
 Both figures accept the full result of :func:`recall_theory.sweep.compute_sweep` or a
 coarse view of it (:func:`recall_theory.sweep.subsample`): a phase map needs no more
-than a few hundred points per axis.
+than a few hundred points per axis. Axes are ticked at the computed range's ends (their
+labels turned inward, so neighbouring panels' labels do not meet) and at inner decades.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ import math
 
 import numpy as np
 import matplotlib.pyplot as plt
-from matplotlib import colors, patches, ticker
+from matplotlib import colors, patches, patheffects, ticker
+from matplotlib.legend_handler import HandlerTuple
 from matplotlib.lines import Line2D
 
-from recall_theory.plotting.style import TEXT_WIDTH, COLUMN_WIDTH, paper_style, figure_size
+from recall_theory.plotting.style import TEXT_WIDTH, COLUMN_WIDTH, darker, paper_style, figure_size
 
 TITLES = {
     "reverse_kl": "reverse KL (RLHF, DPO)",
@@ -41,6 +44,14 @@ ISO_LOG_MASSES = (-9.0, -6.0, -3.0)  # contour levels = colour-bar ticks (log10 
 TRAP_MASS = 0.5
 MAP_ROWS = ("gap_over_beta", "beta")
 TRAP_COLOUR = "#D55E00"
+ISO_COLOUR = "white"
+# a dark halo: white iso-mass lines (and their legend swatch) read on light cells and paper too
+ISO_OUTLINE = [patheffects.withStroke(linewidth=1.3, foreground=(0, 0, 0, 0.35))]
+HATCH = "////"
+# (colour, line width) of the two hatch passes: a dark wide one under a white narrow one, so
+# the hatching shows on dark (purple) and light (yellow) cells alike
+HATCH_DARK = ((0.0, 0.0, 0.0, 0.55), 1.1)
+HATCH_LIGHT = ((1.0, 1.0, 1.0, 0.9), 0.45)
 
 
 def _edges(centres: np.ndarray) -> np.ndarray:
@@ -74,6 +85,42 @@ def _decade_ticks(lo: float, hi: float, max_ticks: int = 3, margin: float = 0.15
   return [10.0 ** d for d in decades[::step]]
 
 
+def _tick_label(value: float) -> str:
+  """A decade as $10^{k}$, anything else (a range end such as 0.5) as its shortest decimal."""
+  exponent = math.log10(value)
+  if abs(exponent - round(exponent)) < 1e-9:
+    return f"$\\mathdefault{{10^{{{int(round(exponent))}}}}}$"
+  return f"$\\mathdefault{{{value:.2g}}}$"
+
+
+def ticks_with_ends(lo: float, hi: float, max_inner: int = 3, min_gap_decades: float = 1.5) -> list[float]:
+  """The range's ends plus inner decades (at most ``max_inner``) at least ``min_gap_decades``
+  from either end: a reader sees where the computed range starts and stops."""
+  gap = min_gap_decades
+  inner = [t for t in _decade_ticks(lo, hi, max_ticks=max_inner, margin=0.0)
+           if math.log10(t) - math.log10(lo) >= gap and math.log10(hi) - math.log10(t) >= gap]
+  return [lo, *inner, hi]
+
+
+def _label_end_ticks_inward(axis, letter: str) -> None:
+  """Align the first and last tick labels inward (left/right, or bottom/top): labels at a
+  panel's edge then stay inside their panel instead of running into the next one."""
+  ticks = axis.get_major_ticks()
+  if len(ticks) < 2:
+    return
+  first, last = ("left", "right") if letter == "x" else ("bottom", "top")
+  setter = "set_horizontalalignment" if letter == "x" else "set_verticalalignment"
+  getattr(ticks[0].label1, setter)(first)
+  getattr(ticks[-1].label1, setter)(last)
+
+
+def _set_end_ticks(axis, letter: str, values: list[float]) -> None:
+  axis.set_major_locator(ticker.FixedLocator(values))
+  axis.set_major_formatter(ticker.FixedFormatter([_tick_label(v) for v in values]))
+  axis.set_minor_locator(ticker.NullLocator())
+  _label_end_ticks_inward(axis, letter)
+
+
 def _rows(result: dict):
   return (("gap_over_beta", np.asarray(result["ratio"]), r"gap / $\beta$", f"$\\beta$ = {float(result['fixed_beta']):g}"),
           ("beta", np.asarray(result["beta_axis"]), r"$\beta$", f"gap = {float(result['fixed_gap']):g}"))
@@ -90,6 +137,14 @@ def law_boundary(result: dict, map_name: str) -> np.ndarray:
     return np.where(half > 0, float(result["fixed_gap"]) / np.maximum(half, 1e-300), np.nan)
 
 
+def _hatch(ax, recall: np.ndarray, y: np.ndarray, trapped: np.ndarray) -> None:
+  """Hatch the trapped cells twice, dark then light: the same pattern (hatches tile in
+  device space, so the passes align) with contrast on every colour of the map."""
+  for colour, width in (HATCH_DARK, HATCH_LIGHT):
+    with plt.rc_context({"hatch.color": colour, "hatch.linewidth": width}):
+      ax.contourf(recall, y, trapped.astype(float), levels=[0.5, 1.5], colors="none", hatches=[HATCH])
+
+
 def draw_phase_maps(result: dict) -> "plt.Figure":
   """Figure with rows (gap/beta map, beta map) x columns (regularizers)."""
   regs = [str(r) for r in result["regularizers"]]
@@ -98,7 +153,7 @@ def draw_phase_maps(result: dict) -> "plt.Figure":
   width = TEXT_WIDTH
   fig, axes = plt.subplots(2, len(regs), figsize=(width, 0.52 * width), sharex=True, sharey="row",
                            squeeze=False)
-  xticks = _decade_ticks(recall[0], recall[-1])
+  xticks = ticks_with_ends(float(recall[0]), float(recall[-1]), max_inner=1)
   mesh = contours = None
   for row, (map_name, y, ylabel, fixed) in enumerate(_rows(result)):
     y = y.astype(np.float64)
@@ -112,23 +167,22 @@ def draw_phase_maps(result: dict) -> "plt.Figure":
                            shading="flat")
       levels = [lv for lv in ISO_LOG_MASSES if log_mass.min() < lv < log_mass.max()]
       if levels:
-        contours = ax.contour(recall, y, log_mass, levels=levels, colors="white", linewidths=0.5,
+        contours = ax.contour(recall, y, log_mass, levels=levels, colors=ISO_COLOUR, linewidths=0.5,
                               alpha=0.9, linestyles="solid")
+        contours.set_path_effects(ISO_OUTLINE)
       trapped = mass < TRAP_MASS
       if trapped.any() and not trapped.all():
         ax.contour(recall, y, mass, levels=[TRAP_MASS], colors="black", linewidths=0.6)
       if trapped.any():
-        with plt.rc_context({"hatch.color": (1, 1, 1, 0.45), "hatch.linewidth": 0.4}):
-          ax.contourf(recall, y, trapped.astype(float), levels=[0.5, 1.5], colors="none", hatches=["////"])
+        _hatch(ax, recall, y, trapped)
       ax.plot(recall, boundary, color=TRAP_COLOUR, lw=0.9, ls="--")
       ax.set_xscale("log")
       ax.set_yscale("log")
       ax.set_xlim(x_edges[0], x_edges[-1])
       ax.set_ylim(y_edges[0], y_edges[-1])
-      ax.xaxis.set_major_locator(ticker.FixedLocator(xticks))
-      ax.xaxis.set_minor_locator(ticker.NullLocator())
       ax.tick_params(axis="x", labelsize=6)
-      ax.yaxis.set_major_locator(ticker.FixedLocator(_decade_ticks(y[0], y[-1], max_ticks=4, margin=0.0)))
+      _set_end_ticks(ax.xaxis, "x", xticks)
+      _set_end_ticks(ax.yaxis, "y", ticks_with_ends(float(y[0]), float(y[-1]), max_inner=1))
       if row == 0:
         ax.set_title(TITLES.get(name, name), fontsize=7)
       if col == 0:
@@ -140,35 +194,46 @@ def draw_phase_maps(result: dict) -> "plt.Figure":
       cbar.ax.axhline(level, color="white", lw=0.8)
   cbar.set_label(r"$\log_{10}$ aligned target mass $\pi^*(A)$")
   fig.supxlabel(r"reference recall $p=\pi_{\rm ref}(A)$", fontsize=8)
-  handles = [patches.Patch(facecolor="#3b528b", edgecolor="white", hatch="////", lw=0.0,
-                           label=r"trapped: own $\pi^*(A)<1/2$ (black line: 1/2)"),
-             Line2D([], [], color=TRAP_COLOUR, ls="--", lw=0.9,
-                    label=r"law: gap/$\beta=\log\frac{1-p}{p}$ (reverse KL at 1/2)"),
-             Line2D([], [], color="#21918c", lw=0.8, label="white: iso-mass at colour-bar ticks")]
-  fig.legend(handles=handles, loc="outside upper center", ncol=3, fontsize=6, handlelength=2.0,
-             columnspacing=1.2)
+  with plt.rc_context({"hatch.color": HATCH_LIGHT[0], "hatch.linewidth": HATCH_LIGHT[1]}):
+    trapped_swatch = patches.Patch(facecolor=plt.get_cmap("viridis")(0.25), hatch=HATCH, lw=0.0)
+  handles = [(trapped_swatch, Line2D([], [], color="black", lw=0.6)),
+             Line2D([], [], color=TRAP_COLOUR, ls="--", lw=0.9),
+             Line2D([], [], color=ISO_COLOUR, lw=0.8, path_effects=ISO_OUTLINE)]
+  labels = [r"trapped: own $\pi^*(A)<1/2$ (black line: 1/2)",
+            r"law: gap/$\beta=\log\frac{1-p}{p}$ (reverse KL at 1/2)", "iso-mass at colour-bar ticks"]
+  fig.legend(handles, labels, handler_map={tuple: HandlerTuple(ndivide=None)}, loc="outside upper center",
+             ncol=3, fontsize=6, handlelength=2.0, columnspacing=1.2)
   return fig
 
 
 def draw_ceiling(result: dict) -> "plt.Figure":
-  """KL-budget ceiling t*(p, K) (solid) and its loose bound (dashed) against recall."""
+  """KL-budget ceiling t*(p, K) (solid) and its loose bound (dashed, darker, on top) against recall.
+
+  The loose bound (K + log 2)/log(1/p) meets the exact ceiling where both reach 1 (large K):
+  drawn above it in a darker shade of the same colour, its dashes show where they coincide.
+  The y range ends a fifth of a decade below the lowest curve.
+  """
   fig, ax = plt.subplots(figsize=figure_size(COLUMN_WIDTH, 0.75))
   recall = np.asarray(result["recall"], np.float64)
   ceiling = np.asarray(result["ceiling"], np.float64)
+  loose = np.asarray(result["ceiling_loose"], np.float64)
   palette = plt.get_cmap("viridis")(np.linspace(0.1, 0.85, len(result["budgets"])))
+  handles = []
   for k, (budget, colour) in enumerate(zip(result["budgets"], palette)):
-    ax.plot(recall, ceiling[k], color=colour, label=f"K = {float(budget):g}")
-    ax.plot(recall, np.asarray(result["ceiling_loose"][k]), color=colour, ls="--", lw=0.8)
+    label = f"K = {float(budget):g}"
+    exact_line, = ax.plot(recall, ceiling[k], color=colour, lw=1.4, label=label, zorder=2)
+    loose_line, = ax.plot(recall, loose[k], color=darker(colour), ls="--", lw=0.8, label=label, zorder=3)
+    handles.append((exact_line, loose_line))
   ax.set_xscale("log")
   ax.set_yscale("log")
-  lowest = float(np.min(ceiling[ceiling > 0]))
-  # room below the lowest curve: no curve runs along the axis, and the legend sits under them
-  ax.set_ylim(10 ** (math.log10(lowest) - 1.6), 1.5)
+  lowest = float(np.min(np.concatenate([ceiling[ceiling > 0], loose[loose > 0]])))
+  ax.set_ylim(10 ** (math.log10(lowest) - 0.2), 1.5)
   ax.set_xlim(recall[0], recall[-1])
   ax.set_xlabel(r"reference recall $p=\pi_{\rm ref}(A)$")
   ax.set_ylabel(r"max $\pi(A)$ with KL$(\pi\|\pi_{\rm ref})\leq K$")
-  ax.legend(title="exact (solid), loose (dashed)", title_fontsize=6, loc="lower center", ncol=len(ceiling),
-            fontsize=6, handlelength=1.5, columnspacing=1.0)
+  fig.legend(handles, [h[0].get_label() for h in handles], handler_map={tuple: HandlerTuple(ndivide=None)},
+             title="solid: exact ceiling; dashed (darker): loose bound", title_fontsize=6,
+             loc="outside lower center", ncol=len(handles), fontsize=6, handlelength=2.2, columnspacing=1.2)
   return fig
 
 

@@ -64,6 +64,13 @@ _RC = {
 }
 
 
+def darker(colour, towards_black: float = 0.3) -> tuple[float, float, float]:
+  """``colour`` moved ``towards_black`` of the way to black: a second curve of the same
+  quantity (a bound, a limit) that stays visible where it lies on the first."""
+  from matplotlib import colors
+  return tuple((1.0 - towards_black) * c for c in colors.to_rgb(colour))
+
+
 def figure_size(width: float = COLUMN_WIDTH, aspect: float = GOLDEN) -> tuple[float, float]:
   """(width, height) in inches; height = width * aspect (golden ratio by default)."""
   return (width, width * aspect)
