@@ -116,6 +116,26 @@ def shown_command(step: Step, cmd: list[str]) -> str:
   return "recall-theory " + " ".join(cmd[3:])
 
 
+# XLA:CPU compiles for the instruction set it finds: the same run on an AVX-512 machine and on an
+# AVX2-only one differs in the last bits (the cpu-tiny test preset's KLs moved by up to 7e-4
+# relative between SSE4.2 and AVX2 code on one machine; thread count 1 vs 2 changed nothing).
+# Every step of reproduce compiles for AVX2 on x86-64, so x86-64 machines with AVX2 or more agree;
+# kernels of libraries XLA calls (YNNPACK) still choose theirs at run time.
+PINNED_ISA = "AVX2"
+PIN_ISA_ENV = "RECALL_THEORY_PIN_ISA"   # "off": compile for this machine's own instruction set
+
+
+def pinned_env(base: dict | None = None) -> dict[str, str]:
+  """``base`` (default: this process's environment) with XLA:CPU pinned to :data:`PINNED_ISA`
+  on x86-64 (unless ``RECALL_THEORY_PIN_ISA=off`` or ``XLA_FLAGS`` names an ISA already)."""
+  env = dict(os.environ if base is None else base)
+  flags = env.get("XLA_FLAGS", "")
+  if (platform.machine().lower() in ("x86_64", "amd64") and env.get(PIN_ISA_ENV, "").lower() != "off"
+      and "xla_cpu_max_isa" not in flags):
+    env["XLA_FLAGS"] = (flags + f" --xla_cpu_max_isa={PINNED_ISA}").strip()
+  return env
+
+
 def cold_cache_env(folder: str) -> dict[str, str]:
   """This process's environment with an empty compilation cache in ``folder`` for the step
   and every process it starts (the variables the suite and the command line read)."""
@@ -149,11 +169,12 @@ def run_steps(steps: Sequence[Step], root: Path, log=sys.stderr, repo: Path | No
         start = time.perf_counter()
         done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               cwd=repo if step.runner == "pytest" else root.resolve().parent,
-                              env=cold_cache_env(cold) if step.cold_cache else None)
+                              env=pinned_env(cold_cache_env(cold) if step.cold_cache else None))
         wall = time.perf_counter() - start
       times[step.name] = {"command": shown, "wall_s": round(wall, 1), "exit_code": done.returncode,
                           "load_start": load_start, "load_end": load_average(),
-                          "compile_cache": "empty" if step.cold_cache else "shared"}
+                          "compile_cache": "empty" if step.cold_cache else "shared",
+                          "xla_flags": pinned_env().get("XLA_FLAGS", "")}
       if done.returncode != 0:
         tail = "\n".join(done.stdout.strip().splitlines()[-15:])
         raise RuntimeError(f"step {step.name} failed (exit {done.returncode}):\n{tail}")

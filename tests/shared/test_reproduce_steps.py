@@ -75,3 +75,13 @@ def test_the_mog_recall_sweep_collapse_reads_is_a_step_before_collapse(tmp_path)
   step = reproduce.STEPS[names.index("mog-recall")]
   cmd = reproduce.step_command(step, tmp_path / "figures")
   assert reproduce.shown_command(step, cmd) == "recall-theory sweep --model mog --out figures/mog"
+
+
+def test_steps_compile_for_one_instruction_set_on_x86(monkeypatch):
+  monkeypatch.setattr(reproduce.platform, "machine", lambda: "x86_64")
+  assert "--xla_cpu_max_isa=AVX2" in reproduce.pinned_env({"XLA_FLAGS": "--a"})["XLA_FLAGS"]
+  assert reproduce.pinned_env({"XLA_FLAGS": "--xla_cpu_max_isa=SSE4_2"})["XLA_FLAGS"] == \
+      "--xla_cpu_max_isa=SSE4_2"   # the caller's choice wins
+  assert "XLA_FLAGS" not in reproduce.pinned_env({reproduce.PIN_ISA_ENV: "off"})
+  monkeypatch.setattr(reproduce.platform, "machine", lambda: "aarch64")
+  assert "XLA_FLAGS" not in reproduce.pinned_env({})
