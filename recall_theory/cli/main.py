@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from recall_theory.errors import InputError, TrainingDivergedError
+from recall_theory.options import describe_options  # noqa: F401  (re-exported for the commands)
 
 # Subcommand modules, imported lazily so `recall-theory verify` never pays for flax.
 SUBCOMMANDS = (
@@ -138,21 +139,6 @@ def non_default_options(parser: argparse.ArgumentParser, args: argparse.Namespac
       flag = max(action.option_strings, key=len)
       changed[flag] = list(value) if isinstance(value, tuple) else value
   return changed
-
-
-def describe_options(options: dict[str, Any]) -> str:
-  """``--target two --betas 0.03,0.3`` (or ``defaults``), for summaries and notes."""
-  if not options:
-    return "defaults"
-  parts = []
-  for flag, value in options.items():
-    if value is True:
-      parts.append(flag)
-    elif isinstance(value, list):
-      parts.append(f"{flag} {','.join(f'{v:g}' if isinstance(v, float) else str(v) for v in value)}")
-    else:
-      parts.append(f"{flag} {value}")
-  return " ".join(parts)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -737,7 +737,7 @@ def run_cli(args, config, seeds) -> int:
   import time
 
   from recall_theory import io, progress
-  from recall_theory.cli.main import describe_options
+  from recall_theory.options import describe_options
 
   if not args.match_compute:
     given = [f for f, v in (("--ladder", args.ladder), ("--time-limit", args.time_limit))

@@ -425,7 +425,7 @@ def run_cli(args, config) -> int:
   """``recall-theory mog --match-compute``: validate, run, write ``--out``."""
   import time
 
-  from recall_theory.cli.main import describe_options
+  from recall_theory.options import describe_options
   from recall_theory.errors import check_int_range
   from recall_theory.io import prepare_output_dir
 

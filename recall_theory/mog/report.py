@@ -224,7 +224,7 @@ def gap_columns(res) -> dict[str, np.ndarray]:
 
 
 def _options_line(options: dict | None, config: MogConfig) -> str:
-  from recall_theory.cli.main import describe_options
+  from recall_theory.options import describe_options
   text = describe_options(dict(options or {}))
   target = "two-target run (targets (1, 1) and (-1, 1))" if config.target == "two" else "one target (1, 1)"
   return f"options: {text}; {target}"

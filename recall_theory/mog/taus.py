@@ -38,7 +38,7 @@ def _escape_text(taus, recall, mass, delta) -> str:
 
 def notes(taus, betas, results: dict, config: MogConfig, options: dict | None) -> str:
   """Generated notes: per student, its recall per tau and, per beta, measured vs predicted escape."""
-  from recall_theory.cli.main import describe_options
+  from recall_theory.options import describe_options
   lines = ["# The recall sweep over the KD temperature tau (generated from this run's numbers)", "",
            f"options: {describe_options(dict(options or {}))}; target {config.target!r}; exact (teacher p*, "
            "exact KD by EM on the grid, Gibbs tilts, no sampling). Escape means target mass >= 1/2.", ""]
