@@ -122,8 +122,8 @@ def _generate_recompute_impl(graphdef, state, prompt_BxP, key, temperature, top_
 @functools.cache
 def _sampler(use_cache: bool):
   """The compiled sampler. Deterministic mode reaches it through XLA_FLAGS only (set before
-  JAX starts, :func:`recall_theory.lm.train.enable_deterministic`): per-compilation
-  options crashed a running GPU backend (jax 0.11.2 on an H200)."""
+  JAX starts, :func:`recall_theory.lm.train.enable_deterministic`): per-compilation options
+  are not supported by a running GPU backend (see there)."""
   fn = _generate_cached_impl if use_cache else _generate_recompute_impl
   return jax.jit(fn, static_argnames=_STATIC)
 

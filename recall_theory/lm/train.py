@@ -20,8 +20,8 @@ one. Deterministic mode is XLA's ``--xla_gpu_deterministic_ops=true`` in ``XLA_F
 for the whole process, set **before JAX starts its backend** (``enable_deterministic()``
 first thing, or the variable in the environment). Giving the option per compilation
 (``jax.jit(..., compiler_options=...)``) to an already running GPU backend is not
-supported: on an H200 (jax 0.11.2) such a step crashed inside XLA when executed, so
-``enable_deterministic()`` refuses that case with one line. Its cost is GPU-only (CPU
+supported (XLA reads the flag when the backend starts; a step compiled with it afterwards
+can crash inside XLA when executed), so ``enable_deterministic()`` refuses that case with one line. Its cost is GPU-only (CPU
 execution is deterministic already): serialised scatter-add and no autotuning of
 kernels; ``experiments/bench_lm.py --deterministic`` measures it in a fresh subprocess
 against the default step of the same run.

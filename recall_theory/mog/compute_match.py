@@ -58,9 +58,9 @@ FLOOR = 1e-10  # masses are drawn clipped to [FLOOR, 1 - FLOOR] on the figure's 
 
 @dataclasses.dataclass(frozen=True)
 class StepTimes:
-  """Stated seconds on 2 CPU cores (float64), measured under load (an upper bound for idle
-  cores): per PG step (batch 256, 2 epochs; 800 steps took 0.25 s), per DPO step and 1000
-  pairs (16384 pairs x 200 steps took 1.8 s), per KD/EM fit, and per compilation (7-10 s)."""
+  """Seconds per unit of work behind the ``--time-limit`` estimate (float64, 2 CPU cores,
+  deliberately on the slow side): per PG step (batch 256, 2 epochs), per DPO step and 1000
+  pairs, per KD/EM fit, and per compilation."""
   pg_step: float = 4e-4
   dpo_step_per_kpair: float = 6e-4
   fit: float = 0.3
