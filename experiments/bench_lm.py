@@ -193,7 +193,6 @@ def bench_config(args, det_result: dict | None = None) -> int:
   main_path = resolve_attention(args.attention, cfg.compute_dtype, cfg.resolved_head_dim, False)
   chunk = None if args.loss_chunk == 0 else args.loss_chunk
   n_dev = len(jax.devices())
-  per_device_batch = max(args.batch // n_dev, 1)
   free, how = train_lib.free_device_memory(device)
   if args.batch % n_dev:
     raise BenchInputError(f"--batch {args.batch} must be divisible by the {n_dev} devices")

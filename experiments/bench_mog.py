@@ -171,7 +171,7 @@ def bench_stages(args) -> list[dict]:
   from recall_theory.mog.dpo import DPOConfig, make_preference_pairs, train_dpo
   from recall_theory.mog.grid_run import build_problem, exact_tilt_masses
   from recall_theory.mog.metrics import metrics_on_grid
-  from recall_theory.mog.params import from_mixture, to_mixture
+  from recall_theory.mog.params import from_mixture
   from recall_theory.mog.pg import PGConfig, train_pg
   from recall_theory.mog.pipelines import profile_for, references, selective
   from recall_theory.mog.quadrature import log_density_on_grid, tilt_on_grid, tilted_components

@@ -1,7 +1,6 @@
 """Issue 21's command-line progress and summary lines: counts in each stage's own unit,
 no self-contradicting option line, and `mog --quiet`."""
 
-import types
 
 from recall_theory import progress
 from recall_theory.cli import main as cli_main

@@ -8,11 +8,8 @@ typed and its allowed range; none imports jax, so they run before anything expen
 from __future__ import annotations
 
 import errno
-import math
 import os
-from typing import Iterable
 
-import numpy as np
 
 from recall_theory.errors import InputError
 

@@ -107,7 +107,6 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
   import dataclasses
-  import math
   import time
   from pathlib import Path
 

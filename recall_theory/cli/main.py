@@ -21,7 +21,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 from recall_theory.errors import InputError, TrainingDivergedError
 from recall_theory.options import describe_options  # noqa: F401  (re-exported for the commands)
@@ -47,7 +47,7 @@ PROG = "recall-theory"
 class OneLineArgumentParser(argparse.ArgumentParser):
   """argparse that reports a usage error as a single line and exits with code 2."""
 
-  def error(self, message: str) -> "NoReturn":  # type: ignore[name-defined]
+  def error(self, message: str) -> NoReturn:
     self.exit(2, f"{self.prog}: error: {message}\n")
 
 

@@ -667,10 +667,10 @@ def notes_markdown(rows, analysis: dict, *, ladder, preset: str, seeds, elapsed:
                  if 0 in (res["teacher_counts"][0], res["student_counts"][0]) else "")
               + f") times A-K's alignment samples; the ladder reaches {max_s:g}x"
               + (" (short of the prediction)." if max_s < pred else "."),
-              f"- Measured price in alignment samples: "
+              "- Measured price in alignment samples: "
               + describe_crossing(res["cross_samples"], unit="alignment samples",
                                   max_label=f"{max_s:g}x ({max_samples:.0f} samples)") + ".",
-              f"- Measured price in total PFLOPs: "
+              "- Measured price in total PFLOPs: "
               + describe_crossing(res["cross_pflops"], unit="total PFLOPs",
                                   max_label=f"{max_s:g}x ({max_pflops:.4g} PFLOPs)") + ".",
               f"- At {max_s:g}x: " + stats.describe_comparison(cmp, f"K-A {max_s:g}x", "A-K",

@@ -49,12 +49,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from recall_theory import progress as progress_lib
-from recall_theory import schema, stats
+from recall_theory import schema
 from recall_theory.errors import InputError
 from recall_theory.lm import heldout, losses, metrics
 from recall_theory.lm import law as law_lib
 from recall_theory.lm import pipeline as pl
-from recall_theory.lm.groundtruth import GroundTruth, MarkovMixture
+from recall_theory.lm.groundtruth import GroundTruth
 from recall_theory.lm.model import Transformer
 from recall_theory.plateau import PlateauRule
 
@@ -259,7 +259,6 @@ def seed_data(config: pl.ExperimentConfig, sizes: GapSizes, groundtruth: GroundT
               references: dict, seed: int, algorithms: Sequence[str]) -> SeedData:
   """Draw one seed's pools from every reference and its tilt samples for every algorithm."""
   key = jax.random.fold_in(jax.random.key(seed), _POOL_STREAM)
-  p = int(np.shape(groundtruth.prompt)[0])
   pools, tilts, laws, tilt_ids = {}, {}, {}, {}
   for name, model in references.items():
     n = sizes.student_pool if name == "student" else sizes.teacher_pool

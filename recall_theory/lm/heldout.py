@@ -45,7 +45,6 @@ import math
 from typing import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from scipy.special import log_expit
 

@@ -559,7 +559,6 @@ def align_seeds(runner: Runner, config: ExperimentConfig, groundtruth: GroundTru
     else:
       samples = law_samples[i] if isinstance(law_samples, (list, tuple)) else law_samples
     evaluates.append(stage_evaluator(config, groundtruth, reference, algorithm, key, samples))
-  make_batches = None
   if algorithm in PREFERENCE_ALGORITHMS:
     cfg = config.preference_train
     data = []

@@ -330,7 +330,6 @@ def plot_comparison(rows: list[dict], out_dir: str | Path, name: str = "lm_compa
   from recall_theory.plotting.figure_check import declare_valid_range
   import matplotlib.pyplot as plt
   from matplotlib.legend_handler import HandlerTuple
-  from matplotlib.lines import Line2D
 
   algorithms = sorted({r["algorithm"] for r in rows if r["algorithm"] != "none"})
   n_seeds = len({r["seed"] for r in rows})

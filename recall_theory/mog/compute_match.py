@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import jax
 import numpy as np
@@ -40,6 +40,9 @@ from recall_theory import stats, xla_cpu
 from recall_theory.errors import InputError
 from recall_theory.lm.compute_match import (crossings, describe_crossing, parse_ladder,
                                             plot_ladder, scale_count)
+
+if TYPE_CHECKING:  # annotations only: the track's setup is imported where it runs
+  from recall_theory.mog.setup import MogConfig
 
 # Below the 4-mode student's trap boundary: its exact tilt reaches the target, so what K-A
 # lacks at 1x is samples of it (the sampling trap), which a budget can buy. At beta 0.1 the
@@ -142,7 +145,6 @@ def run_match_compute(config, ladder: Sequence[float], seeds: Sequence[int], bet
   For every student variant of ``config`` and every seed; the teacher and student rows
   carry their fitting cost. Must run inside ``jax.enable_x64`` for float64.
   """
-  import jax
   import jax.numpy as jnp
 
   from recall_theory import progress as progress_lib
@@ -472,7 +474,6 @@ def run_cli(args, config) -> int:
   out = prepare_output_dir(args.out)
   options = ("Non-default options: "
              + describe_options(getattr(args, "non_default_options", {})) + ".")
-  import jax
   import jax.numpy as jnp
 
   say = (lambda *a, **k: None) if getattr(args, "quiet", False) else print

@@ -46,7 +46,7 @@ from recall_theory.mog.dpo import (DPOConfig, PreferencePairs, held_out_dpo_loss
 from recall_theory.mog.em import fit_em
 from recall_theory.mog.grid_run import build_problem, exact_tilt_masses
 from recall_theory.mog.mixture import Mixture, log_prob, sample
-from recall_theory.mog.params import MixtureParams, all_finite, from_mixture, to_mixture
+from recall_theory.mog.params import all_finite, from_mixture, to_mixture
 from recall_theory.mog.pg import PGConfig
 from recall_theory.mog.quadrature import Grid, expect, log_density_on_grid, log_normalize
 from recall_theory.mog.region import mixture_region_mass

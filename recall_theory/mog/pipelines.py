@@ -37,7 +37,7 @@ from recall_theory.mog import distill as kd
 from recall_theory.mog.dpo import (DPOConfig, held_out_dpo_loss, label_probability, make_preference_pairs,
                                    train_dpo, train_dpo_to_plateau)
 from recall_theory.mog.em import fit_em
-from recall_theory.mog.metrics import METRICS, Landscape, metrics_on_grid
+from recall_theory.mog.metrics import Landscape, metrics_on_grid
 from recall_theory.mog.mixture import Mixture, log_prob, normalize_log_weights, sample
 from recall_theory.mog.params import from_mixture, to_mixture
 from recall_theory.mog.pg import PGConfig, train_pg, train_pg_to_plateau

@@ -17,7 +17,6 @@ the Gibbs tilt on the grid.
 from __future__ import annotations
 
 import contextlib
-import functools
 from pathlib import Path
 from typing import Sequence
 
@@ -33,7 +32,7 @@ from recall_theory.mog.mixture import Mixture, log_prob, normalize_log_weights
 from recall_theory.mog.quadrature import (kl_on_grid, log_density_on_grid, log_normalize, tilt_on_grid,
                                           tilted_components)
 from recall_theory.mog.region import mixture_region_mass, tilt_kl, tilt_log_integrals, tilted_mass
-from recall_theory.mog.setup import STUDENT_KEEPS, TARGETS, MogConfig, target_mask, target_region
+from recall_theory.mog.setup import TARGETS, MogConfig, target_mask, target_region
 
 DTYPES = {"float32": jnp.float32, "float64": jnp.float64}
 

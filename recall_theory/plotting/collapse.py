@@ -578,7 +578,7 @@ def caption(summary: dict, *, skipped: Sequence[tuple[Path, str]] = (), options:
       f"{_fmt_count(summary['median_expected_within'])}. Of the trained models expecting fewer than one "
       f"target sample, {summary['starved_below']} of {summary['starved']} fall below; of those expecting "
       f"at least one, {summary['fed_below']} of {summary['fed']}. "
-      + (f"No model (of any role) lies above its KL ceiling."
+      + ("No model (of any role) lies above its KL ceiling."
          if summary["over_ceiling_all"] == 0 else
          f"**LAW VIOLATION: {_plural(summary['over_ceiling_all'], 'model lies', 'models lie')} above "
          f"the KL ceiling** (a bug in the "

@@ -196,7 +196,7 @@ def test_cudnn_refused_without_gpu_and_auto_resolution():
 @pytest.mark.parametrize("chunk", [None, 16])
 def test_memory_estimate_tracks_xla_count(chunk):
   """train.estimate_train_memory (used to refuse runs before compiling) is within 2x of XLA."""
-  from recall_theory.lm import losses, sharding, train
+  from recall_theory.lm import sharding, train
   cfg = ModelConfig(vocab_size=2048, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128,
                     max_seq_len=64, attention="xla")
   b, l = 4, 64

@@ -84,7 +84,7 @@ def test_token_divergences_two_point():
   rkl = 0.9 * math.log(0.9 / 0.5) + 0.1 * math.log(0.1 / 0.5)
   assert float(losses.token_divergence(p, q, "forward_kl")[0]) == pytest.approx(fkl, rel=1e-5)
   assert float(losses.token_divergence(p, q, "reverse_kl")[0]) == pytest.approx(rkl, rel=1e-5)
-  m = np.array([0.7, 0.3])
+  # M = (p + q)/2 = [0.7, 0.3]
   jsd = 0.5 * (0.5 * math.log(0.5 / 0.7) + 0.5 * math.log(0.5 / 0.3)) + \
       0.5 * (0.9 * math.log(0.9 / 0.7) + 0.1 * math.log(0.1 / 0.3))
   assert float(losses.token_divergence(p, q, "jsd", 0.5)[0]) == pytest.approx(jsd, rel=1e-5)

@@ -1,6 +1,5 @@
 """The mog command's argument checks, the recall sweep, and (slow) the quick end-to-end run."""
 
-import csv
 
 import numpy as np
 import pytest

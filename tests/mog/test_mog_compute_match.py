@@ -1,6 +1,5 @@
 """`recall-theory mog --match-compute`: validation, cost accounting and a tiny run."""
 
-import dataclasses
 
 import numpy as np
 import pytest

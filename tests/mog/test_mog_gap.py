@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from recall_theory.mog import gap
-from recall_theory.mog.grid_run import build_problem
 from recall_theory.mog.mixture import log_prob, make_mixture
 from recall_theory.mog.quadrature import make_grid
 from recall_theory.mog.setup import MogConfig

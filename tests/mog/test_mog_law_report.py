@@ -1,6 +1,5 @@
 """The law's columns, sample sd, generated notes and verdicts, the command line and the tau sweep."""
 
-import csv
 
 import numpy as np
 import pytest

@@ -13,7 +13,7 @@ from recall_theory.mog import quadrature as qd
 from recall_theory.mog.region import (bvn_upper, gaussian_box_mass, make_region_rule, make_target_region,
                                       mixture_region_mass, tilt_kl, tilt_log_integrals, tilted_mass)
 from recall_theory.mog.reward import make_bump_reward
-from recall_theory.mog.setup import GRID_MODES, TARGETS, MogConfig, target_mask, target_region
+from recall_theory.mog.setup import TARGETS, MogConfig, target_region
 
 
 def _scipy_upper(h, k, rho):

@@ -1,7 +1,6 @@
 """reproduce: README blocks rendered from data, CSV comparison, and --check end to end (slow)."""
 
 import json
-import shutil
 
 import pytest
 

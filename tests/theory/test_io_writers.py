@@ -156,7 +156,7 @@ def test_npz_writer_refuses_overrun_and_unfinished_members(tmp_path):
 
 
 def test_write_columns_csv_small_float_path_equals_pandas(tmp_path, monkeypatch):
-  pd = pytest.importorskip("pandas")
+  pytest.importorskip("pandas")  # the second write takes the pandas path
   v = np.array([0.0, -0.0, 1e-320, 5e-324, 1.7976931348623157e308, np.inf, -np.inf, np.nan, 1 / 3, -2.5e-12,
                 123456789.5, 1e16, 0.1])
   io.write_columns_csv(tmp_path / "small.csv", {"a": v, "b": v[::-1]})
