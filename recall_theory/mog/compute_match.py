@@ -38,8 +38,8 @@ import numpy as np
 
 from recall_theory import stats, xla_cpu
 from recall_theory.errors import InputError
-from recall_theory.lm.compute_match import (crossings, describe_crossing, parse_ladder,
-                                            plot_ladder, scale_count)
+from recall_theory.ladder import crossings, describe_crossing, parse_ladder, scale_count
+from recall_theory.lm.compute_match import plot_ladder  # the figure moves below the tracks next
 
 if TYPE_CHECKING:  # annotations only: the track's setup is imported where it runs
   from recall_theory.mog.setup import MogConfig
