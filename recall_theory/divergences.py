@@ -32,10 +32,10 @@ import jax
 import jax.numpy as jnp
 
 from recall_theory import errors
+from recall_theory import validate as _validate
 
 
 def _check(log_p, log_q, axis, names=("log_p", "log_q")):
-  from recall_theory.theory import _validate  # theory imports this module: import late
   _validate.log_distribution(log_p, names[0], axis)
   _validate.log_distribution(log_q, names[1], axis)
   errors.check_broadcastable(**{names[0]: log_p, names[1]: log_q})

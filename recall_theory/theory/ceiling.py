@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from recall_theory import errors
-from recall_theory.theory import _validate
+from recall_theory import validate as _validate
 from recall_theory.theory.two_level import _float, _lifted_kl, _log_odds
 
 _BISECTION_STEPS = 120

@@ -22,7 +22,8 @@ import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
 from recall_theory import errors
-from recall_theory.theory import _validate
+from recall_theory import validate as _validate
+from recall_theory.divergences import reverse_kl
 
 
 def _along_support(beta, axis: int) -> jax.Array:
@@ -106,7 +107,6 @@ def expected_reward(log_pi: jax.Array, reward: jax.Array, axis: int = -1) -> jax
 def objective(log_pi: jax.Array, log_ref: jax.Array, reward: jax.Array, beta, axis: int = -1) -> jax.Array:
   """``J(pi) = E_pi[r] - beta KL(pi || pi_ref)``."""
   _validate.beta(beta)
-  from recall_theory.divergences import reverse_kl
   return expected_reward(log_pi, reward, axis) - jnp.asarray(beta) * reverse_kl(log_ref, log_pi, axis)
 
 

@@ -41,7 +41,7 @@ import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
 from recall_theory import errors
-from recall_theory.theory import _validate
+from recall_theory import validate as _validate
 from recall_theory.theory.gibbs import _along_support, gibbs
 from recall_theory.theory.two_level import _aligned_logit, _check_two_level, _float
 

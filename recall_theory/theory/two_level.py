@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from recall_theory import errors
-from recall_theory.theory import _validate
+from recall_theory import validate as _validate
 
 
 def _float(x):

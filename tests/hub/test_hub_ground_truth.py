@@ -96,7 +96,7 @@ def test_question_oracle_equals_the_decoded_text(tiny_lm):
 
 
 def test_prefix_base_rates(tiny_lm):
-  from recall_theory.lm.hub.oracle import prefix_base_rates
+  from recall_theory.lm.hub.base_rate import prefix_base_rates
   gt = _gt(tiny_lm, 4)
   rates = prefix_base_rates(gt, jax.random.key(3), 64, (1, 4))
   x = np.asarray(gt.sample(jax.random.key(3), 64))
@@ -108,14 +108,14 @@ def test_prefix_base_rates(tiny_lm):
 
 
 def test_oracle_command_reports_progress_rates_and_bad_flags(tmp_path, capsys):
-  """``python -m recall_theory.lm.hub.oracle`` on a tiny GGUF: a progress line per stage
+  """``python -m recall_theory.lm.hub.base_rate`` on a tiny GGUF: a progress line per stage
   (stderr, off a terminal), one result line per length with its Wilson interval."""
   from hub_fixtures import tiny_tensors, write_tiny_gguf
 
   from recall_theory import progress, stats
-  from recall_theory.lm.hub import oracle
+  from recall_theory.lm.hub import base_rate
   path = write_tiny_gguf(tmp_path / "tiny.gguf", tiny_tensors(seed=7))
-  assert oracle.main(["--model", str(path), "--prompt", "the", "--samples", "40",
+  assert base_rate.main(["--model", str(path), "--prompt", "the", "--samples", "40",
                       "--lengths", "2,3", "--chunk", "16"]) == 0
   out, err = capsys.readouterr()
   for stage in ("read tiny.gguf", "dequantise tiny.gguf", "un-permute q/k rows",
@@ -128,9 +128,9 @@ def test_oracle_command_reports_progress_rates_and_bad_flags(tmp_path, capsys):
   assert f"(95% Wilson interval {lo:.4f} to {hi:.4f})" in lines[1]
   for argv, flag in ((["--samples", "0"], "--samples"), (["--lengths", "4,x"], "--lengths"),
                      (["--lengths", ""], "--lengths"), (["--prompt", ""], "--prompt")):
-    assert oracle.main(["--model", str(path)] + argv) == 2
+    assert base_rate.main(["--model", str(path)] + argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and flag in err and "Traceback" not in err
-  assert oracle.main(["--model", str(path), "--prompt", "the", "--samples", "8", "--lengths", "2",
+  assert base_rate.main(["--model", str(path), "--prompt", "the", "--samples", "8", "--lengths", "2",
                       "--chunk", "8", "--quiet"]) == 0
   assert capsys.readouterr().err == "" and progress.is_enabled()  # --quiet is not sticky

@@ -1,5 +1,8 @@
-"""Argument checks for the theory functions: host-side when concrete, staged
-``checkify`` checks when traced (see :mod:`recall_theory.errors`)."""
+"""Argument checks for the theory functions and the divergences below them: host-side when
+concrete, staged ``checkify`` checks when traced (see :mod:`recall_theory.errors`).
+
+It sits below both :mod:`recall_theory.divergences` and :mod:`recall_theory.theory`, so the
+theory can import the divergences at the top of a module without an import cycle."""
 
 from __future__ import annotations
 
