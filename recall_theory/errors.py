@@ -18,7 +18,7 @@ values:
   ``jax.scipy``): an invalid input never yields a plausible number. The predicate's mask
   is what selects the NaN, so the rule is the same one the eager check applies.
 
-Cost (``python tests/theory/bench_validation.py`` prints it as ratios against the same run's
+Cost (``python experiments/bench_validation.py`` prints it as ratios against the same run's
 unvalidated baseline): host checks copy each argument to the host once per eager call;
 ``checked`` adds an error-state output and a reduction per check to the compiled
 program; a plain ``jit`` keeps each check's mask and one select per output (the NaN).

@@ -13,7 +13,7 @@ the same error with the same message::
 Under a plain ``jax.jit``/``jax.vmap`` the checks raise nothing and an invalid input gives
 NaN instead (the convention of ``jax.scipy``; elementwise for the closed forms, the whole
 output of the call for functions of a support); ``with th.validation(False):`` skips them
-everywhere (hot loops). Measured cost: ``python tests/theory/bench_validation.py``.
+everywhere (hot loops). Measured cost: ``python experiments/bench_validation.py``.
 
 Identities (theory.md items), each checked numerically by ``recall-theory verify``:
 

@@ -1,6 +1,6 @@
 """Cost of argument validation: eager host checks, staged checks under plain jit, and
 ``checked`` (checkify) under jit, each as a ratio against the unvalidated baseline of the
-same run. Run: ``python tests/theory/bench_validation.py`` (prints one line per case)."""
+same run. Run: ``python experiments/bench_validation.py`` (prints one line per case)."""
 
 import statistics
 import time
