@@ -102,8 +102,10 @@ def _open(path: Path):
   try:
     return gguf.GGUFReader(os.fspath(path))
   except Exception as err:  # the reader raises ValueError/IndexError/struct errors
-    raise InputError(f"GGUF file {str(path)!r} is truncated or corrupt: "
-                     f"{type(err).__name__}: {err}") from err
+    # the reader's own words describe its array arithmetic, not the file: say what was found
+    raise InputError(f"GGUF file {str(path)!r} is truncated or corrupt: its header or tensor "
+                     f"table cannot be read from its {path.stat().st_size} bytes; fetch it again "
+                     "with `python -m recall_theory.lm.hub.fetch`") from err
 
 
 def _field(reader, key: str, default=None, *, required: bool = True):
