@@ -447,6 +447,7 @@ def caption(rows: Sequence[dict], summary: dict | None = None, *, options_text: 
   ka = panel(rows, "K-A", "exact")
   recalls = 10.0 ** np.log10(ka.recall).mean(axis=(0, 2))
   y_lo, y_hi = float(ka.y.min()), float(ka.y.max())
+  law_lo, law_hi = float(ka.ka_law.mean(axis=0).min()), float(ka.ka_law.mean(axis=0).max())
   student = str(rows[0]["student"])
   lines = [
       f"**Trained phase map (MoG, {student} student).** Colour: log-odds of the aligned mass "
@@ -460,7 +461,9 @@ def caption(rows: Sequence[dict], summary: dict | None = None, *, options_text: 
       f"Grid: tau = {', '.join(f'{t:g}' for t in ka.taus)} (student recall "
       f"{', '.join(f'{p:.2g}' for p in recalls)}, geometric means over seeds) x beta = "
       f"{', '.join(f'{b:g}' for b in ka.betas)} (Delta/beta from {y_lo:.3g} to {y_hi:.3g}) x seeds "
-      f"{', '.join(str(int(s)) for s in ka.seeds)}. A cell is on the law's side when the mean over seeds of the "
+      f"{', '.join(str(int(s)) for s in ka.seeds)}; K-A's law log-odds logit p + Delta/beta at the cells (means "
+      f"over seeds) run from {law_lo:+.1f} to {law_hi:+.1f}, i.e. from {-law_lo / math.log(10):.1f} decades of "
+      f"recall below the boundary to {law_hi / math.log(10):.1f} above it. A cell is on the law's side when the mean over seeds of the "
       "trained log-odds and of the law's log-odds have the same sign; seed-cells count seed by seed. The trained "
       "boundary of a (seed, tau) column is where its log-odds cross 0 along Delta/beta, by linear interpolation "
       "between the last cell below 1/2 and the next (never extrapolated); its offset is that Delta/beta minus "
@@ -491,7 +494,7 @@ def _cell_corners(centres_TxB: np.ndarray) -> np.ndarray:
   return 0.25 * (ext[:-1, :-1] + ext[1:, :-1] + ext[:-1, 1:] + ext[1:, 1:])
 
 
-def figure_data(rows: Sequence[dict], summary: dict) -> dict[str, np.ndarray]:
+def figure_data(rows: Sequence[dict]) -> dict[str, np.ndarray]:
   """The arrays the figure draws (saved as its ``_data.npz``), keyed ``<what>`` or ``<what>__<P>__<A>``."""
   data: dict[str, np.ndarray] = {"pipelines": np.asarray(PHASE_PIPELINES), "algorithms": np.asarray(PHASE_ALGORITHMS),
                                  "log_odds_limit": np.asarray(LOG_ODDS_LIMIT)}
@@ -535,7 +538,7 @@ def write_phase_map(out_dir, grid: PhaseGrid, config: MogConfig, *, options_text
   rows = schema.read_results(paths[0])
   summary = summarize(rows)
   paths.append(io.write_columns_csv(out / f"{FILE_STEM}_boundary.csv", boundary_columns(rows, summary)))
-  paths += plot_trained_phase(out, figure_data(rows, summary), name=FILE_STEM)
+  paths += plot_trained_phase(out, figure_data(rows), name=FILE_STEM)
   text = caption(rows, summary, options_text=options_text,
                  quadrature_error=float(np.max(grid.tilt_quadrature_error)))
   paths.append(io.write_text(out / f"{FILE_STEM}_caption.md", text))
