@@ -329,6 +329,7 @@ def plot_trained_phase(out_dir, data: dict, name: str = "mog_phase_trained") -> 
   """
   import matplotlib.pyplot as plt
   from matplotlib.colors import Normalize
+  from matplotlib.ticker import FixedLocator, FuncFormatter
   pipelines = [str(p) for p in data["pipelines"]]
   algorithms = [str(a) for a in data["algorithms"]]
   labels = {"pg": "PG", "dpo": "DPO", "exact": "exact"}
@@ -353,18 +354,22 @@ def plot_trained_phase(out_dir, data: dict, name: str = "mog_phase_trained") -> 
         for escaped, marker in ((True, "^"), (False, "v")):
           done = (above == escaped) & ~budget
           short = (above == escaped) & budget
-          ax.scatter(recall[done], y[done], marker=marker, s=9, c="k", linewidths=0, zorder=3)
-          ax.scatter(recall[short], y[short], marker=marker, s=9, facecolors="white", edgecolors="k",
+          ax.scatter(recall[done], y[done], marker=marker, s=8, c="k", linewidths=0, zorder=3)
+          ax.scatter(recall[short], y[short], marker=marker, s=8, facecolors="white", edgecolors="k",
                      linewidths=0.6, zorder=3)
         ax.set_xscale("log")
+        ax.set_yscale("log")   # betas are log-spaced and Delta/beta ~ 1/beta: rows evenly spaced
         corners_y = data["corner_delta_over_beta" + key]
         ax.set_xlim(*x_range)
-        ax.set_ylim(max(corners_y.min(), 0.0), corners_y.max())
+        ax.set_ylim(corners_y.min(), corners_y.max())
+        ax.yaxis.set_major_locator(FixedLocator([0.5, 1, 2, 5, 10, 20, 50]))
+        ax.yaxis.set_major_formatter(FuncFormatter(_tick_label))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda *_: ""))
         ax.set_title(f"{pipeline}, {labels.get(algorithm, algorithm)}", fontsize=7)
         if i == len(pipelines) - 1 and j == len(algorithms) // 2:
           ax.set_xlabel(r"student's recall $p$ (K-A's reference), log scale")
         if j == 0:
-          ax.set_ylabel(r"$\Delta/\beta$ under the student")
+          ax.set_ylabel(r"$\Delta/\beta$ under the student, log scale")
     bar = fig.colorbar(mesh, ax=axes, extend="both", shrink=0.85, pad=0.02)
     bar.set_label("log-odds of aligned mass")
     handles = [plt.Line2D([], [], color="k", ls="--", lw=1.1),

@@ -387,23 +387,27 @@ def boundary_columns(rows: Sequence[dict], summary: dict | None = None) -> dict[
 
 # ------------------------------------------------------------------------------ the caption
 def _fmt(x: float) -> str:
-  return f"{x:+.2f}"
+  """Signed, two decimals; a value that rounds to zero is +0.00 (no -0.00)."""
+  return f"{0.0 if round(x, 2) == 0 else x:+.2f}"
 
 
 def _columns_not_crossed(pan: Panel, summ: dict) -> str:
-  """'tau 0.07 (p 3.1e-04): 3 seeds above in every cell, 2 cross; ...' for every column not
-  crossed by every seed; '' when all are."""
+  """'tau 0.07, 0.09 (p 2.7e-04, 9.3e-04): 5 below 1/2 in every cell; tau 0.11 (p 4.2e-03): 3 below 1/2
+  in every cell, 2 cross' for the columns not crossed by every seed (columns with the same counts
+  share a phrase); '' when every column is. p: the geometric mean over seeds."""
   cross = summ["columns"]
-  parts = []
-  for j, tau in enumerate(pan.taus):
+  groups: dict[str, list[int]] = {}
+  for j in range(pan.taus.size):
     status = cross["status"][:, j]
     if np.all(status == "crossed"):
       continue
-    counts = [f"{int(np.sum(status == k))} {label}" for k, label in
-              (("above", "above 1/2 in every cell"), ("below", "below 1/2 in every cell"), ("crossed", "cross"))
-              if np.any(status == k)]
-    parts.append(f"tau {tau:g} (p {np.mean(pan.recall[:, j]):.2g}): " + ", ".join(counts))
-  return "; ".join(parts)
+    counts = ", ".join(f"{int(np.sum(status == k))} {label}" for k, label in
+                       (("above", "above 1/2 in every cell"), ("below", "below 1/2 in every cell"),
+                        ("crossed", "cross")) if np.any(status == k))
+    groups.setdefault(counts, []).append(j)
+  recall = 10.0 ** np.log10(pan.recall).mean(axis=(0, 2))
+  return "; ".join(f"tau {', '.join(f'{pan.taus[j]:g}' for j in cols)} "
+                   f"(p {', '.join(f'{recall[j]:.2g}' for j in cols)}): {counts}" for counts, cols in groups.items())
 
 
 def panel_text(pipeline: str, algorithm: str, pan: Panel, summ: dict) -> str:
@@ -452,7 +456,8 @@ def caption(rows: Sequence[dict], summary: dict | None = None, *, options_text: 
   lines = [
       f"**Trained phase map (MoG, {student} student).** Colour: log-odds of the aligned mass "
       f"log(m/(1-m)), mean over {ka.seeds.size} seeds (clipped to +-{LOG_ODDS_LIMIT:g}; colour scale +-10), at each "
-      "cell's geometric mean student recall p (x, log) and mean Delta/beta of the reward under the student (y); markers: the seeds at "
+      "cell's geometric means over seeds of the student's recall p (x) and of Delta/beta of the reward under the "
+      "student (y), both axes logarithmic; markers: the seeds at "
       "their own (p, Delta/beta), up-triangles at or above 1/2, down-triangles below, hollow where the alignment "
       "ran out of its budget before its plateau. Dashed: the law's boundary Delta/beta = log((1-p)/p), where "
       "sigmoid(logit p + Delta/beta) = 1/2 (K-A escapes above it). Top row K-A (the student aligned); bottom row "
@@ -473,8 +478,9 @@ def caption(rows: Sequence[dict], summary: dict | None = None, *, options_text: 
       f"+-{OFFSET_RESOLUTION:g}.",
       ""]
   if quadrature_error is not None:
-    lines[-1:] = [f"Exact tilts: masses by an edge-aligned Gauss-Legendre rule, resolution {quadrature_error:.2g} in "
-                  "mass (largest change on a refined rule).", ""]
+    lines += [f"Exact tilts: masses by an edge-aligned Gauss-Legendre rule, resolution {quadrature_error:.2g} in "
+              "mass (largest change on a refined rule). A-K's exact model is the teacher's exact tilt distilled by "
+              "exact KD (EM on the grid) at the same tau.", ""]
   for (pipeline, algorithm), summ in summary.items():
     lines.append(panel_text(pipeline, algorithm, panel(rows, pipeline, algorithm), summ))
   if options_text:
@@ -502,14 +508,15 @@ def figure_data(rows: Sequence[dict]) -> dict[str, np.ndarray]:
     for algorithm in PHASE_ALGORITHMS:
       pan = panel(rows, pipeline, algorithm)
       key = f"__{pipeline}__{algorithm}"
-      # cells sit at the geometric mean recall over seeds (the x axis is logarithmic)
+      # cells sit at the geometric means over seeds of p and Delta/beta (both axes are logarithmic)
       log10_p = np.broadcast_to(np.log10(pan.recall).mean(axis=(0, 2))[:, None], pan.y.shape[1:])
+      log10_y = np.log10(pan.y).mean(axis=0)
       data.update({
           "seed_recall" + key: pan.recall, "seed_delta_over_beta" + key: pan.y, "seed_log_odds" + key: pan.log_odds,
           "seed_budget" + key: pan.state == schema.PLATEAU_BUDGET,
           "cell_log_odds" + key: pan.log_odds.mean(axis=0),
           "corner_recall" + key: 10.0 ** _cell_corners(log10_p),
-          "corner_delta_over_beta" + key: _cell_corners(pan.y.mean(axis=0)),
+          "corner_delta_over_beta" + key: 10.0 ** _cell_corners(log10_y),
       })
       if pipeline == PHASE_PIPELINES[0] and algorithm == PHASE_ALGORITHMS[0]:
         data.update({"seeds": pan.seeds, "taus": pan.taus, "betas": pan.betas})
@@ -517,7 +524,8 @@ def figure_data(rows: Sequence[dict]) -> dict[str, np.ndarray]:
                            for a in PHASE_ALGORITHMS])
   corners = np.concatenate([np.ravel(data[f"corner_recall__{p}__{a}"]) for p in PHASE_PIPELINES
                             for a in PHASE_ALGORITHMS])
-  line_p = np.geomspace(min(recall.min(), corners.min()), min(max(recall.max(), corners.max()), 0.5), 200)
+  # the boundary reaches Delta/beta = 0 at p = 1/2, off a logarithmic axis: drawn up to p = 0.45
+  line_p = np.geomspace(min(recall.min(), corners.min()), min(max(recall.max(), corners.max()), 0.45), 200)
   data.update({"boundary_recall": line_p, "boundary_delta_over_beta": law_boundary(line_p)})
   return data
 

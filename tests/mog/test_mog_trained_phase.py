@@ -126,7 +126,7 @@ def test_caption_numbers_match_the_csv(quick_run, pipeline, algorithm):
     assert f"Plateau reached ({'alignment' if pipeline == 'K-A' else 'alignment of the teacher'}): " \
            f"{want['reached']} of {want['n_seed_cells']} runs; {want['budget']} ran out" in line, line
   if "offset" in want:
-    mean, low, high = want["offset"]
+    mean, low, high = (0.0 if round(v, 2) == 0 else v for v in want["offset"])
     assert f"{mean:+.2f} [{low:+.2f}, {high:+.2f}] in Delta/beta" in line, line
   else:
     assert "none (no tau column is crossed by every seed)" in line, line
