@@ -73,6 +73,9 @@ STEPS = (
          "lm/taus", "transformer track, recall sweep over the distillation temperature"),
     Step("lm-compute", ("lm", "--preset", "cpu-tiny", "--match-compute", "--quiet"), "lm/compute",
          "compute-matched K-A vs A-K, transformer track"),
+    Step("mog-phase-trained", ("mog", "--phase-map", "--max-steps", "1600"), "mog/phase_trained",
+         "trained phase map: K-A and A-K over 6 taus x 6 betas x 5 seeds, PG and DPO to their plateau "
+         "(budget 1600 steps) and the exact tilt, against the law's trap boundary"),
     Step("mog-compute", ("mog", "--match-compute", "--ladder", "1,4,16,64,256"), "mog/compute",
          "compute-matched K-A vs A-K, Mixture-of-Gaussians track"),
     Step("smollm2", ("smollm2", "--preset", "smollm2-cpu-smoke", "--quiet"), "smollm2",

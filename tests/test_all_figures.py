@@ -147,6 +147,16 @@ def test_mog_taus(tmp_path):
   _assert_saved_ok(found, {"mog_taus"})
 
 
+def test_mog_phase_trained(tmp_path):
+  """``mog --phase-map``: the trained phase map, redrawn from its committed CSV by the command's code."""
+  from recall_theory import schema
+  from recall_theory.mog import figures, trained_phase
+  rows = schema.read_results(_committed("mog/phase_trained/mog_phase_trained.csv"))
+  with checking_saved_figures() as found:
+    figures.plot_trained_phase(tmp_path, trained_phase.figure_data(rows))
+  _assert_saved_ok(found, {"mog_phase_trained"})
+
+
 # --- transformer track and SmolLM2 (recall_theory/lm/report.py) -----------------------------
 
 @pytest.mark.parametrize("folder", ["lm", "lm/all_algorithms"])

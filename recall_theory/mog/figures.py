@@ -38,6 +38,20 @@ METRIC_LABELS = {
 LINESTYLES = {"K-A": "-", "A-K": "-", "K-A(teacher-ref)": "--", "A-K(tau)": ":"}
 
 
+def _tick_label(value: float, _pos=None) -> str:
+  """Short tick labels: at most 3 significant digits, powers of ten as 10^k (no garbled sci-notation)."""
+  if value == 0:
+    return "0"
+  mag = abs(value)
+  exponent = np.log10(mag)
+  sign = "$-$" if value < 0 else ""
+  if abs(exponent - round(exponent)) < 1e-9 and (mag >= 1e3 or mag < 1e-2):
+    return f"{sign}$10^{{{int(round(exponent))}}}$"
+  if 1e-2 <= mag < 1e4:
+    return f"{value:.3g}".replace("-", "$-$")
+  return f"{sign}{mag:.1e}"
+
+
 def _title_colour(title: str) -> str:
   """A panel's title colour: its pipeline's for an aligned model ("K-A, exact"), black for
   the references (p*, teacher, students), which are no pipeline's."""
@@ -381,3 +395,73 @@ def plot_taus(out_dir, taus, betas, results: dict) -> list[Path]:
 
 TRAP_STRIP_COLOUR = "0.88"
 LAW_RING_COLOUR = "0.35"
+
+
+# Colour range of the trained phase map, in log-odds (masses from ~5e-5 to 1 - 5e-5); beyond it the
+# colour bar's arrows: the sign, not the size, of a log-odds far from 0 is what the map shows.
+PHASE_LOG_ODDS_RANGE = 10.0
+
+
+def plot_trained_phase(out_dir, data: dict, name: str = "mog_phase_trained") -> list[Path]:
+  """Heatmaps of the trained log-odds over (student recall, Delta/beta): rows = pipelines, columns = algorithms.
+
+  ``data`` (:func:`recall_theory.mog.trained_phase.figure_data`): per panel ``<what>__<P>__<A>``, the
+  cell means ``cell_log_odds`` (T, B) on quadrilateral cells with corners ``corner_recall`` /
+  ``corner_delta_over_beta`` (T+1, B+1), and per seed ``seed_recall``, ``seed_delta_over_beta``,
+  ``seed_log_odds``, ``seed_budget`` (S, T, B); the law's boundary ``boundary_recall`` /
+  ``boundary_delta_over_beta``. Seeds are triangles (up: at or above 1/2; down: below), hollow
+  where the alignment ran out of its budget before its plateau.
+  """
+  import matplotlib.pyplot as plt
+  from matplotlib.colors import Normalize
+  from matplotlib.ticker import FixedLocator, FuncFormatter
+  pipelines = [str(p) for p in data["pipelines"]]
+  algorithms = [str(a) for a in data["algorithms"]]
+  labels = {"pg": "PG", "dpo": "DPO", "exact": "exact"}
+  every_recall = np.concatenate([np.ravel(data[f"{k}__{p}__{a}"]) for k in ("seed_recall", "corner_recall")
+                                 for p in data["pipelines"] for a in data["algorithms"]])
+  x_range = (every_recall.min() / 1.4, every_recall.max() * 1.4)
+  norm = Normalize(-PHASE_LOG_ODDS_RANGE, PHASE_LOG_ODDS_RANGE)
+  with paper_style():
+    fig, axes = plt.subplots(len(pipelines), len(algorithms), figsize=(TEXT_WIDTH, 2.1 * len(pipelines) + 0.8),
+                             sharex=True, sharey=True, squeeze=False)
+    mesh = None
+    for i, pipeline in enumerate(pipelines):
+      for j, algorithm in enumerate(algorithms):
+        ax = axes[i, j]
+        ax.set_facecolor("0.8")   # outside the grid's cells: grey, not the white of log-odds 0
+        key = f"__{pipeline}__{algorithm}"
+        mesh = ax.pcolormesh(data["corner_recall" + key], data["corner_delta_over_beta" + key],
+                             data["cell_log_odds" + key], cmap="RdBu_r", norm=norm, shading="flat")
+        ax.plot(data["boundary_recall"], data["boundary_delta_over_beta"], "--", color="k", lw=1.1)
+        recall, y = data["seed_recall" + key], data["seed_delta_over_beta" + key]
+        above, budget = data["seed_log_odds" + key] >= 0, data["seed_budget" + key]
+        for escaped, marker in ((True, "^"), (False, "v")):
+          done = (above == escaped) & ~budget
+          short = (above == escaped) & budget
+          ax.scatter(recall[done], y[done], marker=marker, s=8, c="k", linewidths=0, zorder=3)
+          ax.scatter(recall[short], y[short], marker=marker, s=8, facecolors="white", edgecolors="k",
+                     linewidths=0.6, zorder=3)
+        ax.set_xscale("log")
+        ax.set_yscale("log")   # betas are log-spaced and Delta/beta ~ 1/beta: rows evenly spaced
+        corners_y = data["corner_delta_over_beta" + key]
+        ax.set_xlim(*x_range)
+        ax.set_ylim(corners_y.min(), corners_y.max())
+        ax.yaxis.set_major_locator(FixedLocator([0.5, 1, 2, 5, 10, 20, 50]))
+        ax.yaxis.set_major_formatter(FuncFormatter(_tick_label))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda *_: ""))
+        ax.set_title(f"{pipeline}, {labels.get(algorithm, algorithm)}", fontsize=7)
+        if i == len(pipelines) - 1 and j == len(algorithms) // 2:
+          ax.set_xlabel(r"student's recall $p$ (K-A's reference), log scale")
+        if j == 0:
+          ax.set_ylabel(r"$\Delta/\beta$ under the student, log scale")
+    bar = fig.colorbar(mesh, ax=axes, extend="both", shrink=0.85, pad=0.02)
+    bar.set_label("log-odds of aligned mass")
+    handles = [plt.Line2D([], [], color="k", ls="--", lw=1.1),
+               plt.Line2D([], [], color="k", marker="^", ls="none", ms=3.5),
+               plt.Line2D([], [], color="k", marker="v", ls="none", ms=3.5),
+               plt.Line2D([], [], color="k", marker="^", ls="none", ms=3.5, mfc="white", mew=0.6)]
+    legend_labels = [r"law's boundary $\Delta/\beta = \log((1-p)/p)$", r"seed at or above 1/2",
+                     r"seed below 1/2", "hollow: budget ran out before the plateau"]
+    fig.legend(handles, legend_labels, loc="outside lower center", ncol=4, fontsize=6, frameon=False)
+    return save_figure(fig, out_dir, name, data=data)

@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import NamedTuple, Sequence
 
@@ -95,23 +96,37 @@ def build_problem(config: MogConfig, dtype=None, reward=None) -> Problem:
 
 @functools.lru_cache(maxsize=8)
 def _compiled(config: MogConfig, keep_densities: bool, chunk_size: int | None = None):
-  fn = functools.partial(run_single, config=config, keep_densities=keep_densities)
+  """The jitted, vmapped grid for ``config``: arguments (seeds, betas, variants, tau, problem).
+
+  The KD temperature tau is a traced (replicated) argument, not part of the program: callers
+  pass ``config`` with :data:`_TAU_PLACEHOLDER` as its ``kd_temperature``, so runs at every tau
+  share one compilation (``recall-theory mog --phase-map`` runs one grid per tau).
+  """
+  def one(seed, beta, variant, tau, problem):
+    return run_single(seed, beta, variant, problem, config=config, keep_densities=keep_densities,
+                      kd_temperature=tau)
+
+  grid_fn = jax.vmap(one, in_axes=(0, 0, 0, None, None))
   if chunk_size is None:
-    return xla_cpu.jit(jax.vmap(fn, in_axes=(0, 0, 0, None)))
+    return xla_cpu.jit(grid_fn)
 
   # lax.map over chunks of ``chunk_size`` runs (each chunk vmapped): memory grows with the
   # chunk, not with the grid, at the price of less parallel work per step. The last chunk is
   # padded with copies of the last run (dropped again), so every chunk has one shape.
-  def chunked(seeds, betas, variants, problem):
+  def chunked(seeds, betas, variants, tau, problem):
     n = seeds.shape[0]
     n_chunks = -(-n // chunk_size)
     take = jnp.concatenate([jnp.arange(n), jnp.full((n_chunks * chunk_size - n,), n - 1)])
     xs = jax.tree_util.tree_map(lambda a: a[take].reshape((n_chunks, chunk_size) + a.shape[1:]),
                                 (seeds, betas, variants))
-    out = jax.lax.map(lambda x: jax.vmap(fn, in_axes=(0, 0, 0, None))(*x, problem), xs)
+    out = jax.lax.map(lambda x: grid_fn(*x, tau, problem), xs)
     return jax.tree_util.tree_map(lambda a: a.reshape((n_chunks * chunk_size,) + a.shape[2:])[:n], out)
 
   return xla_cpu.jit(chunked)
+
+
+# Stands in for kd_temperature in the key of _compiled (the real tau is a traced argument).
+_TAU_PLACEHOLDER = 1.0
 
 
 def reference_tilt_integrals(refs: Mixture, reward, betas, rule: RegionRule
@@ -199,8 +214,10 @@ def run_grid(config: MogConfig, seeds: Sequence[int], betas: Sequence[float], *,
   seed_arr = jax.device_put(jnp.asarray(seeds_np[s_idx][take], jnp.uint32), shard)
   beta_arr = jax.device_put(jnp.asarray(betas_np[b_idx][take], beta_dtype), shard)
   var_arr = jax.device_put(jnp.asarray(v_idx[take], jnp.int32), shard)
+  tau_arr = jax.device_put(jnp.asarray(config.kd_temperature, beta_dtype), replicated)
   problem = jax.device_put(problem, replicated)
-  out = jax.device_get(_compiled(config, keep_densities, chunk_size)(seed_arr, beta_arr, var_arr, problem))
+  grid_fn = _compiled(dataclasses.replace(config, kd_temperature=_TAU_PLACEHOLDER), keep_densities, chunk_size)
+  out = jax.device_get(grid_fn(seed_arr, beta_arr, var_arr, tau_arr, problem))
   names = [f"seed={seeds_np[s_idx[i]]}, beta={betas_np[b_idx[i]]:g}, student={config.students[v_idx[i]]}"
            for i in range(n)]
   steps, quants = np.asarray(out.watch_step_T)[:n], np.asarray(out.watch_quantity_T)[:n]

@@ -132,21 +132,30 @@ def first_components(mixture: Mixture, k: int) -> Mixture:
   return Mixture(normalize_log_weights(mixture.log_weights_K[:k]), mixture.means_KxD[:k], mixture.covs_KxDxD[:k])
 
 
-def references(seed, variant, problem: Problem, config: MogConfig) -> tuple[Mixture, Mixture]:
-  """(teacher, student) of one run: EM teacher from seed's samples of p*, KD student (variant)."""
+def references(seed, variant, problem: Problem, config: MogConfig, kd_temperature=None) -> tuple[Mixture, Mixture]:
+  """(teacher, student) of one run: EM teacher from seed's samples of p*, KD student (variant).
+
+  ``kd_temperature``: the KD recipe's tau, a traceable scalar (None: ``config.kd_temperature``).
+  """
+  tau = config.kd_temperature if kd_temperature is None else kd_temperature
   k_teacher, k_student, _ = jax.random.split(jax.random.PRNGKey(seed), 3)
   k_student = jax.random.fold_in(k_student, variant)
   teacher = fit_teacher(k_teacher, problem.truth, config)
   prof_teacher = profile_for(teacher, problem.truth, problem.table.log_profile_SxK[variant])
-  student = kd.distill_forward_samples(k_student, selective(teacher, prof_teacher, config.kd_temperature),
+  student = kd.distill_forward_samples(k_student, selective(teacher, prof_teacher, tau),
                                        problem.table.active_SxC[variant], n_samples=config.n_student_samples,
                                        n_iter=config.em_iters)
   return teacher, student
 
 
 def run_single(seed, beta, variant, problem: Problem, config: MogConfig,
-               keep_densities: bool = False) -> RunOutput:
-  """Every pipeline x algorithm for one seed, beta and student variant (pure; vmap over all three)."""
+               keep_densities: bool = False, kd_temperature=None) -> RunOutput:
+  """Every pipeline x algorithm for one seed, beta and student variant (pure; vmap over all three).
+
+  ``kd_temperature``: the KD recipe's tau for K-A's student and A-K's distillation, a traceable
+  scalar, so that one compiled program serves every tau (None: ``config.kd_temperature``).
+  """
+  tau = config.kd_temperature if kd_temperature is None else kd_temperature
   truth, grid, land, reward = problem.truth, problem.grid, problem.land, problem.reward
   k_train = jax.random.fold_in(jax.random.split(jax.random.PRNGKey(seed), 3)[2], variant)
   log_profile_modes = problem.table.log_profile_SxK[variant]
@@ -156,7 +165,7 @@ def run_single(seed, beta, variant, problem: Problem, config: MogConfig,
   # 0 and zero gradient, so the results are the same to rounding, at about half the cost.
   k_student = config.max_student_components
   active = problem.table.active_SxC[variant][:k_student]
-  teacher, student = references(seed, variant, problem, config)
+  teacher, student = references(seed, variant, problem, config, tau)
   prof_teacher = profile_for(teacher, truth, log_profile_modes)
   log_teacher_G = log_density_on_grid(teacher, grid)
   log_student_G = log_density_on_grid(student, grid)
@@ -171,7 +180,7 @@ def run_single(seed, beta, variant, problem: Problem, config: MogConfig,
 
   # --- exact -------------------------------------------------------------------------------
   reward_G = land.reward_G
-  temps = jnp.asarray([config.kd_temperature, config.kd_recovery_temperature], reward_G.dtype)
+  temps = jnp.stack([jnp.asarray(tau, reward_G.dtype), jnp.asarray(config.kd_recovery_temperature, reward_G.dtype)])
   log_ka_G, _ = tilt_on_grid(log_student_G, reward_G, beta, grid)
   lw_t, log_comp_GxK, mu_t, cov_t = tilted_components(teacher, reward_G, beta, grid)
 
