@@ -128,7 +128,8 @@ def _scatter_marks(points: PathCollection) -> set[Mark]:
     # and a grey or black outline is only an outline; a coloured one names a group
     outline = [c for c in _unique_rgbs(edge) if not is_neutral(c)] if edge_shown else []
     return {Mark("marker", c, None) for c in outline}
-  face = _unique_rgbs(points.get_facecolor())
+  # a white face is a hollow marker, as for lines (_line2d_marks): its outline carries the colour
+  face = [c for c in _unique_rgbs(points.get_facecolor()) if c != (1.0, 1.0, 1.0) or not edge_shown]
   colours = face if face else (_unique_rgbs(edge) if edge_shown else [])
   return {Mark("marker", c, None) for c in colours}
 
