@@ -551,14 +551,17 @@ def caption(summary: dict, *, skipped: Sequence[tuple[Path, str]] = (), options:
       f"algorithm trained on (hollow: an exact projection, no samples"
       f"{'; below 1e' + str(int(COLOUR_MIN)) + ' at the arrow of the colour bar' if summary['below_colour_range'] else ''}); "
       f"grey crosses: {summary['budget']} trained models not known to have converged (stopped by "
-      f"their budget before the plateau rule held, or trained for a fixed number of steps; not scored). Grey bars join each prediction to the KL ceiling "
+      f"their budget before the plateau rule held, or trained for a fixed number of steps; not scored), drawn "
+      f"on top of the markers, like the ceiling's dashes. Grey bars join each prediction to the KL ceiling "
       f"t*(p_ref, KL paid) (dash): no policy within that KL has more target mass. Whiskers: intervals "
       f"where the estimate is not exact. (b) The same algorithms as they are against the best their "
       f"model class reaches (the class fitted to the exact tilt, `recall-theory gap`): "
       + (f"{gap_pairs} models, {summary.get('gap_converged', 0)} of them with both levels at their "
-         f"plateau (the others as grey crosses)." if gap_pairs else "no decomposition run among the inputs.")
+         f"plateau (the others as grey crosses, on top); colour: the pipeline." if gap_pairs
+         else "no decomposition run among the inputs.")
       + f" (c) The trap boundary Delta/beta = log((1 - p)/p); below it (shaded) the optimum keeps "
-      f"pi(A) < 1/2; {summary['in_trap']} of the {summary['n']} scored runs lie inside it.",
+      f"pi(A) < 1/2; {summary['in_trap']} of the {summary['n']} scored runs lie inside it; grey line: "
+      f"Delta/beta = 0.",
       f"**Not drawn.** The {identity['n']} exact Gibbs tilts (K-A and A, exact) are the identity the "
       f"law is built on, not a test of it: {identity['within']} of {identity['n']} sit at their "
       f"prediction (largest |logit gap| {_fmt_count(identity['max_abs_gap'])}). A-K students are a "
@@ -626,6 +629,11 @@ def _style_keys(table: dict[str, np.ndarray]) -> list[tuple[str, str]]:
 
 
 SPARSE_TRACK = 300  # tracks with at most this many runs are drawn larger and on top
+# cividis, not viridis: no colour of the expected-samples scale is a pipeline's (viridis' teal is
+# K-A(teacher-ref)'s, the colour panel (b) gives it)
+COLOUR_MAP = "cividis"
+CROSS_COLOUR = "0.45"
+ZERO_GAP_COLOUR = "0.6"
 COLOUR_MIN = -3.0  # log10 n q: below one target sample in a thousand runs, all look alike
 
 
@@ -705,7 +713,7 @@ def collapse_figure(table: dict[str, np.ndarray], gap_pairs: dict[str, np.ndarra
   marker_of = {k: MARKERS[i % len(MARKERS)] for i, k in enumerate(keys)}
   rasterized = x.size > 2000  # a dense grid (the theory sweep) as an image inside the vector PDF
   size = 8.0 if x.size > 2000 else 18.0
-  cmap = plt.get_cmap("viridis")
+  cmap = plt.get_cmap(COLOUR_MAP)
   norm = mcolors.Normalize(vmin=c_low, vmax=c_high)
 
   pairs = gap_pairs if gap_pairs is not None and len(gap_pairs.get("as_is", ())) else None
@@ -723,8 +731,9 @@ def collapse_figure(table: dict[str, np.ndarray], gap_pairs: dict[str, np.ndarra
     segments = [[(xi, xi), (xi, ci)] for xi, ci in zip(x[known], ceiling[known])]
     ax_a.add_collection(LineCollection(segments, colors="0.8", linewidths=1.6, alpha=0.45, zorder=0,
                                        rasterized=rasterized))
-    ax_a.scatter(x[known], ceiling[known], marker="_", s=size * 1.2, color="0.45", linewidths=0.8,
-                 zorder=1, rasterized=rasterized)
+    # the ceiling's dash on top of the markers: where a model sits at its ceiling both show
+    ax_a.scatter(x[known], ceiling[known], marker="_", s=size * 1.2, color="0.45", linewidths=0.8, alpha=0.7,
+                 zorder=4.2, rasterized=rasterized)
     _interval_whiskers(ax_a, x, y, x_low, x_high, y_low, y_high, rasterized)
     _interval_whiskers(ax_b, p_ref, gap, p_low, p_high, gap_low, gap_high, rasterized)
     for key in keys:
@@ -743,9 +752,9 @@ def collapse_figure(table: dict[str, np.ndarray], gap_pairs: dict[str, np.ndarra
         if hollow.any():
           ax.scatter(xs[hollow], ys[hollow], facecolors="none", edgecolors="0.1", marker=marker_of[key],
                      s=group_size, linewidths=0.6, zorder=group_z, rasterized=rasterized)
-    if budget.any():  # not converged: drawn, not scored
-      ax_a.scatter(x_budget, y_budget, marker="x", s=size, color="0.55", linewidths=0.6, zorder=2.5,
-                   rasterized=rasterized)
+    if budget.any():  # not converged: drawn, not scored; on top (a cross covers little of a marker)
+      ax_a.scatter(x_budget, y_budget, marker="x", s=size, color=CROSS_COLOUR, linewidths=0.5, alpha=0.6,
+                   zorder=4.1, rasterized=rasterized)  # light: the markers under them show through
     bad = table["over_ceiling"]
     if bad.any():  # impossible points, ringed in red so nobody misses them
       ax_a.scatter(x[bad], y[bad], facecolors="none", edgecolors="red", s=size * 4, linewidths=1.0,
@@ -767,6 +776,7 @@ def collapse_figure(table: dict[str, np.ndarray], gap_pairs: dict[str, np.ndarra
     ax_g.set_yscale("logit")
     ax_g.set_title("(b) against the best in class", loc="left")
     ax_g.set_xlabel(r"best in class $\pi_{class}(A)$")
+    ax_g.set_ylabel(r"as is $\pi(A)$")
     if pairs is not None:
       gx, gy = clip(pairs["best"]), clip(pairs["as_is"])
       g_lo, g_hi = padded_logit_limits(min(float(np.nanmin(np.concatenate([gx, gy]))), 0.4),
@@ -783,9 +793,9 @@ def collapse_figure(table: dict[str, np.ndarray], gap_pairs: dict[str, np.ndarra
           if m.any():
             ax_g.scatter(gx[m], gy[m], marker=marker, s=18.0, zorder=3,
                          color=PIPELINE_COLORS.get(pipeline, "0.5"), edgecolors="0.15", linewidths=0.4)
-      loose = ~pairs["converged"]   # either level stopped by its budget: drawn, not converged
-      if loose.any():
-        ax_g.scatter(gx[loose], gy[loose], marker="x", s=18.0, color="0.55", linewidths=0.6, zorder=2.5)
+      loose = ~pairs["converged"]   # either level stopped by its budget: drawn, not converged,
+      if loose.any():               # on top of the coloured markers it would otherwise hide under
+        ax_g.scatter(gx[loose], gy[loose], marker="x", s=18.0, color=CROSS_COLOUR, linewidths=0.6, zorder=4.1)
       ax_g.set_xlim(g_lo, g_hi)
       ax_g.set_ylim(g_lo, g_hi)
       for axis in (ax_g.xaxis, ax_g.yaxis):
@@ -819,7 +829,7 @@ def collapse_figure(table: dict[str, np.ndarray], gap_pairs: dict[str, np.ndarra
     ax_b.fill_between(p_grid, np.full_like(p_grid, g_low), boundary, color="#D55E00", alpha=0.12,
                       lw=0, zorder=0)
     ax_b.plot(p_grid, boundary, color="#D55E00", lw=1.0, zorder=4)  # on top of dense runs
-    ax_b.axhline(0.0, color="0.6", lw=0.5, zorder=0)
+    ax_b.axhline(0.0, color=ZERO_GAP_COLOUR, lw=0.5, zorder=0)
     ax_b.set_xlim(p_min, p_max)
     if symlog:
       ax_b.set_yscale("symlog", linthresh=1.0)
@@ -842,7 +852,7 @@ def collapse_figure(table: dict[str, np.ndarray], gap_pairs: dict[str, np.ndarra
     handles += [
         Line2D([], [], ls="none", marker="o", markerfacecolor="none", markeredgecolor="0.1",
                markersize=4.5, label="exact (no samples)"),
-        Line2D([], [], ls="none", marker="x", color="0.55", markersize=4.5, label="not converged"),
+        Line2D([], [], ls="none", marker="x", color=CROSS_COLOUR, markersize=4.5, label="not converged"),
     ]
     if pairs is not None:
       handles += [Line2D([], [], ls="none", marker="o", markerfacecolor=PIPELINE_COLORS[p],
@@ -854,9 +864,10 @@ def collapse_figure(table: dict[str, np.ndarray], gap_pairs: dict[str, np.ndarra
          Line2D([], [], ls="none", marker="_", color="0.45", markersize=6)),
         Line2D([], [], color="#D55E00", lw=1.0, label=r"$\Delta/\beta = \log\frac{1-p}{p}$"),
         Patch(facecolor="#D55E00", alpha=0.12, label="trap: optimum < 1/2"),
+        Line2D([], [], color=ZERO_GAP_COLOUR, lw=0.5, label=r"(c) $\Delta/\beta = 0$"),
     ]
-    labels = [h.get_label() for h in handles[:-3]] + ["KL ceiling"] \
-        + [h.get_label() for h in handles[-2:]]
+    labels = [h.get_label() for h in handles[:-4]] + ["KL ceiling"] \
+        + [h.get_label() for h in handles[-3:]]
     fig.legend(handles, labels, handler_map={tuple: HandlerTuple(ndivide=None)}, loc="outside lower center",
                ncol=min(5, len(handles)), handletextpad=0.3, columnspacing=1.0)
 
