@@ -552,7 +552,8 @@ def caption(summary: dict, *, skipped: Sequence[tuple[Path, str]] = (), options:
       f"{'; below 1e' + str(int(COLOUR_MIN)) + ' at the arrow of the colour bar' if summary['below_colour_range'] else ''}); "
       f"grey crosses: {summary['budget']} trained models not known to have converged (stopped by "
       f"their budget before the plateau rule held, or trained for a fixed number of steps; not scored), drawn "
-      f"on top of the markers, like the ceiling's dashes. Grey bars join each prediction to the KL ceiling "
+      f"on top of the markers, like the ceiling's dashes; markers of several algorithms at one point are "
+      f"drawn side by side, {SIDE_BY_SIDE_PT:g} pt apart. Grey bars join each prediction to the KL ceiling "
       f"t*(p_ref, KL paid) (dash): no policy within that KL has more target mass. Whiskers: intervals "
       f"where the estimate is not exact. (b) The same algorithms as they are against the best their "
       f"model class reaches (the class fitted to the exact tilt, `recall-theory gap`): "
@@ -657,6 +658,51 @@ def _colour_values(table: dict[str, np.ndarray]) -> tuple[np.ndarray, float, flo
   return value, float(low), float(high)
 
 
+SIDE_BY_SIDE_PT = 4.0  # markers of several groups at one point are drawn this far apart
+
+
+def side_by_side(xs: np.ndarray, ys: np.ndarray, group: np.ndarray, step_pt: float = SIDE_BY_SIDE_PT,
+                 scale=np.log10, yscale=lambda v: v, bins: int = 300) -> np.ndarray:
+  """Per point, a horizontal offset in points: 0, except where points of several groups share
+  one place (chained within 1/``bins`` of the data's range of each other, each axis in its ``scale``):
+  the first group stays there and the others follow ``step_pt`` apart toward the middle of the
+  x range, so that no group's marker hides another's and none is pushed out of the frame."""
+  xs, ys = np.asarray(xs, float), np.asarray(ys, float)
+  offsets = np.zeros(len(xs))
+  with np.errstate(divide="ignore", invalid="ignore"):
+    u, v = scale(xs), yscale(ys)
+  finite = np.isfinite(u) & np.isfinite(v)
+  if not finite.any():
+    return offsets
+  from scipy.spatial import cKDTree
+
+  cell = lambda w: max(float(np.ptp(w[finite])), 1e-12) / bins  # noqa: E731
+  cu, cv = cell(u), cell(v)
+  middle = 0.5 * (np.min(u[finite]) + np.max(u[finite]))
+  index = np.nonzero(finite)[0]
+  # one place: points chained within a cell of each other (union-find over the close pairs)
+  parent = list(range(len(index)))
+
+  def root(k: int) -> int:
+    while parent[k] != k:
+      parent[k] = parent[parent[k]]
+      k = parent[k]
+    return k
+
+  for a, b in cKDTree(np.column_stack([u[index] / cu, v[index] / cv])).query_pairs(1.0):
+    parent[root(a)] = root(b)
+  places: dict[int, dict[int, list[int]]] = {}
+  for k, i in enumerate(index):
+    places.setdefault(root(k), {}).setdefault(int(group[i]), []).append(int(i))
+  for groups in places.values():
+    if len(groups) > 1:
+      first = groups[min(groups)][0]
+      toward = -1.0 if u[first] > middle else 1.0
+      for k, g in enumerate(sorted(groups)):
+        offsets[groups[g]] = toward * k * step_pt
+  return offsets
+
+
 def _interval_whiskers(ax, x, y, x_low, x_high, y_low, y_high, rasterized):
   from matplotlib.collections import LineCollection
   segments = []
@@ -689,6 +735,7 @@ def collapse_figure(table: dict[str, np.ndarray], gap_pairs: dict[str, np.ndarra
   from matplotlib import colors as mcolors
 
   from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
+  from matplotlib.transforms import ScaledTranslation
 
   from recall_theory.plotting.style import PIPELINE_COLORS, TEXT_WIDTH, paper_style
 
@@ -736,22 +783,29 @@ def collapse_figure(table: dict[str, np.ndarray], gap_pairs: dict[str, np.ndarra
                  zorder=4.2, rasterized=rasterized)
     _interval_whiskers(ax_a, x, y, x_low, x_high, y_low, y_high, rasterized)
     _interval_whiskers(ax_b, p_ref, gap, p_low, p_high, gap_low, gap_high, rasterized)
+    group_of = np.array([keys.index(k) for k in zip(table["track"].tolist(), table["algorithm"].tolist())])
+    logit_scale = lambda v: np.log(v) - np.log1p(-v)  # noqa: E731  (panel (a): logit axes)
+    beside_a = side_by_side(x, y, group_of, scale=logit_scale, yscale=logit_scale)
+    beside_b = side_by_side(p_ref, gap, group_of)
     for key in keys:
       mask = (table["track"] == key[0]) & (table["algorithm"] == key[1])
       # A track with few runs (the transformers) is drawn larger and on top of a dense one
       # (thousands of exact MoG cells), so it stays visible.
       sparse = int((table["track"] == key[0]).sum()) <= SPARSE_TRACK
       group_size, group_z = (max(size, 18.0), 3.5) if sparse else (size, 3.0)
-      for ax, xs, ys in ((ax_a, x, y), (ax_b, p_ref, gap)):
-        filled = mask & ~exact
-        if filled.any():
-          ax.scatter(xs[filled], ys[filled], c=colour_value[filled], cmap=cmap, norm=norm,
-                     marker=marker_of[key], s=group_size, edgecolors="0.15", linewidths=0.4,
-                     zorder=group_z, rasterized=rasterized)
-        hollow = mask & exact
-        if hollow.any():
-          ax.scatter(xs[hollow], ys[hollow], facecolors="none", edgecolors="0.1", marker=marker_of[key],
-                     s=group_size, linewidths=0.6, zorder=group_z, rasterized=rasterized)
+      for ax, xs, ys, offset in ((ax_a, x, y, beside_a), (ax_b, p_ref, gap, beside_b)):
+        for shift in np.unique(offset[mask]):  # markers of several groups on one point: side by side
+          at = mask & (offset == shift)
+          moved = ax.transData + ScaledTranslation(shift / 72.0, 0.0, fig.dpi_scale_trans)
+          filled = at & ~exact
+          if filled.any():
+            ax.scatter(xs[filled], ys[filled], c=colour_value[filled], cmap=cmap, norm=norm,
+                       marker=marker_of[key], s=group_size, edgecolors="0.15", linewidths=0.4,
+                       zorder=group_z, rasterized=rasterized, transform=moved)
+          hollow = at & exact
+          if hollow.any():
+            ax.scatter(xs[hollow], ys[hollow], facecolors="none", edgecolors="0.1", marker=marker_of[key],
+                       s=group_size, linewidths=0.6, zorder=group_z, rasterized=rasterized, transform=moved)
     if budget.any():  # not converged: drawn, not scored; on top (a cross covers little of a marker)
       ax_a.scatter(x_budget, y_budget, marker="x", s=size, color=CROSS_COLOUR, linewidths=0.5, alpha=0.6,
                    zorder=4.1, rasterized=rasterized)  # light: the markers under them show through

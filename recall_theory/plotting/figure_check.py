@@ -68,9 +68,9 @@ starting with the rule's name (an empty list when the figure is fine):
   drawn on one of another colour at least ``WIDE_LINE_RATIO`` (3x) wider (a light underlay).
   Heuristic: it samples the curves every pixel and compares nearest distances.
 * ``hidden marker`` / ``hidden line`` -- markers of which ``HIDDEN_EXTENT`` (70%) of their
-  reach lies inside an opaque marker of another colour drawn after them (a grey "not
-  converged" cross under a coloured disc), or a line (an interval bar) lying entirely under
-  such markers.
+  reach lies inside an opaque marker of another colour drawn after them at their own place
+  (centres within ``COINCIDENT_PX``, 0.25 pt: a grey "not converged" cross under a coloured disc,
+  two pipelines at one value), or a line (an interval bar) lying entirely under such markers.
 * ``line on frame`` -- a line or contour line that runs along an edge of its axes over 90%
   of its length (a teacher's value on the bottom spine, a boundary on the right edge).
 * ``band off axes`` / ``error bar off axes`` -- a band or error bar running beyond the frame
@@ -893,15 +893,20 @@ def _transparent_colour(colour) -> bool:
 
 
 HIDDEN_EXTENT = 0.7  # share of a marker's reach that must lie under another marker to call it hidden
+# A marker is hidden by one drawn at its own place (centres this close, in points): two groups at
+# one value. Neighbours of a dense scatter that partly cover each other are not reported.
+COINCIDENT_PX = 0.25
 
 
 def _hidden_marks(fig: Figure, tolerance_px: float = 1.0) -> list[str]:
   """Markers (and short lines: an interval bar) drawn entirely inside an opaque marker of
   another colour that is drawn after them: the reader sees the later marker only.
 
-  A marker is hidden when ``HIDDEN_EXTENT`` of its outline's reach from its centre lies inside
-  the later marker's inscribed circle (``tolerance_px`` allowed): the tips of a cross poking
-  out of a disc do not make it readable. A line is hidden when every point of it is.
+  A marker is hidden when a later one is drawn at its place (centres within ``COINCIDENT_PX``
+  points: two groups at one value, not neighbours of a dense scatter) and ``HIDDEN_EXTENT`` of
+  its outline's reach lies inside the later marker's inscribed circle (``tolerance_px``
+  allowed): the tips of a cross poking out of a disc do not make it readable. A line is
+  hidden when every point of it is.
   A marker covered by one of its own colour (a mean over its own seeds) is not reported.
   """
   from scipy.spatial import cKDTree
@@ -926,20 +931,20 @@ def _hidden_marks(fig: Figure, tolerance_px: float = 1.0) -> list[str]:
       tree = cKDTree(cover_xy)
       reach = float(cover_r.max())
 
-      def hidden(points_Nx2, radius_N, colour_Nx3):
+      def hidden(points_Nx2, radius_N, colour_Nx3, within=np.inf):
         out = np.zeros(len(points_Nx2), bool)
         for k, neighbours in enumerate(tree.query_ball_point(points_Nx2, reach + tolerance_px)):
           for j in neighbours:
-            if (np.any(np.abs(cover_rgb[j] - colour_Nx3[k]) > 1.5 / 255)
-                and np.hypot(*(cover_xy[j] - points_Nx2[k])) + HIDDEN_EXTENT * radius_N[k]
-                <= cover_r[j] + tolerance_px):
+            distance = np.hypot(*(cover_xy[j] - points_Nx2[k]))
+            if (np.any(np.abs(cover_rgb[j] - colour_Nx3[k]) > 1.5 / 255) and distance <= within
+                and distance + HIDDEN_EXTENT * radius_N[k] <= cover_r[j] + tolerance_px):
               out[k] = True
               break
         return out
 
       centres, _, outer, _, colours = geometry[id(artist)]
       if len(centres):
-        covered = hidden(centres, outer, colours)
+        covered = hidden(centres, outer, colours, within=COINCIDENT_PX * fig.dpi / 72.0)
         if covered.any():
           problems.append(f"hidden marker: {int(covered.sum())} of {len(centres)} markers of "
                           f"{_artist_name(artist)} in {names[id(ax)]} lie under opaque markers of "
