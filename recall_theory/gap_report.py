@@ -104,19 +104,29 @@ def caption(entries: Sequence[dict], *, track: str, description: str, elapsed: f
           f"pipeline's shortfall, in logit units, means over {', '.join(map(str, seeds))} seeds "
           "(learning trap = logit law(A) - logit law(K-A), K-A only; representation = law - best "
           "in class; optimisation = best in class - covering sampler; sampling = covering sampler "
-          "- as is; positive terms cost target mass). Black: the total with its paired t 95% "
-          "interval (K-A: against A's law; A and K-A(teacher-ref): against their own law). "
+          "- as is; positive terms cost target mass). Terms that cost mass stack above 0 and those that "
+          "add mass below it, so a bar's top is not its total: the black diamond is, with its paired t "
+          "95% interval (K-A: against A's law; A and K-A(teacher-ref): against their own law). "
           f"{description} Every level is trained to its plateau (recall_theory.plateau) or its "
           "budget; the counts say how many seeds reached the plateau. A term whose interval "
           f"contains 0 or whose mean is below {dec.RESOLUTION:g} logit is a tie; sign p is the "
           "exact two-sided sign test over the seeds whose term lies beyond that resolution (the "
           "counts say how many lie above it). The largest resolved term is named only where its "
           "per-seed lead over the next one is resolved the same way; otherwise both are named, "
-          "tied. Bars are not marked for levels short of their plateau: the verdicts give the "
-          "counts.")
+          "tied. Segments: filled, a resolved term; hollow (outlined in the term's colour), a tie; "
+          "hatched //// , a term next to a level that fell short of its plateau in at least one seed "
+          "(the verdicts give the counts); hatched xxxx, a term next to a level whose evaluation draws "
+          "were all or none in the target in at least one seed. Segments too thin to read carry their "
+          "value beside the bar.")
   clipped = sorted({lv for e in entries for lv in e["clipped"]})
-  note = (f" Levels with no target sample among their evaluation draws were clipped to half a "
-          f"sample before the logit: {', '.join(clipped)}." if clipped else "")
+  failed = [f"{e['pipeline']}, {ALGORITHM_NAMES.get(e['algorithm'], e['algorithm'])}"
+            + (f" ({_setting_phrase(e['setting'])})" if _setting_phrase(e["setting"]) else "")
+            + f": {', '.join(lv.replace('_', ' ') for lv in e['clipped'])}"
+            for e in entries if e["clipped"]]
+  note = (f" Levels with no target sample (or only target samples) among their evaluation draws were "
+          f"clipped to half a sample before the logit: {', '.join(clipped)}; the terms next to them "
+          f"(hatched xxxx) measure that level's failure, not a cause of the shortfall -- "
+          f"{'; '.join(failed)}." if clipped else "")
   return "\n\n".join([head + note, "**Verdicts.**", "\n".join(verdict_sentences(entries)),
                       "**Dominant term of K-A's shortfall.**", "\n".join(dominant_summary(entries)),
                       (f"Wall time {elapsed:.0f} s. " if elapsed is not None else "")

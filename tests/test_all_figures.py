@@ -258,6 +258,20 @@ def test_smollm2_comparison(tmp_path):
   _assert_saved_ok(found, {"smollm2_comparison"})
 
 
+# --- gap decomposition (recall_theory/plotting/decomposition.py) ----------------------------
+
+@pytest.mark.parametrize("track", ["lm", "mog"])
+def test_gap_figure(track):
+  """``recall-theory gap``'s stacked bars, from the committed level table of each track."""
+  from recall_theory import decomposition, gap_report
+  from recall_theory.plotting.decomposition import decomposition_figure
+  rows = gap_report.read_levels(_committed(f"gap/{track}/gap_levels.csv"))
+  fig, data = decomposition_figure(decomposition.decompose(rows))
+  assert_figure_ok(fig, f"gap/{track}")
+  # every tie is drawn hollow, and the marks the caption explains are in the data
+  assert data["term_tie"].shape == data["term_mean"].shape
+
+
 # --- collapse (recall_theory/plotting/collapse.py) ------------------------------------------
 
 def test_collapse_figure():

@@ -30,6 +30,8 @@ The ladder analysis (parsing, crossings, the price's sentence) lives below both 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dataclasses
 import math
 import re
@@ -255,22 +257,75 @@ def _share_limits(ax, values: np.ndarray, yscale: str, floor: float) -> None:
     ax.set_ylim(*ticks.padded_log_limits(max(float(finite.min()), floor), float(finite.max()), 0.08))
 
 
+CLIP_COLOUR = "0.9"  # the strip beyond a clip line, where clipped values are drawn at its edge
+PIPELINE_MARKERS = {"K-A": "o", "A-K": "s", "K-A(teacher-ref)": "D"}  # 'v'/'^' are kept for clipped values
+DODGE_PT = {"A-K": 5.0, "K-A(teacher-ref)": -5.0}  # drawn this far right/left of their cost (points)
+
+
+def _clip_shapes(values, floor: float, ceiling: float, marker: str) -> np.ndarray:
+  """Per value: its pipeline's marker inside [floor, ceiling], 'v' below, '^' above (clipped)."""
+  v = np.asarray(values, float)
+  return np.where(v < floor, "v", np.where(v > ceiling, "^", marker))
+
+
+def _scatter_by_shape(ax, x, y, shapes, **style) -> None:
+  """One scatter per marker shape (matplotlib's scatter takes one marker)."""
+  x, y, shapes = np.ravel(x), np.ravel(y), np.ravel(shapes)
+  for shape in dict.fromkeys(shapes.tolist()):
+    m = shapes == shape
+    ax.scatter(x[m], y[m], marker=shape, **style)
+
+
+def _widen_for_dodge(ax, points: float) -> None:
+  """Widen the x limits by ``points`` at each end (in the axis' own scale): markers drawn
+  beside their cost stay inside the frame."""
+  fig = ax.figure
+  width_pt = ax.get_position().width * fig.get_figwidth() * 72.0
+  share = points / max(width_pt, 1.0)
+  lo, hi = ax.get_xlim()
+  if ax.get_xscale() == "log":
+    a, b = np.log10(lo), np.log10(hi)
+    ax.set_xlim(10 ** (a - share * (b - a)), 10 ** (b + share * (b - a)))
+  else:
+    ax.set_xlim(lo - share * (hi - lo), hi + share * (hi - lo))
+
+
+def clip_counts(panel: dict, ceiling: float) -> dict[str, tuple[int, int, int]]:
+  """Per pipeline of a ladder panel: (below the floor, above the ceiling, all) of its per-seed values."""
+  floor = panel.get("floor", 1e-4)
+  out = {}
+  for pipe, key in (("K-A", "ka_share_SxL"), ("A-K", "ak_share_S"), ("K-A(teacher-ref)", "ctrl_share_S")):
+    if panel.get(key) is None:
+      continue
+    v = np.ravel(np.asarray(panel[key], float))
+    out[pipe] = (int(np.sum(v < floor)), int(np.sum(v > ceiling)), int(v.size))
+  return out
+
+
 def plot_ladder(panels: list[dict], out_dir, name: str, *, xlabel: str, ylabel: str,
                 caption_note: str = "", figure_note: str = "") -> list:
-  """Share against cost: K-A's ladder (seeds thin, mean ± sample sd), A-K and the control.
+  """Share against cost: K-A's ladder (seeds as small markers, mean and a band), A-K and the control.
 
   ``panels``: one dict per algorithm with ``title``, ``ka_cost_SxL``, ``ka_share_SxL``,
   ``scales_L``, ``ak_cost_S``, ``ak_share_S`` and optionally ``ctrl_cost_S``,
-  ``ctrl_share_S``, ``floor`` (shares below are drawn at it), ``ka_limit`` (K-A's
-  infinite-budget limit, dotted), ``xscale``, ``yscale`` ("log" or "logit") and ``band``
-  ("range": min..max over seeds instead of mean ± sd). Budget labels ("16x") are placed
-  beside their points where they cover nothing (:func:`recall_theory.plotting.labels.label_points`).
-  ``figure_note`` (lines generated from the data) is printed above the panels. Saved with its data through
-  :func:`recall_theory.plotting.save_figure`.
+  ``ctrl_share_S``, ``floor`` (shares below it are clipped to it), ``ka_limit`` (K-A's
+  infinite-budget limit, dotted; ``ka_limit_short`` names it where it is clipped and not
+  drawn), ``xscale``, ``yscale`` ("log" or "logit": then shares above ``1 - floor`` are
+  clipped too) and ``band`` ("range": min..max over seeds instead of mean ± sd). Seeds are
+  small markers of their pipeline's shape (K-A circles, A-K squares, control diamonds), A-K
+  and the control drawn :data:`DODGE_PT` points beside their cost (at 1x it is K-A's);
+  clipped values are drawn at the clip as triangles pointing past it, in a light strip
+  beyond the clip line, and counted in the caption. Budget labels ("16x") are placed beside
+  their points where they cover nothing (:func:`recall_theory.plotting.labels.label_points`).
+  ``figure_note`` (lines generated from the data) is printed above the panels. Saved with
+  its data through :func:`recall_theory.plotting.save_figure`; with a ``caption_note`` the
+  generated caption ``NAME_caption.md`` (the note and the clipping counts) is written beside it.
   """
   import matplotlib.pyplot as plt
   from matplotlib.legend_handler import HandlerTuple
   from matplotlib.ticker import MaxNLocator, NullFormatter
+  from matplotlib.transforms import ScaledTranslation
+  from recall_theory import io
   from recall_theory.plotting import (PIPELINE_COLORS, TEXT_WIDTH, figure_size, paper_style,
                                       save_figure)
   from recall_theory.plotting.figure_check import declare_valid_range
@@ -279,6 +334,8 @@ def plot_ladder(panels: list[dict], out_dir, name: str, *, xlabel: str, ylabel: 
 
   data: dict = {}
   ka_colour = PIPELINE_COLORS["K-A"]
+  clipped_lines = []
+  any_clipped = False
   with paper_style():
     ncols = min(2, len(panels))
     nrows = -(-len(panels) // ncols)
@@ -295,25 +352,36 @@ def plot_ladder(panels: list[dict], out_dir, name: str, *, xlabel: str, ylabel: 
       ceiling = 1.0 - floor if yscale == "logit" else 1.0
       clip = lambda v: np.clip(np.asarray(v, float), floor, ceiling)
       drawn = []
+      title = pan["title"]
       c_SxL, s_SxL = np.asarray(pan["ka_cost_SxL"], float), np.asarray(pan["ka_share_SxL"], float)
+      by_range = pan.get("band") == "range"  # min..max over seeds (mean ± sd leaves (0, 1))
+      seed_style = dict(s=7, alpha=0.45, lw=0)
       # per-seed points, not lines: a line per seed would run through the budget labels
-      ax.scatter(c_SxL.ravel(), clip(s_SxL.ravel()), s=5, color=ka_colour, alpha=0.35, lw=0)
+      _scatter_by_shape(ax, c_SxL, clip(s_SxL), _clip_shapes(s_SxL, floor, ceiling, PIPELINE_MARKERS["K-A"]),
+                        color=ka_colour, zorder=2, **seed_style)
       mean_L = s_SxL.mean(0)
       sd_L = s_SxL.std(0, ddof=1) if len(s_SxL) > 1 else np.zeros_like(mean_L)
       cost_L = c_SxL.mean(0)
-      by_range = pan.get("band") == "range"  # min..max over seeds (mean ± sd leaves (0, 1))
       band_lo, band_hi = ((s_SxL.min(0), s_SxL.max(0)) if by_range
                           else (mean_L - sd_L, mean_L + sd_L))
       ax.fill_between(cost_L, clip(band_lo), clip(band_hi), color=ka_colour, alpha=0.15, lw=0)
-      ax.plot(cost_L, clip(mean_L), "o-", color=ka_colour, ms=3, lw=1.2, label=LADDER_LABEL)
-      drawn += [clip(s_SxL.ravel()), clip(mean_L)]
+      ax.plot(cost_L, clip(mean_L), "-", color=ka_colour, lw=1.2, label=LADDER_LABEL, zorder=3)
+      _scatter_by_shape(ax, cost_L, clip(mean_L), _clip_shapes(mean_L, floor, ceiling, PIPELINE_MARKERS["K-A"]),
+                        color=ka_colour, s=14, lw=0, zorder=3.5)
+      drawn += [clip(s_SxL.ravel()), clip(mean_L), clip(band_lo), clip(band_hi)]
       ladder_points.append((ax, list(zip(cost_L, clip(mean_L))), [f"{s:g}x" for s in pan["scales_L"]]))
       if pan.get("ka_limit") is not None:  # K-A's infinite-budget limit (the law's optimum):
-        # darker and on top, so it shows where the ladder lies on it
-        ax.axhline(clip(pan["ka_limit"]), color=darker(ka_colour), ls=":", lw=0.9, zorder=3,
-                   label=pan.get("ka_limit_label", "K-A, law's optimum"))
-        data[f"{key}__K-A__limit"] = np.asarray(pan["ka_limit"], float)
-        drawn.append(clip([pan["ka_limit"]]))
+        limit = float(pan["ka_limit"])
+        data[f"{key}__K-A__limit"] = np.asarray(limit, float)
+        if floor <= limit <= ceiling:  # darker and on top, so it shows where the ladder lies on it
+          ax.axhline(limit, color=darker(ka_colour), ls=":", lw=0.9, zorder=3,
+                     label=pan.get("ka_limit_label", "K-A, law's optimum"))
+          drawn.append([limit])
+        else:  # clipped: not drawn (it would lie on the clip line), named in the title
+          title += (f"\n{pan.get('ka_limit_short', 'K-A, law optimum')} {limit:.2g}: "
+                    f"{'below' if limit < floor else 'above'} the clip, not drawn")
+          clipped_lines.append(f"{pan['title']}: {pan.get('ka_limit_short', 'K-A, law optimum')} {limit:.3g}, "
+                               f"beyond the clip, not drawn")
       for pipe, ck, sk in (("A-K", "ak_cost_S", "ak_share_S"),
                            ("K-A(teacher-ref)", "ctrl_cost_S", "ctrl_share_S")):
         if pan.get(sk) is None or not len(pan[sk]):
@@ -323,14 +391,30 @@ def plot_ladder(panels: list[dict], out_dir, name: str, *, xlabel: str, ylabel: 
         sd = 0.0 if math.isnan(sd) else sd
         lo, hi = (ss.min(), ss.max()) if by_range else (m - sd, m + sd)
         label = AK_LABEL if pipe == "A-K" else CONTROL_LABEL
-        ax.scatter(cs, clip(ss), s=6, color=PIPELINE_COLORS[pipe], alpha=0.45, lw=0)
+        # beside their cost, not on it: at 1x they share K-A's cost and would hide its points
+        beside = ax.transData + ScaledTranslation(DODGE_PT[pipe] / 72.0, 0.0, fig.dpi_scale_trans)
+        _scatter_by_shape(ax, cs, clip(ss), _clip_shapes(ss, floor, ceiling, PIPELINE_MARKERS[pipe]),
+                          color=PIPELINE_COLORS[pipe], zorder=2, transform=beside, **seed_style)
+        shape = str(_clip_shapes([m], floor, ceiling, PIPELINE_MARKERS[pipe])[0])
         ax.errorbar(cs.mean(), clip(m), yerr=[[clip(m) - clip(lo)], [clip(hi) - clip(m)]],
-                    fmt="s" if pipe == "A-K" else "^", ms=4, color=PIPELINE_COLORS[pipe],
-                    capsize=2, lw=0.9, label=label)
+                    fmt=shape, ms=4, color=PIPELINE_COLORS[pipe], capsize=2, lw=0.9, label=label, zorder=4,
+                    transform=beside)
         if pipe == "A-K":
           ax.axhline(clip(m), color=PIPELINE_COLORS[pipe], ls="--", lw=0.8, label=label)
         drawn += [clip(ss), clip([lo, hi])]
         data[f"{key}__{pipe}__cost_S"], data[f"{key}__{pipe}__share_S"] = cs, ss
+      counts = clip_counts(pan, ceiling)
+      data[f"{key}__clipped_below_above_all"] = np.asarray([counts[p] for p in counts])
+      data[f"{key}__clipped_pipelines"] = np.asarray(list(counts))
+      low_clip = any(c[0] for c in counts.values())
+      high_clip = any(c[1] for c in counts.values())
+      if low_clip or high_clip:
+        any_clipped = True
+        clipped_lines.append(f"{pan['title']}: " + "; ".join(
+            f"{pipe} {below + above} of {total} seed values clipped"
+            + (f" ({below} below {floor:g}, {above} above 1 - {floor:g})" if below and above else
+               f" (below {floor:g})" if below else f" (above 1 - {floor:g})")
+            for pipe, (below, above, total) in counts.items() if below + above))
       # linear cost axis: the fixed cost (teacher, student) and the ladder's increments
       # stay readable; shares span decades, so log there
       ax.set_xscale(pan.get("xscale", "linear"))
@@ -339,37 +423,81 @@ def plot_ladder(panels: list[dict], out_dir, name: str, *, xlabel: str, ylabel: 
         ax.margins(x=0.06)
       else:  # decades only: minor labels of a short log range collide
         ax.xaxis.set_minor_formatter(NullFormatter())
+      _widen_for_dodge(ax, max(abs(d) for d in DODGE_PT.values()) + 4.0)
       _share_limits(ax, np.concatenate([np.ravel(d) for d in drawn]), yscale, floor)
+      bottom, top = ax.get_ylim()
+      if low_clip:  # the strip below the clip line: values there are clipped to its edge
+        ax.axhspan(bottom, floor, color=CLIP_COLOUR, lw=0, zorder=0)
+      if high_clip:
+        ax.axhspan(ceiling, top, color=CLIP_COLOUR, lw=0, zorder=0)
+      ax.set_ylim(bottom, top)
       declare_valid_range(ax, 0.0, 1.0, "target share")
-      ax.set_title(pan["title"])
+      ax.set_title(title)
       if ax in axes[-1] or nrows == 1:
         ax.set_xlabel(xlabel)
+      ax.set_ylabel(ylabel)  # every panel: each has its own share range
       ax.grid(True, which="major", lw=0.3, alpha=0.5)
       data[f"{key}__K-A__cost_SxL"], data[f"{key}__K-A__share_SxL"] = c_SxL, s_SxL
       data[f"{key}__scales_L"] = np.asarray(pan["scales_L"], float)
       data[f"{key}__floor"] = np.asarray(floor)
-    for row in axes:
-      row[0].set_ylabel(ylabel)
-    handles, labels = _ladder_legend(axes[0][0])
+    by_range = all(pan.get("band") == "range" for pan in panels)
+    handles, labels = _ladder_legend(axes[0][0], any_clipped=any_clipped, by_range=by_range,
+                                     floor=panels[0].get("floor", 1e-4),
+                                     logit=panels[0].get("yscale", "log") == "logit")
     fig.legend(handles, labels, handler_map={tuple: HandlerTuple(ndivide=None)},
-               loc="outside lower center", ncol=len(labels), frameon=False)
+               loc="outside lower center", ncol=min(len(labels), 3), frameon=False)
     if figure_note:  # a title line: the layout makes room for it
       fig.suptitle(figure_note, fontsize=6.5)
       data["figure_note"] = np.asarray(figure_note)
     for ax, points, texts in ladder_points:  # last: placed around everything drawn
       label_points(ax, points, texts, color=ka_colour)
+    caption = ""
     if caption_note:
-      data["caption"] = np.asarray(caption_note)
-    return save_figure(fig, out_dir, name, data)
+      caption = caption_note + (". Clipped: " + "; ".join(clipped_lines) if clipped_lines
+                                else ". No value is clipped") + "."
+      data["caption"] = np.asarray(caption)
+    paths = save_figure(fig, out_dir, name, data)
+  if caption:
+    paths.append(io.write_text(Path(out_dir) / f"{name}_caption.md", caption + "\n"))
+  return paths
 
 
-def _ladder_legend(ax) -> tuple[list, list[str]]:
-  """One entry per label of ``ax``: an errorbar and its dashed mean line share one (A-K)."""
-  handles, labels = ax.get_legend_handles_labels()
+def _ladder_legend(ax, *, any_clipped: bool = False, by_range: bool = False, floor: float = 1e-4,
+                   logit: bool = False) -> tuple[list, list[str]]:
+  """One entry per label of ``ax`` (an errorbar and its dashed mean line share one: A-K), then
+  the seeds' small markers, the band, and where anything is clipped, the clip strip."""
+  from matplotlib.lines import Line2D
+  from matplotlib.patches import Patch
+  from recall_theory.plotting import PIPELINE_COLORS
+
+  def clipped_marker(handle) -> bool:  # an errorbar drawn with a clip triangle
+    lines = getattr(handle, "lines", None)
+    return bool(lines) and lines[0] is not None and lines[0].get_marker() in ("v", "^")
+
   grouped: dict[str, list] = {}
-  for handle, label in zip(handles, labels):
-    grouped.setdefault(label, []).append(handle)
-  return [tuple(h) if len(h) > 1 else h[0] for h in grouped.values()], list(grouped)
+  for one in ax.figure.axes:  # each label's handles from the first panel where it is not clipped
+    handles, labels = one.get_legend_handles_labels()
+    mine: dict[str, list] = {}
+    for handle, label in zip(handles, labels):
+      mine.setdefault(label, []).append(handle)
+    for label, hs in mine.items():
+      if label not in grouped or (any(map(clipped_marker, grouped[label])) and not any(map(clipped_marker, hs))):
+        grouped[label] = hs
+  order = [label for label in ax.get_legend_handles_labels()[1]]
+  order += [label for label in grouped if label not in order]
+  labels = list(dict.fromkeys(order))
+  handles = [tuple(grouped[label]) if len(grouped[label]) > 1 else grouped[label][0] for label in labels]
+  handles.append(tuple(Line2D([], [], ls="none", marker=PIPELINE_MARKERS[p], ms=2.6, color=PIPELINE_COLORS[p],
+                              alpha=0.45, mew=0) for p in PIPELINE_MARKERS))
+  labels.append("seeds (small markers)")
+  handles.append(Patch(facecolor=PIPELINE_COLORS["K-A"], alpha=0.15, lw=0))
+  labels.append("K-A band: " + ("range over seeds" if by_range else "mean ± sample sd"))
+  if any_clipped:
+    handles.append((Patch(facecolor=CLIP_COLOUR, lw=0),
+                    *(Line2D([], [], ls="none", marker=shape, ms=3.5, color="0.3")
+                      for shape in (("v", "^") if logit else ("v",)))))
+    labels.append(f"clipped to [{floor:g}, 1 - {floor:g}]" if logit else f"clipped below {floor:g}")
+  return handles, labels
 
 
 # -- notes --------------------------------------------------------------------------------
@@ -583,13 +711,17 @@ def plot_compute(rows, out, *, ladder, algorithms) -> list:
                    "ctrl_cost_S": to_unit(res["ctrl_pflops_S"]), "ctrl_share_S": res["ctrl_share_S"],
                    "ka_limit": (float(np.mean(res["ka_pred_SxL"][:, -1]))
                                 if np.isfinite(res["ka_pred_SxL"][:, -1]).all() else None),
-                   "ka_limit_label": "K-A, law's optimum (any budget)", "floor": 1e-4})
+                   "ka_limit_label": "K-A, law's optimum (any budget)", "ka_limit_short": "K-A's law optimum",
+                   "floor": 1e-4, "band": "range"})
   return plot_ladder(panels, out, "lm_compute", xlabel=f"total {unit} of the pipeline",
                      ylabel="aligned target share",
                      caption_note=(f"K-A's alignment budget scaled by the ladder; cost in {unit}; small "
-                                   "points: seeds; band: mean ± sample sd; dotted: the law's optimum of "
-                                   "K-A, sigmoid(logit p_student + Delta/beta); shares below 1e-4 drawn "
-                                   "at 1e-4"))
+                                   "markers: seeds (K-A circles, A-K squares, K-A(teacher-ref) diamonds; the "
+                                   "last two drawn 5 pt right and left of their cost); line "
+                                   "and large markers: mean; band and error bars: range over seeds (a mean "
+                                   "± sd band leaves (0, 1) on a log axis); dotted: the law's optimum of K-A, "
+                                   "sigmoid(logit p_student + Delta/beta), mean over seeds; shares below 1e-4 "
+                                   "are clipped to it (triangles in the grey strip)"))
 
 
 def write_outputs(rows, out, *, ladder, preset, seeds, elapsed, estimate, time_limit,

@@ -36,7 +36,8 @@ LABELS = {
 YLABELS = {"target_precision": "$E_q[\\log p^*_{\\rm tgt}(x)]/T$ (nats/token)",
            "precision": "$E_q[\\log p^*(x)]/T$ (nats/token)",
            "recall": "$E_{p^*}[\\log q(y)]/T$ (nats/token)",
-           "target_share": "share of samples in A"}
+           "target_share": "share of samples in A",
+           "reward": "$E_q[R]$ (mean reward)"}
 # p* of SmolLM2 has no closed-form target conditional: no target-precision panel
 SMOLLM2_METRICS = ("reward", "target_share", "precision", "recall")
 LAW_SUMMARY = ("reference_recall", "delta_over_beta", "predicted_mass", "predicted_mass_low",
@@ -311,7 +312,7 @@ def _draw_share(ax, x, value, floor, *, marker, colour, hollow=False, size=3.2, 
   """One share at ``x``, clipped into the axis and marked as beyond it where it is; returns the marker."""
   shape = beyond_axis_marker(value, floor, marker)
   ax.plot([x], [np.clip(value, floor, 1 - floor)], shape, ms=size, color=colour,
-          mfc="white" if hollow else colour, mew=0.8, zorder=zorder)
+          mfc="none" if hollow else colour, mew=0.8, zorder=zorder)
   return shape
 
 
@@ -320,10 +321,13 @@ def plot_comparison(rows: list[dict], out_dir: str | Path, name: str = "lm_compa
                              "recall")) -> list[Path]:
   """Per-seed dots and mean ± sample sd for each pipeline, one panel per metric.
 
-  The target-share panel (log-odds axis) also marks the law's optimum of each aligned
-  model at the same place as the measurement (open diamond, its interval a wide light bar
-  behind the measurement), and the trap boundary 1/2. Shares beyond ``[SHARE_FLOOR, 1 -
-  SHARE_FLOOR]`` are drawn at that end of the axis as triangles pointing past it.
+  The target-share panel (log-odds axis) also marks the law's optimum of the models scored
+  against it (:data:`LAW_PIPELINES`: K-A, and the control, whose optimum on the teacher is
+  A's; not A-K, a distillation after alignment) at the same place as the measurement (open
+  diamond, its interval a wide light bar seen through it), and the trap boundary 1/2. Shares
+  beyond ``[SHARE_FLOOR, 1 - SHARE_FLOOR]`` are clipped: drawn at that end of the axis as
+  triangles pointing past it (hollow: the law's optimum; filled: a measurement), each kind
+  named in the legend. Teacher and student lines close together are named beside them.
   """
   from recall_theory.plotting import (PIPELINE_COLORS, TEXT_WIDTH, figure_size, paper_style,
                                       save_figure, ticks)
@@ -362,11 +366,12 @@ def plot_comparison(rows: list[dict], out_dir: str | Path, name: str = "lm_compa
           if not len(vals):
             continue
           x = i + (j - 1) * width
-          if share and "predicted_mass" in sel[0]:
+          if share and pipe in LAW_PIPELINES and "predicted_mass" in sel[0]:
             law = _law_interval(sel)
             if law is not None:
               p_mid, p_lo, p_hi = law
-              # behind the measurement, at its place: the law's interval a wide light bar
+              # at the measurement's place: the law's interval a wide light bar, seen through
+              # the open diamond of its optimum (A-K is a distillation after alignment: no law)
               ax.plot([x, x], clip([p_lo, p_hi]), color=colour, lw=4.0, alpha=0.25,
                       solid_capstyle="butt", zorder=1)
               shape = _draw_share(ax, x, p_mid, floor, marker="D", colour=colour, hollow=True, size=5.0,
@@ -389,14 +394,20 @@ def plot_comparison(rows: list[dict], out_dir: str | Path, name: str = "lm_compa
             ax.plot([x], [mean], PIPELINE_MARKER, ms=3.2, color=colour, zorder=3)
         data[f"{m}__{pipe}__mean"] = np.array(means)
         data[f"{m}__{pipe}__sd"] = np.array(sds)
-      for ref, style in (("teacher", "--"), ("student", ":")):
+      references = {}
+      for ref in REFERENCE_STYLES:
         vals = np.array([r[m] for r in rows if r["pipeline"] == ref], float)
         if len(vals):
-          ax.axhline(clip(vals.mean()), color=PIPELINE_COLORS[ref], ls=style, lw=0.8, zorder=1)
+          references[ref] = float(clip(vals.mean()))
           data[f"{m}__{ref}"] = vals
       if share:
         ticks.set_probability_axis(ax.yaxis, floor, 1 - floor, max_ticks=8)
         ax.axhline(0.5, color=HALF_COLOUR, lw=0.5, ls="-.", zorder=0)
+      else:
+        _pad_limits(ax, [v for line in ax.lines for v in np.ravel(line.get_ydata())]
+                    + [v for c in ax.collections for v in np.ravel(np.asarray(c.get_offsets())[:, 1])]
+                    + list(references.values()), VALID_RANGES.get(m))
+      _reference_lines(ax, references, PIPELINE_COLORS)
       if m in VALID_RANGES:
         declare_valid_range(ax, *VALID_RANGES[m], m)
       ax.set_xticks(range(len(algorithms)), [algorithm_name(a) for a in algorithms])
@@ -406,7 +417,7 @@ def plot_comparison(rows: list[dict], out_dir: str | Path, name: str = "lm_compa
         ax.set_ylabel(YLABELS[m], labelpad=1)
     handles, labels = _comparison_legend(PIPELINE_COLORS, beyond, floor, "target_share" in metrics)
     fig.legend(handles, labels, handler_map={tuple: HandlerTuple(ndivide=None)},
-               loc="outside lower center", ncol=min(len(labels), 4))
+               loc="outside lower center", ncol=min(len(labels), 3))
     fig.suptitle(f"dots: seeds; filled markers and bars: mean ± sample sd over {n_seeds} "
                  "seeds (ddof = 1)", fontsize=6.5)
     return save_figure(fig, out_dir, name, data=data)
@@ -414,6 +425,59 @@ def plot_comparison(rows: list[dict], out_dir: str | Path, name: str = "lm_compa
 
 HALF_COLOUR = "0.6"
 VALID_RANGES = {"target_share": (0.0, 1.0), "reward": (0.0, 1.0)}
+# The pipelines scored against the law: K-A and its control (whose law, on the teacher, is A's).
+LAW_PIPELINES = ("K-A", "K-A(teacher-ref)")
+REFERENCE_STYLES = {"teacher": "--", "student": ":"}
+LIMIT_PAD = 0.08  # share of the data's span left above and below it on a metric panel
+CLOSE_REFERENCES = 0.06  # teacher and student lines closer than this share of the axis are named beside them
+
+
+def _pad_limits(ax, values, valid=None) -> None:
+  """y limits holding every drawn value and reference line with ``LIMIT_PAD`` of the span around
+  them (a reference at the data's edge does not sit on the spine), inside ``valid``'s ticks."""
+  from matplotlib.ticker import MaxNLocator
+  v = np.asarray([x for x in values if np.isfinite(x)], float)
+  if not v.size:
+    return
+  lo, hi = float(v.min()), float(v.max())
+  span = hi - lo if hi > lo else max(abs(hi), 1.0) * 0.1
+  ax.set_ylim(lo - LIMIT_PAD * span, hi + LIMIT_PAD * span)
+  if valid is not None:  # ticks only where the quantity lives (a reward of -0.02 does not exist)
+    locator = MaxNLocator(5)
+    inside = [t for t in locator.tick_values(lo - LIMIT_PAD * span, hi + LIMIT_PAD * span)
+              if valid[0] - 1e-12 <= t <= valid[1] + 1e-12]
+    from matplotlib.ticker import FixedLocator
+    ax.yaxis.set_major_locator(FixedLocator(inside))
+
+
+def _reference_lines(ax, references: dict[str, float], colours) -> None:
+  """Teacher (dashed) and student (dotted) as horizontal lines. Where they coincide (within a
+  1000th of the axis) one line is drawn, named "teacher = student"; where they lie close
+  (``CLOSE_REFERENCES`` of the axis) each is named at the right end, the upper above its line."""
+  if not references:
+    return
+  low, high = ax.get_ylim()
+  to_axis = (lambda y: (np.log10(y) - np.log10(low)) / (np.log10(high) - np.log10(low))) \
+      if ax.get_yscale() == "log" else (lambda y: (y - low) / (high - low))
+  if ax.get_yscale() == "logit":
+    from recall_theory.plotting.ticks import log_odds
+    to_axis = lambda y: (log_odds(y) - log_odds(low)) / (log_odds(high) - log_odds(low))  # noqa: E731
+  names = {}
+  if set(references) == {"teacher", "student"}:
+    gap = abs(to_axis(references["teacher"]) - to_axis(references["student"]))
+    if gap < 1e-3:
+      names = {"teacher": ("teacher = student", "bottom")}
+      references = {"teacher": references["teacher"]}
+    elif gap < CLOSE_REFERENCES:
+      upper = max(references, key=lambda r: references[r])
+      names = {r: (r, "bottom" if r == upper else "top") for r in references}
+  for ref, y in references.items():
+    ax.axhline(y, color=colours[ref], ls=REFERENCE_STYLES[ref], lw=0.8, zorder=1)
+    if ref in names:
+      text, va = names[ref]
+      ax.annotate(text, (1.0, y), xycoords=("axes fraction", "data"), textcoords="offset points",
+                  xytext=(-2, 1.5 if va == "bottom" else -1.5), ha="right", va=va, fontsize=5.5,
+                  color=colours[ref])
 
 
 def _law_interval(sel: list[dict]) -> tuple[float, float, float] | None:
@@ -433,18 +497,21 @@ def _comparison_legend(colours, beyond: set[tuple[str, bool]], floor: float,
   labels = list(PLOT_PIPELINES)
   if has_share:
     handles.append((Line2D([], [], color="0.3", lw=4.0, alpha=0.25, solid_capstyle="butt"),
-                    Line2D([], [], color="0.3", marker="D", mfc="white", ms=5.0, mew=0.8, lw=0)))
-    labels.append("law's optimum [interval]")
+                    Line2D([], [], color="0.3", marker="D", mfc="none", ms=5.0, mew=0.8, lw=0)))
+    labels.append("law's optimum [interval] (K-A; control = A's)")
   handles += [Line2D([], [], color=colours["teacher"], ls="--", lw=0.8),
               Line2D([], [], color=colours["student"], ls=":", lw=0.8)]
   labels += ["teacher", "student"]
   if has_share:
     handles.append(Line2D([], [], color=HALF_COLOUR, ls="-.", lw=0.5))
     labels.append("share 1/2 (trap boundary)")
-  if beyond:
-    handles.append(tuple(Line2D([], [], color="0.3", marker=shape, mfc="white" if hollow else "0.3", ms=3.2,
-                                mew=0.8, lw=0) for shape, hollow in sorted(beyond)))
-    labels.append(f"below {floor:g} or above 1 - {floor:g}: drawn there")
+  for hollow, what in ((False, "measured"), (True, "law")):  # clipped: a triangle at the end
+    shapes = sorted(shape for shape, h in beyond if h == hollow)
+    if shapes:
+      handles.append(tuple(Line2D([], [], color="0.3", marker=shape, mfc="none" if hollow else "0.3", ms=3.2,
+                                  mew=0.8, lw=0) for shape in shapes))
+      ends = " or ".join(({"v": f"below {floor:g}", "^": f"above 1 - {floor:g}"}[shape] for shape in shapes))
+      labels.append(f"{what} {ends}: clipped to the end")
   return handles, labels
 
 

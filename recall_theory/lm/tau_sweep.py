@@ -306,6 +306,28 @@ def describe_reversals(reversals) -> str:
   return f"the student's recall is not monotone in tau: {pairs}"
 
 
+def law_exit(entries: list[dict]) -> dict:
+  """Where the law's K-A optimum reaches 1/2 along the student's recall: the per-point
+  predictions of :func:`sweep_summary` (each tau's own p and Delta/beta), ordered by recall,
+  interpolated linearly in (log p, logit prediction) by :func:`trap_exit`.
+
+  Returns ``{"status", "recall", "between"}``: ``crosses`` with the interpolated recall and the
+  two grid points ``((p, predicted), (p, predicted))`` around it; ``never`` / ``always`` with
+  recall nan.
+  """
+  ordered = sorted(entries, key=lambda e: (e["student_recall"], e["tau"]))
+  recall = np.array([e["student_recall"] for e in ordered], float)
+  predicted = [e["predicted"] for e in ordered]
+  if not len(ordered) or (recall <= 0).any():
+    return {"status": "never", "recall": math.nan, "between": ()}
+  found = trap_exit(np.log(recall), predicted)
+  if found["status"] != "crosses":
+    return {"status": found["status"], "recall": math.nan, "between": ()}
+  k = int(np.argmax(_logit(predicted) >= 0))
+  return {"status": "crosses", "recall": float(math.exp(found["tau"])),
+          "between": ((float(recall[k - 1]), float(predicted[k - 1])), (float(recall[k]), float(predicted[k])))}
+
+
 def plot_tau_sweep(rows: list[dict], out_dir: str | Path, name: str = "lm_tau_sweep") -> list[Path]:
   """Per algorithm: K-A / A-K share against the student's recall, with the law's curve.
 
@@ -328,8 +350,9 @@ def plot_tau_sweep(rows: list[dict], out_dir: str | Path, name: str = "lm_tau_sw
   x_floor = 0.3 * float(recalls[recalls > 0].min()) if (recalls > 0).any() else 1e-5
   data: dict[str, np.ndarray] = {"algorithms": np.array(algorithms), "floor": np.array(floor),
                                  "x_floor": np.array(x_floor)}
-  zero_drawn = False
+  zero_drawn = exit_drawn = False
   tau_labels = []
+  x_ceiling = max(float(recalls.max()) * 10 if recalls.size else 0.05, 0.05)  # room right of the points
   with paper_style():
     fig, axes = plt.subplots(1, len(algorithms), squeeze=False, sharey=True,
                              figsize=figure_size(TEXT_WIDTH, 0.46))
@@ -369,20 +392,16 @@ def plot_tau_sweep(rows: list[dict], out_dir: str | Path, name: str = "lm_tau_sw
                          ("tau", np.array([e["tau"] for e in es]))):
           data[f"{alg}__{pipe}__{key}"] = arr
         if pipe == "K-A":
-          # the law's curve through the student's recalls at the mean Delta/beta over taus
-          d = float(np.mean([e["delta_over_beta"] for e in es]))
-          grid = np.geomspace(x_floor, max(p.max() * 3, 0.05), 200)
-          curve = 1 / (1 + np.exp(-(np.log(grid) - np.log1p(-grid) + d)))
-          ax.plot(grid, clip(curve), "-", color=LAW_COLOUR, lw=0.7, zorder=2,
-                  label="law: sigmoid(logit p + mean $\\Delta/\\beta$)")
-          data[f"{alg}__law_curve_x"], data[f"{alg}__law_curve_y"] = grid, curve
-          # where the law lets K-A out: logit p + Delta/beta = 0
-          p_exit = 1 / (1 + math.exp(d))
-          ax.axvline(p_exit, ymax=0.5, color=LAW_COLOUR, lw=0.6, ls=(0, (1, 2)), zorder=1)
-          ax.annotate(f"law: K-A escapes\nfor p > {p_exit:.2g}", (p_exit, 0.5),
-                      textcoords="offset points", xytext=(3, -4), ha="left", va="top",
-                      fontsize=5.5, color=LAW_COLOUR)
-          data[f"{alg}__law_exit_recall"] = np.array(p_exit)
+          # where the law lets K-A out, from the per-point predictions the summary reports
+          # (each tau's own p and Delta/beta; the dashed K-A law above): one quantity in both
+          exit_ = law_exit(es)
+          data[f"{alg}__law_exit_recall"] = np.array(exit_["recall"])
+          if exit_["status"] == "crosses":
+            ax.axvline(exit_["recall"], ymax=0.5, color=LAW_COLOUR, lw=0.6, ls=(0, (1, 2)), zorder=1)
+            exit_drawn = True
+            ax.annotate(f"law: K-A out\nfor p > {exit_['recall']:.2g}", (exit_["recall"], 0.5),
+                        textcoords="offset points", xytext=(3, -4), ha="left", va="top",
+                        fontsize=5.5, color=LAW_COLOUR)
           shown = np.where(measured, clip(mean), floor)
           groups = close_groups(np.log10(p), CLOSE_DECADES)
           tau_labels.append((ax, [(float(np.exp(np.mean(np.log(p[g])))), float(np.max(shown[g]))) for g in groups],
@@ -392,6 +411,7 @@ def plot_tau_sweep(rows: list[dict], out_dir: str | Path, name: str = "lm_tau_sw
       ax.text(0.98, 0.03, "trap: share < 1/2", transform=ax.transAxes, fontsize=6, color="0.4",
               ha="right")
       ax.set_xscale("log")
+      ax.set_xlim(x_floor / 1.6, x_ceiling)
       ticks.set_probability_axis(ax.yaxis, floor, 1 - floor, max_ticks=8)
       declare_valid_range(ax, 0.0, 1.0, "target share")
       ax.set_xlabel("student recall $\\pi_{student}(A)$"
@@ -401,6 +421,9 @@ def plot_tau_sweep(rows: list[dict], out_dir: str | Path, name: str = "lm_tau_sw
     handles, labels = axes[0][0].get_legend_handles_labels()
     handles.append(Line2D([], [], color=HALF_COLOUR, lw=0.6, ls=":"))
     labels.append("share 1/2 (trap boundary)")
+    if exit_drawn:
+      handles.append(Line2D([], [], color=LAW_COLOUR, lw=0.6, ls=(0, (1, 2))))
+      labels.append("recall where the K-A law reaches 1/2 (interpolated)")
     if zero_drawn:
       handles.append(Line2D([], [], color="0.3", marker=ZERO_MARKER, ls="none", ms=4.5))
       labels.append(f"0 measured (none of n in A), at {floor:g}")
@@ -408,9 +431,9 @@ def plot_tau_sweep(rows: list[dict], out_dir: str | Path, name: str = "lm_tau_sw
     n_seeds = len({r["seed"] for r in rows})
     reversal = describe_reversals(recall_reversals(summary))
     data["note"] = np.asarray(reversal)
-    fig.suptitle(f"small dots: seeds; large markers: mean over {n_seeds} seeds; bands: the law's "
-                 "95% interval" + (f"\n{reversal}: points are placed by recall" if reversal else ""),
-                 fontsize=6.5)
+    fig.suptitle(f"small dots: seeds; large markers: mean over {n_seeds} seeds; dashed: the law at each tau's "
+                 "own p and $\\Delta/\\beta$, bands: its 95% interval"
+                 + (f"\n{reversal}: points are placed by recall" if reversal else ""), fontsize=6.5)
     for ax, points, texts in tau_labels:  # last: placed around everything drawn
       label_points(ax, points, texts, color="0.35", fontsize=5.5)
     return save_figure(fig, out_dir, name, data=data)

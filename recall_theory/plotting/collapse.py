@@ -551,14 +551,18 @@ def caption(summary: dict, *, skipped: Sequence[tuple[Path, str]] = (), options:
       f"algorithm trained on (hollow: an exact projection, no samples"
       f"{'; below 1e' + str(int(COLOUR_MIN)) + ' at the arrow of the colour bar' if summary['below_colour_range'] else ''}); "
       f"grey crosses: {summary['budget']} trained models not known to have converged (stopped by "
-      f"their budget before the plateau rule held, or trained for a fixed number of steps; not scored). Grey bars join each prediction to the KL ceiling "
+      f"their budget before the plateau rule held, or trained for a fixed number of steps; not scored), drawn "
+      f"on top of the markers, like the ceiling's dashes; markers of several algorithms at one point are "
+      f"drawn side by side, {SIDE_BY_SIDE_PT:g} pt apart. Grey bars join each prediction to the KL ceiling "
       f"t*(p_ref, KL paid) (dash): no policy within that KL has more target mass. Whiskers: intervals "
       f"where the estimate is not exact. (b) The same algorithms as they are against the best their "
       f"model class reaches (the class fitted to the exact tilt, `recall-theory gap`): "
       + (f"{gap_pairs} models, {summary.get('gap_converged', 0)} of them with both levels at their "
-         f"plateau (the others as grey crosses)." if gap_pairs else "no decomposition run among the inputs.")
+         f"plateau (the others as grey crosses, on top); colour: the pipeline." if gap_pairs
+         else "no decomposition run among the inputs.")
       + f" (c) The trap boundary Delta/beta = log((1 - p)/p); below it (shaded) the optimum keeps "
-      f"pi(A) < 1/2; {summary['in_trap']} of the {summary['n']} scored runs lie inside it.",
+      f"pi(A) < 1/2; {summary['in_trap']} of the {summary['n']} scored runs lie inside it; grey line: "
+      f"Delta/beta = 0.",
       f"**Not drawn.** The {identity['n']} exact Gibbs tilts (K-A and A, exact) are the identity the "
       f"law is built on, not a test of it: {identity['within']} of {identity['n']} sit at their "
       f"prediction (largest |logit gap| {_fmt_count(identity['max_abs_gap'])}). A-K students are a "
@@ -626,6 +630,11 @@ def _style_keys(table: dict[str, np.ndarray]) -> list[tuple[str, str]]:
 
 
 SPARSE_TRACK = 300  # tracks with at most this many runs are drawn larger and on top
+# cividis, not viridis: no colour of the expected-samples scale is a pipeline's (viridis' teal is
+# K-A(teacher-ref)'s, the colour panel (b) gives it)
+COLOUR_MAP = "cividis"
+CROSS_COLOUR = "0.45"
+ZERO_GAP_COLOUR = "0.6"
 COLOUR_MIN = -3.0  # log10 n q: below one target sample in a thousand runs, all look alike
 
 
@@ -647,6 +656,51 @@ def _colour_values(table: dict[str, np.ndarray]) -> tuple[np.ndarray, float, flo
   # Sampled runs whose sampler never has target mass (n q = 0) sit at the bottom of the scale.
   value = np.where(sampled & ~np.isfinite(value), -np.inf, value)
   return value, float(low), float(high)
+
+
+SIDE_BY_SIDE_PT = 4.0  # markers of several groups at one point are drawn this far apart
+
+
+def side_by_side(xs: np.ndarray, ys: np.ndarray, group: np.ndarray, step_pt: float = SIDE_BY_SIDE_PT,
+                 scale=np.log10, yscale=lambda v: v, bins: int = 300) -> np.ndarray:
+  """Per point, a horizontal offset in points: 0, except where points of several groups share
+  one place (chained within 1/``bins`` of the data's range of each other, each axis in its ``scale``):
+  the first group stays there and the others follow ``step_pt`` apart toward the middle of the
+  x range, so that no group's marker hides another's and none is pushed out of the frame."""
+  xs, ys = np.asarray(xs, float), np.asarray(ys, float)
+  offsets = np.zeros(len(xs))
+  with np.errstate(divide="ignore", invalid="ignore"):
+    u, v = scale(xs), yscale(ys)
+  finite = np.isfinite(u) & np.isfinite(v)
+  if not finite.any():
+    return offsets
+  from scipy.spatial import cKDTree
+
+  cell = lambda w: max(float(np.ptp(w[finite])), 1e-12) / bins  # noqa: E731
+  cu, cv = cell(u), cell(v)
+  middle = 0.5 * (np.min(u[finite]) + np.max(u[finite]))
+  index = np.nonzero(finite)[0]
+  # one place: points chained within a cell of each other (union-find over the close pairs)
+  parent = list(range(len(index)))
+
+  def root(k: int) -> int:
+    while parent[k] != k:
+      parent[k] = parent[parent[k]]
+      k = parent[k]
+    return k
+
+  for a, b in cKDTree(np.column_stack([u[index] / cu, v[index] / cv])).query_pairs(1.0):
+    parent[root(a)] = root(b)
+  places: dict[int, dict[int, list[int]]] = {}
+  for k, i in enumerate(index):
+    places.setdefault(root(k), {}).setdefault(int(group[i]), []).append(int(i))
+  for groups in places.values():
+    if len(groups) > 1:
+      first = groups[min(groups)][0]
+      toward = -1.0 if u[first] > middle else 1.0
+      for k, g in enumerate(sorted(groups)):
+        offsets[groups[g]] = toward * k * step_pt
+  return offsets
 
 
 def _interval_whiskers(ax, x, y, x_low, x_high, y_low, y_high, rasterized):
@@ -681,6 +735,7 @@ def collapse_figure(table: dict[str, np.ndarray], gap_pairs: dict[str, np.ndarra
   from matplotlib import colors as mcolors
 
   from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
+  from matplotlib.transforms import ScaledTranslation
 
   from recall_theory.plotting.style import PIPELINE_COLORS, TEXT_WIDTH, paper_style
 
@@ -705,7 +760,7 @@ def collapse_figure(table: dict[str, np.ndarray], gap_pairs: dict[str, np.ndarra
   marker_of = {k: MARKERS[i % len(MARKERS)] for i, k in enumerate(keys)}
   rasterized = x.size > 2000  # a dense grid (the theory sweep) as an image inside the vector PDF
   size = 8.0 if x.size > 2000 else 18.0
-  cmap = plt.get_cmap("viridis")
+  cmap = plt.get_cmap(COLOUR_MAP)
   norm = mcolors.Normalize(vmin=c_low, vmax=c_high)
 
   pairs = gap_pairs if gap_pairs is not None and len(gap_pairs.get("as_is", ())) else None
@@ -723,29 +778,37 @@ def collapse_figure(table: dict[str, np.ndarray], gap_pairs: dict[str, np.ndarra
     segments = [[(xi, xi), (xi, ci)] for xi, ci in zip(x[known], ceiling[known])]
     ax_a.add_collection(LineCollection(segments, colors="0.8", linewidths=1.6, alpha=0.45, zorder=0,
                                        rasterized=rasterized))
-    ax_a.scatter(x[known], ceiling[known], marker="_", s=size * 1.2, color="0.45", linewidths=0.8,
-                 zorder=1, rasterized=rasterized)
+    # the ceiling's dash on top of the markers: where a model sits at its ceiling both show
+    ax_a.scatter(x[known], ceiling[known], marker="_", s=size * 1.2, color="0.45", linewidths=0.8, alpha=0.7,
+                 zorder=4.2, rasterized=rasterized)
     _interval_whiskers(ax_a, x, y, x_low, x_high, y_low, y_high, rasterized)
     _interval_whiskers(ax_b, p_ref, gap, p_low, p_high, gap_low, gap_high, rasterized)
+    group_of = np.array([keys.index(k) for k in zip(table["track"].tolist(), table["algorithm"].tolist())])
+    logit_scale = lambda v: np.log(v) - np.log1p(-v)  # noqa: E731  (panel (a): logit axes)
+    beside_a = side_by_side(x, y, group_of, scale=logit_scale, yscale=logit_scale)
+    beside_b = side_by_side(p_ref, gap, group_of)
     for key in keys:
       mask = (table["track"] == key[0]) & (table["algorithm"] == key[1])
       # A track with few runs (the transformers) is drawn larger and on top of a dense one
       # (thousands of exact MoG cells), so it stays visible.
       sparse = int((table["track"] == key[0]).sum()) <= SPARSE_TRACK
       group_size, group_z = (max(size, 18.0), 3.5) if sparse else (size, 3.0)
-      for ax, xs, ys in ((ax_a, x, y), (ax_b, p_ref, gap)):
-        filled = mask & ~exact
-        if filled.any():
-          ax.scatter(xs[filled], ys[filled], c=colour_value[filled], cmap=cmap, norm=norm,
-                     marker=marker_of[key], s=group_size, edgecolors="0.15", linewidths=0.4,
-                     zorder=group_z, rasterized=rasterized)
-        hollow = mask & exact
-        if hollow.any():
-          ax.scatter(xs[hollow], ys[hollow], facecolors="none", edgecolors="0.1", marker=marker_of[key],
-                     s=group_size, linewidths=0.6, zorder=group_z, rasterized=rasterized)
-    if budget.any():  # not converged: drawn, not scored
-      ax_a.scatter(x_budget, y_budget, marker="x", s=size, color="0.55", linewidths=0.6, zorder=2.5,
-                   rasterized=rasterized)
+      for ax, xs, ys, offset in ((ax_a, x, y, beside_a), (ax_b, p_ref, gap, beside_b)):
+        for shift in np.unique(offset[mask]):  # markers of several groups on one point: side by side
+          at = mask & (offset == shift)
+          moved = ax.transData + ScaledTranslation(shift / 72.0, 0.0, fig.dpi_scale_trans)
+          filled = at & ~exact
+          if filled.any():
+            ax.scatter(xs[filled], ys[filled], c=colour_value[filled], cmap=cmap, norm=norm,
+                       marker=marker_of[key], s=group_size, edgecolors="0.15", linewidths=0.4,
+                       zorder=group_z, rasterized=rasterized, transform=moved)
+          hollow = at & exact
+          if hollow.any():
+            ax.scatter(xs[hollow], ys[hollow], facecolors="none", edgecolors="0.1", marker=marker_of[key],
+                       s=group_size, linewidths=0.6, zorder=group_z, rasterized=rasterized, transform=moved)
+    if budget.any():  # not converged: drawn, not scored; on top (a cross covers little of a marker)
+      ax_a.scatter(x_budget, y_budget, marker="x", s=size, color=CROSS_COLOUR, linewidths=0.5, alpha=0.6,
+                   zorder=4.1, rasterized=rasterized)  # light: the markers under them show through
     bad = table["over_ceiling"]
     if bad.any():  # impossible points, ringed in red so nobody misses them
       ax_a.scatter(x[bad], y[bad], facecolors="none", edgecolors="red", s=size * 4, linewidths=1.0,
@@ -767,6 +830,7 @@ def collapse_figure(table: dict[str, np.ndarray], gap_pairs: dict[str, np.ndarra
     ax_g.set_yscale("logit")
     ax_g.set_title("(b) against the best in class", loc="left")
     ax_g.set_xlabel(r"best in class $\pi_{class}(A)$")
+    ax_g.set_ylabel(r"as is $\pi(A)$")
     if pairs is not None:
       gx, gy = clip(pairs["best"]), clip(pairs["as_is"])
       g_lo, g_hi = padded_logit_limits(min(float(np.nanmin(np.concatenate([gx, gy]))), 0.4),
@@ -783,9 +847,9 @@ def collapse_figure(table: dict[str, np.ndarray], gap_pairs: dict[str, np.ndarra
           if m.any():
             ax_g.scatter(gx[m], gy[m], marker=marker, s=18.0, zorder=3,
                          color=PIPELINE_COLORS.get(pipeline, "0.5"), edgecolors="0.15", linewidths=0.4)
-      loose = ~pairs["converged"]   # either level stopped by its budget: drawn, not converged
-      if loose.any():
-        ax_g.scatter(gx[loose], gy[loose], marker="x", s=18.0, color="0.55", linewidths=0.6, zorder=2.5)
+      loose = ~pairs["converged"]   # either level stopped by its budget: drawn, not converged,
+      if loose.any():               # on top of the coloured markers it would otherwise hide under
+        ax_g.scatter(gx[loose], gy[loose], marker="x", s=18.0, color=CROSS_COLOUR, linewidths=0.6, zorder=4.1)
       ax_g.set_xlim(g_lo, g_hi)
       ax_g.set_ylim(g_lo, g_hi)
       for axis in (ax_g.xaxis, ax_g.yaxis):
@@ -819,7 +883,7 @@ def collapse_figure(table: dict[str, np.ndarray], gap_pairs: dict[str, np.ndarra
     ax_b.fill_between(p_grid, np.full_like(p_grid, g_low), boundary, color="#D55E00", alpha=0.12,
                       lw=0, zorder=0)
     ax_b.plot(p_grid, boundary, color="#D55E00", lw=1.0, zorder=4)  # on top of dense runs
-    ax_b.axhline(0.0, color="0.6", lw=0.5, zorder=0)
+    ax_b.axhline(0.0, color=ZERO_GAP_COLOUR, lw=0.5, zorder=0)
     ax_b.set_xlim(p_min, p_max)
     if symlog:
       ax_b.set_yscale("symlog", linthresh=1.0)
@@ -842,7 +906,7 @@ def collapse_figure(table: dict[str, np.ndarray], gap_pairs: dict[str, np.ndarra
     handles += [
         Line2D([], [], ls="none", marker="o", markerfacecolor="none", markeredgecolor="0.1",
                markersize=4.5, label="exact (no samples)"),
-        Line2D([], [], ls="none", marker="x", color="0.55", markersize=4.5, label="not converged"),
+        Line2D([], [], ls="none", marker="x", color=CROSS_COLOUR, markersize=4.5, label="not converged"),
     ]
     if pairs is not None:
       handles += [Line2D([], [], ls="none", marker="o", markerfacecolor=PIPELINE_COLORS[p],
@@ -854,9 +918,10 @@ def collapse_figure(table: dict[str, np.ndarray], gap_pairs: dict[str, np.ndarra
          Line2D([], [], ls="none", marker="_", color="0.45", markersize=6)),
         Line2D([], [], color="#D55E00", lw=1.0, label=r"$\Delta/\beta = \log\frac{1-p}{p}$"),
         Patch(facecolor="#D55E00", alpha=0.12, label="trap: optimum < 1/2"),
+        Line2D([], [], color=ZERO_GAP_COLOUR, lw=0.5, label=r"(c) $\Delta/\beta = 0$"),
     ]
-    labels = [h.get_label() for h in handles[:-3]] + ["KL ceiling"] \
-        + [h.get_label() for h in handles[-2:]]
+    labels = [h.get_label() for h in handles[:-4]] + ["KL ceiling"] \
+        + [h.get_label() for h in handles[-3:]]
     fig.legend(handles, labels, handler_map={tuple: HandlerTuple(ndivide=None)}, loc="outside lower center",
                ncol=min(5, len(handles)), handletextpad=0.3, columnspacing=1.0)
 

@@ -60,11 +60,30 @@ starting with the rule's name (an empty list when the figure is fine):
   centre lies within its radius (half the marker size plus half its edge, less
   ``MARKER_TOLERANCE_PT``) of the clipping frame, or outside it: drawn as a chevron, or
   not at all.
-* ``indistinguishable curves`` -- two plotted curves of one colour of which at least
+* ``indistinguishable curves`` -- two plotted curves, of one colour or not, of which at least
   ``INDISTINGUISHABLE_SHARE`` (90%) of the shorter lies within half the wider line width
   (+1 px) of the other, in the rendered image: one hides the other, whatever their dash
-  patterns (a solid line covers a dashed one), unless both carry different markers.
+  patterns and colours (a darker dashed bound on its solid ceiling, an orange dashed law on
+  a black one, two pipelines at 0), unless both carry different markers, or a thin curve is
+  drawn on one of another colour at least ``WIDE_LINE_RATIO`` (3x) wider (a light underlay).
   Heuristic: it samples the curves every pixel and compares nearest distances.
+* ``hidden marker`` / ``hidden line`` -- markers of which ``HIDDEN_EXTENT`` (70%) of their
+  reach lies inside an opaque marker of another colour drawn after them at their own place
+  (centres within ``COINCIDENT_PX``, 0.25 pt: a grey "not converged" cross under a coloured disc,
+  two pipelines at one value), or a line (an interval bar) lying entirely under such markers.
+* ``line on frame`` -- a line or contour line that runs along an edge of its axes over 90%
+  of its length (a teacher's value on the bottom spine, a boundary on the right edge).
+* ``band off axes`` / ``error bar off axes`` -- a band or error bar running beyond the frame
+  of its axes (a mean - sd band below a log axis' floor): where it ends is not shown.
+* ``colour floor unmarked`` -- colour-mapped values piled at an end of the colour bar (two or
+  more, at least 1%) without an extension there: a floor read as a value (an end declared as
+  the quantity's own bound with :func:`declare_valid_range` on the bar's axes is a value).
+* ``tick beyond range`` -- a labelled y tick outside the declared valid range (a mass axis to 10).
+* ``unlabelled axis`` -- an axis drawing numeric tick labels with no label: not its own, not
+  a figure-wide one, not (x) that of a panel in its column, not (y) that of a panel in its row
+  that shares its y axis.
+* ``colour clash`` -- a legend colour (a category) within ``COLOUR_CLASH_RGB`` (0.2, RGB) of a
+  colour of a colour bar's map in the same figure: the category reads as a value.
 
 :func:`assert_figure_ok` raises ``AssertionError`` listing the problems, and
 :func:`checking_saved_figures` checks every figure handed to
@@ -90,6 +109,7 @@ from typing import Iterator
 import matplotlib
 
 matplotlib.use("Agg")
+from matplotlib import colors as mcolors  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.collections import LineCollection, PathCollection, PolyCollection  # noqa: E402
 from matplotlib.contour import ContourSet  # noqa: E402
@@ -113,6 +133,7 @@ MAX_TICK_LABEL_CHARS = 10
 MAX_TICK_SIGNIFICANT_DIGITS = 4
 MARKER_TOLERANCE_PT = 0.5
 INDISTINGUISHABLE_SHARE = 0.9
+WIDE_LINE_RATIO = 3.0
 
 
 @dataclass(frozen=True)
@@ -669,6 +690,9 @@ def _marker_centres(artist) -> np.ndarray:
     every = artist.get_markevery()
     if isinstance(every, (int, np.integer)):
       xy = xy[::int(every)]
+    elif (isinstance(every, tuple) and len(every) == 2
+          and all(isinstance(v, (int, np.integer)) for v in every)):  # (start, step)
+      xy = xy[int(every[0])::int(every[1])]
     elif isinstance(every, slice):
       xy = xy[every]
     elif isinstance(every, (list, tuple, np.ndarray)) and np.asarray(every).dtype.kind in "iu":
@@ -761,7 +785,7 @@ def _marker_style(line: Line2D):
 
 
 def _indistinguishable_curves(fig: Figure, share: float = 0.9) -> list[str]:
-  """Two curves of one colour lying on each other (heuristic, see the module docstring)."""
+  """Two curves lying on each other, whatever their colours (heuristic, see the module docstring)."""
   from scipy.spatial import cKDTree
 
   names = _describe_axes(fig)
@@ -774,19 +798,364 @@ def _indistinguishable_curves(fig: Figure, share: float = 0.9) -> list[str]:
     for i, a in enumerate(curves):
       for j in range(i + 1, len(curves)):
         b = curves[j]
-        if rgb(a.get_color()) != rgb(b.get_color()) or min(len(points[i]), len(points[j])) < 10:
+        if min(len(points[i]), len(points[j])) < 10:
           continue
         markers = (_marker_style(a), _marker_style(b))
         if None not in markers and markers[0] != markers[1]:
           continue  # different markers tell the two apart
+        thin, wide = sorted((a, b), key=lambda line: line.get_linewidth())
+        if (wide.get_linewidth() >= WIDE_LINE_RATIO * thin.get_linewidth()
+                and thin.get_zorder() >= wide.get_zorder() and rgb(thin.get_color()) != rgb(wide.get_color())):
+          continue  # a thin line drawn on a much wider one of another colour: the wide one shows around it
         shorter, longer = (points[i], points[j]) if len(points[i]) <= len(points[j]) else (points[j], points[i])
         reach_px = max(a.get_linewidth(), b.get_linewidth()) * px_per_pt / 2 + 1.0
         distance, _ = cKDTree(longer).query(shorter)
         covered = float(np.mean(distance <= reach_px))
         if covered >= share:
+          colours = ("one colour" if rgb(a.get_color()) == rgb(b.get_color()) else
+                     f"colours {mcolors.to_hex(a.get_color())} and {mcolors.to_hex(b.get_color())}")
           problems.append(f"indistinguishable curves: {_artist_name(a)} and {_artist_name(b)} of "
-                          f"{names[id(ax)]} have one colour and lie on each other over "
+                          f"{names[id(ax)]} ({colours}) lie on each other over "
                           f"{100 * covered:.0f}% of the shorter")
+  return problems
+
+
+# ----------------------------------------------------------------------------- hidden marks
+
+def _draw_order(ax) -> list:
+  """The axes' lines and collections in the order they are drawn (zorder, then addition)."""
+  children = [a for a in getattr(ax, "_children", [*ax.collections, *ax.lines])
+              if isinstance(a, (Line2D, PathCollection)) and a.get_visible()]
+  return sorted(children, key=lambda a: a.get_zorder())  # stable: ties keep the addition order
+
+
+def _marker_geometry(artist, fig: Figure) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+  """Per marker of ``artist``: centres (N, 2) in pixels, inscribed and circumscribed radii in
+  pixels, whether its face is opaque (alpha >= 0.9, not 'none') and its RGB face or edge colour."""
+  from matplotlib.markers import MarkerStyle
+
+  px_per_pt = fig.dpi / 72.0
+  empty = (np.zeros((0, 2)), np.zeros(0), np.zeros(0), np.zeros(0, bool), np.zeros((0, 3)))
+  if not _draws_markers(artist):
+    return empty
+  centres = _marker_centres(artist)
+  n = len(centres)
+  if not n:
+    return empty
+  if isinstance(artist, Line2D):
+    style = MarkerStyle(artist.get_marker(), artist.get_fillstyle())
+    vertices = style.get_transform().transform(style.get_path().vertices) * artist.get_markersize() * px_per_pt
+    inner = np.full(n, _inscribed(vertices))
+    outer = np.full(n, float(np.max(np.hypot(*vertices.T))) + artist.get_markeredgewidth() * px_per_pt / 2)
+    face = artist.get_markerfacecolor()
+    alpha = 1.0 if artist.get_alpha() is None else float(artist.get_alpha())
+    opaque = style.is_filled() and not _transparent_colour(face) and mcolors.to_rgba(face)[3] * alpha >= 0.9
+    colour = rgb(face if style.is_filled() and not _transparent_colour(face) else artist.get_markeredgecolor())
+    return centres, inner, outer, np.full(n, opaque), np.tile(colour, (n, 1))
+  paths = artist.get_paths()
+  transforms = artist.get_transforms()
+  if not len(paths) or not len(transforms):
+    return empty
+  inner, outer = np.zeros(n), np.zeros(n)
+  for i in range(n):
+    # the draw has set the collection's transforms in pixels (sqrt(size) x dpi / 72)
+    vertices = paths[i % len(paths)].vertices @ transforms[i % len(transforms)][:2, :2].T
+    inner[i], outer[i] = _inscribed(vertices), float(np.max(np.hypot(*vertices.T)))
+  faces = np.asarray(artist.get_facecolor(), float).reshape(-1, 4)
+  edges = np.asarray(artist.get_edgecolor(), float).reshape(-1, 4)
+  alpha = 1.0 if artist.get_alpha() is None else float(artist.get_alpha())
+  if len(faces):
+    face_n = faces[np.arange(n) % len(faces)]
+    opaque = face_n[:, 3] * alpha >= 0.9
+    colours = face_n[:, :3]
+  else:
+    opaque = np.zeros(n, bool)
+    colours = edges[np.arange(n) % len(edges), :3] if len(edges) else np.zeros((n, 3))
+  return centres, inner, outer, opaque, np.round(colours * 255) / 255
+
+
+def _inscribed(vertices_Nx2: np.ndarray) -> float:
+  """Distance from the marker's centre to the nearest of its outline's edges (pixels)."""
+  if len(vertices_Nx2) < 2:
+    return 0.0
+  a, b = vertices_Nx2[:-1], vertices_Nx2[1:]
+  d = b - a
+  length2 = np.maximum(np.sum(d * d, axis=1), 1e-12)
+  t = np.clip(-np.sum(a * d, axis=1) / length2, 0.0, 1.0)
+  nearest = a + t[:, None] * d
+  return float(np.min(np.hypot(*nearest.T)))
+
+
+def _transparent_colour(colour) -> bool:
+  if isinstance(colour, str) and colour.lower() == "none":
+    return True
+  return mcolors.to_rgba(colour)[3] == 0
+
+
+HIDDEN_EXTENT = 0.7  # share of a marker's reach that must lie under another marker to call it hidden
+# A marker is hidden by one drawn at its own place (centres this close, in points): two groups at
+# one value. Neighbours of a dense scatter that partly cover each other are not reported.
+COINCIDENT_PX = 0.25
+
+
+def _hidden_marks(fig: Figure, tolerance_px: float = 1.0) -> list[str]:
+  """Markers (and short lines: an interval bar) drawn entirely inside an opaque marker of
+  another colour that is drawn after them: the reader sees the later marker only.
+
+  A marker is hidden when a later one is drawn at its place (centres within ``COINCIDENT_PX``
+  points: two groups at one value, not neighbours of a dense scatter) and ``HIDDEN_EXTENT`` of
+  its outline's reach lies inside the later marker's inscribed circle (``tolerance_px``
+  allowed): the tips of a cross poking out of a disc do not make it readable. A line is
+  hidden when every point of it is.
+  A marker covered by one of its own colour (a mean over its own seeds) is not reported.
+  """
+  from scipy.spatial import cKDTree
+
+  names = _describe_axes(fig)
+  problems = []
+  for ax in _plot_axes(fig):
+    order = _draw_order(ax)
+    geometry = {id(a): _marker_geometry(a, fig) for a in order}
+    for i, artist in enumerate(order):
+      later = [b for b in order[i + 1:] if b is not artist and len(geometry[id(b)][0])]
+      # coverers: opaque faces of closed outlines (a cross or a dash has no inside)
+      solid = {id(b): geometry[id(b)][3] & (geometry[id(b)][1] > 1.0) for b in later}
+      covers = [(geometry[id(b)][0][solid[id(b)]], geometry[id(b)][1][solid[id(b)]],
+                 geometry[id(b)][4][solid[id(b)]]) for b in later]
+      covers = [c for c in covers if len(c[0])]
+      if not covers:
+        continue
+      cover_xy = np.concatenate([c[0] for c in covers])
+      cover_r = np.concatenate([c[1] for c in covers])
+      cover_rgb = np.concatenate([c[2] for c in covers])
+      tree = cKDTree(cover_xy)
+      reach = float(cover_r.max())
+
+      def hidden(points_Nx2, radius_N, colour_Nx3, within=np.inf):
+        out = np.zeros(len(points_Nx2), bool)
+        for k, neighbours in enumerate(tree.query_ball_point(points_Nx2, reach + tolerance_px)):
+          for j in neighbours:
+            distance = np.hypot(*(cover_xy[j] - points_Nx2[k]))
+            if (np.any(np.abs(cover_rgb[j] - colour_Nx3[k]) > 1.5 / 255) and distance <= within
+                and distance + HIDDEN_EXTENT * radius_N[k] <= cover_r[j] + tolerance_px):
+              out[k] = True
+              break
+        return out
+
+      centres, _, outer, _, colours = geometry[id(artist)]
+      if len(centres):
+        covered = hidden(centres, outer, colours, within=COINCIDENT_PX * fig.dpi / 72.0)
+        if covered.any():
+          problems.append(f"hidden marker: {int(covered.sum())} of {len(centres)} markers of "
+                          f"{_artist_name(artist)} in {names[id(ax)]} lie under opaque markers of "
+                          f"another colour drawn after them")
+      if isinstance(artist, Line2D) and artist.get_linestyle() not in NO_LINE and artist.get_linewidth() > 0:
+        points = _curve_points(artist, ax.bbox, 1.0)
+        if 2 <= len(points):
+          width = artist.get_linewidth() * fig.dpi / 72.0 / 2
+          covered = hidden(points, np.full(len(points), width), np.tile(rgb(artist.get_color()), (len(points), 1)))
+          if covered.all():
+            problems.append(f"hidden line: {_artist_name(artist)} in {names[id(ax)]} lies entirely under "
+                            f"opaque markers of another colour drawn after it")
+  return problems
+
+
+# ----------------------------------------------------------------------------- frame and ranges
+
+def _polylines(ax) -> list[tuple[object, np.ndarray, float]]:
+  """(artist, display polyline, half width px) of every stroked line and contour piece of ``ax``."""
+  found = []
+  px_per_pt = ax.figure.dpi / 72.0
+  for collection in ax.collections:
+    if isinstance(collection, ContourSet) and not collection.filled and collection.get_visible():
+      transform = collection.get_transform()
+      widths = np.atleast_1d(collection.get_linewidth())
+      for path in collection.get_paths():
+        for piece in transform.transform_path(path).to_polygons(closed_only=False):
+          found.append((collection, np.asarray(piece, float), float(widths[0]) * px_per_pt / 2))
+  for line in ax.lines:
+    if line.get_visible() and line.get_linestyle() not in NO_LINE and line.get_linewidth() > 0:
+      found.append((line, line.get_transform().transform(np.asarray(line.get_xydata(), float)),
+                    line.get_linewidth() * px_per_pt / 2))
+  return found
+
+
+def _lines_on_frame(fig: Figure, share: float = 0.9) -> list[str]:
+  """Lines and contour lines that run along an edge of their axes' frame (within their half
+  width + 1 px) over ``share`` of their visible length: the spine or the clip hides them."""
+  names = _describe_axes(fig)
+  problems = []
+  for ax in _plot_axes(fig):
+    frame = ax.bbox
+    for artist, polyline, half in _polylines(ax):
+      points = _densified(polyline, 1.0)
+      inside = points[(points[:, 0] >= frame.x0 - 0.5) & (points[:, 0] <= frame.x1 + 0.5)
+                      & (points[:, 1] >= frame.y0 - 0.5) & (points[:, 1] <= frame.y1 + 0.5)]
+      if len(inside) < 10:
+        continue
+      reach = half + 1.0
+      edges = {"left": np.abs(inside[:, 0] - frame.x0), "right": np.abs(inside[:, 0] - frame.x1),
+               "bottom": np.abs(inside[:, 1] - frame.y0), "top": np.abs(inside[:, 1] - frame.y1)}
+      for edge, distance in edges.items():
+        on = float(np.mean(distance <= reach))
+        if on >= share:
+          problems.append(f"line on frame: {_artist_name(artist)} of {names[id(ax)]} runs along the "
+                          f"{edge} edge of its axes over {100 * on:.0f}% of its length")
+          break
+  return problems
+
+
+def _bands_beyond_frame(fig: Figure, tolerance_px: float) -> list[str]:
+  """Bands (``fill_between``) and error bars that run out of their axes: the reader cannot see
+  where they end (a mean - sd band below the floor of a log axis)."""
+  names = _describe_axes(fig)
+  problems = []
+  for ax in _plot_axes(fig):
+    frame = ax.bbox
+    for artist in ax.collections:
+      if (not artist.get_visible() or not artist.get_clip_on() or isinstance(artist, ContourSet)
+              or artist.get_array() is not None
+              or not isinstance(artist, (PolyCollection, LineCollection))
+              or artist.get_transform() != ax.transData):
+        continue
+      vertices = [np.asarray(p.vertices, float) for p in artist.get_paths()] if isinstance(artist, PolyCollection) \
+          else [np.asarray(s, float).reshape(-1, 2) for s in artist.get_segments()]
+      vertices = [v for v in vertices if len(v)]
+      if not vertices:
+        continue
+      xy = ax.transData.transform(np.concatenate(vertices))
+      xy = xy[np.all(np.isfinite(xy), axis=1)]
+      beyond = np.max(np.maximum.reduce([frame.x0 - xy[:, 0], xy[:, 0] - frame.x1,
+                                         frame.y0 - xy[:, 1], xy[:, 1] - frame.y1])) if len(xy) else 0.0
+      if beyond > tolerance_px:
+        kind = "band" if isinstance(artist, PolyCollection) else "error bar"
+        problems.append(f"{kind} off axes: {_artist_name(artist)} of {names[id(ax)]} runs {beyond:.0f} px "
+                        f"beyond the frame of its axes")
+  return problems
+
+
+def _colour_floor_unmarked(fig: Figure, share: float = 0.01) -> list[str]:
+  """A colour bar over colour-mapped data piled at (or beyond) one end of its scale (two values
+  or more, at least ``share`` of them) without an extension (triangle) at that end: a floor
+  read as a value. An end the plotting code declared as the quantity's own bound
+  (:func:`declare_valid_range` on the colour bar's axes: log10 of a mass <= 0) is a value."""
+  problems = []
+  for bar_ax in (ax for ax in fig.axes if hasattr(ax, "_colorbar")):
+    bar = bar_ax._colorbar
+    mappable = bar.mappable
+    if isinstance(mappable, ContourSet):
+      continue
+    values = mappable.get_array()
+    if values is None:
+      continue
+    values = np.ma.compressed(np.ma.masked_invalid(np.ma.asarray(values, float)))
+    if not values.size or mappable.norm.vmin is None:
+      continue
+    low, high = float(mappable.norm.vmin), float(mappable.norm.vmax)
+    slack = 1e-9 * max(1.0, abs(low), abs(high))
+    # a bound of the quantity itself (log10 of a mass <= 0) is a value, not a floor
+    natural = getattr(bar_ax, VALID_RANGE_ATTR, (-np.inf, np.inf, ""))
+    for end, at_end, extended, bound in (
+        ("lowest", values <= low + slack, bar.extend in ("min", "both"), abs(natural[0] - low) <= slack),
+        ("highest", values >= high - slack, bar.extend in ("max", "both"), abs(natural[1] - high) <= slack)):
+      if at_end.sum() >= 2 and np.mean(at_end) >= share and not extended and not bound:
+        problems.append(f"colour floor unmarked: {int(at_end.sum())} of {values.size} colour-mapped values "
+                        f"sit at or beyond the {end} colour of the bar ({low if end == 'lowest' else high:g}) "
+                        f"but the bar has no extension there (extend='min'/'max' or a '<=' tick label)")
+  return problems
+
+
+def _ticks_beyond_valid_range(fig: Figure, drawn: list[DrawnText]) -> list[str]:
+  """Labelled y ticks outside the range the axes declared (:func:`declare_valid_range`): a mass
+  axis running to 10."""
+  names = _describe_axes(fig)
+  shown = {id(d.artist) for d in drawn}
+  problems = []
+  for ax in _plot_axes(fig):
+    declared = getattr(ax, VALID_RANGE_ATTR, None)
+    if declared is None:
+      continue
+    low, high, quantity = declared
+    slack = 1e-9 * max(1.0, abs(low) if np.isfinite(low) else 0.0, abs(high) if np.isfinite(high) else 0.0)
+    bottom, top = sorted(ax.get_ylim())
+    for tick in ax.yaxis.get_major_ticks():
+      value = tick.get_loc()
+      if not (bottom <= value <= top) or not ({id(tick.label1), id(tick.label2)} & shown):
+        continue
+      if value < low - slack or value > high + slack:
+        problems.append(f"tick beyond range: the y tick {displayed_text(tick.label1.get_text())!r} of "
+                        f"{names[id(ax)]} labels {quantity} = {value:g}, outside its valid range "
+                        f"[{low:g}, {high:g}]")
+  return problems
+
+
+def _unlabelled_axes(fig: Figure, drawn: list[DrawnText]) -> list[str]:
+  """An axis that draws numeric tick labels but has no label: not its own, not a figure-wide
+  one, not (x) that of a panel in its column, not (y) that of a panel in its row sharing its
+  y axis. The reader sees numbers without knowing of what (a right-hand panel with its own scale)."""
+  names = _describe_axes(fig)
+  shown = {id(d.artist): d.shown for d in drawn}
+  problems = []
+  figure_label = {"x": getattr(fig, "_supxlabel", None), "y": getattr(fig, "_supylabel", None)}
+  plot_axes = [ax for ax in _plot_axes(fig) if ax.get_visible() and ax.axison]
+
+  def spans(ax):
+    spec = ax.get_subplotspec() if hasattr(ax, "get_subplotspec") else None
+    return (None, None) if spec is None else (spec.colspan, spec.rowspan)
+
+  def labelled_by_neighbour(ax, letter) -> bool:
+    # x: a panel of the same column labels it (columns of one quantity, labelled at the bottom);
+    # y: a panel of the same row labels it *and* shares its y axis (same scale, ticks or not)
+    col, row = spans(ax)
+    for other in plot_axes:
+      if other is ax or spans(other)[0] is None:
+        continue
+      if letter == "x" and spans(other)[0] == col and other.xaxis.get_label().get_text().strip():
+        return True
+      if (letter == "y" and spans(other)[1] == row and other.yaxis.get_label().get_text().strip()
+              and ax.get_shared_y_axes().joined(ax, other)):
+        return True
+    return False
+
+  for ax in plot_axes:
+    for letter, axis in (("x", ax.xaxis), ("y", ax.yaxis)):
+      if axis.get_label().get_text().strip() or (figure_label[letter] is not None
+                                                 and figure_label[letter].get_text().strip()):
+        continue
+      if labelled_by_neighbour(ax, letter):
+        continue
+      numeric = [shown[id(t.label1)] for t in axis.get_major_ticks()
+                 if id(t.label1) in shown and re.search(r"\d", shown[id(t.label1)])]
+      if numeric:
+        problems.append(f"unlabelled axis: the {letter} axis of {names[id(ax)]} draws tick labels "
+                        f"({', '.join(numeric[:3])}{', ...' if len(numeric) > 3 else ''}) but has no label")
+  return problems
+
+
+COLOUR_CLASH_RGB = 0.2  # categorical colours nearer than this (RGB distance) to a colour map's read as values
+
+
+def _colour_clashes(fig: Figure) -> list[str]:
+  """A legend colour (a category: pipeline, group) close to a colour of a colour bar's map in
+  the same figure: a categorical marker reads as a value of the colour scale."""
+  bars = [ax._colorbar for ax in fig.axes if hasattr(ax, "_colorbar")]
+  if not bars:
+    return []
+  samples = np.concatenate([np.asarray(bar.cmap(np.linspace(0.0, 1.0, 256)))[:, :3] for bar in bars])
+  legends = [lg for lg in (*(ax.get_legend() for ax in _plot_axes(fig)), *fig.legends)
+             if lg is not None and lg.get_visible()]
+  problems, seen = [], set()
+  for legend in legends:
+    for text, marks in legend_entries(legend):
+      for mark in marks:
+        if mark.colour is None or is_neutral(mark.colour) or mark.colour in seen:
+          continue
+        distance = np.sqrt(np.sum((samples - np.asarray(mark.colour)) ** 2, axis=1))
+        if distance.min() < COLOUR_CLASH_RGB:
+          seen.add(mark.colour)
+          problems.append(f"colour clash: legend entry {text[:40]!r} is drawn in "
+                          f"{mcolors.to_hex(mark.colour)}, {distance.min():.2f} from a colour of "
+                          f"the colour bar's map (at least {COLOUR_CLASH_RGB:g}): a category reads as a value")
   return problems
 
 
@@ -816,7 +1185,14 @@ def check_figure(fig: Figure) -> list[str]:
           + _legend_swatch_mismatches(fig)
           + _out_of_declared_range(fig)
           + _markers_cut_by_frame(fig, MARKER_TOLERANCE_PT * px_per_pt)
-          + _indistinguishable_curves(fig, INDISTINGUISHABLE_SHARE))
+          + _indistinguishable_curves(fig, INDISTINGUISHABLE_SHARE)
+          + _hidden_marks(fig, MARKER_TOLERANCE_PT * px_per_pt)
+          + _lines_on_frame(fig, INDISTINGUISHABLE_SHARE)
+          + _bands_beyond_frame(fig, CANVAS_TOLERANCE_PT * px_per_pt)
+          + _colour_floor_unmarked(fig)
+          + _ticks_beyond_valid_range(fig, drawn)
+          + _unlabelled_axes(fig, drawn)
+          + _colour_clashes(fig))
 
 
 def assert_figure_ok(fig: Figure, name: str) -> None:

@@ -145,6 +145,23 @@ def _hatch(ax, recall: np.ndarray, y: np.ndarray, trapped: np.ndarray) -> None:
       ax.contourf(recall, y, trapped.astype(float), levels=[0.5, 1.5], colors="none", hatches=[HATCH])
 
 
+EDGE_CELLS = 3  # a trap boundary this close to the map's right edge is hard to see: the title names it
+
+
+def edge_boundaries(result: dict) -> list[tuple[str, str, float]]:
+  """(map, regularizer, p) of the maps whose optimum reaches 1/2 only within the last
+  ``EDGE_CELLS`` recall cells (the trap boundary runs along the right edge): p is the
+  smallest recall with an untrapped cell."""
+  recall = np.asarray(result["recall"], np.float64)
+  found = []
+  for map_name in MAP_ROWS:
+    for g, name in enumerate(str(r) for r in result["regularizers"]):
+      untrapped = (np.asarray(result[f"mass_{map_name}"][g], np.float64) >= TRAP_MASS).any(axis=0)
+      if untrapped.any() and np.argmax(untrapped) >= len(recall) - EDGE_CELLS:
+        found.append((map_name, name, float(recall[np.argmax(untrapped)])))
+  return found
+
+
 def draw_phase_maps(result: dict) -> "plt.Figure":
   """Figure with rows (gap/beta map, beta map) x columns (regularizers)."""
   regs = [str(r) for r in result["regularizers"]]
@@ -155,6 +172,7 @@ def draw_phase_maps(result: dict) -> "plt.Figure":
                            squeeze=False)
   xticks = ticks_with_ends(float(recall[0]), float(recall[-1]), max_inner=1)
   mesh = contours = None
+  at_edge = {(m, r): p for m, r, p in edge_boundaries(result)}
   for row, (map_name, y, ylabel, fixed) in enumerate(_rows(result)):
     y = y.astype(np.float64)
     x_edges, y_edges = _edges(recall), _edges(y)
@@ -184,11 +202,19 @@ def draw_phase_maps(result: dict) -> "plt.Figure":
       _set_end_ticks(ax.xaxis, "x", xticks)
       _set_end_ticks(ax.yaxis, "y", ticks_with_ends(float(y[0]), float(y[-1]), max_inner=1))
       if row == 0:
-        ax.set_title(TITLES.get(name, name), fontsize=7)
+        ax.set_title(TITLES.get(name, name) + "".join(
+            f"\n{'' if m == MAP_ROWS[0] else 'bottom: '}$\\pi^*\\geq 1/2$ only at $p\\geq${p:.2g}"
+            for m in MAP_ROWS if (m, name) in at_edge for p in [at_edge[(m, name)]]), fontsize=7)
       if col == 0:
         ax.set_ylabel(f"{ylabel}\n({fixed})")
-  cbar = fig.colorbar(mesh, ax=axes, shrink=0.9, pad=0.01, aspect=30,
+  # the scale's end is a floor (_log_mass): masses below it take its colour, as the bar's
+  # triangle and its tick say (the caption gives the smallest mass drawn)
+  cbar = fig.colorbar(mesh, ax=axes, shrink=0.9, pad=0.01, aspect=30, extend="min",
                       ticks=[LOG_MASS_FLOOR, *ISO_LOG_MASSES, 0.0])
+  cbar.ax.set_yticklabels([r"$\leq$" + f"{LOG_MASS_FLOOR:g}".replace("-", "\u2212")]
+                          + [f"{v:g}".replace("-", "\u2212") for v in (*ISO_LOG_MASSES, 0.0)])
+  from recall_theory.plotting.figure_check import declare_valid_range
+  declare_valid_range(cbar.ax, -np.inf, 0.0, "log10 mass")  # 0 = a mass of 1: a bound, not a clip
   if contours is not None:
     for level in ISO_LOG_MASSES:
       cbar.ax.axhline(level, color="white", lw=0.8)
@@ -206,6 +232,17 @@ def draw_phase_maps(result: dict) -> "plt.Figure":
   return fig
 
 
+BOUND_APART_DECADES = 0.03  # the loose bound within this of the ceiling (7%, ~1 px) is not drawn
+
+
+def bound_apart(result: dict) -> np.ndarray:
+  """(K, p) mask: the loose bound lies more than ``BOUND_APART_DECADES`` above the ceiling."""
+  ceiling = np.asarray(result["ceiling"], np.float64)
+  loose = np.asarray(result["ceiling_loose"], np.float64)
+  with np.errstate(divide="ignore", invalid="ignore"):
+    return np.abs(np.log10(loose) - np.log10(ceiling)) > BOUND_APART_DECADES
+
+
 def draw_ceiling(result: dict) -> "plt.Figure":
   """KL-budget ceiling t*(p, K) (solid) and its loose bound (dashed, darker, on top) against recall.
 
@@ -219,10 +256,13 @@ def draw_ceiling(result: dict) -> "plt.Figure":
   loose = np.asarray(result["ceiling_loose"], np.float64)
   palette = plt.get_cmap("viridis")(np.linspace(0.1, 0.85, len(result["budgets"])))
   handles = []
+  apart = bound_apart(result)
   for k, (budget, colour) in enumerate(zip(result["budgets"], palette)):
     label = f"K = {float(budget):g}"
     exact_line, = ax.plot(recall, ceiling[k], color=colour, lw=1.4, label=label, zorder=2)
-    loose_line, = ax.plot(recall, loose[k], color=darker(colour), ls="--", lw=0.8, label=label, zorder=3)
+    # where the bound lies on the ceiling it would hide it (or be hidden): not drawn there
+    loose_line, = ax.plot(recall, np.where(apart[k], loose[k], np.nan), color=darker(colour), ls="--", lw=0.8,
+                          label=label, zorder=3)
     handles.append((exact_line, loose_line))
   ax.set_xscale("log")
   ax.set_yscale("log")
@@ -232,7 +272,8 @@ def draw_ceiling(result: dict) -> "plt.Figure":
   ax.set_xlabel(r"reference recall $p=\pi_{\rm ref}(A)$")
   ax.set_ylabel(r"max $\pi(A)$ with KL$(\pi\|\pi_{\rm ref})\leq K$")
   fig.legend(handles, [h[0].get_label() for h in handles], handler_map={tuple: HandlerTuple(ndivide=None)},
-             title="solid: exact ceiling; dashed (darker): loose bound", title_fontsize=6,
+             title=(f"solid: exact ceiling; dashed (darker): loose bound,\ndrawn where it is more than "
+                    f"{100 * (10 ** BOUND_APART_DECADES - 1):.0f}% above the ceiling"), title_fontsize=6,
              loc="outside lower center", ncol=len(handles), fontsize=6, handlelength=2.2, columnspacing=1.2)
   return fig
 
@@ -276,6 +317,9 @@ def phase_caption(result: dict, n_recall: int | None = None, n_y: int | None = N
     return "; ".join(f"{PLAIN_TITLES.get(r, r)} {100 * shares[(map_name, r)]:.0f}%" for r in regs)
 
   drawn = f"drawn from {recall.size} x {ratio.size} of the points" if recall.size < n_recall else "every point drawn"
+  masses = np.concatenate([np.ravel(np.asarray(result[f"mass_{m}"], np.float64)) for m in MAP_ROWS])
+  smallest, cells = float(masses.min()), masses.size
+  below = int(np.sum(masses < 10.0 ** LOG_MASS_FLOOR))
   return (
       f"Exact aligned target mass pi*(A) of each regularizer's optimum for a two-level reward "
       f"(colour: log10 pi*(A), floored at {LOG_MASS_FLOOR:g}), over reference recall p from {recall[0]:.3g} "
@@ -287,7 +331,14 @@ def phase_caption(result: dict, n_recall: int | None = None, n_y: int | None = N
       f"Dashed: the law's boundary gap/beta = log((1-p)/p), where the reverse-KL optimum "
       f"sigmoid(logit p + gap/beta) reaches 1/2 (trapped below it in the top row, above it in the bottom row). "
       f"White lines: iso-mass contours at log10 pi*(A) = "
-      f"{', '.join(f'{v:g}' for v in ISO_LOG_MASSES)}, the colour bar's marked ticks.")
+      f"{', '.join(f'{v:g}' for v in ISO_LOG_MASSES)}, the colour bar's marked ticks. The colour scale "
+      f"ends at log10 pi*(A) = {LOG_MASS_FLOOR:g} (the bar's triangle): a smaller mass would take that colour; "
+      f"the smallest mass on these maps is {smallest:.3g}, "
+      + ("none below it." if smallest >= 10.0 ** LOG_MASS_FLOOR else
+         f"{below} of the {cells} cells lie below it.")
+      + "".join(f" {PLAIN_TITLES.get(r, r)}, {'top' if m == MAP_ROWS[0] else 'bottom'} row: the optimum "
+                f"reaches 1/2 only at p >= {p:.2g}, so its trap boundary runs along the right edge "
+                f"(the panel's title says so)." for m, r, p in edge_boundaries(result)))
 
 
 def ceiling_caption(result: dict) -> str:
@@ -296,7 +347,14 @@ def ceiling_caption(result: dict) -> str:
   budgets = [float(b) for b in result["budgets"]]
   ceiling = np.asarray(result["ceiling"])
   at_min = "; ".join(f"K = {b:g}: {ceiling[k, 0]:.3g}" for k, b in enumerate(budgets))
+  apart = bound_apart(result)
+  hidden = [f"K = {b:g}" + (" (everywhere)" if not apart[k].any() else f" ({100 * (1 - apart[k].mean()):.0f}% of "
+                                                                     "the recalls)")
+            for k, b in enumerate(budgets) if not apart[k].all()]
   return (f"KL-budget ceiling: the most target mass any policy with KL(pi || pi_ref) <= K can have, "
           f"t*(p, K) = max{{t >= p : kl(t || p) <= K}} (solid), and its loose bound (K + log 2)/log(1/p) "
           f"(dashed), for K in {', '.join(f'{b:g}' for b in budgets)}, over reference recall p from "
-          f"{recall[0]:.3g} to {recall[-1]:.3g}. At the smallest recall the ceiling is {at_min}.")
+          f"{recall[0]:.3g} to {recall[-1]:.3g}. At the smallest recall the ceiling is {at_min}. "
+          f"The bound is drawn only where it lies more than {100 * (10 ** BOUND_APART_DECADES - 1):.0f}% above "
+          f"the ceiling" + (f"; it lies within that of the ceiling for {', '.join(hidden)}, where the solid "
+                            f"curve is both." if hidden else "."))
