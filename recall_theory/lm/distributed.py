@@ -245,6 +245,7 @@ def initialize_from_args(args: argparse.Namespace, *,
 HEARTBEAT_S = 1.0
 LOST_AFTER_S = 15.0
 _BEAT_KEY = "recall_theory/beat/{}"
+_DONE_KEY = "recall_theory/done/{}"
 
 
 def watch_peers(prog: str, *, beat_s: float = HEARTBEAT_S, lost_after_s: float = LOST_AFTER_S):
@@ -257,7 +258,9 @@ def watch_peers(prog: str, *, beat_s: float = HEARTBEAT_S, lost_after_s: float =
   Without it a survivor blocks in a collective or an Orbax barrier until JAX's own timeouts
   (minutes) abort it with a stack dump. Returns the thread (None outside a multi-process run).
   The beat continues while the process waits in ``jax.distributed``'s exit barrier, so a
-  process that finished early is not mistaken for a lost one.
+  process that finished early is not mistaken for a lost one; a process that is exiting says
+  so in the store first (a peer that said so is never called lost), and once exiting, a store
+  that stops answering (process 0 shut it down after the barrier) ends the watch quietly.
   """
   import jax
   from jax._src import distributed as jax_distributed  # why private: the KV store has no public API
@@ -265,10 +268,21 @@ def watch_peers(prog: str, *, beat_s: float = HEARTBEAT_S, lost_after_s: float =
   if client is None or jax.process_count() < 2:
     return None
   me, n = jax.process_index(), jax.process_count()
+  exiting = threading.Event()
 
-  def count(peer: int) -> int | None:
+  def say_done():
+    exiting.set()
     try:
-      return int(client.key_value_try_get(_BEAT_KEY.format(peer)))
+      client.key_value_set(_DONE_KEY.format(me), "1")
+    except Exception:  # the store is already gone: nothing to tell
+      pass
+
+  def done(peer: int) -> bool:
+    return count(peer, _DONE_KEY) is not None
+
+  def count(peer: int, key: str = _BEAT_KEY) -> int | None:
+    try:
+      return int(client.key_value_try_get(key.format(peer)))
     except Exception as err:  # not set yet: NOT_FOUND; anything else: the store is gone
       if "NOT_FOUND" in str(err) or "not found" in str(err).lower():
         return None
@@ -284,16 +298,20 @@ def watch_peers(prog: str, *, beat_s: float = HEARTBEAT_S, lost_after_s: float =
           current = count(peer)
           if current != value:
             last[peer] = (current, now)
-          elif now - since > lost_after_s:
+          elif now - since > lost_after_s and not done(peer):
             abandon(f"lost process {peer} of {n} of the multi-process run (no heartbeat for "
                     f"{now - since:.0f} s); process {me} stops too (rerun every process; "
                     "--resume continues from the last checkpoint)", prog)
       except Exception as err:  # the key-value store itself is gone: process 0 stopped
+        if exiting.is_set():  # after the exit barrier process 0 may shut it down first
+          return
         abandon(f"lost process 0 of {n} of the multi-process run (its coordination service "
                 f"stopped answering: {str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__}); "
                 f"process {me} stops too", prog)
       time.sleep(beat_s)
 
+  import atexit
+  atexit.register(say_done)  # runs before jax.distributed's own shutdown (registered earlier)
   thread = threading.Thread(target=watch, name="recall-theory-peer-watch", daemon=True)
   thread.start()
   return thread
