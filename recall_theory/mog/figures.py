@@ -641,8 +641,8 @@ def plot_trained_phase(out_dir, data: dict, name: str = "mog_phase_trained") -> 
         ax.yaxis.set_major_formatter(FuncFormatter(_tick_label))
         ax.yaxis.set_minor_formatter(FuncFormatter(lambda *_: ""))
         ax.set_title(f"{pipeline}, {labels.get(algorithm, algorithm)}", fontsize=7)
-        if i == len(pipelines) - 1 and j == len(algorithms) // 2:
-          ax.set_xlabel(r"student's recall $p$ (K-A's reference), log scale")
+        if i == len(pipelines) - 1:   # every bottom panel: each one's ticks need their label
+          ax.set_xlabel(r"student's recall $p$ (log)")
         if j == 0:
           ax.set_ylabel(r"$\Delta/\beta$ under the student, log scale")
     bar = fig.colorbar(mesh, ax=axes, extend="both", shrink=0.85, pad=0.02)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from recall_theory.decomposition import LEVELS, TERM_LABELS, TERMS
+from recall_theory.decomposition import TERM_LABELS, TERMS
 from recall_theory.plotting.style import TEXT_WIDTH, darker, paper_style
 
 PIPELINE_ORDER = ("K-A", "A", "K-A(teacher-ref)")

@@ -50,7 +50,7 @@ def test_recall_sweep_writes_exact_monotone_curves(tmp_path):
   paths = run_recall_sweep(tmp_path, n_weights=4, betas=(0.1, 1.0))
   names = sorted(p.name for p in paths)
   assert names == ["mog_recall_sweep.csv", "mog_recall_sweep.pdf", "mog_recall_sweep.png",
-                   "mog_recall_sweep_data.npz"]
+                   "mog_recall_sweep_caption.md", "mog_recall_sweep_data.npz"]
   from recall_theory import schema
   all_rows = schema.read_results(tmp_path / "mog_recall_sweep.csv")  # the law's columns are there
   assert len(all_rows) == 8 * 3  # weights x betas x pipelines (K-A, A-K, A)
