@@ -205,6 +205,15 @@ def _load_csv(path: Path) -> list[list[str]]:
     return list(csv.reader(fh))
 
 
+def _shape_mismatch(committed: Path, a: list, b: list) -> str | None:
+  """Why two loaded CSVs cannot be compared row by row (None when they can)."""
+  if not a or not b or a[0] != b[0]:
+    return f"{committed}: columns differ from the rerun's"
+  if len(a) != len(b):
+    return f"{committed}: {len(a) - 1} rows committed, {len(b) - 1} in the rerun"
+  return None
+
+
 def _cells_differ(name: str, x: str, y: str, rtol: float, atol: float) -> bool:
   """Whether two cells differ beyond rtol/atol (numbers) or at all (text)."""
   if x == y:
@@ -249,10 +258,9 @@ def file_rule(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def compare_csv(committed: Path, rerun: Path, rtol: float, atol: float) -> list[str]:
   """Cell-by-cell differences between two CSVs (numbers to rtol/atol, text exactly)."""
   a, b = _load_csv(committed), _load_csv(rerun)
-  if not a or not b or a[0] != b[0]:
-    return [f"{committed}: columns differ from the rerun's"]
-  if len(a) != len(b):
-    return [f"{committed}: {len(a) - 1} rows committed, {len(b) - 1} in the rerun"]
+  mismatch = _shape_mismatch(committed, a, b)
+  if mismatch:
+    return [mismatch]
   header, problems = a[0], []
   for r, (row_a, row_b) in enumerate(zip(a[1:], b[1:]), start=2):
     for name, x, y in zip(header, row_a, row_b):
@@ -297,10 +305,9 @@ def compare_statistical(committed: Path, rerun: Path, rtol: float, atol: float) 
   from recall_theory import stats
 
   a, b = _load_csv(committed), _load_csv(rerun)
-  if not a or not b or a[0] != b[0]:
-    return [f"{committed}: columns differ from the rerun's"]
-  if len(a) != len(b):
-    return [f"{committed}: {len(a) - 1} rows committed, {len(b) - 1} in the rerun"]
+  mismatch = _shape_mismatch(committed, a, b)
+  if mismatch:
+    return [mismatch]
   header, problems = a[0], []
   keys = [c for c in GROUP_COLUMNS if c in header]
   groups: dict[tuple, list[tuple[int, list[str], list[str]]]] = {}

@@ -4,7 +4,6 @@ A file of its own so the test runner can run it beside the other multi-process t
 """
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,18 +11,8 @@ import time
 from recall_theory.lm import distributed
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
-def _env(n_devices: int) -> dict:
-  env = dict(os.environ, JAX_PLATFORMS="cpu",
-             XLA_FLAGS=f"--xla_force_host_platform_device_count={n_devices}")
-  for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
-    env.pop(name, None)
-  return env
+# the same helpers as the other multi-process tests (tests/lm is on sys.path: no __init__.py)
+from test_lm_distributed import _env, _free_port  # noqa: E402
 
 
 # -- the command line as a launcher (Slurm, torchrun-style) starts it ------------------------
